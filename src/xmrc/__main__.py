@@ -1,0 +1,5 @@
+import sys
+
+from xmrc.cli import main
+
+sys.exit(main())

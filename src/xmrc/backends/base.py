@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol, Sequence
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    prompt_tokens: int
+    output_tokens: int
+
+
+class Backend(Protocol):
+    name: str
+
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,
+                 stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
+        """Greedy continuations of `prompts`, in the same order. `templated` prompts already hold the chat
+        template's special tokens, so no BOS is added; `stop_when(text)` may end a sequence early."""
+        ...

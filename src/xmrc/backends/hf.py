@@ -1,0 +1,85 @@
+"""Hugging Face transformers backend: greedy, batched, left-padded, longest prompts first.
+
+Longest-first batching keeps padding small (neighbours have similar lengths) and fails fast on memory.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
+
+from xmrc.backends.base import Generation
+from xmrc.exceptions import XmrcError
+
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
+
+
+class _StopWhen(StoppingCriteria):
+    """Per-sequence early stop: decodes only the new tokens and asks `stop_when`."""
+
+    def __init__(self, tokenizer, prompt_length: int, stop_when: Callable[[str], bool]):
+        self.tokenizer, self.prompt_length, self.stop_when = tokenizer, prompt_length, stop_when
+
+    def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        return torch.tensor([self.stop_when(text) for text in texts], dtype=torch.bool, device=input_ids.device)
+
+
+def load_tokenizer(weights: str, revision: str | None = None):
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(weights, revision=revision)
+    except (OSError, ValueError) as error:
+        raise XmrcError(f"{weights}: could not load the tokenizer ({str(error).splitlines()[0]})") from None
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16", batch_size: int = 16,
+                 device: str | None = None, gpus: int = 1, progress: bool = True):
+        self.batch_size, self.progress = batch_size, progress
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.tokenizer = load_tokenizer(weights, revision)
+        if self.device == "cpu" and dtype in ("bfloat16", "float16"):
+            dtype = "float32"  # half precision matmuls are slow or missing on CPU
+        options = {"revision": revision, "dtype": DTYPES[dtype]}
+        if self.device == "cuda" and gpus > 1:
+            options["device_map"] = "auto"  # shard large models over the job's GPUs
+        try:
+            self.model = AutoModelForCausalLM.from_pretrained(weights, **options)
+        except (OSError, ValueError) as error:
+            raise XmrcError(f"{weights}: could not load the model ({str(error).splitlines()[0]})") from None
+        if "device_map" not in options:
+            self.model.to(self.device)
+        self.model.eval()
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,
+                 stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
+        encoded = self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        results: list[Generation | None] = [None] * len(prompts)
+        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        for batch in tqdm(batches, desc="generate", unit="batch", disable=not self.progress):
+            padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+            input_ids = padded["input_ids"].to(self.model.device)
+            attention_mask = padded["attention_mask"].to(self.model.device)
+            criteria = StoppingCriteriaList([_StopWhen(self.tokenizer, input_ids.shape[1], stop_when)]) \
+                if stop_when else None
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                                         max_new_tokens=max_new_tokens, stopping_criteria=criteria,
+                                         pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None,
+                                         top_k=None)
+            new_tokens = output[:, input_ids.shape[1]:]
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for row, index in enumerate(batch):
+                produced = int((new_tokens[row] != self.tokenizer.pad_token_id).sum())
+                results[index] = Generation(texts[row], len(encoded[index]), produced)
+        return results

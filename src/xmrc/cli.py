@@ -1,0 +1,284 @@
+"""`xmrc`: the command line the workflow's rules call, one subcommand per step.
+
+Every user-facing problem ends as one line `xmrc: error: ...` on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from xmrc import LANGUAGES, __version__
+from xmrc.exceptions import XmrcError
+
+
+def _read_parquet(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except Exception as error:
+        raise XmrcError(f"{path}: not a readable Parquet table ({type(error).__name__})") from None
+
+
+def _read_csv(path: str) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise XmrcError(f"{path}: not a readable CSV table ({type(error).__name__})") from None
+
+
+def _require_columns(frame: pd.DataFrame, columns: list[str], path: str) -> None:
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+
+
+def cmd_check_config(args) -> None:
+    from xmrc.config import Registry, load_config
+
+    config = load_config(args.config)
+    registry = Registry.load(config["registry"])
+    models = registry.select(config["models"])
+    print(f"{args.config}: valid; run '{config['run']}', {len(models)} models, "
+          f"{len(config['languages'])} languages, shots {config['shots']}, formats {config['prompt_formats']}")
+
+
+def cmd_data(args) -> None:
+    from xmrc import data
+
+    if args.source == "local":
+        if not args.local_dir:
+            raise XmrcError("--local-dir is required with --source local")
+        table = data.load_local(Path(args.local_dir), args.languages)
+    else:
+        table = data.load_hub(args.hub_id, args.languages, args.revision)
+    table, problems = data.prepare(table, args.languages)
+    from xmrc.generation import write_parquet_atomic
+
+    write_parquet_atomic(table, Path(args.out))
+    report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
+    report.to_csv(args.problems, index=False)
+    for kind in sorted(set(report["kind"])):
+        print(f"xmrc: warning: XQuAD {data.describe(problems, kind)}", file=sys.stderr)
+    print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages; "
+          f"{len(problems)} problem(s) reported in {args.problems}")
+
+
+def _corpus(table: pd.DataFrame) -> list[str]:
+    return list(pd.unique(table["context"])) + table["question"].tolist()
+
+
+def cmd_tiny_model(args) -> None:
+    from xmrc.config import Registry
+    from xmrc.tinymodels import build_from_spec
+
+    model = Registry.load(args.registry).get(args.model)
+    if model.source != "tiny":
+        raise XmrcError(f"model '{model.key}' is not a tiny model (source: {model.source})")
+    spec = dict(model.tiny, chat=model.mode == "chat")
+    build_from_spec(spec, _corpus(_read_parquet(args.data)), Path(args.out))
+    print(f"{args.out}: tiny {spec['architecture']} ({model.mode}) built")
+
+
+def _model_and_weights(args):
+    from xmrc.config import Registry, model_weights
+
+    model = Registry.load(args.registry).get(args.model)
+    return model, args.weights or model_weights(model)
+
+
+def cmd_prompts(args) -> None:
+    from xmrc.prompts import build_prompt_table, hf_chat_template
+
+    model, weights = _model_and_weights(args)
+    chat_template = None
+    if model.backend == "local" and model.chat_template:
+        from xmrc.backends.hf import load_tokenizer
+
+        chat_template = hf_chat_template(load_tokenizer(weights, model.revision))
+    table = _read_parquet(args.data)
+    _require_columns(table, ["id", "lang", "context", "question", "answer_text"], args.data)
+    prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
+                                 chat_template, args.max_items)
+    from xmrc.generation import write_parquet_atomic
+
+    write_parquet_atomic(prompts, Path(args.out))
+    print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
+
+
+def cmd_generate(args) -> None:
+    from xmrc.backends import create_backend
+    from xmrc.generation import run_generation
+
+    model, weights = _model_and_weights(args)
+    if model.backend != "local":
+        raise XmrcError(f"model '{model.key}' uses the {model.backend} backend, which this version cannot run")
+    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
+        raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
+    prompts = _read_parquet(args.prompts)
+    _require_columns(prompts, ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"],
+                     args.prompts)
+    backend = create_backend("hf", weights=weights, revision=model.revision, dtype=args.dtype,
+                             batch_size=args.batch_size, gpus=max(model.gpus, 1))
+    result = run_generation(prompts, backend, Path(args.out), model=model.name, shots=args.shots,
+                            prompt_format=args.format, max_new_tokens=args.max_new_tokens,
+                            chunk_size=args.chunk_size)
+    print(f"{args.out}: {len(result)} generations, {int((result['prediction'] == '').sum())} empty answers")
+
+
+def cmd_score(args) -> None:
+    from xmrc.scoring import score_pairs
+
+    generations = _read_parquet(args.generations)
+    _require_columns(generations, ["model", "shots", "prompt_format", "id", "context_lang", "question_lang",
+                                   "answer_lang", "gold", "prediction"], args.generations)
+    frames = []
+    for lang, group in generations.groupby("answer_lang", sort=False):
+        em, f1 = score_pairs(group["prediction"].tolist(), group["gold"].tolist(), lang=lang,
+                             normalization=args.normalization)
+        frames.append(group.assign(em=em, f1=f1))
+    scored = pd.concat(frames).sort_index() if frames else generations.assign(em=[], f1=[])
+    columns = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1"]
+    from xmrc.generation import write_parquet_atomic
+
+    write_parquet_atomic(scored[columns], Path(args.out))
+    print(f"{args.out}: {len(scored)} items scored ({args.normalization}); "
+          f"mean F1 {100 * scored['f1'].mean():.2f}" if len(scored) else f"{args.out}: no items")
+
+
+def cmd_aggregate(args) -> None:
+    from xmrc.tables import direction_scores
+
+    items = pd.concat([_read_parquet(path) for path in args.scores], ignore_index=True)
+    from xmrc.generation import write_parquet_atomic
+
+    write_parquet_atomic(items, Path(args.out_items))
+    scores = direction_scores(items)
+    Path(args.out_csv).parent.mkdir(parents=True, exist_ok=True)
+    scores.to_csv(args.out_csv, index=False, float_format="%.4f")
+    print(f"{args.out_csv}: {len(scores)} directions from {len(args.scores)} score files")
+
+
+def cmd_tables(args) -> None:
+    from xmrc.tables import write_run_tables
+
+    scores = _read_csv(args.direction_scores)
+    paths = write_run_tables(scores, Path(args.out_dir))
+    print(f"{args.out_dir}: {len(paths)} tables")
+
+
+def cmd_figures(args) -> None:
+    from xmrc import figures
+
+    scores = _read_csv(args.direction_scores)
+    if args.kind == "heatmap":
+        figures.heatmap(scores, args.scenario, args.shots, Path(args.out))
+    else:
+        figures.means_chart(scores, args.shots, Path(args.out))
+    print(f"{args.out}: {args.kind} figure")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="xmrc", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"xmrc {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def languages(p):
+        p.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG")
+
+    def model(p):
+        p.add_argument("--registry", required=True, help="model registry YAML")
+        p.add_argument("--model", required=True, help="registry key or paper name")
+        p.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
+
+    p = command("check-config", cmd_check_config, "validate a run config and its registry")
+    p.add_argument("config")
+
+    p = command("data", cmd_data, "obtain XQuAD, validate it, write one Parquet table")
+    p.add_argument("--source", choices=["hub", "local"], required=True)
+    p.add_argument("--hub-id", default="google/xquad")
+    p.add_argument("--revision")
+    p.add_argument("--local-dir", help="directory of original xquad.<lang>.json files")
+    languages(p)
+    p.add_argument("--out", required=True)
+    p.add_argument("--problems", required=True, help="CSV report of data problems, by id")
+
+    p = command("tiny-model", cmd_tiny_model, "build a tiny random model of a real architecture")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True, help="XQuAD table: the tokenizer is trained on it")
+    p.add_argument("--out", required=True)
+
+    def setting(p):
+        p.add_argument("--shots", type=int, choices=[0, 2], required=True)
+        p.add_argument("--format", choices=["v1", "v2"], required=True)
+
+    p = command("prompts", cmd_prompts, "build the prompts of one (model, shots, format) for all directions")
+    p.add_argument("--data", required=True)
+    model(p)
+    setting(p)
+    languages(p)
+    p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
+    p.add_argument("--max-items", type=int)
+    p.add_argument("--out", required=True)
+
+    p = command("generate", cmd_generate, "generate answers for a prompt table (resumable)")
+    p.add_argument("--prompts", required=True)
+    model(p)
+    setting(p)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+    p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--out", required=True)
+
+    p = command("score", cmd_score, "F1/EM of every generation against its gold answer")
+    p.add_argument("--generations", required=True)
+    p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
+    p.add_argument("--out", required=True)
+
+    p = command("aggregate", cmd_aggregate, "per-direction scores from per-item scores")
+    p.add_argument("--scores", nargs="+", required=True)
+    p.add_argument("--out-csv", required=True)
+    p.add_argument("--out-items", required=True)
+
+    p = command("tables", cmd_tables, "summary and per-language tables (CSV and Markdown)")
+    p.add_argument("--direction-scores", required=True)
+    p.add_argument("--out-dir", required=True)
+
+    p = command("figures", cmd_figures, "one figure (PNG): F1 heatmap or en-x vs x-x means")
+    p.add_argument("--direction-scores", required=True)
+    p.add_argument("--kind", choices=["heatmap", "means"], required=True)
+    p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--scenario", choices=["en-x", "x-x"], default="en-x")
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except XmrcError as error:
+        print(f"xmrc: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xmrc: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

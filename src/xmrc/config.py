@@ -1,0 +1,142 @@
+"""Run configuration and model registry: loaded from YAML, validated by JSON schema, defaults filled in.
+
+Every validation problem becomes one XmrcError line that names the file and the offending key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from xmrc.exceptions import XmrcError
+
+
+def read_yaml(path: str | Path) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise XmrcError(f"{path}: not valid YAML{where}") from None
+
+
+def _schema(name: str) -> dict:
+    return yaml.safe_load(resources.files("xmrc").joinpath(f"schemas/{name}").read_text(encoding="utf-8"))
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    parts = [f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path]
+    return "".join(parts).lstrip(".") or "(top level)"
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(allowed))
+        hint = f" (allowed: {', '.join(allowed)})" if allowed else ""
+        return f"unknown key {', '.join(map(repr, extra))}{hint}"
+    if error.validator == "enum":
+        return f"{error.instance!r} is not one of {error.validator_value}"
+    return error.message
+
+
+def _fill_defaults(instance: Any, schema: dict) -> None:
+    """Insert schema defaults for absent keys (recursively into objects that exist or default to {})."""
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if key not in instance and "default" in sub:
+            instance[key] = sub["default"] if not isinstance(sub["default"], dict) else dict(sub["default"])
+        if key in instance:
+            _fill_defaults(instance[key], sub)
+
+
+def validate(instance: Any, schema_name: str, source: str) -> Any:
+    """Validate against a schema in xmrc/schemas; raise XmrcError naming the source and the bad key."""
+    schema = _schema(schema_name)
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.absolute_path)))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise XmrcError(f"{source}: key '{_key_path(best)}': {_message(best)}")
+    _fill_defaults(instance, schema)
+    return instance
+
+
+def load_config(path: str | Path) -> dict:
+    return validate_config(read_yaml(path), str(path))
+
+
+def validate_config(config: Any, source: str = "config") -> dict:
+    if not isinstance(config, dict):
+        raise XmrcError(f"{source}: expected a mapping of config keys")
+    config = validate(config, "config.schema.yaml", source)
+    if config["data"]["source"] == "local" and not config["data"].get("local_dir"):
+        raise XmrcError(f"{source}: key 'data.local_dir': required when data.source is 'local'")
+    return config
+
+
+@dataclass(frozen=True)
+class Model:
+    key: str
+    name: str
+    family: str
+    mode: str
+    chat_template: bool
+    gpus: int
+    backend: str
+    source: str = "hub"
+    hub_id: str | None = None
+    revision: str | None = None
+    path: str | None = None
+    tiny: dict | None = None
+    size_b: float | None = None
+    api_provider: str | None = None
+    main: bool = False
+    gated: bool = False
+
+
+class Registry:
+    def __init__(self, entries: dict[str, dict], source: str = "registry"):
+        self.source = source
+        self.models = {key: Model(key=key, **entry) for key, entry in entries.items()}
+        self._by_name = {model.name: model for model in self.models.values()}
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Registry":
+        entries = read_yaml(path)
+        return cls(validate(entries if entries is not None else {}, "models.schema.yaml", str(path)), str(path))
+
+    def get(self, key_or_name: str) -> Model:
+        model = self.models.get(key_or_name) or self._by_name.get(key_or_name)
+        if model is None:
+            raise XmrcError(f"unknown model '{key_or_name}': not in {self.source} "
+                            f"(add an entry there, or use one of its {len(self.models)} keys)")
+        return model
+
+    def select(self, selection: str | list[str]) -> list[Model]:
+        """The models a config's `models:` key names: 'main', 'full' (every non-tiny model), or a list."""
+        if selection == "main":
+            return [m for m in self.models.values() if m.main]
+        if selection == "full":
+            return [m for m in self.models.values() if m.source != "tiny"]
+        return [self.get(item) for item in selection]
+
+
+def model_weights(model: Model, tiny_dir: str | Path = "resources/tiny_models",
+                  finetune_dir: str | Path = "resources/finetuned") -> str:
+    """What `from_pretrained` receives for a local model: hub id or a directory."""
+    if model.source == "hub":
+        return model.hub_id
+    if model.source == "local":
+        return model.path
+    if model.source == "tiny":
+        return str(Path(tiny_dir) / model.key)
+    return str(Path(finetune_dir) / model.key)

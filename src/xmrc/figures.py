@@ -1,0 +1,80 @@
+"""Figures of a run, drawn from direction scores (PNG).
+
+Files written by `write_run_figures`, per shots setting:
+  heatmap_f1_{shots}shot_{scenario}.png   F1 per model x direction (scenario en-x or x-x),
+                                          each model with its better prompt format
+  means_{shots}shot.png                   mean en-x vs mean x-x F1 per model (grouped bars)
+
+Figures are built on matplotlib.figure.Figure, not pyplot: the PNG goes through the Agg
+canvas and no global backend or open-figure state is touched.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from xmrc.tables import DIRECTION_COLUMNS, SCENARIOS, language_table, require_columns, summary_table
+
+DPI = 150
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    return path
+
+
+def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, path: str | Path) -> Path:
+    """Annotated F1 heatmap, model x direction; NaN cells stay blank."""
+    table = language_table(direction_scores, scenario, "f1", shots)
+    rows, cols = table.shape
+    # ~0.75 in per column leaves room for "100.0" at fontsize 8; long model names get the left margin.
+    fig = Figure(figsize=(2.5 + 0.75 * cols, 1.2 + 0.38 * rows))
+    ax = fig.subplots()
+    sns.heatmap(
+        table.astype(float), ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".1f",
+        annot_kws={"fontsize": 8}, linewidths=0.5, cbar_kws={"label": "F1 (%)"},
+    )
+    ax.set_xlabel("direction (context-question)")
+    ax.set_ylabel("")
+    ax.set_title(f"F1, {scenario}, {shots}-shot" if shots is not None else f"F1, {scenario}")
+    ax.tick_params(axis="x", labelrotation=45)
+    return _save(fig, path)
+
+
+def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | Path) -> Path:
+    """Horizontal grouped bars of mean en-x and mean x-x F1 per model (bars labelled)."""
+    summary = summary_table(direction_scores, shots)
+    long = summary[["mean en-x", "mean x-x"]].reset_index().melt(
+        id_vars="model", var_name="scenario", value_name="F1 (%)"
+    )
+    fig = Figure(figsize=(8, 1.2 + 0.45 * len(summary)))
+    ax = fig.subplots()
+    # Explicit model order keeps rows in table order even when a model's bars are NaN.
+    sns.barplot(data=long, y="model", x="F1 (%)", hue="scenario", order=list(summary.index), ax=ax)
+    for bars in ax.containers:
+        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    ax.set_xlim(0, 105)
+    ax.set_ylabel("")
+    ax.set_title(f"Mean F1 over non-English languages, {shots}-shot" if shots is not None else "Mean F1")
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def write_run_figures(direction_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """All figures of a run (file names in the module docstring); returns the paths written.
+    A scenario with no direction in the run gets no heatmap."""
+    require_columns(direction_scores, DIRECTION_COLUMNS)
+    out_dir = Path(out_dir)
+    paths: list[Path] = []
+    for shots in sorted(direction_scores["shots"].dropna().unique()):
+        shots = int(shots)
+        for scenario in SCENARIOS:
+            if language_table(direction_scores, scenario, "f1", shots).shape[1]:
+                paths.append(heatmap(direction_scores, scenario, shots, out_dir / f"heatmap_f1_{shots}shot_{scenario}.png"))
+        paths.append(means_chart(direction_scores, shots, out_dir / f"means_{shots}shot.png"))
+    return paths

@@ -1,0 +1,194 @@
+"""The paper's xMRC prompts (Appendix A.3, formats v1 and v2; 0- and 2-shot) with part spans.
+
+A prompt is built from plain strings; the only model-specific step is the chat template, which the caller
+passes in as a function (a tokenizer's `apply_chat_template`), so the same text reaches every backend.
+
+Part spans are character offsets into the final prompt string (after the chat template):
+task_description, demonstrations (the whole demonstration block), context and question (of the test item).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Iterator
+
+import pandas as pd
+
+from xmrc import LANGUAGE_NAMES
+from xmrc.exceptions import XmrcError
+
+PARTS = ("task_description", "demonstrations", "context", "question")
+
+_INTRO = ("Below is a reading comprehension task. There will be paragraphs of context, each followed by a "
+          "question related to its content. ")
+_INSTRUCTION = ("You should only present your answer to the last question by strictly copying the corresponding "
+                "part of the context. Please provide a direct answer in {language} without extra output. Your "
+                "answer should be in the form of \u201cAnswer: {{Your Answer}}\u201d")
+TASK_START = "Your task starts here:"
+FORMATS = ("v1", "v2")
+
+
+def task_description(prompt_format: str, answer_lang: str) -> str:
+    """v1 opens with the task framing; v2 keeps only the instruction (placed after the question)."""
+    instruction = _INSTRUCTION.format(language=LANGUAGE_NAMES[answer_lang])
+    if prompt_format == "v1":
+        return _INTRO + instruction
+    if prompt_format == "v2":
+        return instruction
+    raise XmrcError(f"unknown prompt format '{prompt_format}' (expected one of {', '.join(FORMATS)})")
+
+
+@dataclass(frozen=True)
+class Example:
+    context: str
+    question: str
+    answer: str = ""
+
+
+@dataclass
+class Prompt:
+    text: str
+    spans: dict[str, tuple[int, int]] = field(default_factory=dict)
+
+
+class _Builder:
+    """Appends lines and remembers where each named part starts and ends."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.length = 0
+        self.spans: dict[str, tuple[int, int]] = {}
+
+    def add(self, text: str, part: str | None = None, prefix: str = "") -> None:
+        if self.lines:
+            self.length += 1  # the newline joining it to the previous line
+        start = self.length + len(prefix)
+        self.lines.append(prefix + text)
+        self.length += len(prefix) + len(text)
+        if part:
+            self.spans[part] = (start, self.length)
+
+    def extend_span(self, part: str, start: int) -> None:
+        self.spans[part] = (start, self.length)
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def build_body(test: Example, demonstrations: Iterable[Example], prompt_format: str, answer_lang: str,
+               answer_cue: bool) -> Prompt:
+    """The prompt text before any chat template. `answer_cue` appends the final "Answer:" (base models)."""
+    description = task_description(prompt_format, answer_lang)
+    builder = _Builder()
+    if prompt_format == "v1":
+        builder.add(description, "task_description")
+    demonstrations = list(demonstrations)
+    if demonstrations:
+        start = builder.length + (1 if builder.lines else 0)
+        for demo in demonstrations:
+            builder.add(demo.context, prefix="Context: ")
+            builder.add(demo.question, prefix="Question: ")
+            builder.add(demo.answer, prefix="Answer: ")
+        builder.extend_span("demonstrations", start)
+    builder.add(TASK_START)
+    builder.add(test.context, "context", prefix="Context: ")
+    builder.add(test.question, "question", prefix="Question: ")
+    if prompt_format == "v2":
+        builder.add(description, "task_description")
+    if answer_cue:
+        builder.add("Answer:")
+    return Prompt(builder.text(), builder.spans)
+
+
+ChatTemplate = Callable[[str], str]
+
+
+def apply_template(body: Prompt, chat_template: ChatTemplate | None) -> Prompt:
+    """Wrap the body as one user turn and shift the spans to where the body sits in the result."""
+    if chat_template is None:
+        return body
+    text = chat_template(body.text)
+    offset = text.find(body.text)
+    if offset < 0:
+        raise XmrcError("the chat template altered the prompt text; part spans cannot be located")
+    return Prompt(text, {part: (s + offset, e + offset) for part, (s, e) in body.spans.items()})
+
+
+def hf_chat_template(tokenizer) -> ChatTemplate:
+    """A tokenizer's own chat template (with its default system prompt, if it has one)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise XmrcError(f"{tokenizer.name_or_path}: the registry says chat_template: true, but the tokenizer "
+                        "has no chat template")
+
+    def render(user_text: str) -> str:
+        return tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
+                                             add_generation_prompt=True)
+    return render
+
+
+# --- Directions over the XQuAD table -------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Direction:
+    context_lang: str
+    question_lang: str
+
+    @property
+    def answer_lang(self) -> str:
+        return self.context_lang  # the answer is copied from the context
+
+    @property
+    def label(self) -> str:
+        return f"{self.context_lang}-{self.question_lang}"
+
+
+def directions(languages: Iterable[str]) -> list[Direction]:
+    """en-x for every language (en-en included), then x-x for the non-English ones: 23 for XQuAD."""
+    languages = list(languages)
+    return ([Direction("en", x) for x in languages] +
+            [Direction(x, x) for x in languages if x != "en"])
+
+
+PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"] + [
+    f"{part}_{edge}" for part in PARTS for edge in ("start", "end")]
+
+
+def _example(by_lang: dict[str, pd.DataFrame], item_id: str, direction: Direction, with_answer: bool) -> Example:
+    context_row = by_lang[direction.context_lang].loc[item_id]
+    question_row = by_lang[direction.question_lang].loc[item_id]
+    return Example(context_row["context"], question_row["question"],
+                   context_row["answer_text"] if with_answer else "")
+
+
+def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prompt_format: str,
+                 demonstration_ids: list[str], chat_template: ChatTemplate | None,
+                 max_items: int | None = None) -> Iterator[dict]:
+    """One record per (direction, test item): the prompt, its spans and the gold answer.
+
+    Test items are every id except the demonstrations, in table order, optionally the first `max_items`.
+    """
+    languages = list(languages)
+    by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
+    english_ids = list(by_lang["en"].index)
+    missing = [item for item in demonstration_ids if item not in by_lang["en"].index]
+    if missing:
+        raise XmrcError(f"demonstrations: id(s) {', '.join(missing)} not in the XQuAD data")
+    test_ids = [item for item in english_ids if item not in set(demonstration_ids)][:max_items]
+    for direction in directions(languages):
+        demos = [_example(by_lang, item, direction, True) for item in demonstration_ids[:shots]]
+        for item_id in test_ids:
+            test = _example(by_lang, item_id, direction, False)
+            body = build_body(test, demos, prompt_format, direction.answer_lang, answer_cue=chat_template is None)
+            prompt = apply_template(body, chat_template)
+            record = {"id": item_id, "context_lang": direction.context_lang,
+                      "question_lang": direction.question_lang, "answer_lang": direction.answer_lang,
+                      "gold": by_lang[direction.context_lang].loc[item_id, "answer_text"],
+                      "prompt": prompt.text, "templated": chat_template is not None}
+            for part in PARTS:
+                start, end = prompt.spans.get(part, (-1, -1))
+                record[f"{part}_start"], record[f"{part}_end"] = start, end
+            yield record
+
+
+def build_prompt_table(*args, **kwargs) -> pd.DataFrame:
+    return pd.DataFrame(list(iter_prompts(*args, **kwargs)), columns=PROMPT_COLUMNS)

@@ -1,0 +1,228 @@
+"""Result tables: per-item scores -> direction scores -> the paper's Tables 2, 5 and 6.
+
+Pure pandas. A *direction* is (context_lang, question_lang), labelled f"{context}-{question}":
+"en-de" is English context with a German question (scenario en-x), "de-de" is all-German (x-x).
+
+Files written by `write_run_tables` (each as .csv and .md, values in percent, 2 decimals):
+  summary_{shots}shot                 Table 2 (left half): en-en, means, ratios, chosen format
+  {metric}_{shots}shot_{scenario}     Tables 5/6: model x direction, metric in {f1, em},
+                                      scenario in {en-x, x-x}
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from xmrc import LANGUAGES
+from xmrc.exceptions import XmrcError
+
+DIRECTION_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "n", "em", "f1")
+ITEM_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1")
+SCENARIOS = {
+    "en-x": [("en", x) for x in LANGUAGES],
+    "x-x": [(x, x) for x in LANGUAGES if x != "en"],
+}
+PAPER_DIRECTIONS = SCENARIOS["en-x"] + SCENARIOS["x-x"]
+METRICS = ("f1", "em")
+SUMMARY_COLUMNS = ("en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en", "prompt_format")
+NO_FORMAT = "-"  # shown when the input carries no prompt_format (e.g. the paper's published numbers)
+
+
+def label(context_lang: str, question_lang: str) -> str:
+    return f"{context_lang}-{question_lang}"
+
+
+def require_columns(df: pd.DataFrame, columns, what: str = "direction scores") -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise XmrcError(f"{what} lack required column(s): {', '.join(missing)}")
+
+
+def _direction_rank(df: pd.DataFrame) -> pd.Series:
+    """Paper order of each row's direction; directions outside the paper's 23 sort last."""
+    rank = {d: i for i, d in enumerate(PAPER_DIRECTIONS)}
+    keys = zip(df["context_lang"], df["question_lang"])
+    return pd.Series([rank.get(k, len(rank)) for k in keys], index=df.index)
+
+
+def _model_rank(df: pd.DataFrame) -> pd.Series:
+    order = {m: i for i, m in enumerate(pd.unique(df["model"]))}
+    return df["model"].map(order)
+
+
+def direction_scores(item_scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean EM/F1 (percent) and item count per model, shots, format and direction."""
+    require_columns(item_scores, ITEM_COLUMNS, "item scores")
+    keys = ["model", "shots", "prompt_format", "context_lang", "question_lang"]
+    dup = item_scores.duplicated(keys + ["id"])
+    if dup.any():
+        row = item_scores.loc[dup].iloc[0]
+        raise XmrcError(f"item scores hold item {row['id']!r} twice for {row[keys].to_dict()}")
+    out = (
+        item_scores.groupby(keys, sort=False)
+        .agg(n=("id", "size"), em=("em", "mean"), f1=("f1", "mean"))
+        .reset_index()
+    )
+    out[["em", "f1"]] *= 100.0
+    out["_m"], out["_d"] = _model_rank(out), _direction_rank(out)
+    out = out.sort_values(["_m", "shots", "prompt_format", "_d", "context_lang", "question_lang"])
+    return out.drop(columns=["_m", "_d"]).reset_index(drop=True)[list(DIRECTION_COLUMNS)]
+
+
+def _select_shots(ds: pd.DataFrame, shots: int | None) -> pd.DataFrame:
+    """Rows of one shots setting. None means the largest present (Table 2 is 2-shot);
+    without a `shots` column all rows are one setting."""
+    if "shots" not in ds.columns:
+        return ds
+    present = sorted(ds["shots"].dropna().unique())
+    if shots is None:
+        if not present:
+            raise XmrcError("direction scores have no rows")
+        shots = present[-1]
+    if shots not in present:
+        raise XmrcError(f"direction scores have no rows for shots={shots} (present: {present})")
+    return ds[ds["shots"] == shots]
+
+
+def _with_chosen_format(ds: pd.DataFrame) -> pd.DataFrame:
+    """Keep, per model, the prompt format with the higher mean F1 over all its directions
+    (the paper reports each model with its better format). Ties go to the format that
+    sorts first, so the choice is deterministic."""
+    if "prompt_format" not in ds.columns or ds["prompt_format"].isna().all():
+        return ds.assign(prompt_format=NO_FORMAT)
+    mean_f1 = ds.groupby(["model", "prompt_format"], sort=True)["f1"].mean()
+    # A model whose F1 is all NaN still needs a format; -inf keeps idxmax defined.
+    best = mean_f1.fillna(float("-inf")).groupby(level="model").idxmax()
+    chosen = {model: fmt for model, fmt in best}
+    return ds[ds["prompt_format"] == ds["model"].map(chosen)]
+
+
+def _wide(ds: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """model x direction-label table of one metric, models in order of first appearance."""
+    dup = ds.duplicated(["model", "context_lang", "question_lang"])
+    if dup.any():
+        row = ds.loc[dup].iloc[0]
+        raise XmrcError(
+            f"direction scores hold {label(row['context_lang'], row['question_lang'])} twice for "
+            f"model {row['model']!r}; select one shots/prompt_format setting"
+        )
+    wide = ds.assign(direction=[label(c, q) for c, q in zip(ds["context_lang"], ds["question_lang"])])
+    wide = wide.pivot(index="model", columns="direction", values=metric)
+    wide = wide.reindex(pd.unique(ds["model"]))
+    wide.index.name, wide.columns.name = "model", None
+    return wide
+
+
+def _prepare(ds: pd.DataFrame, metric: str, shots: int | None) -> pd.DataFrame:
+    require_columns(ds, ("model", "context_lang", "question_lang", "f1", metric))
+    ds = _with_chosen_format(_select_shots(ds, shots))
+    if ds.empty:
+        raise XmrcError("direction scores have no rows to tabulate")
+    return ds
+
+
+def summary_table(direction_scores: pd.DataFrame, shots: int | None = None) -> pd.DataFrame:
+    """Table 2 (left half): en-en F1, mean F1 over the non-English languages for en-x (en-en
+    excluded) and x-x, both ratios to en-en, and the chosen prompt format, one row per model.
+
+    shots=None uses the largest shots value present. Means are over the non-English
+    languages present (all 11 in a full run). Values unrounded; F1 in percent.
+    """
+    ds = _prepare(direction_scores, "f1", shots)
+    wide = _wide(ds, "f1")
+    non_en = [x for x in LANGUAGES if x != "en"]
+    en_x = wide.reindex(columns=[label("en", x) for x in non_en])
+    x_x = wide.reindex(columns=[label(x, x) for x in non_en])
+    out = pd.DataFrame(index=wide.index)
+    out["en-en"] = wide.reindex(columns=["en-en"])["en-en"]
+    out["mean en-x"] = en_x.mean(axis=1)
+    out["mean x-x"] = x_x.mean(axis=1)
+    out["en-x / en-en"] = out["mean en-x"] / out["en-en"]
+    out["x-x / en-en"] = out["mean x-x"] / out["en-en"]
+    out["prompt_format"] = ds.groupby("model", sort=False)["prompt_format"].first().reindex(out.index)
+    return out[list(SUMMARY_COLUMNS)]
+
+
+def language_table(
+    direction_scores: pd.DataFrame,
+    scenario: str,
+    metric: str,
+    shots: int | None,
+    prompt_format: str | None = None,
+) -> pd.DataFrame:
+    """Tables 5/6: metric (percent) per model and direction of one scenario ("en-x" or "x-x").
+
+    prompt_format=None takes each model's better format by mean F1 (as summary_table does);
+    a name selects that format for every model. Only directions present become columns,
+    in paper order.
+    """
+    if scenario not in SCENARIOS:
+        raise XmrcError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+    if metric not in METRICS:
+        raise XmrcError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
+    ds = direction_scores
+    if prompt_format is not None:
+        require_columns(ds, ("prompt_format",))
+        ds = ds[ds["prompt_format"] == prompt_format]
+        if ds.empty:
+            raise XmrcError(f"direction scores have no rows for prompt_format={prompt_format!r}")
+    ds = _prepare(ds, metric, shots)
+    wide = _wide(ds, metric)
+    columns = [label(c, q) for c, q in SCENARIOS[scenario] if label(c, q) in wide.columns]
+    return wide[columns]
+
+
+def from_language_table(wide: pd.DataFrame, metric: str = "f1") -> pd.DataFrame:
+    """Inverse of language_table: a model x "ctx-q" table (e.g. the paper's) in long form."""
+    wide = wide.set_index("model") if "model" in wide.columns else wide
+    long = wide.rename_axis(index="model", columns="direction").stack().rename(metric).reset_index()
+    long[["context_lang", "question_lang"]] = long["direction"].str.split("-", n=1, expand=True)
+    return long[["model", "context_lang", "question_lang", metric]]
+
+
+def _markdown(df: pd.DataFrame, float_format: str) -> str:
+    """A GitHub pipe table (without needing `tabulate`); numbers right-aligned."""
+    frame = df.reset_index() if df.index.name else df
+
+    def cell(v) -> str:
+        if v is None or (isinstance(v, float) and pd.isna(v)):
+            return ""
+        text = float_format % v if isinstance(v, float) else str(v)
+        return text.replace("|", "\\|")
+
+    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    lines = [
+        "| " + " | ".join(str(c) for c in frame.columns) + " |",
+        "|" + "|".join("---:" if num else ":---" for num in numeric) + "|",
+    ]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_table(df: pd.DataFrame, path_without_suffix: str | Path, float_format: str = "%.2f") -> list[Path]:
+    """Write df as <path>.csv and <path>.md; float_format is a %-style format such as "%.2f"."""
+    base = Path(path_without_suffix)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    csv, md = base.with_name(base.name + ".csv"), base.with_name(base.name + ".md")
+    df.to_csv(csv, float_format=float_format)
+    md.write_text(_markdown(df, float_format), encoding="utf-8")
+    return [csv, md]
+
+
+def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
+    """All tables of a run, per shots setting (see the module docstring for file names).
+    Scenarios without any direction in the run are skipped."""
+    require_columns(direction_scores, DIRECTION_COLUMNS)
+    out_dir = Path(out_dir)
+    paths: list[Path] = []
+    for shots in sorted(direction_scores["shots"].dropna().unique()):
+        shots = int(shots)
+        paths += write_table(summary_table(direction_scores, shots), out_dir / f"summary_{shots}shot")
+        for scenario in SCENARIOS:
+            for metric in METRICS:
+                table = language_table(direction_scores, scenario, metric, shots)
+                if table.shape[1]:
+                    paths += write_table(table, out_dir / f"{metric}_{shots}shot_{scenario}")
+    return paths

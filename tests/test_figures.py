@@ -1,0 +1,59 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("seaborn")
+
+from xmrc.exceptions import XmrcError  # noqa: E402
+from xmrc.figures import heatmap, means_chart, write_run_figures  # noqa: E402
+from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS  # noqa: E402
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def synthetic_scores(models, shots=(0, 2), formats=("v1", "v2"), seed=0):
+    rng = np.random.default_rng(seed)
+    rows = [
+        dict(model=m, shots=s, prompt_format=f, context_lang=c, question_lang=q, n=1188,
+             em=rng.uniform(0, 80), f1=rng.uniform(20, 100))
+        for m in models for s in shots for f in formats for c, q in PAPER_DIRECTIONS
+    ]
+    return pd.DataFrame(rows, columns=list(DIRECTION_COLUMNS))
+
+
+def assert_png(path, min_bytes=5_000):
+    assert path.exists()
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    assert path.stat().st_size > min_bytes
+
+
+def test_write_run_figures_full_run(tmp_path):
+    models = [f"Model-Name-{i}-Instruct-8B" for i in range(18)]
+    paths = write_run_figures(synthetic_scores(models), tmp_path)
+    assert sorted(p.name for p in paths) == sorted(
+        name for s in (0, 2)
+        for name in (f"heatmap_f1_{s}shot_en-x.png", f"heatmap_f1_{s}shot_x-x.png", f"means_{s}shot.png")
+    )
+    for path in paths:
+        assert_png(path, 20_000)
+
+
+def test_single_model_single_format(tmp_path):
+    paths = write_run_figures(synthetic_scores(["Only"], shots=(2,), formats=("v1",)), tmp_path)
+    assert [p.name for p in paths] == ["heatmap_f1_2shot_en-x.png", "heatmap_f1_2shot_x-x.png", "means_2shot.png"]
+    for path in paths:
+        assert_png(path)
+
+
+def test_nan_cells_and_missing_directions(tmp_path):
+    ds = synthetic_scores(["A", "B"], shots=(0,))
+    ds.loc[ds.index[:5], ["em", "f1"]] = np.nan
+    ds = ds[~((ds["model"] == "B") & (ds["context_lang"] != "en"))]  # B has no x-x at all
+    assert_png(heatmap(ds, "en-x", 0, tmp_path / "h.png"))
+    assert_png(heatmap(ds, "x-x", 0, tmp_path / "hx.png"))
+    assert_png(means_chart(ds, 0, tmp_path / "m.png"))
+
+
+def test_missing_column_is_reported(tmp_path):
+    with pytest.raises(XmrcError, match="prompt_format"):
+        write_run_figures(synthetic_scores(["A"]).drop(columns=["prompt_format"]), tmp_path)

@@ -1,0 +1,55 @@
+rule tables:
+    input:
+        f"{RESULTS}/tables/direction_scores.csv",
+    output:
+        table_outputs(),
+    log:
+        f"logs/{RUN}/tables.log",
+    params:
+        out_dir=lambda wildcards, input: os.path.dirname(input[0]),
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc tables --direction-scores {input} --out-dir {params.out_dir} > {log} 2>&1"
+
+
+rule heatmap:
+    input:
+        f"{RESULTS}/tables/direction_scores.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/heatmap_f1_{{shots}}shot_{{scenario}}.png",
+            caption="../report/heatmap.rst",
+            category="Scores",
+            subcategory="{shots}-shot",
+            labels={"figure": "F1 heatmap", "scenario": "{scenario}", "shots": "{shots}"},
+        ),
+    log:
+        f"logs/{RUN}/figures/heatmap_f1_{{shots}}shot_{{scenario}}.log",
+    wildcard_constraints:
+        scenario="en-x|x-x",
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc figures --direction-scores {input} --kind heatmap --shots {wildcards.shots}"
+        " --scenario {wildcards.scenario} --out {output} > {log} 2>&1"
+
+
+rule means_figure:
+    input:
+        f"{RESULTS}/tables/direction_scores.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/means_{{shots}}shot.png",
+            caption="../report/means.rst",
+            category="Scores",
+            subcategory="{shots}-shot",
+            labels={"figure": "en-x vs x-x", "shots": "{shots}"},
+        ),
+    log:
+        f"logs/{RUN}/figures/means_{{shots}}shot.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc figures --direction-scores {input} --kind means --shots {wildcards.shots}"
+        " --out {output} > {log} 2>&1"
