@@ -1,3 +1,5 @@
+# ruff: noqa
+# (A verbatim transcription: the originals' style is kept on purpose.)
 """Reference transcriptions of the official answer-scoring functions.
 
 This file is the ground truth for ``tests/test_scoring.py`` and ``bench/bench_scoring.py``.
