@@ -16,6 +16,10 @@ include: "workflow/rules/models.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/errors.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/oracle.smk"
+include: "workflow/rules/layers.smk"
 
 
 rule all:

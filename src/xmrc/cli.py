@@ -6,7 +6,7 @@ Every user-facing problem ends as one line `xmrc: error: ...` on stderr and exit
 from __future__ import annotations
 
 import argparse
-import json
+import importlib
 import sys
 from pathlib import Path
 
@@ -185,6 +185,27 @@ def cmd_figures(args) -> None:
     print(f"{args.out}: {args.kind} figure")
 
 
+# Later stages add their subcommands here: each module has `register(command)`, where
+# `command(name, func, help_text)` returns an argparse subparser. Importing them must stay cheap (no torch).
+STAGE_COMMANDS = (
+    "xmrc.backends.commands",
+    "xmrc.errors.commands",
+    "xmrc.finetune.commands",
+    "xmrc.analysis.oracle_commands",
+    "xmrc.analysis.layer_commands",
+)
+
+
+def _register_stage(module_name: str, command) -> None:
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as error:
+        if error.name is not None and module_name.startswith(error.name):
+            return  # stage not installed in this checkout
+        raise
+    module.register(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="xmrc", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"xmrc {__version__}")
@@ -257,6 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("tables", cmd_tables, "summary and per-language tables (CSV and Markdown)")
     p.add_argument("--direction-scores", required=True)
     p.add_argument("--out-dir", required=True)
+
+    for module_name in STAGE_COMMANDS:
+        _register_stage(module_name, command)
 
     p = command("figures", cmd_figures, "one figure (PNG): F1 heatmap or en-x vs x-x means")
     p.add_argument("--direction-scores", required=True)

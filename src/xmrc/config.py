@@ -28,7 +28,16 @@ def read_yaml(path: str | Path) -> Any:
 
 
 def _schema(name: str) -> dict:
-    return yaml.safe_load(resources.files("xmrc").joinpath(f"schemas/{name}").read_text(encoding="utf-8"))
+    """A schema from xmrc/schemas. The config schema is extended by each stage's `config.<stage>.schema.yaml`,
+    whose top-level `properties` (one section per stage) are merged in."""
+    folder = resources.files("xmrc").joinpath("schemas")
+    schema = yaml.safe_load(folder.joinpath(name).read_text(encoding="utf-8"))
+    if name == "config.schema.yaml":
+        for part in sorted(folder.iterdir(), key=lambda p: p.name):
+            if part.name.startswith("config.") and part.name.endswith(".schema.yaml") and part.name != name:
+                fragment = yaml.safe_load(part.read_text(encoding="utf-8"))
+                schema["properties"].update(fragment.get("properties", {}))
+    return schema
 
 
 def _key_path(error: jsonschema.ValidationError) -> str:

@@ -138,8 +138,9 @@ def summary_table(direction_scores: pd.DataFrame, shots: int | None = None) -> p
     out["en-en"] = wide.reindex(columns=["en-en"])["en-en"]
     out["mean en-x"] = en_x.mean(axis=1)
     out["mean x-x"] = x_x.mean(axis=1)
-    out["en-x / en-en"] = out["mean en-x"] / out["en-en"]
-    out["x-x / en-en"] = out["mean x-x"] / out["en-en"]
+    english = out["en-en"].where(out["en-en"] > 0)  # a ratio to 0 F1 is undefined, not infinite
+    out["en-x / en-en"] = out["mean en-x"] / english
+    out["x-x / en-en"] = out["mean x-x"] / english
     out["prompt_format"] = ds.groupby("model", sort=False)["prompt_format"].first().reindex(out.index)
     return out[list(SUMMARY_COLUMNS)]
 

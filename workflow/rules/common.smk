@@ -64,8 +64,12 @@ def job_stems():
     return [f"{key}/{shots}shot-{fmt}" for key in MODELS for shots, fmt in SETTINGS]
 
 
+# Stages append their final outputs here (rule all is built after every include).
+EXTRA_TARGETS = []
+
+
 def all_targets():
-    return [
+    return EXTRA_TARGETS + [
         f"{RESULTS}/tables/direction_scores.csv",
         f"{RESULTS}/tables/item_scores.parquet",
         *table_outputs(),

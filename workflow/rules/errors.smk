@@ -1,0 +1,1 @@
+# Stage 'errors': rules added by its issue. Add this stage's final outputs to EXTRA_TARGETS.
