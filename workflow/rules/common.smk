@@ -4,8 +4,6 @@ import re
 import sys
 from pathlib import Path
 
-from snakemake.exceptions import WorkflowError
-
 SRC = str(Path(workflow.basedir) / "src")
 sys.path.insert(0, SRC)
 # Rules call `python -m xmrc`; the package runs from this checkout in any environment (conda, venv, SLURM).
@@ -20,7 +18,8 @@ try:
     REGISTRY = Registry.load(config["registry"])
     MODELS = {model.key: model for model in REGISTRY.select(config["models"])}
 except XmrcError as error:
-    raise WorkflowError(str(error)) from None
+    print(f"xmrc: error: {error}", file=sys.stderr)
+    sys.exit(1)
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"

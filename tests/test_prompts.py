@@ -1,0 +1,124 @@
+from pathlib import Path
+
+import pytest
+
+from xmrc import LANGUAGES, data
+from xmrc.exceptions import XmrcError
+from xmrc.prompts import (PARTS, Example, apply_template, build_body, build_prompt_table, directions,
+                          hf_chat_template)
+
+SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
+DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
+INSTRUCTION_EN = ("You should only present your answer to the last question by strictly copying the corresponding "
+                  "part of the context. Please provide a direct answer in English without extra output. Your "
+                  "answer should be in the form of \u201cAnswer: {Your Answer}\u201d")
+INTRO = ("Below is a reading comprehension task. There will be paragraphs of context, each followed by a question "
+         "related to its content. ")
+
+
+@pytest.fixture(scope="module")
+def table():
+    return data.prepare(data.load_local(SUBSET, LANGUAGES), LANGUAGES)[0]
+
+
+DEMO_EXAMPLES = [Example("C1 text.", "Q1?", "A1"), Example("C2 text.", "Q2?", "A2")]
+TEST = Example("The test context.", "The test question?")
+
+
+def test_v1_two_shot_is_verbatim():
+    prompt = build_body(TEST, DEMO_EXAMPLES, "v1", "en", answer_cue=True)
+    assert prompt.text == "\n".join([
+        INTRO + INSTRUCTION_EN,
+        "Context: C1 text.", "Question: Q1?", "Answer: A1",
+        "Context: C2 text.", "Question: Q2?", "Answer: A2",
+        "Your task starts here:",
+        "Context: The test context.", "Question: The test question?",
+        "Answer:"])
+
+
+def test_v2_moves_the_instruction_after_the_question_and_names_the_answer_language():
+    prompt = build_body(TEST, [], "v2", "de", answer_cue=False)
+    assert prompt.text == "\n".join([
+        "Your task starts here:", "Context: The test context.", "Question: The test question?",
+        INSTRUCTION_EN.replace("in English", "in German")])
+    assert "demonstrations" not in prompt.spans
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2"])
+@pytest.mark.parametrize("cue", [True, False])
+def test_spans_cover_exactly_their_parts(fmt, cue):
+    prompt = build_body(TEST, DEMO_EXAMPLES, fmt, "en", answer_cue=cue)
+    text, spans = prompt.text, prompt.spans
+    assert text[slice(*spans["context"])] == TEST.context
+    assert text[slice(*spans["question"])] == TEST.question
+    description = text[slice(*spans["task_description"])]
+    assert description.endswith(INSTRUCTION_EN) and (description.startswith("Below") == (fmt == "v1"))
+    demos = text[slice(*spans["demonstrations"])]
+    assert demos.startswith("Context: C1 text.") and demos.endswith("Answer: A2")
+
+
+def test_chat_template_shifts_spans():
+    body = build_body(TEST, DEMO_EXAMPLES, "v1", "en", answer_cue=False)
+    prompt = apply_template(body, lambda text: f"<s>[USER]{text}[/USER][BOT]")
+    assert prompt.text.startswith("<s>[USER]")
+    for part in PARTS:
+        assert prompt.text[slice(*prompt.spans[part])] == body.text[slice(*body.spans[part])]
+    with pytest.raises(XmrcError, match="altered"):
+        apply_template(body, lambda text: text.upper())
+
+
+def test_unknown_format():
+    with pytest.raises(XmrcError, match="unknown prompt format 'v9'"):
+        build_body(TEST, [], "v9", "en", answer_cue=True)
+
+
+def test_23_directions():
+    found = directions(LANGUAGES)
+    assert len(found) == 23
+    assert [d.label for d in found[:2]] == ["en-en", "en-de"] and found[12].label == "de-de"
+    assert all(d.answer_lang == d.context_lang for d in found)
+
+
+def test_prompt_table_for_en_x_and_x_x(table):
+    prompts = build_prompt_table(table, LANGUAGES, 2, "v1", DEMOS, None, max_items=5)
+    assert len(prompts) == 23 * 5
+    assert not set(DEMOS) & set(prompts["id"])  # demonstrations are never evaluated
+    by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang")}
+    row = prompts[(prompts["context_lang"] == "en") & (prompts["question_lang"] == "zh")].iloc[0]
+    assert row["gold"] == by_lang["en"].loc[row["id"], "answer_text"]
+    assert row["prompt"][row["question_start"]:row["question_end"]] == by_lang["zh"].loc[row["id"], "question"]
+    assert row["prompt"][row["context_start"]:row["context_end"]] == by_lang["en"].loc[row["id"], "context"]
+    # en-x demonstrations: English context and answer, question in x
+    demos = row["prompt"][row["demonstrations_start"]:row["demonstrations_end"]]
+    assert by_lang["zh"].loc[DEMOS[0], "question"] in demos and "Answer: Rollo" in demos
+    assert "in English" in row["prompt"] and row["prompt"].endswith("Answer:")
+    xx = prompts[(prompts["context_lang"] == "th") & (prompts["question_lang"] == "th")].iloc[0]
+    assert xx["gold"] == by_lang["th"].loc[xx["id"], "answer_text"] and "in Thai" in xx["prompt"]
+    assert by_lang["th"].loc[DEMOS[1], "answer_text"] in xx["prompt"]
+
+
+def test_zero_shot_has_no_demonstrations(table):
+    prompts = build_prompt_table(table, ["en", "de"], 0, "v2", DEMOS, None, max_items=3)
+    assert len(prompts) == 3 * 3
+    assert (prompts["demonstrations_start"] == -1).all()
+    assert not prompts["prompt"].str.contains("Rollo").any()
+
+
+def test_unknown_demonstration_id(table):
+    with pytest.raises(XmrcError, match="nope"):
+        build_prompt_table(table, LANGUAGES, 2, "v1", ["nope", DEMOS[1]], None)
+
+
+def test_real_chat_templates_keep_spans(tiny_models, table):
+    from transformers import AutoTokenizer
+
+    for name in ("llama-chat", "qwen2-chat", "gemma2-chat", "mistral-chat"):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_models[name])
+        prompts = build_prompt_table(table, ["en", "vi"], 2, "v2", DEMOS, hf_chat_template(tokenizer), max_items=2)
+        row = prompts.iloc[-1]
+        assert bool(row["templated"]) and not row["prompt"].endswith("Answer:")
+        assert row["prompt"][row["question_start"]:row["question_end"]] == \
+            table[(table["lang"] == "vi") & (table["id"] == row["id"])]["question"].iloc[0]
+    base = AutoTokenizer.from_pretrained(tiny_models["llama-base"])
+    with pytest.raises(XmrcError, match="no chat template"):
+        hf_chat_template(base)

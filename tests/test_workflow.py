@@ -1,0 +1,101 @@
+"""The Snakemake workflow itself: lint, the paper DAG (dry run), DAG-build errors, and the smoke run for real."""
+
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
+
+
+def snakemake(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)})
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A copy of the workflow, so runs never touch the developer's results/ or .snakemake/."""
+    root = tmp_path_factory.mktemp("checkout")
+    for part in WORKFLOW_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, root / part, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, root / part)
+    return root
+
+
+def test_lint_is_clean(checkout):
+    result = snakemake("--lint", cwd=checkout)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_paper_dry_run_has_every_model_job(checkout):
+    started = time.monotonic()
+    result = snakemake("-n", cwd=checkout)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    jobs = re.findall(r"rule generate:.*?wildcards: model=([^,\s]+), shots=(\d+), fmt=(v\d)", result.stdout, re.S)
+    config = yaml.safe_load((checkout / "config/config.yaml").read_text())
+    registry = yaml.safe_load((checkout / "config/models.yaml").read_text())
+    main = {key for key, entry in registry.items() if entry.get("main")}
+    assert config["models"] == "main" and len(main) == 18
+    assert {model for model, _, _ in jobs} == main
+    assert len(set(jobs)) == 18 * 2 * 2
+    assert elapsed < 60
+
+
+@pytest.mark.parametrize("override, message", [
+    ("models=[not-a-model]", "unknown model 'not-a-model'"),
+    ("prompt_formats=[v3]", "key 'prompt_formats[0]'"),
+])
+def test_bad_config_stops_the_dag_with_one_line(checkout, override, message):
+    result = snakemake("-n", "--config", override, cwd=checkout)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("xmrc: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_conda_env_pins_match_the_venv_requirements():
+    requirements = [line.strip() for line in (ROOT / "envs/requirements-cpu.txt").read_text().splitlines()
+                    if line.strip() and not line.startswith("#")]
+    env = yaml.safe_load((ROOT / "envs/xmrc.yaml").read_text())
+    pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
+    assert pip == requirements
+
+
+@pytest.mark.slow
+def test_smoke_workflow_end_to_end(checkout):
+    result = snakemake("--configfile", "config/smoke.yaml", "--cores", "2", cwd=checkout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    smoke = yaml.safe_load((checkout / "config/smoke.yaml").read_text())
+    tables = checkout / "results/smoke/tables"
+    scores = pd.read_csv(tables / "direction_scores.csv")
+    assert list(scores.columns) == ["model", "shots", "prompt_format", "context_lang", "question_lang", "n",
+                                    "em", "f1"]
+    assert len(scores) == len(smoke["models"]) * 2 * 2 * 23
+    assert (scores["n"] == smoke["data"]["max_items"]).all()
+    assert scores["f1"].between(0, 100).all()
+    for shots in (0, 2):
+        summary = pd.read_csv(tables / f"summary_{shots}shot.csv")
+        assert len(summary) == len(smoke["models"]) and set(summary["prompt_format"]) <= {"v1", "v2"}
+        for scenario in ("en-x", "x-x"):
+            assert (tables / f"f1_{shots}shot_{scenario}.md").read_text().startswith("| model |")
+            png = checkout / f"results/smoke/figures/heatmap_f1_{shots}shot_{scenario}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for key in smoke["models"]:
+        weights = checkout / "resources/tiny_models" / key
+        assert (weights / "config.json").exists() and (weights / "tokenizer.json").exists()
+    rerun = snakemake("--configfile", "config/smoke.yaml", "--cores", "2", "-n", cwd=checkout)
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
