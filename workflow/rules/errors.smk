@@ -1,30 +1,30 @@
 # Stage 'errors': why answers are wrong. W (wrong answers of one shots setting and scenario) -> Lingua
 # language errors and the LLM judge's verdicts -> Tables 7, 8, 9a-c, Table 2 (right half), a figure.
+from xmrc.errors.rates import table_names
+
 ERRORS = config["errors"]
 ERRORS_TAG = f"{ERRORS['shots']}shot_{ERRORS['scenario']}"
 ERRORS_DIR = f"{RESULTS}/errors/{ERRORS_TAG}"
 
-
-from xmrc.errors.rates import table_names
-
+# Config problems stop the DAG with one line, like common.smk's (no traceback).
 try:
     ERRORS_JUDGE = REGISTRY.get(ERRORS["judge_model"])
+    if ERRORS["enabled"] and ERRORS_JUDGE.source == "tiny" and ERRORS_JUDGE.key not in MODELS:
+        raise XmrcError(
+            f"tiny model '{ERRORS_JUDGE.key}' is built only when it is one of the run's `models:`; "
+            "add it there or pick another judge"
+        )
 except XmrcError as error:
-    raise WorkflowError(f"config key 'errors.judge_model': {error}") from None
-if ERRORS_JUDGE.source == "tiny" and ERRORS_JUDGE.key not in MODELS:
-    raise WorkflowError(
-        f"config key 'errors.judge_model': tiny model '{ERRORS_JUDGE.key}' is built only when it is one of "
-        "the run's `models:`; add it there or pick another judge"
-    )
+    print(f"xmrc: error: config key 'errors.judge_model': {error}", file=sys.stderr)
+    sys.exit(1)
 if ERRORS["enabled"] and ERRORS["shots"] not in config["shots"]:
-    raise WorkflowError(
-        f"config key 'errors.shots': {ERRORS['shots']} is not among the run's shots {config['shots']}"
-    )
+    print(f"xmrc: error: config key 'errors.shots': {ERRORS['shots']} is not among the run's shots "
+          f"{config['shots']}", file=sys.stderr)
+    sys.exit(1)
 if ERRORS["enabled"] and ERRORS["prompt_format"] not in ("best", *config["prompt_formats"]):
-    raise WorkflowError(
-        f"config key 'errors.prompt_format': {ERRORS['prompt_format']} is not among the run's "
-        f"prompt_formats {config['prompt_formats']}"
-    )
+    print(f"xmrc: error: config key 'errors.prompt_format': {ERRORS['prompt_format']} is not among the run's "
+          f"prompt_formats {config['prompt_formats']}", file=sys.stderr)
+    sys.exit(1)
 ERRORS_JUDGE_WEIGHTS = model_weights(ERRORS_JUDGE, TINY_DIR, FINETUNE_DIR)
 # 'best' needs both formats' generations: the choice is made on their scores.
 ERRORS_STEMS = [
