@@ -7,6 +7,7 @@ scores exactly as it would alone.
 
 from __future__ import annotations
 
+import inspect
 from typing import Sequence
 
 import numpy as np
@@ -61,6 +62,13 @@ class LabelScorer:
         if "device_map" not in options:
             self.model.to(self.device)
         self.model.eval()
+        self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
+
+    def _last_logits(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        if self._keeps_logits:  # only the last position: a 150k vocabulary at every position is gigabytes
+            inputs["logits_to_keep"] = 1
+        return self.model(**inputs).logits[:, -1, :]
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[str], labels: Sequence[str], templated: bool) -> np.ndarray:
@@ -75,8 +83,7 @@ class LabelScorer:
             input_ids = padded["input_ids"].to(self.model.device)
             attention_mask = padded["attention_mask"].to(self.model.device)
             position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-            logits = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                                logits_to_keep=1).logits[:, -1, :]
+            logits = self._last_logits(input_ids, attention_mask, position_ids)
             log_probs = torch.log_softmax(logits.float(), dim=-1)[:, label_ids.to(logits.device)]
             scores[batch] = log_probs.cpu().numpy()
         return scores
