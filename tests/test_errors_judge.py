@@ -9,9 +9,19 @@ import pandas as pd
 import pytest
 
 from xmrc.errors import KEYS
-from xmrc.errors.judge import (CATEGORIES, INSTRUCTION, INVALID, JUDGE_COLUMNS, LABELS, judge_text,
-                               label_scores_from_logprobs, run_judge, verdict_of, verdicts_and_scores,
-                               vllm_request)
+from xmrc.errors.judge import (
+    CATEGORIES,
+    INSTRUCTION,
+    INVALID,
+    JUDGE_COLUMNS,
+    LABELS,
+    judge_text,
+    label_scores_from_logprobs,
+    run_judge,
+    verdict_of,
+    verdicts_and_scores,
+    vllm_request,
+)
 from xmrc.exceptions import XmrcError
 from xmrc.prompts import hf_chat_template
 

@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from xmrc.errors import KEYS
-from xmrc.errors.language import UNDECIDED, build_detector, detect, intruding_language, language_errors
+from xmrc.errors.language import (
+    UNDECIDED,
+    build_detector,
+    detect,
+    intruding_language,
+    language_errors,
+)
 
 ENGLISH = "The Normans gave their name to Normandy, a region in France."
 GERMAN = "Die Normannen gaben der Normandie, einer Region in Frankreich, ihren Namen."

@@ -8,8 +8,16 @@ import pytest
 
 from xmrc.errors import KEYS
 from xmrc.errors.figure import type_shares
-from xmrc.errors.rates import (blank_agreement, direction_rates, error_rates, item_types, summary, table_names,
-                               wide_table, write_error_tables)
+from xmrc.errors.rates import (
+    blank_agreement,
+    direction_rates,
+    error_rates,
+    item_types,
+    summary,
+    table_names,
+    wide_table,
+    write_error_tables,
+)
 from xmrc.exceptions import XmrcError
 
 REF = Path(__file__).parent / "data" / "reference"

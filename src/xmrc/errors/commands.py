@@ -13,7 +13,8 @@ from xmrc.exceptions import XmrcError
 
 
 def _read_parquet(path: str, columns: list[str]) -> pd.DataFrame:
-    from xmrc.cli import _read_parquet as read, _require_columns
+    from xmrc.cli import _read_parquet as read
+    from xmrc.cli import _require_columns
 
     frame = read(path)
     _require_columns(frame, columns, path)
@@ -21,7 +22,8 @@ def _read_parquet(path: str, columns: list[str]) -> pd.DataFrame:
 
 
 def _read_csv(path: str, columns: list[str]) -> pd.DataFrame:
-    from xmrc.cli import _read_csv as read, _require_columns
+    from xmrc.cli import _read_csv as read
+    from xmrc.cli import _require_columns
 
     frame = read(path)
     _require_columns(frame, columns, path)
@@ -71,12 +73,11 @@ def _judge_scorer(args, model, weights):
     if args.backend == "vllm":
         from xmrc.errors.judge import VLLMJudge
 
-        return VLLMJudge(weights, model.revision, args.dtype, gpus=model.gpus), None
+        return VLLMJudge(weights, model.revision, args.dtype, gpus=model.gpus)
     from xmrc.errors.label_scoring import LabelScorer
 
-    scorer = LabelScorer(weights, model.revision, args.dtype, args.batch_size, gpus=max(model.gpus, 1),
-                         progress=False)  # run_judge shows progress per shard
-    return scorer, scorer.tokenizer
+    return LabelScorer(weights, model.revision, args.dtype, args.batch_size, gpus=max(model.gpus, 1),
+                       progress=False)  # run_judge shows progress per shard
 
 
 def cmd_judge(args) -> None:
@@ -92,9 +93,8 @@ def cmd_judge(args) -> None:
     if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
         raise XmrcError(f"judge model '{model.key}': weights directory {weights} not found")
     answers = _read_parquet(args.wrong_answers, KEYS + ["question", "raw_output"])
-    scorer, tokenizer = _judge_scorer(args, model, weights)
-    tokenizer = tokenizer if tokenizer is not None else scorer.tokenizer
-    chat_template = hf_chat_template(tokenizer) if model.chat_template else None
+    scorer = _judge_scorer(args, model, weights)
+    chat_template = hf_chat_template(scorer.tokenizer) if model.chat_template else None
     result = run_judge(answers, scorer, Path(args.out), judge_name=model.name, chat_template=chat_template,
                        chunk_size=args.chunk_size)
     counts = result["category"].value_counts().to_dict()

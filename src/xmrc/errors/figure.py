@@ -13,6 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from xmrc.errors.rates import DIRECTION_KEYS, JUDGE_KINDS
+from xmrc.figures import _save as save_figure
 
 TYPES = ("blank", "refusal", "gibberish", "language error", "other wrong")
 COLORS = ("#bdbdbd", "#e6550d", "#fdae6b", "#3182bd", "#a1d99b")
@@ -52,7 +53,4 @@ def error_types_chart(items: pd.DataFrame, title: str, path: str | Path) -> Path
               fontsize=8, frameon=False)
     if shares.empty:
         ax.text(50, 0, "no wrong answers", ha="center", va="center")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)

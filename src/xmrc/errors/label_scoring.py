@@ -8,7 +8,7 @@ scores exactly as it would alone.
 from __future__ import annotations
 
 import inspect
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -16,7 +16,7 @@ intruding_lang (null for en-en), language_error (bool).
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import pandas as pd
 

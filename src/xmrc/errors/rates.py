@@ -111,7 +111,9 @@ def summary(language_wide: pd.DataFrame, failure_wide: pd.DataFrame) -> pd.DataF
 def blank_agreement(rates: pd.DataFrame) -> pd.DataFrame:
     """Per model: wrong answers, blanks by rule, by judge, by both, and agreement in percent of W."""
     per_model = rates.groupby("model", sort=False)[["n_wrong", "n_rule_blank", "n_blank", "n_rule_judge_blank"]].sum()
-    agree = per_model["n_wrong"] - per_model["n_rule_blank"] - per_model["n_blank"] + 2 * per_model["n_rule_judge_blank"]
+    # agree = blank by both + blank by neither
+    agree = (per_model["n_wrong"] - per_model["n_rule_blank"] - per_model["n_blank"]
+             + 2 * per_model["n_rule_judge_blank"])
     out = per_model.rename(columns={"n_rule_blank": "rule blank", "n_blank": "judge blank",
                                     "n_rule_judge_blank": "both"})
     out["agreement"] = (100.0 * agree / per_model["n_wrong"]).where(per_model["n_wrong"] > 0)
