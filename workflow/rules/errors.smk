@@ -26,6 +26,8 @@ if ERRORS["enabled"] and ERRORS["prompt_format"] not in ("best", *config["prompt
           f"prompt_formats {config['prompt_formats']}", file=sys.stderr)
     sys.exit(1)
 ERRORS_JUDGE_WEIGHTS = model_weights(ERRORS_JUDGE, TINY_DIR, FINETUNE_DIR)
+# The vLLM judge runs in the generation stage's vLLM environment (envs/vllm.yaml).
+ERRORS_JUDGE_ENV = f"../../envs/{'vllm' if ERRORS['judge_backend'] == 'vllm' else 'xmrc'}.yaml"
 # 'best' needs both formats' generations: the choice is made on their scores.
 ERRORS_STEMS = [
     f"{key}/{ERRORS['shots']}shot-{fmt}"
@@ -94,7 +96,7 @@ rule judge:
         dtype=config["generation"]["dtype"],
         version=XMRC_VERSION,
     conda:
-        "../../envs/xmrc.yaml"
+        ERRORS_JUDGE_ENV
     threads: 2
     resources:
         gpu=lambda wildcards: ERRORS_JUDGE.gpus,
