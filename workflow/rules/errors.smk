@@ -1,1 +1,155 @@
-# Stage 'errors': rules added by its issue. Add this stage's final outputs to EXTRA_TARGETS.
+# Stage 'errors': why answers are wrong. W (wrong answers of one shots setting and scenario) -> Lingua
+# language errors and the LLM judge's verdicts -> Tables 7, 8, 9a-c, Table 2 (right half), a figure.
+from xmrc.errors.rates import table_names
+
+ERRORS = config["errors"]
+ERRORS_TAG = f"{ERRORS['shots']}shot_{ERRORS['scenario']}"
+ERRORS_DIR = f"{RESULTS}/errors/{ERRORS_TAG}"
+
+# Config problems stop the DAG with one line, like common.smk's (no traceback).
+try:
+    ERRORS_JUDGE = REGISTRY.get(ERRORS["judge_model"])
+    if ERRORS["enabled"] and ERRORS_JUDGE.source == "tiny" and ERRORS_JUDGE.key not in MODELS:
+        raise XmrcError(
+            f"tiny model '{ERRORS_JUDGE.key}' is built only when it is one of the run's `models:`; "
+            "add it there or pick another judge"
+        )
+except XmrcError as error:
+    print(f"xmrc: error: config key 'errors.judge_model': {error}", file=sys.stderr)
+    sys.exit(1)
+if ERRORS["enabled"] and ERRORS["shots"] not in config["shots"]:
+    print(f"xmrc: error: config key 'errors.shots': {ERRORS['shots']} is not among the run's shots "
+          f"{config['shots']}", file=sys.stderr)
+    sys.exit(1)
+if ERRORS["enabled"] and ERRORS["prompt_format"] not in ("best", *config["prompt_formats"]):
+    print(f"xmrc: error: config key 'errors.prompt_format': {ERRORS['prompt_format']} is not among the run's "
+          f"prompt_formats {config['prompt_formats']}", file=sys.stderr)
+    sys.exit(1)
+ERRORS_JUDGE_WEIGHTS = model_weights(ERRORS_JUDGE, TINY_DIR, FINETUNE_DIR)
+# The vLLM judge runs in the generation stage's vLLM environment (envs/vllm.yaml).
+ERRORS_JUDGE_ENV = f"../../envs/{'vllm' if ERRORS['judge_backend'] == 'vllm' else 'xmrc'}.yaml"
+# 'best' needs both formats' generations: the choice is made on their scores.
+ERRORS_STEMS = [
+    f"{key}/{ERRORS['shots']}shot-{fmt}"
+    for key in MODELS
+    for fmt in (config["prompt_formats"] if ERRORS["prompt_format"] == "best" else [ERRORS["prompt_format"]])
+]
+ERRORS_TABLES = [f"{RESULTS}/tables/{name}" for name in table_names(ERRORS["shots"], ERRORS["scenario"])]
+
+
+rule wrong_answers:
+    input:
+        data=f"{RESULTS}/data/xquad.parquet",
+        direction_scores=f"{RESULTS}/tables/direction_scores.csv",
+        generations=expand(f"{RESULTS}/generations/{{stem}}.parquet", stem=ERRORS_STEMS),
+        scores=expand(f"{RESULTS}/scores/{{stem}}.parquet", stem=ERRORS_STEMS),
+    output:
+        answers=f"{ERRORS_DIR}/wrong_answers.parquet",
+        counts=f"{ERRORS_DIR}/wrong_counts.csv",
+    log:
+        f"logs/{RUN}/errors/{ERRORS_TAG}/wrong_answers.log",
+    params:
+        shots=ERRORS["shots"],
+        scenario=ERRORS["scenario"],
+        prompt_format=ERRORS["prompt_format"],
+        metric=ERRORS["wrong_answer"]["metric"],
+        max_score=ERRORS["wrong_answer"]["max_score"],
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc wrong-answers --data {input.data} --generations {input.generations}"
+        " --scores {input.scores} --direction-scores {input.direction_scores} --shots {params.shots}"
+        " --scenario {params.scenario} --prompt-format {params.prompt_format} --metric {params.metric}"
+        " --max-score {params.max_score} --out {output.answers} --out-counts {output.counts} > {log} 2>&1"
+
+
+rule language_errors:
+    input:
+        f"{ERRORS_DIR}/wrong_answers.parquet",
+    output:
+        f"{ERRORS_DIR}/language.parquet",
+    log:
+        f"logs/{RUN}/errors/{ERRORS_TAG}/language.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    threads: 2
+    shell:
+        "python -m xmrc detect-language --wrong-answers {input} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule judge:
+    input:
+        # A tiny judge is built by the workflow, so its weights are an input; others are fetched by the job.
+        unpack(lambda wildcards: {"weights": ERRORS_JUDGE_WEIGHTS} if ERRORS_JUDGE.source == "tiny" else {}),
+        answers=f"{ERRORS_DIR}/wrong_answers.parquet",
+    output:
+        f"{ERRORS_DIR}/judge.parquet",
+    log:
+        f"logs/{RUN}/errors/{ERRORS_TAG}/judge.log",
+    params:
+        registry=config["registry"],
+        judge=ERRORS_JUDGE.key,
+        weights=ERRORS_JUDGE_WEIGHTS,
+        backend=ERRORS["judge_backend"],
+        batch_size=ERRORS["batch_size"],
+        chunk_size=ERRORS["chunk_size"],
+        dtype=config["generation"]["dtype"],
+        version=XMRC_VERSION,
+    conda:
+        ERRORS_JUDGE_ENV
+    threads: 2
+    resources:
+        gpu=lambda wildcards: ERRORS_JUDGE.gpus,
+    shell:
+        "python -m xmrc judge --wrong-answers {input.answers} --registry {params.registry} --model {params.judge}"
+        " --weights {params.weights} --backend {params.backend} --batch-size {params.batch_size}"
+        " --chunk-size {params.chunk_size} --dtype {params.dtype} --out {output} > {log} 2>&1"
+
+
+rule error_tables:
+    input:
+        counts=f"{ERRORS_DIR}/wrong_counts.csv",
+        answers=f"{ERRORS_DIR}/wrong_answers.parquet",
+        language=f"{ERRORS_DIR}/language.parquet",
+        judge=f"{ERRORS_DIR}/judge.parquet",
+    output:
+        tables=ERRORS_TABLES,
+        typed=f"{ERRORS_DIR}/typed_answers.parquet",
+    log:
+        f"logs/{RUN}/errors/{ERRORS_TAG}/tables.log",
+    params:
+        shots=ERRORS["shots"],
+        scenario=ERRORS["scenario"],
+        out_dir=lambda wildcards, output: os.path.dirname(output.tables[0]),
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc error-tables --counts {input.counts} --wrong-answers {input.answers}"
+        " --language {input.language} --judge {input.judge} --shots {params.shots} --scenario {params.scenario}"
+        " --out-dir {params.out_dir} --out-items {output.typed} > {log} 2>&1"
+
+
+rule error_figure:
+    input:
+        f"{ERRORS_DIR}/typed_answers.parquet",
+    output:
+        report(
+            f"{RESULTS}/figures/error_types_{ERRORS_TAG}.png",
+            caption="../report/error_types.rst",
+            category="Errors",
+            labels={"figure": "error types", "setting": ERRORS_TAG},
+        ),
+    log:
+        f"logs/{RUN}/errors/{ERRORS_TAG}/figure.log",
+    params:
+        shots=ERRORS["shots"],
+        scenario=ERRORS["scenario"],
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc error-figure --items {input} --shots {params.shots} --scenario {params.scenario}"
+        " --out {output} > {log} 2>&1"
+
+
+if ERRORS["enabled"]:
+    EXTRA_TARGETS.extend([*ERRORS_TABLES, f"{RESULTS}/figures/error_types_{ERRORS_TAG}.png"])

@@ -1,0 +1,64 @@
+"""The error stage in the DAG: its jobs in the paper run, and its config problems as one line."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
+
+
+def snakemake(*args, cwd):
+    return subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=cwd, capture_output=True,
+                          check=False, text=True,
+                          env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)})
+
+
+@pytest.fixture(scope="module")
+def checkout(tmp_path_factory):
+    """A copy of the workflow, so dry runs never touch the developer's .snakemake/."""
+    root = tmp_path_factory.mktemp("errors_checkout")
+    for part in WORKFLOW_PARTS:
+        source = ROOT / part
+        if source.is_dir():
+            shutil.copytree(source, root / part, symlinks=True,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy(source, root / part)
+    return root
+
+
+def test_paper_run_judges_once_with_the_72b_judge_on_its_gpus(checkout):
+    result = snakemake("-n", "-p", "results/paper/tables/error_summary_2shot_en-x.csv", cwd=checkout)
+    assert result.returncode == 0, result.stderr
+    judge_jobs = re.findall(r"rule judge:.*?resources: ([^\n]*)", result.stdout, re.DOTALL)
+    assert len(judge_jobs) == 1 and "gpu=4" in judge_jobs[0]
+    assert "--model qwen-2.5-instruct-72b" in result.stdout
+    # W comes from both formats of every main model (the better one is chosen on their scores)
+    wrong = re.search(r"python -m xmrc wrong-answers .*", result.stdout).group(0)
+    assert wrong.count("/generations/") == 18 * 2 and "2shot-v1" in wrong and "0shot" not in wrong
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"errors": {"judge_model": "no-such-judge"}}, "config key 'errors.judge_model': unknown model 'no-such-judge'"),
+    ({"errors": {"judge_model": "tiny-gemma2-chat"}}, "tiny model 'tiny-gemma2-chat' is built only when"),
+    ({"shots": [0]}, "config key 'errors.shots': 2 is not among the run's shots [0]"),
+    ({"prompt_formats": ["v1"], "errors": {"prompt_format": "v2"}},
+     "config key 'errors.prompt_format': v2 is not among the run's prompt_formats ['v1']"),
+])
+def test_error_config_problems_stop_the_dag_with_one_line(checkout, tmp_path, override, message):
+    config = yaml.safe_load((checkout / "config/smoke.yaml").read_text())
+    for key, value in override.items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) else value
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    result = snakemake("-n", "--configfile", path, cwd=checkout)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("xmrc: error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr
+    assert "Traceback" not in result.stderr
