@@ -13,30 +13,7 @@ from xmrc.analysis.relevance import (RELEVANCE_COLUMNS, attnlrp_rules, layer_rel
                                      run_relevance)
 from xmrc.analysis.mrd import major_relevance_depths, part_mrds  # noqa: E402
 from xmrc.exceptions import XmrcError  # noqa: E402
-from xmrc.prompts import Example, apply_template, build_body, hf_chat_template  # noqa: E402
-
-DEMOS = [Example("The Normans gave their name to Normandy, a region in France.", "Who gave Normandy its name?",
-                 "The Normans"),
-         Example("Paris is the capital and largest city of France.", "What is the capital of France?", "Paris")]
-TESTS = [("Die Normannen waren das Volk, das der Normandie ihren Namen gab.", "Wer gab der Normandie den Namen?"),
-         ("Los normandos dieron nombre a Normandía.", "¿Quién dio nombre a Normandía?"),
-         ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy.",
-          "When did the Normans name Normandy?")]
-
-
-def prompt_rows(tokenizer, chat: bool, shots: int = 2) -> pd.DataFrame:
-    template = hf_chat_template(tokenizer) if chat else None
-    rows = []
-    for number, (context, question) in enumerate(TESTS):
-        body = build_body(Example(context, question), DEMOS[:shots], "v1", "en", answer_cue=not chat)
-        prompt = apply_template(body, template)
-        row = dict(id=f"item{number}", context_lang="en", question_lang=["de", "es", "en"][number],
-                   prompt=prompt.text, templated=chat)
-        for part in ("task_description", "demonstrations", "context", "question"):
-            row[f"{part}_start"], row[f"{part}_end"] = prompt.spans.get(part, (-1, -1))
-        rows.append(row)
-    return pd.DataFrame(rows)
-
+from layers_prompts import TESTS, prompt_rows  # noqa: E402
 
 @pytest.fixture(scope="module")
 def llama(tiny_models):
@@ -65,7 +42,7 @@ def test_parts_map_to_their_tokens(llama):
     question = tokenizer.decode([t for t, keep in zip(encoded.input_ids, encoded.parts["question"]) if keep])
     context = tokenizer.decode([t for t, keep in zip(encoded.input_ids, encoded.parts["context"]) if keep])
     assert row["prompt"][row["question_start"]:row["question_end"]] in question
-    assert TESTS[0][0] in context and "Wer gab" not in context
+    assert TESTS[0][0] in context and TESTS[0][1] not in context
     assert not (encoded.parts["question"] & encoded.parts["context"]).any()
     assert encoded.parts["demonstrations"].sum() > encoded.parts["question"].sum()
     assert not any(mask[0] for mask in encoded.parts.values())  # BOS belongs to no part
