@@ -91,9 +91,10 @@ def _model_job(args):
 
 def cmd_layer_relevance(args) -> None:
     from xmrc.analysis.layer_inputs import load_model
-    from xmrc.analysis.relevance import lxt_rules, run_relevance
+    from xmrc.analysis.relevance import check_lxt_support, lxt_rules, run_relevance
 
     model, weights, rows = _model_job(args)
+    check_lxt_support(weights, model.revision)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     lxt_rules(network)
     result = run_relevance(rows, network, tokenizer, Path(args.out), model_key=model.key, shots=args.shots,

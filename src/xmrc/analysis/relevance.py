@@ -46,12 +46,30 @@ def _modeling_module(model):
 
 def lxt_rules(model) -> dict:
     """LXT 2.1's AttnLRP patch map for this model's architecture, or a one-line error naming it."""
+    return _rules_for(_modeling_module(model), type(model).__name__)
+
+
+def check_lxt_support(weights: str, revision: str | None = None) -> None:
+    """Fail before loading any weights when the checkpoint's architecture has no LXT rules."""
+    import importlib
+
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(weights, revision=revision)
+        module = importlib.import_module(f"transformers.models.{config.model_type}.modeling_{config.model_type}")
+    except (OSError, ValueError, ImportError):
+        return  # unreadable here: loading the model reports it, and lxt_rules checks again
+    _rules_for(module, config.model_type)
+
+
+def _rules_for(module, name: str) -> dict:
     from lxt.efficient.models import DEFAULT_MAP
 
-    module = _modeling_module(model)
     if module not in DEFAULT_MAP:
-        supported = ", ".join(sorted(m.__name__.rsplit(".", 1)[-1].removeprefix("modeling_") for m in DEFAULT_MAP))
-        raise XmrcError(f"{type(model).__name__} ({module.__name__}): LXT 2.1 has no AttnLRP rules for this "
+        supported = ", ".join(sorted(m.__name__.rsplit(".", 1)[-1].removeprefix("modeling_") for m in DEFAULT_MAP
+                             if m.__name__.startswith("transformers.")))
+        raise XmrcError(f"{name} ({module.__name__}): LXT 2.1 has no AttnLRP rules for this "
                         f"architecture (supported: {supported})")
     return DEFAULT_MAP[module]
 
@@ -183,5 +201,5 @@ def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int, bar
     return [record for group in records for record in group]
 
 
-__all__ = ["attnlrp_rules", "layer_relevance", "lxt_rules", "part_records", "run_relevance", "RELEVANCE_COLUMNS",
+__all__ = ["attnlrp_rules", "check_lxt_support", "layer_relevance", "lxt_rules", "part_records", "run_relevance", "RELEVANCE_COLUMNS",
            "LayerRelevance", "os"]
