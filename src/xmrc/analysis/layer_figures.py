@@ -64,8 +64,8 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
     rows = _select(mrd, model, shots, prompt_format, "MRD table")
     layers = int(rows["layers"].max())
     languages = _ordered_languages(rows["question_lang"])
-    fig = Figure(figsize=(1.2 + 0.55 * len(languages), 3.2 * len(groups)))
-    axes = fig.subplots(len(groups), 1, squeeze=False)[:, 0]
+    fig = Figure(figsize=(len(groups) * (1.4 + 0.5 * len(languages)), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
     palette = dict(zip(parts, sns.color_palette("deep", 2)))
     for ax, group in zip(axes, groups):
         data = rows[(rows["group"] == group) & rows["part"].isin(parts)].copy()
@@ -77,10 +77,10 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
             sns.barplot(data=data, x="question_lang", y="mean_mrd", hue="part", order=languages,
                         hue_order=[PART_LABELS[p] for p in parts], ax=ax,
                         palette={PART_LABELS[p]: c for p, c in palette.items()})
-            ax.legend(loc="lower right", fontsize=8)
+            ax.legend(loc="upper left", fontsize=8, ncols=2, frameon=False)
         fallback = bool(rows.loc[rows["group"] == group, "fallback"].any())
         ax.set_title(group_title(group, sizes, fallback), fontsize=10)
-        ax.set_ylim(0, layers + 0.5)
+        ax.set_ylim(0, (layers + 0.5) * 1.15)  # headroom for the legend
         ax.set_xlabel("question language (en-x)")
         ax.set_ylabel(f"mean MRD (layer, N={layers})")
     name = rows["model_name"].iloc[0]
@@ -89,10 +89,10 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
     return _save(fig, path)
 
 
-def _curves(ax, data: pd.DataFrame, languages: list[str], palette) -> None:
+def _curves(ax, data: pd.DataFrame, languages: list[str], palette, reference: float = 1.0) -> None:
     sns.lineplot(data=data, x="relative_depth", y="ratio", hue="lang", hue_order=languages, palette=palette,
                  marker="o" if data["layer"].nunique() < 12 else None, markersize=4, ax=ax)
-    ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.axhline(reference, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlim(0, 1)
     ax.set_xlabel("relative depth (layer / layers)")
     if ax.get_legend() is not None:
@@ -100,7 +100,9 @@ def _curves(ax, data: pd.DataFrame, languages: list[str], palette) -> None:
 
 
 def _language_palette(languages):
-    return dict(zip(languages, sns.color_palette("tab20", len(languages))))
+    # tab10 plus black: eleven clearly distinct colours for the eleven non-English languages
+    colours = list(sns.color_palette("tab10")) + [(0.0, 0.0, 0.0)]
+    return {lang: colours[i % len(colours)] for i, lang in enumerate(languages)}
 
 
 def similarity_curves(similarity: pd.DataFrame, model: str, shots: int, prompt_format: str, part: str, path,
@@ -110,7 +112,7 @@ def similarity_curves(similarity: pd.DataFrame, model: str, shots: int, prompt_f
     rows = rows[rows["part"] == part]
     languages = _ordered_languages(rows["lang"])
     palette = _language_palette(languages)
-    fig = Figure(figsize=(5.2 * len(groups) + 1.2, 3.8))
+    fig = Figure(figsize=(5.2 * len(groups) + 1.2, 3.8), layout="constrained")
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
     for ax, group in zip(axes, groups):
         data = rows[rows["group"] == group]
@@ -131,8 +133,7 @@ def _legend(fig: Figure, languages, palette) -> None:
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=palette[lang], label=lang) for lang in languages]
-    fig.legend(handles=handles, loc="center right", fontsize=8, title="x", frameon=False)
-    fig.subplots_adjust(right=0.9)
+    fig.legend(handles=handles, loc="outside right center", fontsize=8, title="x", frameon=False)
 
 
 def similarity_change(similarity: pd.DataFrame, models: list[str], shots: int, prompt_format: str, part: str,
@@ -143,7 +144,7 @@ def similarity_change(similarity: pd.DataFrame, models: list[str], shots: int, p
     languages = _ordered_languages(pd.concat(frames)["lang"])
     palette = _language_palette(languages)
     panels = len(models) + len(models) - 1
-    fig = Figure(figsize=(4.2 * panels + 1.2, 3.8))
+    fig = Figure(figsize=(4.4 * panels + 1.2, 4.0), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     for ax, frame in zip(axes, frames):
         name = frame["model_name"].iloc[0] if len(frame) else "?"
@@ -159,8 +160,7 @@ def similarity_change(similarity: pd.DataFrame, models: list[str], shots: int, p
         delta = (later - base.reindex(later.index)).rename("ratio").reset_index()
         delta["layer"] = frame["layer"].to_numpy()
         if delta["ratio"].notna().any():
-            _curves(ax, delta, languages, palette)
-        ax.axhline(0.0, color="black", linewidth=0.8)
+            _curves(ax, delta, languages, palette, reference=0.0)
         ax.set_title(f"change: {frame['model_name'].iloc[0]}\nminus {frames[0]['model_name'].iloc[0]}",
                      fontsize=9)
         ax.set_ylabel("difference in S(en, x)")
