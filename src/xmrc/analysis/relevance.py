@@ -114,7 +114,7 @@ def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = 
         embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
         with layer_outputs(model, keep_grad=True) as hidden:
             logits = model(inputs_embeds=embeddings, attention_mask=mask, position_ids=positions,
-                           use_cache=False).logits[:, -1, :]
+                           use_cache=False, logits_to_keep=1).logits[:, -1, :]
         target_logit, target_id = logits.max(dim=-1)
         target_logit.sum().backward()
         # The last layer's output is the explained quantity, not an explaining representation.
