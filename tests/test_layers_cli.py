@@ -150,3 +150,15 @@ def test_hidden_command_names_missing_prompts(tiny_models, tmp_path, capsys):
                        "tiny-llama-chat", "--weights", tiny_models["llama-chat"], "--shots", 2, "--format", "v1",
                        "--languages", "de", "--out-vectors", tmp_path / "h.npy", "--out-index", tmp_path / "h.parquet")
     assert code == 2 and "no en-x prompts for item(s) lost" in err and err.count("\n") == 1
+
+
+def test_similarity_command_checks_vectors_against_index(tmp_path, capsys):
+    index = pd.DataFrame([dict(model="m", shots=2, prompt_format="v2", context_lang="en", question_lang=q, id="a")
+                          for q in ("en", "de")])
+    index.to_parquet(tmp_path / "h.parquet", index=False)
+    np.save(tmp_path / "h.npy", np.zeros((3, 2, 3, 4), dtype=np.float16))
+    pd.DataFrame([dict(model="m", model_name="M", shots=2, prompt_format="v2", group="balanced", id="a",
+                       fallback=False)]).to_parquet(tmp_path / "groups.parquet", index=False)
+    code, _, err = run(capsys, "layer-similarity", "--vectors", tmp_path / "h.npy", "--index", tmp_path / "h.parquet",
+                       "--groups", tmp_path / "groups.parquet", "--out", tmp_path / "s.csv")
+    assert code == 2 and "does not match 2 rows" in err and err.count("\n") == 1

@@ -167,3 +167,23 @@ def test_pooled_hidden_states(llama, tmp_path):
     assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
     np.testing.assert_allclose(stored.astype(np.float32), pooled.astype(np.float32), rtol=1e-2, atol=1e-3)
     assert pd.read_parquet(index)["id"].tolist() == rows["id"].tolist()
+
+
+def test_hidden_states_resume_from_shards(llama, tmp_path):
+    model, tokenizer = llama
+    rows = prompt_rows(tokenizer, chat=True)
+    vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
+    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
+                      batch_size=2, chunk_size=2, progress=False)
+    complete = np.load(vectors)
+    # a killed job left its first shard: it is kept (here: marked with zeros), the rest is recomputed
+    shard_dir = vectors.with_name(vectors.name + ".shards")
+    shard_dir.mkdir()
+    np.save(shard_dir / "shard-00000.npy", np.zeros_like(complete[:2]))
+    vectors.unlink()
+    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
+                      batch_size=2, chunk_size=2, progress=False)
+    resumed = np.load(vectors)
+    assert not resumed[:2].any()
+    np.testing.assert_array_equal(resumed[2:], complete[2:])
+    assert not shard_dir.exists()
