@@ -1,10 +1,11 @@
 """Throughput and peak memory of the layer-wise extractions: AttnLRP relevance and pooled hidden states.
 
     python bench/bench_layers.py [--weights DIR] [--random-8b] [--items N] [--languages en de ...]
-                                 [--relevance-batch B] [--hidden-batch B] [--dtype float32|bfloat16]
+                                 [--relevance-batch B] [--hidden-batch B] [--dtype float32|bfloat16] [--repeat R]
 
-Prompts are the workflow's own: 2-shot v2 en-x prompts of the bundled XQuAD subset (data/xquad_subset) through
-the model's chat template, N items x the given languages. Timed in the same process, best of --repeat passes after one warm-up batch:
+Prompts are the workflow's own: 2-shot v2 en-x prompts of the bundled XQuAD subset (data/xquad_subset)
+through the model's chat template, N items x the given languages. Timed in the same process, best of --repeat
+passes after one warm-up batch:
   - relevance with the AttnLRP rules (the workflow's step), and plain gradient x input on the same batches
     (the cost of the LRP rules is their ratio);
   - pooled hidden-state extraction (forward only).
@@ -29,13 +30,13 @@ try:
 except ImportError:  # not installed with the analysis modules: use the source tree
     sys.path.insert(0, str(HERE.parent / "src"))
 
-import torch
+import torch  # noqa: E402
 
-from xmrc.analysis.hidden_states import pooled_hidden_states
-from xmrc.analysis.layer_inputs import encode, load_model
-from xmrc.analysis.relevance import layer_relevance
-from xmrc.data import load_local, prepare
-from xmrc.prompts import build_prompt_table, hf_chat_template
+from xmrc.analysis.hidden_states import pooled_hidden_states  # noqa: E402
+from xmrc.analysis.layer_inputs import encode, load_model  # noqa: E402
+from xmrc.analysis.relevance import layer_relevance  # noqa: E402
+from xmrc.data import load_local, prepare  # noqa: E402
+from xmrc.prompts import build_prompt_table, hf_chat_template  # noqa: E402
 
 SUBSET = HERE.parent / "data" / "xquad_subset"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]

@@ -200,6 +200,3 @@ def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int, bar
         bar.update(len(batch))
     return [record for group in records for record in group]
 
-
-__all__ = ["attnlrp_rules", "check_lxt_support", "layer_relevance", "lxt_rules", "part_records", "run_relevance", "RELEVANCE_COLUMNS",
-           "LayerRelevance", "os"]
