@@ -1,1 +1,177 @@
-# Stage 'layers': rules added by its issue. Add this stage's final outputs to EXTRA_TARGETS.
+# Stage 'layers': AttnLRP Major Relevance Depth and cross-lingual hidden-state similarity (paper Section 5).
+# groups (per-item F1) -> relevance and pooled hidden states per model -> MRD / similarity tables -> figures.
+
+
+include: "layers_common.smk"
+
+
+wildcard_constraints:
+    series="|".join(re.escape(name) for name in LAYER_SERIES) or "no-series",
+
+
+rule layer_groups:
+    input:
+        f"{RESULTS}/tables/item_scores.parquet",
+    output:
+        members=f"{LAYER_DIR}/groups.parquet",
+        sizes=f"{LAYER_DIR}/group_sizes.csv",
+    log:
+        f"logs/{RUN}/layers/groups.log",
+    params:
+        registry=config["registry"],
+        models=" ".join(LAYER_MODELS),
+        shots=LAYERS["shots"],
+        formats=" ".join(LAYERS["prompt_formats"]),
+        languages=" ".join(LANGS),
+        groups=" ".join(LAYERS["groups"]),
+        cap=f"--cap {LAYERS['max_samples']}" if LAYERS["max_samples"] else "",
+        seed=LAYERS["seed"],
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc layer-groups --item-scores {input} --registry {params.registry} --models {params.models}"
+        " --shots {params.shots} --formats {params.formats} --languages {params.languages}"
+        " --groups {params.groups} {params.cap} --seed {params.seed}"
+        " --out-members {output.members} --out-sizes {output.sizes} > {log} 2>&1"
+
+
+rule layer_relevance:
+    input:
+        unpack(model_inputs),
+        prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        groups=f"{LAYER_DIR}/groups.parquet",
+    output:
+        f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+    log:
+        f"logs/{RUN}/layers/relevance/{{model}}/{{shots}}shot-{{fmt}}.log",
+    params:
+        registry=config["registry"],
+        weights=weights_of,
+        languages=" ".join(LANGS),
+        dtype=LAYERS["relevance"]["dtype"],
+        batch_size=LAYERS["relevance"]["batch_size"],
+        chunk_size=LAYERS["relevance"]["chunk_size"],
+        version=XMRC_VERSION,
+    conda:
+        "../../envs/lxt.yaml"
+    threads: 2
+    resources:
+        gpu=gpus_of,
+        mem_mb=layer_mem_mb,
+    shell:
+        "python -m xmrc layer-relevance --prompts {input.prompts} --groups {input.groups}"
+        " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
+        " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
+        " --dtype {params.dtype} --batch-size {params.batch_size} --chunk-size {params.chunk_size}"
+        " --out {output} > {log} 2>&1"
+
+
+rule layer_hidden_states:
+    input:
+        unpack(model_inputs),
+        prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        groups=f"{LAYER_DIR}/groups.parquet",
+    output:
+        vectors=f"{LAYER_DIR}/hidden/{{model}}/{{shots}}shot-{{fmt}}.npy",
+        index=f"{LAYER_DIR}/hidden/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+    log:
+        f"logs/{RUN}/layers/hidden/{{model}}/{{shots}}shot-{{fmt}}.log",
+    params:
+        registry=config["registry"],
+        weights=weights_of,
+        languages=" ".join(LANGS),
+        dtype=LAYERS["hidden_states"]["dtype"],
+        batch_size=LAYERS["hidden_states"]["batch_size"],
+        chunk_size=LAYERS["hidden_states"]["chunk_size"],
+        version=XMRC_VERSION,
+    conda:
+        "../../envs/xmrc.yaml"
+    threads: 2
+    resources:
+        gpu=gpus_of,
+        mem_mb=layer_mem_mb,
+    shell:
+        "python -m xmrc layer-hidden --prompts {input.prompts} --groups {input.groups}"
+        " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
+        " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
+        " --dtype {params.dtype} --batch-size {params.batch_size} --chunk-size {params.chunk_size}"
+        " --out-vectors {output.vectors} --out-index {output.index} > {log} 2>&1"
+
+
+rule layer_mrd:
+    input:
+        relevance=expand(f"{LAYER_DIR}/relevance/{{stem}}.parquet", stem=layer_stems()),
+        groups=f"{LAYER_DIR}/groups.parquet",
+    output:
+        f"{LAYER_DIR}/mrd.csv",
+    log:
+        f"logs/{RUN}/layers/mrd.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc layer-mrd --relevance {input.relevance} --groups {input.groups} --out {output}"
+        " > {log} 2>&1"
+
+
+rule layer_similarity:
+    input:
+        vectors=expand(f"{LAYER_DIR}/hidden/{{stem}}.npy", stem=layer_stems()),
+        index=expand(f"{LAYER_DIR}/hidden/{{stem}}.parquet", stem=layer_stems()),
+        groups=f"{LAYER_DIR}/groups.parquet",
+    output:
+        f"{LAYER_DIR}/similarity.csv",
+    log:
+        f"logs/{RUN}/layers/similarity.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc layer-similarity --vectors {input.vectors} --index {input.index}"
+        " --groups {input.groups} --out {output} > {log} 2>&1"
+
+
+rule layer_figures:
+    input:
+        mrd=f"{LAYER_DIR}/mrd.csv",
+        similarity=f"{LAYER_DIR}/similarity.csv",
+        sizes=f"{LAYER_DIR}/group_sizes.csv",
+    output:
+        mrd_context_question=_layer_figure("mrd_context_question", "layers_mrd",
+                                           {"figure": "MRD: context vs question"}),
+        mrd_task_demos=_layer_figure("mrd_task_demos", "layers_mrd",
+                                     {"figure": "MRD: task description vs demonstrations"}),
+        similarity_question=_layer_figure("similarity_question", "layers_similarity",
+                                          {"figure": "similarity: question"}),
+        similarity_context=_layer_figure("similarity_context", "layers_similarity",
+                                         {"figure": "similarity: context"}),
+        similarity_last=_layer_figure("similarity_last", "layers_similarity",
+                                      {"figure": "similarity: last input token"}),
+    log:
+        f"logs/{RUN}/layers/figures/{{model}}/{{shots}}shot-{{fmt}}.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc layer-figures --mrd {input.mrd} --similarity {input.similarity} --sizes {input.sizes}"
+        " --model {wildcards.model} --shots {wildcards.shots} --format {wildcards.fmt}"
+        " --out-mrd-context-question {output.mrd_context_question} --out-mrd-task-demos {output.mrd_task_demos}"
+        " --out-similarity-question {output.similarity_question}"
+        " --out-similarity-context {output.similarity_context}"
+        " --out-similarity-last {output.similarity_last} > {log} 2>&1"
+
+
+rule layer_change_figures:
+    input:
+        f"{LAYER_DIR}/similarity.csv",
+    output:
+        question=_change_figure("question"),
+        context=_change_figure("context"),
+        last=_change_figure("last"),
+    log:
+        f"logs/{RUN}/layers/figures/change/{{series}}/{{shots}}shot-{{fmt}}.log",
+    params:
+        models=lambda wildcards: " ".join(LAYER_SERIES[wildcards.series]),
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc layer-change-figures --similarity {input} --models {params.models}"
+        " --shots {wildcards.shots} --format {wildcards.fmt} --out-question {output.question}"
+        " --out-context {output.context} --out-last {output.last} > {log} 2>&1"

@@ -1,0 +1,1 @@
+"""Attribution and layer-wise analyses: oracle retrieval (Captum), Major Relevance Depth (AttnLRP), hidden-state similarity."""

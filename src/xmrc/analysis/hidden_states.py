@@ -1,0 +1,135 @@
+"""Pooled hidden states per prompt part and layer, for the cross-lingual similarity ratio.
+
+For every prompt, at every depth 0..L (0: the input embeddings; i: the output of decoder layer i, before the
+final norm), three vectors are kept: the mean over the question's tokens, the mean over the context's
+tokens, and the last input token. Pooling happens inside the forward hooks, so a batch never holds more
+than one layer's full hidden states; only the pooled vectors leave the GPU, as float16.
+
+Files (`hidden/<model>/<shots>shot-<format>.npy` and `.parquet`):
+  .npy      float16 array (prompts, L + 1, 3, d); axis 2 in POOLED_PARTS order (question, context, last);
+            NaN where a part has no tokens
+  .parquet  one row per prompt, in array order: model (registry key), shots, prompt_format, context_lang,
+            question_lang, id
+Budget: prompts x (L + 1) x 3 x d x 2 bytes, e.g. 70B (L = 80, d = 8192): 4.0 MB per prompt.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from xmrc.analysis.layer_inputs import EncodedPrompt, decoder_layers, encode, left_pad
+from xmrc.exceptions import XmrcError
+
+POOLED_PARTS = ("question", "context", "last")
+INDEX_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+
+
+def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int) -> np.ndarray:
+    """float16 array (batch, L + 1, 3, d) of pooled hidden states (see the module docstring)."""
+    import torch
+
+    ids, mask = left_pad(batch, pad_id)
+    device = model.get_input_embeddings().weight.device
+    ids, mask = ids.to(device), mask.to(device)
+    width = ids.shape[1]
+    weights = torch.zeros((len(batch), 2, width), dtype=torch.float32)
+    for row, item in enumerate(batch):
+        for slot, part in enumerate(POOLED_PARTS[:2]):
+            part_mask = torch.as_tensor(item.parts[part], dtype=torch.float32)
+            if part_mask.sum() > 0:
+                weights[row, slot, width - len(item.input_ids):] = part_mask / part_mask.sum()
+            else:
+                weights[row, slot, :] = float("nan")
+    pooled: list[torch.Tensor] = []
+
+    def pool(hidden):
+        hidden = hidden.float()
+        means = torch.einsum("bpt,btd->bpd", weights.to(hidden.device), hidden)
+        pooled.append(torch.cat([means, hidden[:, -1:, :]], dim=1).to("cpu", torch.float16))
+
+    def hook(module, args, output):
+        pool(output[0] if isinstance(output, tuple) else output)
+
+    handles = [layer.register_forward_hook(hook) for layer in decoder_layers(model)]
+    try:
+        with torch.inference_mode():
+            embeddings = model.get_input_embeddings()(ids)
+            pool(embeddings)
+            model.model(inputs_embeds=embeddings, attention_mask=mask,
+                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=False)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return torch.stack(pooled, dim=1).numpy()
+
+
+def _save_npy_atomic(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial.npy")
+    np.save(partial, array)
+    os.replace(partial, path)
+
+
+def _shard_done(path: Path, rows: int) -> bool:
+    try:
+        return np.load(path, mmap_mode="r").shape[0] == rows
+    except Exception:  # missing or truncated: recompute
+        return False
+
+
+def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, index_out: Path, *, model_key: str,
+                      shots: int, prompt_format: str, batch_size: int = 8, chunk_size: int = 64,
+                      progress: bool = True) -> tuple[int, tuple[int, ...]]:
+    """Pooled states of every prompt row, checkpointed every `chunk_size` prompts; returns (prompts, shape)."""
+    from xmrc.generation import write_parquet_atomic
+
+    vectors_out, index_out = Path(vectors_out), Path(index_out)
+    if getattr(model, "model", None) is None:
+        raise XmrcError(f"{type(model).__name__}: expected a causal LM with a `.model` decoder")
+    shard_dir = vectors_out.with_name(vectors_out.name + ".shards")
+    chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
+    shards = []
+    bar = tqdm(total=len(rows), desc=f"hidden states {model_key}", unit="prompt", disable=not progress)
+    for number, chunk in enumerate(chunks):
+        shard = shard_dir / f"shard-{number:05d}.npy"
+        if not _shard_done(shard, len(chunk)):
+            encoded = [encode(tokenizer, row) for _, row in chunk.iterrows()]
+            order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
+            parts: list[np.ndarray | None] = [None] * len(encoded)
+            for start in range(0, len(order), batch_size):
+                batch = order[start:start + batch_size]
+                for index, vectors in zip(batch, pooled_hidden_states(model, [encoded[i] for i in batch],
+                                                                      tokenizer.pad_token_id)):
+                    parts[index] = vectors
+                bar.update(len(batch))
+            _save_npy_atomic(np.stack(parts), shard)
+        else:
+            bar.update(len(chunk))
+        shards.append(shard)
+    bar.close()
+    shape = (len(rows),) + (np.load(shards[0], mmap_mode="r").shape[1:] if shards else (0, len(POOLED_PARTS), 0))
+    # Assembled through a memory map: the whole array never has to fit in RAM.
+    vectors_out.parent.mkdir(parents=True, exist_ok=True)
+    partial = vectors_out.with_name(vectors_out.name + ".partial.npy")
+    target = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
+    offset = 0
+    for shard in shards:
+        block = np.load(shard, mmap_mode="r")
+        target[offset:offset + len(block)] = block
+        offset += len(block)
+    target.flush()
+    del target
+    os.replace(partial, vectors_out)
+    index = rows[["context_lang", "question_lang", "id"]].copy()
+    index.insert(0, "prompt_format", prompt_format)
+    index.insert(0, "shots", shots)
+    index.insert(0, "model", model_key)
+    write_parquet_atomic(index[INDEX_COLUMNS], index_out)
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    return len(rows), shape

@@ -1,0 +1,263 @@
+"""CLI of the layer-wise analysis: sample groups, AttnLRP relevance (MRD), pooled hidden states
+(similarity), their tables and figures. Imports stay cheap: torch, LXT and seaborn load inside commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xmrc import LANGUAGES
+from xmrc.exceptions import XmrcError
+
+PART_CHOICES = ("question", "context", "last")
+
+
+def _read_parquet(path):
+    from xmrc.cli import _read_parquet as read
+
+    return read(path)
+
+
+def _read_csv(path):
+    from xmrc.cli import _read_csv as read
+
+    return read(path)
+
+
+def _require(frame, columns, path):
+    from xmrc.cli import _require_columns
+
+    _require_columns(frame, columns, path)
+
+
+def _write_parquet(frame, path):
+    from xmrc.generation import write_parquet_atomic
+
+    write_parquet_atomic(frame, Path(path))
+
+
+def _write_csv(frame, path):
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(str(path) + ".partial")
+    frame.to_csv(partial, index=False, float_format="%.6g")
+    partial.replace(path)
+
+
+def cmd_layer_groups(args) -> None:
+    import pandas as pd
+
+    from xmrc.analysis.groups import ITEM_COLUMNS, sample_groups
+    from xmrc.config import Registry
+
+    items = _read_parquet(args.item_scores)
+    _require(items, ITEM_COLUMNS, args.item_scores)
+    registry = Registry.load(args.registry)
+    members, sizes = [], []
+    for key in args.models:
+        model = registry.get(key)
+        for fmt in args.formats:
+            m, s = sample_groups(items, model.key, model.name, args.shots, fmt, args.languages, args.groups,
+                                 args.cap, args.seed)
+            members.append(m)
+            sizes.append(s)
+    members, sizes = pd.concat(members, ignore_index=True), pd.concat(sizes, ignore_index=True)
+    _write_parquet(members, args.out_members)
+    _write_csv(sizes, args.out_sizes)
+    for row in sizes.itertuples():
+        note = " (fallback: all items)" if row.fallback else ""
+        print(f"{row.model_name} {row.shots}-shot {row.prompt_format} {row.group}: {row.eligible} eligible, "
+              f"{row.selected} selected{note}")
+
+
+def _model_job(args):
+    """(model, weights, en-x prompt rows of the grouped items) for one extraction job."""
+    from xmrc.analysis.layer_inputs import prompt_rows
+    from xmrc.config import Registry, model_weights
+
+    model = Registry.load(args.registry).get(args.model)
+    if model.backend != "local":
+        raise XmrcError(f"model '{model.key}' uses the {model.backend} backend: no weights to analyse")
+    weights = args.weights or model_weights(model)
+    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
+        raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
+    members = _read_parquet(args.groups)
+    _require(members, ["model", "shots", "prompt_format", "id"], args.groups)
+    mine = members[(members["model"] == model.key) & (members["shots"] == args.shots)
+                   & (members["prompt_format"] == args.format)]
+    if mine.empty:
+        raise XmrcError(f"{args.groups}: no sample group rows for model '{model.key}', {args.shots}-shot {args.format}")
+    rows = prompt_rows(_read_parquet(args.prompts), list(dict.fromkeys(mine["id"])), args.languages, args.prompts)
+    return model, weights, rows
+
+
+def cmd_layer_relevance(args) -> None:
+    from xmrc.analysis.layer_inputs import load_model
+    from xmrc.analysis.relevance import check_lxt_support, lxt_rules, run_relevance
+
+    model, weights, rows = _model_job(args)
+    check_lxt_support(weights, model.revision)
+    network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
+    lxt_rules(network)
+    result = run_relevance(rows, network, tokenizer, Path(args.out), model_key=model.key, shots=args.shots,
+                           prompt_format=args.format, batch_size=args.batch_size, chunk_size=args.chunk_size)
+    print(f"{args.out}: AttnLRP relevance of {len(rows)} prompts ({len(result)} part rows), "
+          f"N = {int(result['layers'].max()) if len(result) else 0} layers")
+
+
+def cmd_layer_hidden(args) -> None:
+    from xmrc.analysis.hidden_states import run_hidden_states
+    from xmrc.analysis.layer_inputs import load_model
+
+    model, weights, rows = _model_job(args)
+    network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
+    count, shape = run_hidden_states(rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index),
+                                     model_key=model.key, shots=args.shots, prompt_format=args.format,
+                                     batch_size=args.batch_size, chunk_size=args.chunk_size)
+    size = Path(args.out_vectors).stat().st_size
+    print(f"{args.out_vectors}: pooled hidden states {shape} float16 of {count} prompts, {size / 1e6:.1f} MB")
+
+
+def cmd_layer_mrd(args) -> None:
+    import pandas as pd
+
+    from xmrc.analysis.mrd import group_mrd_table
+
+    relevance = pd.concat([_read_parquet(path) for path in args.relevance], ignore_index=True)
+    members = _read_parquet(args.groups)
+    _require(members, ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"], args.groups)
+    table = group_mrd_table(relevance, members)
+    _write_csv(table, args.out)
+    print(f"{args.out}: mean MRD of {len(table)} (model, group, language, part) cells")
+
+
+def cmd_layer_similarity(args) -> None:
+    import numpy as np
+    import pandas as pd
+
+    from xmrc.analysis.similarity import similarity_table
+
+    if len(args.vectors) != len(args.index):
+        raise XmrcError("--vectors and --index must name the same number of files, in the same order")
+    members = _read_parquet(args.groups)
+    _require(members, ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"], args.groups)
+    tables = []
+    for vectors_path, index_path in zip(args.vectors, args.index):
+        index = _read_parquet(index_path)
+        _require(index, ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"], index_path)
+        try:
+            vectors = np.load(vectors_path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise XmrcError(f"{vectors_path}: not a readable .npy array ({type(error).__name__})") from None
+        if vectors.ndim != 4 or vectors.shape[0] != len(index):
+            raise XmrcError(f"{vectors_path}: shape {vectors.shape} does not match {len(index)} rows of {index_path}")
+        if index.empty:
+            continue
+        key = index.iloc[0]
+        mine = members[(members["model"] == key["model"]) & (members["shots"] == key["shots"])
+                       & (members["prompt_format"] == key["prompt_format"])]
+        tables.append(similarity_table(vectors, index, mine))
+    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    _write_csv(table, args.out)
+    print(f"{args.out}: {len(table)} similarity ratios")
+
+
+def cmd_layer_figures(args) -> None:
+    from xmrc.analysis import layer_figures
+
+    mrd, similarity = _read_csv(args.mrd), _read_csv(args.similarity)
+    sizes = _read_csv(args.sizes)
+    _require(mrd, ["model", "shots", "prompt_format", "group", "question_lang", "part", "mean_mrd"], args.mrd)
+    _require(similarity, ["model", "shots", "prompt_format", "group", "lang", "part", "relative_depth", "ratio"],
+             args.similarity)
+    sizes = sizes[(sizes["model"] == args.model) & (sizes["shots"] == args.shots)
+                  & (sizes["prompt_format"] == args.format)]
+    setting = (args.model, args.shots, args.format)
+    layer_figures.mrd_parts(mrd, *setting, ("context", "question"), args.out_mrd_context_question, sizes)
+    layer_figures.mrd_parts(mrd, *setting, ("task_description", "demonstrations"), args.out_mrd_task_demos, sizes)
+    for part in PART_CHOICES:
+        layer_figures.similarity_curves(similarity, *setting, part, getattr(args, f"out_similarity_{part}"), sizes)
+    print(f"{args.model}: 5 layer-analysis figures")
+
+
+def cmd_layer_change_figures(args) -> None:
+    from xmrc.analysis import layer_figures
+
+    similarity = _read_csv(args.similarity)
+    for part in PART_CHOICES:
+        layer_figures.similarity_change(similarity, args.models, args.shots, args.format, part,
+                                        getattr(args, f"out_{part}"), args.group)
+    print(f"similarity change across {', '.join(args.models)}: 3 figures")
+
+
+def register(command) -> None:
+    def setting(p, formats=False):
+        p.add_argument("--shots", type=int, choices=[0, 2], required=True)
+        if formats:
+            p.add_argument("--formats", nargs="+", choices=["v1", "v2"], required=True)
+        else:
+            p.add_argument("--format", choices=["v1", "v2"], required=True)
+
+    def languages(p):
+        p.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG")
+
+    p = command("layer-groups", cmd_layer_groups, "balanced / en-superior sample groups from per-item F1")
+    p.add_argument("--item-scores", required=True)
+    p.add_argument("--registry", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="registry keys or paper names")
+    setting(p, formats=True)
+    languages(p)
+    p.add_argument("--groups", nargs="+", choices=["balanced", "en-superior"], default=["balanced", "en-superior"])
+    p.add_argument("--cap", type=int, help="at most this many items per group (seeded draw)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out-members", required=True)
+    p.add_argument("--out-sizes", required=True)
+
+    def extraction(p, default_batch):
+        p.add_argument("--prompts", required=True)
+        p.add_argument("--groups", required=True, help="groups.parquet of layer-groups")
+        p.add_argument("--registry", required=True)
+        p.add_argument("--model", required=True)
+        p.add_argument("--weights")
+        setting(p)
+        languages(p)
+        p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+        p.add_argument("--batch-size", type=int, default=default_batch)
+        p.add_argument("--chunk-size", type=int, default=64, help="prompts per checkpoint shard")
+
+    p = command("layer-relevance", cmd_layer_relevance, "AttnLRP (LXT) relevance per layer and part MRD (resumable)")
+    extraction(p, 1)
+    p.add_argument("--out", required=True)
+
+    p = command("layer-hidden", cmd_layer_hidden, "pooled hidden states per part and layer, float16 (resumable)")
+    extraction(p, 8)
+    p.add_argument("--out-vectors", required=True)
+    p.add_argument("--out-index", required=True)
+
+    p = command("layer-mrd", cmd_layer_mrd, "mean MRD per model, group, language and part (CSV)")
+    p.add_argument("--relevance", nargs="+", required=True)
+    p.add_argument("--groups", required=True)
+    p.add_argument("--out", required=True)
+
+    p = command("layer-similarity", cmd_layer_similarity, "cross-lingual similarity ratio per layer (CSV)")
+    p.add_argument("--vectors", nargs="+", required=True)
+    p.add_argument("--index", nargs="+", required=True)
+    p.add_argument("--groups", required=True)
+    p.add_argument("--out", required=True)
+
+    p = command("layer-figures", cmd_layer_figures, "MRD and similarity figures of one model and setting")
+    p.add_argument("--mrd", required=True)
+    p.add_argument("--similarity", required=True)
+    p.add_argument("--sizes", required=True, help="group_sizes.csv of layer-groups")
+    p.add_argument("--model", required=True, help="registry key")
+    setting(p)
+    for name in ("mrd-context-question", "mrd-task-demos", "similarity-question", "similarity-context",
+                 "similarity-last"):
+        p.add_argument(f"--out-{name}", required=True)
+
+    p = command("layer-change-figures", cmd_layer_change_figures,
+                "similarity curves of a model series (base, instruct, tuned) and their change")
+    p.add_argument("--similarity", required=True)
+    p.add_argument("--models", nargs="+", required=True, help="registry keys, first = reference")
+    setting(p)
+    p.add_argument("--group", choices=["balanced", "en-superior"], default="balanced")
+    for part in PART_CHOICES:
+        p.add_argument(f"--out-{part}", required=True)

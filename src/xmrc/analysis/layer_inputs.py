@@ -1,0 +1,128 @@
+"""What both layer-wise extractions (relevance, hidden states) share: loading a model for analysis,
+tokenizing prompts with the prompt parts mapped to tokens, padding, and hooks on the decoder layers.
+
+Parts: a token belongs to a part when its character span overlaps the part's span in the prompt table
+(`{part}_start`, `{part}_end`; -1 when the part is absent). Special tokens (empty spans) belong to none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from xmrc.exceptions import XmrcError
+from xmrc.prompts import PARTS
+
+PROMPT_INPUT_COLUMNS = ["id", "context_lang", "question_lang", "prompt", "templated"] + [
+    f"{part}_{edge}" for part in PARTS for edge in ("start", "end")]
+
+
+@dataclass
+class EncodedPrompt:
+    input_ids: list[int]
+    parts: dict[str, np.ndarray]  # part -> boolean mask over the tokens
+
+
+def load_model(weights: str, revision: str | None = None, dtype: str = "bfloat16", gpus: int = 1,
+               device: str | None = None):
+    """(model, tokenizer) in eval mode with frozen weights: gradients flow to activations only.
+
+    More than one GPU: the layers are sharded over them (`device_map="auto"`), as for generation.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from xmrc.backends.hf import DTYPES, load_tokenizer
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    tokenizer = load_tokenizer(weights, revision)
+    if device == "cpu" and dtype in ("bfloat16", "float16"):
+        dtype = "float32"  # half precision is slow or missing on CPU
+    options = {"revision": revision, "dtype": DTYPES[dtype]}
+    if device == "cuda" and gpus > 1:
+        options["device_map"] = "auto"
+    try:
+        model = AutoModelForCausalLM.from_pretrained(weights, **options)
+    except (OSError, ValueError) as error:
+        raise XmrcError(f"{weights}: could not load the model ({str(error).splitlines()[0]})") from None
+    if "device_map" not in options:
+        model.to(device)
+    model.eval()
+    model.requires_grad_(False)
+    return model, tokenizer
+
+
+def encode(tokenizer, row) -> EncodedPrompt:
+    """Token ids of one prompt-table row (special tokens as generation adds them) and its part masks."""
+    encoded = tokenizer(row["prompt"], add_special_tokens=not bool(row["templated"]), return_offsets_mapping=True)
+    offsets = np.asarray(encoded["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+    starts, ends = offsets[:, 0], offsets[:, 1]
+    parts = {}
+    for part in PARTS:
+        start, end = int(row[f"{part}_start"]), int(row[f"{part}_end"])
+        if start < 0 or end <= start:
+            parts[part] = np.zeros(len(starts), dtype=bool)
+        else:
+            parts[part] = (ends > starts) & (starts < end) & (ends > start)
+    return EncodedPrompt(list(encoded["input_ids"]), parts)
+
+
+def left_pad(batch: list[EncodedPrompt], pad_id: int):
+    """(input_ids, attention_mask) tensors, left-padded so every prompt ends at the last position."""
+    import torch
+
+    width = max(len(item.input_ids) for item in batch)
+    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, item in enumerate(batch):
+        ids[row, width - len(item.input_ids):] = torch.tensor(item.input_ids)
+        mask[row, width - len(item.input_ids):] = 1
+    return ids, mask
+
+
+def decoder_layers(model):
+    """The model's list of decoder blocks (Llama, Qwen2, Mistral, Gemma-2 all keep them in `.layers`)."""
+    layers = getattr(model.get_decoder(), "layers", None)
+    if layers is None:
+        raise XmrcError(f"{type(model).__name__}: no decoder layer list found (expected model.model.layers)")
+    return layers
+
+
+@contextlib.contextmanager
+def layer_outputs(model, keep_grad: bool = False):
+    """Collect the output hidden state of every decoder layer during a forward pass (list, in depth order).
+
+    With `keep_grad`, each output retains its gradient, so relevance = output x gradient after backward.
+    """
+    outputs: list = []
+
+    def hook(module, args, output):
+        hidden = output[0] if isinstance(output, tuple) else output
+        if keep_grad and hidden.requires_grad:
+            hidden.retain_grad()
+        outputs.append(hidden)
+
+    handles = [layer.register_forward_hook(hook) for layer in decoder_layers(model)]
+    try:
+        yield outputs
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def prompt_rows(prompts: pd.DataFrame, ids: list[str], languages: list[str], path: str) -> pd.DataFrame:
+    """The en-x rows of a prompt table for the given items and question languages, in a stable order."""
+    missing = [c for c in PROMPT_INPUT_COLUMNS if c not in prompts.columns]
+    if missing:
+        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+    wanted = set(ids)
+    rows = prompts[(prompts["context_lang"] == "en") & prompts["question_lang"].isin(languages)
+                   & prompts["id"].isin(wanted)]
+    absent = sorted(wanted - set(rows["id"]))
+    if absent:
+        raise XmrcError(f"{path}: no en-x prompts for item(s) {', '.join(absent[:5])}"
+                        + (f" and {len(absent) - 5} more" if len(absent) > 5 else ""))
+    return rows.reset_index(drop=True)

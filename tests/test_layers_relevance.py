@@ -1,0 +1,189 @@
+"""AttnLRP relevance and pooled hidden states on tiny random models (real transformers, real LXT)."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("lxt")
+
+from xmrc.analysis.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
+from xmrc.analysis.layer_inputs import encode, load_model  # noqa: E402
+from xmrc.analysis.relevance import (RELEVANCE_COLUMNS, attnlrp_rules, layer_relevance, part_records,  # noqa: E402
+                                     run_relevance)
+from xmrc.analysis.mrd import major_relevance_depths, part_mrds  # noqa: E402
+from xmrc.exceptions import XmrcError  # noqa: E402
+from layers_prompts import TESTS, prompt_rows  # noqa: E402
+
+@pytest.fixture(scope="module")
+def llama(tiny_models):
+    return load_model(str(tiny_models["llama-chat"]), dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def deep_llama(tiny_models, tmp_path_factory):
+    """The tiny Llama's tokenizer with six random layers, so that MRD has depths to choose from."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    source = tiny_models["llama-base"]
+    config = AutoConfig.from_pretrained(source)
+    config.num_hidden_layers = 6
+    torch.manual_seed(0)
+    out = tmp_path_factory.mktemp("deep_llama")
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    return load_model(str(out), dtype="float32")
+
+
+def test_parts_map_to_their_tokens(llama):
+    _, tokenizer = llama
+    row = prompt_rows(tokenizer, chat=True).iloc[0]
+    encoded = encode(tokenizer, row)
+    question = tokenizer.decode([t for t, keep in zip(encoded.input_ids, encoded.parts["question"]) if keep])
+    context = tokenizer.decode([t for t, keep in zip(encoded.input_ids, encoded.parts["context"]) if keep])
+    assert row["prompt"][row["question_start"]:row["question_end"]] in question
+    assert TESTS[0][0] in context and TESTS[0][1] not in context
+    assert not (encoded.parts["question"] & encoded.parts["context"]).any()
+    assert encoded.parts["demonstrations"].sum() > encoded.parts["question"].sum()
+    assert not any(mask[0] for mask in encoded.parts.values())  # BOS belongs to no part
+
+
+def test_lrp_relevance_differs_from_gradient_times_input(llama):
+    model, tokenizer = llama
+    batch = [encode(tokenizer, row) for _, row in prompt_rows(tokenizer, chat=True).iterrows()]
+    plain = layer_relevance(model, batch, tokenizer.pad_token_id, lrp=False)
+    lrp = layer_relevance(model, batch, tokenizer.pad_token_id, lrp=True)
+    plain_again = layer_relevance(model, batch, tokenizer.pad_token_id, lrp=False)
+    for a, b, c in zip(plain, lrp, plain_again):
+        assert a.target_id == b.target_id and a.target_logit == pytest.approx(b.target_logit)  # same forward
+        assert a.relevance.shape == b.relevance.shape and a.relevance.shape[0] == 2  # embeddings + layer 1
+        # the LRP rules change the backward pass, so the relevance differs clearly from gradient x input
+        assert not np.allclose(a.relevance, b.relevance, rtol=0.05, atol=1e-3)
+        # and leaving the context restores the unpatched model exactly
+        np.testing.assert_array_equal(a.relevance, c.relevance)
+
+
+def test_patches_are_undone():
+    import torch.nn
+    from transformers.models.llama import modeling_llama
+
+    before = (torch.nn.Dropout.forward, modeling_llama.LlamaMLP.forward, modeling_llama.LlamaRMSNorm.forward,
+              modeling_llama.eager_attention_forward, modeling_llama.ALL_ATTENTION_FUNCTIONS)
+
+    class Probe(modeling_llama.LlamaForCausalLM):
+        pass
+
+    Probe.__module__ = modeling_llama.__name__
+    with attnlrp_rules(Probe.__new__(Probe)):
+        assert modeling_llama.LlamaMLP.forward is not before[1]
+    after = (torch.nn.Dropout.forward, modeling_llama.LlamaMLP.forward, modeling_llama.LlamaRMSNorm.forward,
+             modeling_llama.eager_attention_forward, modeling_llama.ALL_ATTENTION_FUNCTIONS)
+    assert all(x is y for x, y in zip(before, after))
+
+
+def test_batching_does_not_change_relevance(llama):
+    model, tokenizer = llama
+    batch = [encode(tokenizer, row) for _, row in prompt_rows(tokenizer, chat=True).iterrows()]
+    together = layer_relevance(model, batch, tokenizer.pad_token_id)
+    for item, result in zip(batch, together):
+        alone = layer_relevance(model, [item], tokenizer.pad_token_id)[0]
+        np.testing.assert_allclose(result.relevance, alone.relevance, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["mistral-base", "gemma2-chat"])
+def test_architectures_without_lxt_rules_fail_clearly(tiny_models, name):
+    model, tokenizer = load_model(str(tiny_models[name]), dtype="float32")
+    row = prompt_rows(tokenizer, chat=False).iloc[0]
+    with pytest.raises(XmrcError, match="LXT 2.1 has no AttnLRP rules .*supported: .*llama"):
+        layer_relevance(model, [encode(tokenizer, row)], tokenizer.pad_token_id)
+
+
+def test_qwen2_is_supported(tiny_models):
+    model, tokenizer = load_model(str(tiny_models["qwen2-chat"]), dtype="float32")
+    row = prompt_rows(tokenizer, chat=True).iloc[0]
+    result = layer_relevance(model, [encode(tokenizer, row)], tokenizer.pad_token_id)[0]
+    assert np.isfinite(result.relevance).all() and np.abs(result.relevance).sum() > 0
+
+
+def test_mrd_records_on_a_deeper_model(deep_llama):
+    model, tokenizer = deep_llama
+    rows = prompt_rows(tokenizer, chat=False)
+    encoded = encode(tokenizer, rows.iloc[2])
+    result = layer_relevance(model, [encoded], tokenizer.pad_token_id)[0]
+    assert result.relevance.shape[0] == 6  # embeddings + outputs of layers 1..5: N = 5
+    records = {r["part"]: r for r in part_records(result, encoded)}
+    assert set(records) == {"task_description", "demonstrations", "context", "question"}
+    for record in records.values():
+        assert record["layers"] == 5 and 1 <= record["mrd"] <= 5 and len(record["relevance"]) == 5
+    depths = major_relevance_depths(np.abs(result.relevance[1:]))
+    assert len(set(depths.tolist())) > 1  # depth varies across tokens: the MRD has something to measure
+    expected = part_mrds(np.abs(result.relevance[1:]), encoded.parts)
+    assert {part: record["mrd"] for part, record in records.items()} == expected
+    assert records["question"]["n_tokens"] == int(encoded.parts["question"].sum())
+
+
+def test_run_relevance_resumes_from_shards(deep_llama, tmp_path):
+    model, tokenizer = deep_llama
+    rows = prompt_rows(tokenizer, chat=False)
+    out = tmp_path / "relevance.parquet"
+    first = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
+                          batch_size=2, chunk_size=2, progress=False)
+    assert list(first.columns) == RELEVANCE_COLUMNS and len(first) == 3 * 4
+    assert not out.with_name(out.name + ".shards").exists()
+    # a killed job leaves shards behind: the next run keeps them and computes only the missing ones
+    shard_dir = out.with_name(out.name + ".shards")
+    shard_dir.mkdir()
+    marked = first.iloc[:8].assign(target_token="from-shard")
+    marked.to_parquet(shard_dir / "shard-00000.parquet", index=False)
+    out.unlink()
+    second = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
+                           batch_size=2, chunk_size=2, progress=False)
+    assert (second["target_token"].iloc[:8] == "from-shard").all()
+    assert (second["target_token"].iloc[8:] != "from-shard").all()
+    pd.testing.assert_frame_equal(second.drop(columns="target_token"), first.drop(columns="target_token"))
+
+
+def test_pooled_hidden_states(llama, tmp_path):
+    model, tokenizer = llama
+    rows = prompt_rows(tokenizer, chat=True)
+    batch = [encode(tokenizer, row) for _, row in rows.iterrows()]
+    pooled = pooled_hidden_states(model, batch, tokenizer.pad_token_id)
+    layers, width = model.config.num_hidden_layers, model.config.hidden_size
+    assert pooled.shape == (3, layers + 1, 3, width) and pooled.dtype == np.float16
+    item = batch[1]
+    with torch.no_grad():
+        states = model(torch.tensor([item.input_ids]), output_hidden_states=True).hidden_states
+    embeddings, first_layer = states[0][0].numpy(), states[1][0].numpy()
+    np.testing.assert_allclose(pooled[1, 0, 2], embeddings[-1], rtol=2e-3, atol=2e-3)  # last token, layer 0
+    np.testing.assert_allclose(pooled[1, 1, 0], first_layer[item.parts["question"]].mean(0), rtol=2e-3, atol=2e-3)
+    np.testing.assert_allclose(pooled[1, 1, 1], first_layer[item.parts["context"]].mean(0), rtol=2e-3, atol=2e-3)
+    alone = pooled_hidden_states(model, [item], tokenizer.pad_token_id)
+    np.testing.assert_allclose(alone[0].astype(np.float32), pooled[1].astype(np.float32), rtol=1e-2, atol=1e-3)
+
+    vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
+    count, shape = run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2,
+                                     prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
+    stored = np.load(vectors)
+    assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
+    np.testing.assert_allclose(stored.astype(np.float32), pooled.astype(np.float32), rtol=1e-2, atol=1e-3)
+    assert pd.read_parquet(index)["id"].tolist() == rows["id"].tolist()
+
+
+def test_hidden_states_resume_from_shards(llama, tmp_path):
+    model, tokenizer = llama
+    rows = prompt_rows(tokenizer, chat=True)
+    vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
+    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
+                      batch_size=2, chunk_size=2, progress=False)
+    complete = np.load(vectors)
+    # a killed job left its first shard: it is kept (here: marked with zeros), the rest is recomputed
+    shard_dir = vectors.with_name(vectors.name + ".shards")
+    shard_dir.mkdir()
+    np.save(shard_dir / "shard-00000.npy", np.zeros_like(complete[:2]))
+    vectors.unlink()
+    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
+                      batch_size=2, chunk_size=2, progress=False)
+    resumed = np.load(vectors)
+    assert not resumed[:2].any()
+    np.testing.assert_array_equal(resumed[2:], complete[2:])
+    assert not shard_dir.exists()

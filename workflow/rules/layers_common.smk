@@ -1,0 +1,81 @@
+# Stage 'layers': settings, model selection, targets and input/report helpers (included by layers.smk).
+LAYERS = config["layers"]
+LAYER_DIR = f"{RESULTS}/layers"
+LAYER_FIGURES = f"{RESULTS}/figures/layers"
+LAYER_PARTS = ["question", "context", "last"]
+
+
+def _layer_models():
+    """Registry keys of the analysed models that the run evaluates (their per-item F1 defines the groups)."""
+    keys = []
+    for item in LAYERS["models"]:
+        try:
+            key = REGISTRY.get(item).key
+        except XmrcError as error:
+            raise WorkflowError(f"config key 'layers.models': {error}") from None
+        if key in MODELS:
+            keys.append(key)
+        else:
+            print(f"xmrc: warning: layers: model '{key}' is not among the run's models (config 'models'); "
+                  "it is not analysed", file=sys.stderr)
+    return keys
+
+
+LAYER_MODELS = _layer_models() if LAYERS["enabled"] else []
+LAYER_SETTINGS = [(LAYERS["shots"], fmt) for fmt in LAYERS["prompt_formats"]]
+if LAYER_MODELS and any(s not in SETTINGS for s in LAYER_SETTINGS):
+    raise WorkflowError(
+        "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats")
+LAYER_SERIES = {
+    name: [REGISTRY.get(item).key for item in members]
+    for name, members in LAYERS["change_sets"].items()
+    if all(REGISTRY.get(item).key in LAYER_MODELS for item in members)
+}
+
+
+def layer_stems():
+    return [f"{key}/{shots}shot-{fmt}" for key in LAYER_MODELS for shots, fmt in LAYER_SETTINGS]
+
+
+def layer_mem_mb(wildcards):
+    """Host memory of an extraction job: a floor plus 1 GB per billion parameters (weights stream to GPUs)."""
+    return 4096 + int(1024 * (model_of(wildcards).size_b or 0))
+
+
+def layer_targets():
+    figures = [
+        f"{LAYER_FIGURES}/{stem}/{name}.png"
+        for stem in layer_stems()
+        for name in ["mrd_context_question", "mrd_task_demos"] + [f"similarity_{p}" for p in LAYER_PARTS]
+    ]
+    changes = [
+        f"{LAYER_FIGURES}/change/{series}/{shots}shot-{fmt}/similarity_change_{part}.png"
+        for series in LAYER_SERIES
+        for shots, fmt in LAYER_SETTINGS
+        for part in LAYER_PARTS
+    ]
+    tables = [f"{LAYER_DIR}/{name}" for name in ("group_sizes.csv", "mrd.csv", "similarity.csv")]
+    return tables + figures + changes if LAYER_MODELS else []
+
+
+EXTRA_TARGETS.extend(layer_targets())
+
+
+def _layer_figure(name, caption, labels):
+    return report(
+        f"{LAYER_FIGURES}/{{model}}/{{shots}}shot-{{fmt}}/{name}.png",
+        caption=f"../report/{caption}.rst",
+        category="Layer-wise analysis",
+        subcategory="{model}",
+        labels=dict(labels, model="{model}", setting="{shots}-shot {fmt}"),
+    )
+
+
+def _change_figure(part):
+    return report(
+        f"{LAYER_FIGURES}/change/{{series}}/{{shots}}shot-{{fmt}}/similarity_change_{part}.png",
+        caption="../report/layers_change.rst",
+        category="Layer-wise analysis",
+        subcategory="change: {series}",
+        labels={"figure": f"similarity change: {part}", "series": "{series}", "setting": "{shots}-shot {fmt}"},
+    )
