@@ -47,11 +47,11 @@ def whole_characters(ids, tokenizer):
     return Target(list(ids[:2]), 1)
 
 
-def items(xquad, model, tokenizer, chat, count, fmt="v1"):
-    """Ablation items of `count` test items in en-de and en-zh, targets as the model generates them."""
+def items(xquad, model, tokenizer, chat, count, fmt="v1", languages=("de", "zh")):
+    """Ablation items of `count` test items per en-x direction, targets as the model generates them."""
     import torch
 
-    prompts = build_prompt_table(xquad, ["de", "zh"], 2, fmt, DEMOS, hf_chat_template(tokenizer) if chat else None,
+    prompts = build_prompt_table(xquad, list(languages), 2, fmt, DEMOS, hf_chat_template(tokenizer) if chat else None,
                                  count)
     english = xquad[xquad["lang"] == "en"].set_index("id")
     result = []
@@ -69,12 +69,13 @@ def items(xquad, model, tokenizer, chat, count, fmt="v1"):
     return result
 
 
-@pytest.mark.parametrize("name, chat", [("llama-chat", True), ("llama-base", False), ("qwen2-chat", True)])
-def test_batched_attributions_equal_captum_feature_ablation(tiny_models, xquad, name, chat):
+@pytest.mark.parametrize("name, chat, languages", [("llama-chat", True, ("de", "zh")), ("llama-base", False, ("en",)),
+                                                   ("qwen2-chat", True, ("zh",))])
+def test_batched_attributions_equal_captum_feature_ablation(tiny_models, xquad, name, chat, languages):
     model, tokenizer = load(tiny_models[name])
     batched = BatchedAblation(model, tokenizer, batch_size=3)  # several batches per item
     captum = CaptumAblation(model, tokenizer)
-    for item in items(xquad, model, tokenizer, chat, 1):
+    for item in items(xquad, model, tokenizer, chat, 1, languages=languages):
         expected = captum.attribute(item)
         got = batched.attribute(item)
         assert got.shape == expected.shape == (1 + len(item.target.ids), len(item.units))

@@ -42,30 +42,34 @@ def stage(tiny_models, tmp_path_factory):
     return root, weights
 
 
-def attribute_args(root, weights, implementation, out, *extra):
+def attribute_args(root, weights, implementation, out, *extra, languages=("en", "de")):
     return ["oracle-attribute", "--units", root / "units.parquet", "--summary",
             root / "tables" / "summary_2shot.csv", "--prompts", f"v1={root / 'prompts-v1.parquet'}",
             f"v2={root / 'prompts-v2.parquet'}", "--generations", f"v1={root / 'generations-v1.parquet'}",
             f"v2={root / 'generations-v2.parquet'}", "--registry", REGISTRY, "--model", "tiny-llama-chat",
-            "--weights", weights, "--question-languages", "en", "de", "--implementation", implementation,
+            "--weights", weights, "--question-languages", *languages, "--implementation", implementation,
             "--max-new-tokens", 8, "--dtype", "float32", "--out", out, *extra]
 
 
 def test_attribution_tables_and_figure(stage):
     root, weights = stage
     run(*attribute_args(root, weights, "batched", root / "batched.parquet", "--chunk-size", 3))
-    run(*attribute_args(root, weights, "captum", root / "captum.parquet"))
+    run(*attribute_args(root, weights, "captum", root / "captum.parquet", languages=("de",)))
     batched, captum = pd.read_parquet(root / "batched.parquet"), pd.read_parquet(root / "captum.parquet")
     summary = pd.read_csv(root / "tables" / "summary_2shot.csv")
     assert len(batched) == 4 and set(batched["question_lang"]) == {"en", "de"}
     assert (batched["prompt_format"] == summary["prompt_format"].iloc[0]).all()
     assert not (root / "batched.parquet.shards").exists()
     generations = pd.read_parquet(root / f"generations-{batched['prompt_format'].iloc[0]}.parquet")
-    assert sorted(batched["prediction"]) == sorted(generations["prediction"])
+    en_x = generations[generations["context_lang"] == "en"]
+    assert sorted(batched["prediction"]) == sorted(en_x["prediction"])
     attributed = batched[batched["status"] == "ok"]
     assert len(attributed) >= 1
     assert (attributed["target_source"] == "regenerated").all()  # same greedy answers as the generation stage
-    for row, reference in zip(attributed.itertuples(), captum[captum["status"] == "ok"].itertuples()):
+    german = attributed[attributed["question_lang"] == "de"]
+    assert len(captum) == 2 and (captum["status"] == "ok").sum() == len(german)
+    for row, reference in zip(german.itertuples(), captum[captum["status"] == "ok"].itertuples()):
+        assert (row.id, row.target_ids.tolist()) == (reference.id, reference.target_ids.tolist())
         assert len(row.step_attr) == len(row.sequence_attr) == row.n_units
         assert 0 <= row.gold_unit < row.n_units
         assert np.abs(np.array(row.sequence_attr) - np.array(reference.sequence_attr)).max() < 1e-4

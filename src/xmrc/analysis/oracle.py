@@ -205,6 +205,11 @@ class _PromptTokenizer:
             add_special_tokens = not self._templated
         return self._tokenizer.encode(text, add_special_tokens=add_special_tokens, **options)
 
+    def decode(self, ids, **options):
+        # Only Captum's token pretty-printer decodes (cosmetic, unused here). It indexes past the end when a
+        # target ends in a lone fragment of a multi-byte character, which it recognises by U+FFFD.
+        return self._tokenizer.decode(ids, **options).replace("\ufffd", "?")
+
     def __call__(self, *args, **options):
         return self._tokenizer(*args, **options)
 
