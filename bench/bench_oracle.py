@@ -58,8 +58,9 @@ def whole_characters(ids, tokenizer) -> Target:
 
 
 def make_items(table, model, tokenizer, count: int, max_new_tokens: int):
-    prompts = build_prompt_table(table, ["en", "de"], 2, "v1", DEMOS, hf_chat_template(tokenizer), None)
-    prompts = prompts.groupby("question_lang", sort=False).head((count + 1) // 2).head(count)
+    per_direction = (count + 1) // 2
+    prompts = build_prompt_table(table, ["en", "de"], 2, "v1", DEMOS, hf_chat_template(tokenizer), per_direction)
+    prompts = prompts.head(count)
     english = table[table["lang"] == "en"].set_index("id")
     items = []
     for row in prompts.itertuples():
