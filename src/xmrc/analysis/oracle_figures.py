@@ -13,7 +13,7 @@ from matplotlib.figure import Figure
 
 from xmrc.exceptions import XmrcError
 
-SERIES = (("step", "oracle, step"), ("sequence", "oracle, sequence"), ("f1", "actual F1"))
+SERIES = (("step", "oracle, step", "o"), ("sequence", "oracle, sequence", "s"), ("f1", "actual F1", "^"))
 
 
 def oracle_vs_f1(accuracy: pd.DataFrame, path: str | Path) -> Path:
@@ -23,20 +23,22 @@ def oracle_vs_f1(accuracy: pd.DataFrame, path: str | Path) -> Path:
     if accuracy.empty:
         raise XmrcError("oracle accuracy table has no rows")
     models = list(pd.unique(accuracy["model"]))
-    fig = Figure(figsize=(9, 2.4 * len(models) + 0.6))
+    fig = Figure(figsize=(9, 2.4 * len(models) + 0.8), layout="constrained")
     axes = fig.subplots(len(models), 1, squeeze=False)[:, 0]
     for ax, model in zip(axes, models):
         rows = accuracy[accuracy["model"] == model]
         x = range(len(rows))
-        for column, name in SERIES:
+        for column, name, marker in SERIES:
             if column in rows.columns and rows[column].notna().any():
-                ax.plot(x, rows[column], marker="o", label=name)
+                ax.plot(x, rows[column], marker=marker, label=name, alpha=0.85)
         ax.set_xticks(list(x), rows["direction"].tolist(), rotation=45)
-        ax.set_ylim(0, 105)
+        ax.set_ylim(-4, 104)
+        ax.set_xlim(-0.4, len(rows) - 0.6)
         ax.set_ylabel("%")
         ax.set_title(model, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend(loc="lower right", fontsize=8, ncols=3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper center", fontsize=8, ncols=3)
     axes[-1].set_xlabel("direction (context-question)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
