@@ -180,7 +180,8 @@ class BatchedAblation:
         # Row r predicts target token t at position len(prompt_r) - 1 + t (relative to the suffix).
         positions = torch.stack([len(p) - prefix_length - 1 + steps for p in chunk])  # (rows, T)
         keep = torch.unique(positions)  # the few positions whose logits are needed, sorted
-        options = {"input_ids": batch, "logits_to_keep": keep.to(device)}
+        # The index stays on the CPU: with device_map the last hidden states may live on another GPU.
+        options = {"input_ids": batch, "logits_to_keep": keep}
         if cache is not None:
             rows_cache = copy.deepcopy(cache)
             rows_cache.batch_repeat_interleave(len(chunk))
