@@ -22,20 +22,31 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from xmrc.analysis.oracle import (  # noqa: E402
-    BatchedAblation, CaptumAblation, Target, align_target, encode, item_from_prompt)
-from xmrc.analysis.sentences import context_units  # noqa: E402
-from xmrc.data import load_local  # noqa: E402
-from xmrc.prompts import build_prompt_table, hf_chat_template  # noqa: E402
-from xmrc.tinymodels import build_from_spec  # noqa: E402
+from xmrc.analysis.oracle import (
+    BatchedAblation,
+    CaptumAblation,
+    Target,
+    align_target,
+    encode,
+    item_from_prompt,
+)
+from xmrc.analysis.sentences import context_units
+from xmrc.data import load_local
+from xmrc.prompts import build_prompt_table, hf_chat_template
+from xmrc.tinymodels import build_from_spec
 
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
-LLAMA_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                num_key_value_heads=8, vocab_size=128256, max_position_embeddings=8192, rope_theta=500000.0)
+LLAMA_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192, "rope_theta": 500000.0}
 
 
 def load_model(shape: str, weights: Path, device: str, dtype: torch.dtype):
-    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(weights)
     if shape == "tiny":

@@ -1,7 +1,12 @@
 import pandas as pd
 import pytest
 
-from xmrc.analysis.sentences import UNIT_COLUMNS, context_units, split_sentences, units_table
+from xmrc.analysis.sentences import (
+    UNIT_COLUMNS,
+    context_units,
+    split_sentences,
+    units_table,
+)
 
 
 def texts(text, lang="en"):
@@ -32,11 +37,12 @@ def test_english_boundaries(text, expected):
 def test_german_ordinal_numbers_do_not_end_sentences():
     text = "Die Normannen gaben im 10. und 11. Jahrhundert der Normandie ihren Namen. Sie blieben."
     assert len(texts(text, "de")) == 2
-    assert len(texts(text, "en")) == 3  # English has no ordinal dot: "11. Jahrhundert" looks like an end
+    assert len(texts(text, "en")) == 3  # no ordinal dots in English: "11. Jahrhundert" ends a sentence
 
 
 def test_chinese_greek_hindi_thai_terminators():
-    assert texts("诺曼人来了。他们留下了！为什么？", "zh") == ["诺曼人来了。", "他们留下了！", "为什么？"]
+    chinese = "诺曼人来了。他们留下了！为什么？"
+    assert texts(chinese, "zh") == ["诺曼人来了。", "他们留下了！", "为什么？"]
     assert len(texts("Ποιος ήρθε; Οι Νορμανδοί ήρθαν.", "el")) == 2
     assert len(texts("नॉर्मन आए। वे रुके।", "hi")) == 2
     assert texts("ชาวนอร์มันมา พวกเขาอยู่", "th") == ["ชาวนอร์มันมา ", "พวกเขาอยู่"]

@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
 from xmrc.extract import _LABEL, extract_answer
-
 
 # --- The target: generated token ids and where the answer starts in them ------------------------------
 

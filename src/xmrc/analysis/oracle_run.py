@@ -36,10 +36,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from xmrc.analysis.oracle import Target, align_target, create_evaluator, encode, item_from_prompt, top_unit
+from xmrc.analysis.oracle import (
+    Target,
+    align_target,
+    create_evaluator,
+    encode,
+    item_from_prompt,
+    top_unit,
+)
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
 
@@ -202,7 +210,7 @@ def attribute_items(items: list[WorkItem], model, tokenizer, evaluator, base: di
 def _shard_done(path: Path, items: list[WorkItem]) -> bool:
     try:
         done = pq.read_table(path, columns=["id", "question_lang"]).to_pandas()
-    except Exception:  # missing, truncated or foreign: redo it
+    except (OSError, ValueError, pa.ArrowException):  # missing, truncated or foreign: redo it
         return False
     return list(zip(done["id"], done["question_lang"])) == [(i.id, i.question_lang) for i in items]
 

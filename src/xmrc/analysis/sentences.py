@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pandas as pd
 
@@ -48,7 +49,7 @@ cmdr adm gov sen rep rev hon pres inc ltd co corp bros dept univ est jan feb mar
 oct nov dec u.s u.k u.n a.d b.c p.m a.m ph.d m.d b.a m.a op pp ed eds
 bzw z.b d.h usw ca vgl nr s
 sra srta dña ee.uu
-""".split())
+""".split())  # noqa: SIM905 (a word list reads better as text)
 _ORDINAL_DOT_LANGS = frozenset({"de", "tr"})
 
 
@@ -84,9 +85,7 @@ def _is_false_stop(text: str, stop: int, lang: str) -> bool:
         return True
     if len(word) == 1 and word.isalpha() and word.isupper():
         return True  # an initial: "J. R. R. Tolkien"
-    if lang in _ORDINAL_DOT_LANGS and word.isdigit():
-        return True  # "im 10. Jahrhundert"
-    return False
+    return lang in _ORDINAL_DOT_LANGS and word.isdigit()  # "im 10. Jahrhundert"
 
 
 def _starts_sentence(text: str, position: int, terminators: str) -> bool:
@@ -131,7 +130,7 @@ def split_sentences(text: str, lang: str) -> list[Unit]:
     else:
         cuts = _spaced_cuts(text, lang)
     bounds = [0] + [c for c in cuts if 0 < c < len(text)] + [len(text)]
-    return [Unit(s, e) for s, e in zip(bounds, bounds[1:]) if e > s]
+    return [Unit(s, e) for s, e in pairwise(bounds) if e > s]
 
 
 @dataclass(frozen=True)
