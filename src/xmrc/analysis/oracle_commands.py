@@ -1,0 +1,139 @@
+"""CLI of the oracle stage: sentence units, attribution (one model), tables, figure.
+
+Imports stay cheap here: torch, transformers and Captum load inside the commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xmrc import LANGUAGES
+from xmrc.exceptions import XmrcError
+
+
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    """FMT=PATH arguments as a mapping."""
+    pairs = {}
+    for value in values:
+        key, sep, path = value.partition("=")
+        if not sep or not key or not path:
+            raise XmrcError(f"{option}: expected FORMAT=PATH, got '{value}'")
+        pairs[key] = path
+    return pairs
+
+
+def cmd_sentences(args) -> None:
+    from xmrc.analysis.sentences import units_table
+    from xmrc.cli import _read_parquet, _require_columns
+    from xmrc.generation import write_parquet_atomic
+
+    table = _read_parquet(args.data)
+    _require_columns(table, ["id", "lang", "context", "answer_text", "answer_start"], args.data)
+    units, problems = units_table(table, args.languages)
+    write_parquet_atomic(units, Path(args.out))
+    Path(args.problems).parent.mkdir(parents=True, exist_ok=True)
+    problems.to_csv(args.problems, index=False)
+    contexts = units.groupby(["id", "lang"]).ngroups
+    print(f"{args.out}: {len(units)} sentence units in {contexts} contexts "
+          f"({len(units) / max(contexts, 1):.1f} per context); {len(problems)} problem(s) in {args.problems}")
+
+
+def cmd_attribute(args) -> None:
+    from xmrc.analysis.oracle_run import chosen_format, run_oracle, work_items
+    from xmrc.cli import _model_and_weights, _read_csv, _read_parquet, _require_columns
+
+    model, weights = _model_and_weights(args)
+    if model.backend != "local":
+        raise XmrcError(f"model '{model.key}' uses the {model.backend} backend: attribution needs local weights")
+    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
+        raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
+    prompt_files, generation_files = _pairs(args.prompts, "--prompts"), _pairs(args.generations, "--generations")
+    prompt_format = chosen_format(_read_csv(args.summary), model.name, args.summary)
+    if prompt_format not in prompt_files or prompt_format not in generation_files:
+        raise XmrcError(f"{args.summary}: model '{model.name}' uses format {prompt_format}, but no prompts or "
+                        f"generations of that format were given")
+    prompts = _read_parquet(prompt_files[prompt_format])
+    _require_columns(prompts, ["id", "context_lang", "question_lang", "prompt", "templated", "context_start",
+                               "context_end"], prompt_files[prompt_format])
+    generations = _read_parquet(generation_files[prompt_format])
+    _require_columns(generations, ["id", "context_lang", "question_lang", "raw_output", "prediction"],
+                     generation_files[prompt_format])
+    units = _read_parquet(args.units)
+    _require_columns(units, ["id", "lang", "unit", "start", "end", "is_gold", "sentences"], args.units)
+    items = work_items(prompts, generations, units, args.question_languages, args.sample_size, args.seed)
+
+    from xmrc.backends.hf import HFBackend
+
+    backend = HFBackend(weights, revision=model.revision, dtype=args.dtype, batch_size=args.generation_batch_size,
+                        gpus=max(model.gpus, 1), progress=False)
+    base = {"model": model.name, "shots": args.shots, "prompt_format": prompt_format}
+    result = run_oracle(items, backend.model, backend.tokenizer, Path(args.out), base=base,
+                        implementation=args.implementation, batch_size=args.batch_size,
+                        max_new_tokens=args.max_new_tokens, generation_batch_size=args.generation_batch_size,
+                        chunk_size=args.chunk_size)
+    ok = result[result["status"] == "ok"]
+    print(f"{args.out}: {len(result)} items of {model.name} ({prompt_format}, {args.implementation}); "
+          f"{len(ok)} attributed in {ok['seconds'].sum():.1f} s; step {100 * ok['step_correct'].mean():.1f}%, "
+          f"sequence {100 * ok['sequence_correct'].mean():.1f}% correct" if len(ok) else
+          f"{args.out}: {len(result)} items of {model.name}; none could be attributed (see column status)")
+
+
+def cmd_tables(args) -> None:
+    import pandas as pd
+
+    from xmrc.analysis.oracle_tables import write_oracle_tables
+    from xmrc.cli import _read_parquet
+
+    results = pd.concat([_read_parquet(path) for path in args.attributions], ignore_index=True)
+    scores = _read_parquet(args.item_scores) if args.item_scores else None
+    paths = write_oracle_tables(results, scores, Path(args.out_dir))
+    print(f"{args.out_dir}: {len(paths)} oracle tables from {len(results)} items")
+
+
+def cmd_figure(args) -> None:
+    from xmrc.analysis.oracle_figures import oracle_vs_f1
+    from xmrc.cli import _read_csv
+
+    oracle_vs_f1(_read_csv(args.accuracy), Path(args.out))
+    print(f"{args.out}: oracle vs F1 figure")
+
+
+def register(command) -> None:
+    p = command("oracle-sentences", cmd_sentences, "split XQuAD contexts into sentence units, mark the gold one")
+    p.add_argument("--data", required=True, help="XQuAD table (xmrc data)")
+    p.add_argument("--languages", nargs="+", default=["en"], choices=LANGUAGES, metavar="LANG",
+                   help="context languages to split (default: en, the en-x contexts)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--problems", required=True, help="CSV of items whose answer crosses a sentence boundary "
+                                                     "or is not at answer_start")
+
+    p = command("oracle-attribute", cmd_attribute,
+                "sentence-ablation attribution of one model's en-x answers (resumable)")
+    p.add_argument("--units", required=True, help="sentence units (xmrc oracle-sentences)")
+    p.add_argument("--summary", required=True, help="summary_<shots>shot.csv: the model's prompt format")
+    p.add_argument("--prompts", nargs="+", required=True, metavar="FORMAT=PATH")
+    p.add_argument("--generations", nargs="+", required=True, metavar="FORMAT=PATH")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights")
+    p.add_argument("--shots", type=int, choices=[0, 2], default=2)
+    p.add_argument("--question-languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG",
+                   help="en-x directions by question language (en = en-en)")
+    p.add_argument("--sample-size", type=int, help="items per direction (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--implementation", choices=["batched", "captum"], default="batched")
+    p.add_argument("--batch-size", type=int, default=16, help="ablated prompts per forward pass (batched)")
+    p.add_argument("--generation-batch-size", type=int, default=16)
+    p.add_argument("--max-new-tokens", type=int, default=64, help="as in the generation stage")
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+    p.add_argument("--chunk-size", type=int, default=64, help="items per checkpoint shard")
+    p.add_argument("--out", required=True)
+
+    p = command("oracle-tables", cmd_tables, "Table 3, per-language oracle tables and oracle vs F1")
+    p.add_argument("--attributions", nargs="+", required=True)
+    p.add_argument("--item-scores", help="item_scores.parquet: F1 of the same items")
+    p.add_argument("--out-dir", required=True)
+
+    p = command("oracle-figure", cmd_figure, "oracle accuracy vs actual F1 per model and direction (PNG)")
+    p.add_argument("--accuracy", required=True, help="oracle_vs_f1.csv (xmrc oracle-tables)")
+    p.add_argument("--out", required=True)

@@ -1,0 +1,241 @@
+"""An oracle job: sentence-ablation attribution of one model's 2-shot en-x answers, checkpointed in shards.
+
+Inputs: the model's prompt and generation tables of its chosen prompt format (the one of higher mean F1 in
+`summary_<shots>shot.csv`), the sentence units of the contexts, and the model itself. For every sampled
+item of every configured direction the answer is generated again greedily to recover its token ids; when
+the regenerated answer differs from the stored one (batch effects in half precision), the stored raw
+output is tokenised instead and the row says so (`target_source`).
+
+Output (one row per item and direction):
+    model, shots, prompt_format, context_lang, question_lang, id
+    implementation    str    batched | captum
+    status            str    ok | empty_answer (nothing to attribute) | no_gold_unit (answer not located
+                             in the context) | target_unaligned (tokens and answer text do not align)
+    n_units           int    sentence units of the context
+    gold_unit         int    index of the unit holding the gold answer (-1: none)
+    merged            bool   the gold unit merges sentences the answer crosses
+    prediction        str    the answer attributed
+    target_source     str    regenerated | retokenized
+    target_ids        list   target token ids (generated tokens through the end of the answer)
+    answer_token      int    index in target_ids of the answer's first token ("Step" target)
+    step_attr         list   attribution of each unit to the answer's first token (log prob drop)
+    sequence_attr     list   attribution of each unit to the whole target (sum of log probs)
+    step_top, sequence_top          int   unit of strictly largest attribution (-1: tie or not ok)
+    step_correct, sequence_correct  bool  that unit is the gold unit
+    seconds           float  attribution time of the item
+Shards: `<output>.shards/shard-NNNNN.parquet` (atomic renames); a killed job resumes at the first missing
+or stale shard.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm.auto import tqdm
+
+from xmrc.analysis.oracle import (
+    Target,
+    align_target,
+    create_evaluator,
+    encode,
+    item_from_prompt,
+    top_unit,
+)
+from xmrc.exceptions import XmrcError
+from xmrc.extract import answer_complete, extract_answer
+
+RESULT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "implementation",
+                  "status", "n_units", "gold_unit", "merged", "prediction", "target_source", "target_ids",
+                  "answer_token", "step_attr", "sequence_attr", "step_top", "sequence_top", "step_correct",
+                  "sequence_correct", "seconds"]
+
+
+def chosen_format(summary: pd.DataFrame, model_name: str, source: str) -> str:
+    """The prompt format the summary table reports for a model."""
+    if "model" not in summary.columns or "prompt_format" not in summary.columns:
+        raise XmrcError(f"{source}: needs columns model and prompt_format")
+    rows = summary[summary["model"] == model_name]
+    if rows.empty:
+        raise XmrcError(f"{source}: no row for model '{model_name}'")
+    return str(rows["prompt_format"].iloc[0])
+
+
+def sample_ids(ids: list[str], sample_size: int | None, seed: int) -> list[str]:
+    """`sample_size` ids drawn with `seed` (all when None or larger), kept in their original order, so
+    every direction and every model is evaluated on the same items."""
+    if sample_size is None or sample_size >= len(ids):
+        return list(ids)
+    chosen = set(random.Random(seed).sample(sorted(ids), sample_size))
+    return [item for item in ids if item in chosen]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    id: str
+    context_lang: str
+    question_lang: str
+    prompt: str
+    templated: bool
+    context_start: int
+    context_end: int
+    raw_output: str
+    prediction: str
+    units: tuple[tuple[int, int], ...]
+    gold_unit: int
+    merged: bool
+
+
+def work_items(prompts: pd.DataFrame, generations: pd.DataFrame, units: pd.DataFrame, question_langs: list[str],
+               sample_size: int | None, seed: int) -> list[WorkItem]:
+    """The (direction, item) pairs to attribute, in direction order then table order."""
+    keys = ["id", "context_lang", "question_lang"]
+    table = prompts.merge(generations[keys + ["raw_output", "prediction"]], on=keys, how="inner")
+    table = table[table["context_lang"] == "en"]
+    missing = [q for q in question_langs if not (table["question_lang"] == q).any()]
+    if missing:
+        raise XmrcError(f"no prompts with generations for direction(s) {', '.join('en-' + q for q in missing)}")
+    english = table[table["question_lang"] == question_langs[0]]["id"].tolist()
+    chosen = set(sample_ids(english, sample_size, seed))
+    by_context = {key: group.sort_values("unit") for key, group in units.groupby(["id", "lang"], sort=False)}
+    items = []
+    for question_lang in question_langs:
+        rows = table[(table["question_lang"] == question_lang) & table["id"].isin(chosen)]
+        for row in rows.itertuples(index=False):
+            group = by_context.get((row.id, row.context_lang))
+            if group is None:
+                raise XmrcError(f"sentence units: no units for item {row.id} ({row.context_lang})")
+            spans = tuple(zip(group["start"].tolist(), group["end"].tolist()))
+            if spans[-1][1] != row.context_end - row.context_start:
+                raise XmrcError(f"item {row.id} ({row.context_lang}-{row.question_lang}): the sentence units "
+                                "do not cover the prompt's context (units from another XQuAD table?)")
+            gold = group.index[group["is_gold"]].tolist()
+            gold_unit = int(group.loc[gold[0], "unit"]) if gold else -1
+            merged = bool(group.loc[gold[0], "sentences"] > 1) if gold else False
+            items.append(WorkItem(row.id, row.context_lang, row.question_lang, row.prompt, bool(row.templated),
+                                  int(row.context_start), int(row.context_end), row.raw_output or "",
+                                  row.prediction or "", spans, gold_unit, merged))
+    return items
+
+
+def generate_ids(model, tokenizer, prompts: list[str], templated: bool, max_new_tokens: int,
+                 batch_size: int) -> list[list[int]]:
+    """Greedy continuations as token ids, batched and left-padded like the generation stage."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopAtAnswer(StoppingCriteria):
+        def __init__(self, prompt_length: int):
+            self.prompt_length = prompt_length
+
+        def __call__(self, input_ids, scores, **kwargs):
+            texts = tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+            return torch.tensor([answer_complete(t) for t in texts], dtype=torch.bool, device=input_ids.device)
+
+    encoded = [encode(tokenizer, text, templated) for text in prompts]
+    results: list[list[int]] = []
+    for first in range(0, len(encoded), batch_size):
+        padded = tokenizer.pad({"input_ids": encoded[first:first + batch_size]}, return_tensors="pt")
+        input_ids = padded["input_ids"].to(model.device)
+        with torch.inference_mode():
+            output = model.generate(input_ids=input_ids, attention_mask=padded["attention_mask"].to(model.device),
+                                    do_sample=False, max_new_tokens=max_new_tokens, temperature=None, top_p=None,
+                                    top_k=None, pad_token_id=tokenizer.pad_token_id,
+                                    stopping_criteria=StoppingCriteriaList([StopAtAnswer(input_ids.shape[1])]))
+        results.extend(row.tolist() for row in output[:, input_ids.shape[1]:])
+    return results
+
+
+def choose_target(regenerated: list[int], item: WorkItem, tokenizer) -> tuple[Target | None, str]:
+    """The regenerated ids when they reproduce the stored answer, else the stored output retokenised."""
+    text = tokenizer.decode(regenerated, skip_special_tokens=True)
+    if extract_answer(text) == item.prediction:
+        return align_target(regenerated, tokenizer), "regenerated"
+    ids = tokenizer(item.raw_output, add_special_tokens=False)["input_ids"]
+    return align_target(ids, tokenizer), "retokenized"
+
+
+def _result(item: WorkItem, base: dict, status: str, **fields) -> dict:
+    row = dict(base, context_lang=item.context_lang, question_lang=item.question_lang, id=item.id,
+               status=status, n_units=len(item.units), gold_unit=item.gold_unit, merged=item.merged,
+               prediction=item.prediction, target_source="", target_ids=[], answer_token=-1, step_attr=[],
+               sequence_attr=[], step_top=-1, sequence_top=-1, step_correct=False, sequence_correct=False,
+               seconds=0.0)
+    row.update(fields)
+    return row
+
+
+def attribute_items(items: list[WorkItem], model, tokenizer, evaluator, base: dict, max_new_tokens: int,
+                    generation_batch_size: int) -> list[dict]:
+    """Result rows of a list of items (one shard)."""
+    rows = []
+    templated = {item.templated for item in items}
+    regenerated = {}
+    for flag in templated:
+        group = [item for item in items if item.templated == flag and item.prediction]
+        ids = generate_ids(model, tokenizer, [i.prompt for i in group], flag, max_new_tokens, generation_batch_size)
+        regenerated.update({(i.id, i.question_lang): g for i, g in zip(group, ids)})
+    for item in items:
+        if not item.prediction:
+            rows.append(_result(item, base, "empty_answer"))
+            continue
+        if item.gold_unit < 0:
+            rows.append(_result(item, base, "no_gold_unit"))
+            continue
+        target, source = choose_target(regenerated[(item.id, item.question_lang)], item, tokenizer)
+        if target is None:
+            rows.append(_result(item, base, "target_unaligned", target_source=source))
+            continue
+        ablation = item_from_prompt(item.prompt, item.context_start, item.units, item.templated, target)
+        started = time.perf_counter()
+        attr = evaluator.attribute(ablation)
+        seconds = time.perf_counter() - started
+        step, sequence = attr[1 + target.answer_token], attr[0]
+        step_top, sequence_top = top_unit(step), top_unit(sequence)
+        rows.append(_result(
+            item, base, "ok", target_source=source, target_ids=target.ids, answer_token=target.answer_token,
+            step_attr=step.astype(float).tolist(), sequence_attr=sequence.astype(float).tolist(),
+            step_top=-1 if step_top is None else step_top, sequence_top=-1 if sequence_top is None else sequence_top,
+            step_correct=step_top == item.gold_unit, sequence_correct=sequence_top == item.gold_unit,
+            seconds=seconds))
+    return rows
+
+
+def _shard_done(path: Path, items: list[WorkItem]) -> bool:
+    try:
+        done = pq.read_table(path, columns=["id", "question_lang"]).to_pandas()
+    except (OSError, ValueError, pa.ArrowException):  # missing, truncated or foreign: redo it
+        return False
+    return list(zip(done["id"], done["question_lang"])) == [(i.id, i.question_lang) for i in items]
+
+
+def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: dict, implementation: str,
+               batch_size: int, max_new_tokens: int, generation_batch_size: int, chunk_size: int,
+               progress: bool = True) -> pd.DataFrame:
+    from xmrc.generation import write_parquet_atomic
+
+    output = Path(output)
+    shard_dir = output.with_name(output.name + ".shards")
+    evaluator = create_evaluator(implementation, model, tokenizer, batch_size)
+    base = dict(base, implementation=implementation)
+    frames = []
+    bar = tqdm(total=len(items), desc=f"oracle {base['model']}", unit="item", disable=not progress)
+    for number, first in enumerate(range(0, len(items), chunk_size)):
+        chunk = items[first:first + chunk_size]
+        shard = shard_dir / f"shard-{number:05d}.parquet"
+        if not _shard_done(shard, chunk):
+            rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size)
+            write_parquet_atomic(pd.DataFrame(rows, columns=RESULT_COLUMNS), shard)
+        frames.append(pd.read_parquet(shard))
+        bar.update(len(chunk))
+    bar.close()
+    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+    write_parquet_atomic(result, output)
+    shutil.rmtree(shard_dir, ignore_errors=True)
+    return result
