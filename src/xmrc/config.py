@@ -110,6 +110,7 @@ class Model:
     api_provider: str | None = None
     main: bool = False
     gated: bool = False
+    finetune: dict | None = None  # source: finetune: how it is trained (see models.schema.yaml)
 
 
 class Registry:

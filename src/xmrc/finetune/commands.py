@@ -1,0 +1,216 @@
+"""CLI subcommands of the finetuning stage (registered by xmrc.cli). Heavy imports stay inside the functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from xmrc.exceptions import XmrcError
+
+
+def _write_parquet(frame, path: str) -> None:
+    from xmrc.generation import write_parquet_atomic
+
+    write_parquet_atomic(frame, Path(path))
+
+
+def _read_parquet(path: str):
+    from xmrc.cli import _read_parquet as read
+
+    return read(path)
+
+
+def _finetuned_model(registry: str, key: str):
+    from xmrc.config import Registry
+
+    reg = Registry.load(registry)
+    model = reg.get(key)
+    if model.source != "finetune" or not model.finetune:
+        raise XmrcError(f"model '{model.key}' is not a finetuned model (needs source: finetune and a finetune block)")
+    return reg, model
+
+
+def cmd_tulu(args) -> None:
+    from xmrc.finetune import conversations
+
+    if args.source == "local":
+        if not args.local_file:
+            raise XmrcError("--local-file is required with --source local")
+        records = conversations.read_local(args.local_file)
+    else:
+        records = conversations.read_hub(args.hub_id, args.revision)
+    kept, problems = conversations.split_valid(records)
+    total = len(kept) + len(problems)
+    kept = conversations.subsample(kept, args.max_conversations, args.seed)
+    _write_parquet(kept, args.out)
+    Path(args.problems).parent.mkdir(parents=True, exist_ok=True)
+    problems.to_csv(args.problems, index=False)
+    if len(problems):
+        reasons = problems["reason"].str.replace(r"^turn \d+: ", "", regex=True).value_counts()
+        detail = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+        print(f"xmrc: warning: {len(problems)} of {total} conversations malformed and not trained on ({detail}); "
+              f"ids in {args.problems}", file=sys.stderr)
+    print(f"{args.out}: {len(kept)} conversations ({total} read, {len(problems)} malformed)")
+
+
+def cmd_split(args) -> None:
+    from xmrc.finetune import pairs
+
+    table = _read_parquet(args.data)
+    split = pairs.split_articles(table, args.eval_fraction, args.seed, args.demonstrations)
+    ids = pairs.held_out_ids(table, split, args.demonstrations)
+    Path(args.out_split).parent.mkdir(parents=True, exist_ok=True)
+    split.to_csv(args.out_split, index=False)
+    Path(args.out_ids).write_text("".join(f"{item}\n" for item in ids), encoding="utf-8")
+    counts = split["split"].value_counts()
+    print(f"{args.out_split}: {counts.get('train', 0)} training and {counts.get('eval', 0)} held-out articles; "
+          f"{len(ids)} held-out items in {args.out_ids}")
+
+
+def cmd_qt_pairs(args) -> None:
+    import pandas as pd
+
+    from xmrc.finetune import pairs
+
+    instruction = args.instruction or pairs.DEFAULT_INSTRUCTION
+    if "{question}" not in instruction:
+        raise XmrcError("--instruction: the template needs a {question} placeholder")
+    if args.target in args.sources:
+        raise XmrcError(f"question translation: target language {args.target} is also a source")
+    pools = []
+    if not args.no_xquad:
+        if not (args.data and args.split):
+            raise XmrcError("--data and --split are required unless --no-xquad")
+        table = _read_parquet(args.data)
+        split = pd.read_csv(args.split)
+        pools.append(pairs.xquad_pairs(table, split, args.sources, args.target))
+    if args.external:
+        pools.append(pairs.read_external(args.external))
+    if not pools:
+        raise XmrcError("question translation: no pair source (--no-xquad without --external)")
+    result = pairs.build_pairs(pd.concat(pools, ignore_index=True), args.sources, args.target,
+                               args.max_pairs_per_source, args.seed, instruction)
+    _write_parquet(result, args.out)
+    counts = ", ".join(f"{lang}->{args.target}: {n}" for lang, n in result["source_lang"].value_counts().items())
+    print(f"{args.out}: {len(result)} pairs ({counts})")
+
+
+def cmd_config(args) -> None:
+    from xmrc.config import model_weights
+    from xmrc.finetune import lfconfig
+
+    registry, model = _finetuned_model(args.registry, args.model)
+    spec = model.finetune
+    base_weights = args.base_weights or model_weights(registry.get(spec["base"]))
+    try:
+        hyperparameters = json.loads(args.hyperparameters)
+    except json.JSONDecodeError as error:
+        raise XmrcError(f"--hyperparameters: not valid JSON ({error.msg})") from None
+    out_dir = Path(args.out_dir)
+    train = lfconfig.train_config(spec, hyperparameters, base_weights, out_dir, args.work_dir)
+    lfconfig.write_json(lfconfig.dataset_info(spec["dataset"], args.dataset, out_dir), out_dir / "dataset_info.json")
+    lfconfig.write_yaml(train, out_dir / "train.yaml")
+    written = ["train.yaml", "dataset_info.json"]
+    if spec["method"] == "lora":
+        lfconfig.write_yaml(lfconfig.export_config(spec, base_weights, args.work_dir, args.export_dir),
+                            out_dir / "export.yaml")
+        written.append("export.yaml")
+    print(f"{out_dir}: {', '.join(written)} for {model.name} ({spec['method']} on {spec['dataset']}, "
+          f"base {spec['base']})")
+
+
+def cmd_train(args) -> None:
+    from xmrc.finetune import training
+
+    outcome = training.train(args.train_config, gpus=args.gpus)
+    out = training.finalize(args.train_config, args.out, args.export_config, info=outcome)
+    print(f"{out}: finetuned model ready" + (f" (resumed from {outcome['resumed_from']})"
+                                             if outcome["resumed_from"] else ""))
+
+
+def _pairs(registry_path: str, keys: list[str]) -> list[tuple[str, str]]:
+    result = []
+    for key in keys:
+        registry, model = _finetuned_model(registry_path, key)
+        result.append((registry.get(model.finetune["base"]).name, model.name))
+    return result
+
+
+def cmd_compare(args) -> None:
+    from xmrc.finetune.compare import write_comparison
+
+    items = _read_parquet(args.item_scores)
+    paths = write_comparison(items, _pairs(args.registry, args.tuned), args.shots, Path(args.out_dir))
+    print(f"{args.out_dir}: {len(paths)} comparison tables for {', '.join(args.tuned)}")
+
+
+def cmd_compare_figure(args) -> None:
+    from xmrc.finetune.compare import comparison_figure, read_per_language
+
+    path = comparison_figure(read_per_language(args.table_dir, args.shots), args.out)
+    print(f"{path}: base vs tuned figure")
+
+
+def register(command) -> None:
+    p = command("finetune-tulu", cmd_tulu,
+                "TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id")
+    p.add_argument("--source", choices=["hub", "local"], required=True)
+    p.add_argument("--hub-id", default="allenai/tulu-3-sft-mixture")
+    p.add_argument("--revision")
+    p.add_argument("--local-file", help="JSON lines, JSON list or Parquet with a messages field")
+    p.add_argument("--max-conversations", type=int, help="seeded random subsample of this many")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="Parquet: id, source, messages")
+    p.add_argument("--problems", required=True, help="CSV of malformed conversations: id, reason")
+
+    p = command("finetune-split", cmd_split, "article-level train/eval split of XQuAD and the held-out item ids")
+    p.add_argument("--data", required=True, help="XQuAD table")
+    p.add_argument("--eval-fraction", type=float, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
+    p.add_argument("--out-split", required=True, help="CSV: title, split, items")
+    p.add_argument("--out-ids", required=True, help="text file of held-out ids, one per line")
+
+    p = command("finetune-qt-pairs", cmd_qt_pairs,
+                "question-translation pairs X->target from the training articles (and/or an external file)")
+    p.add_argument("--data", help="XQuAD table")
+    p.add_argument("--split", help="article split CSV (finetune-split)")
+    p.add_argument("--sources", nargs="+", required=True, metavar="LANG")
+    p.add_argument("--target", required=True, metavar="LANG")
+    p.add_argument("--max-pairs-per-source", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--instruction", default=None, help="template with {target} and {question}")
+    p.add_argument("--external", help="extra pairs: JSON lines or Parquet (source_lang, target_lang, "
+                                      "source_text, target_text)")
+    p.add_argument("--no-xquad", action="store_true", help="only the external pairs")
+    p.add_argument("--out", required=True)
+
+    p = command("finetune-config", cmd_config, "LLaMA-Factory train YAML, dataset_info.json (and LoRA export YAML)")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--model", required=True, help="registry key of a source: finetune model")
+    p.add_argument("--base-weights", help="default: the base model's weights from the registry")
+    p.add_argument("--hyperparameters", required=True, help="JSON: the run config's finetune.<method> block")
+    p.add_argument("--dataset", required=True, help="training table (messages format)")
+    p.add_argument("--work-dir", required=True, help="LLaMA-Factory output_dir (checkpoints)")
+    p.add_argument("--export-dir", required=True, help="where the merged model goes (LoRA)")
+    p.add_argument("--out-dir", required=True)
+
+    p = command("finetune-train", cmd_train, "llamafactory-cli train (resumes from the last checkpoint), then "
+                                             "the model directory (LoRA merged by llamafactory-cli export)")
+    p.add_argument("--train-config", required=True)
+    p.add_argument("--export-config")
+    p.add_argument("--gpus", type=int, default=0, help="> 1: torchrun with one process per GPU")
+    p.add_argument("--out", required=True)
+
+    p = command("finetune-compare", cmd_compare, "base vs tuned tables on the same items")
+    p.add_argument("--item-scores", required=True)
+    p.add_argument("--registry", required=True)
+    p.add_argument("--tuned", nargs="+", required=True, metavar="MODEL", help="registry keys of tuned models")
+    p.add_argument("--shots", nargs="+", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+
+    p = command("finetune-figure", cmd_compare_figure, "base vs tuned F1 per direction (PNG)")
+    p.add_argument("--table-dir", required=True)
+    p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--out", required=True)
