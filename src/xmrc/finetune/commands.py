@@ -111,12 +111,7 @@ def cmd_config(args) -> None:
     train = lfconfig.train_config(spec, hyperparameters, base_weights, out_dir, args.work_dir)
     lfconfig.write_json(lfconfig.dataset_info(spec["dataset"], args.dataset, out_dir), out_dir / "dataset_info.json")
     lfconfig.write_yaml(train, out_dir / "train.yaml")
-    written = ["train.yaml", "dataset_info.json"]
-    if spec["method"] == "lora":
-        lfconfig.write_yaml(lfconfig.export_config(spec, base_weights, args.work_dir, args.export_dir),
-                            out_dir / "export.yaml")
-        written.append("export.yaml")
-    print(f"{out_dir}: {', '.join(written)} for {model.name} ({spec['method']} on {spec['dataset']}, "
+    print(f"{out_dir}: train.yaml, dataset_info.json for {model.name} ({spec['method']} on {spec['dataset']}, "
           f"base {spec['base']})")
 
 
@@ -124,24 +119,32 @@ def cmd_train(args) -> None:
     from xmrc.finetune import training
 
     outcome = training.train(args.train_config, gpus=args.gpus)
-    out = training.finalize(args.train_config, args.out, args.export_config, info=outcome)
+    out = training.finalize(args.train_config, args.out, info=outcome)
     print(f"{out}: finetuned model ready" + (f" (resumed from {outcome['resumed_from']})"
                                              if outcome["resumed_from"] else ""))
 
 
-def _pairs(registry_path: str, keys: list[str]) -> list[tuple[str, str]]:
-    result = []
-    for key in keys:
-        registry, model = _finetuned_model(registry_path, key)
-        result.append((registry.get(model.finetune["base"]).name, model.name))
-    return result
-
-
 def cmd_compare(args) -> None:
+    import pandas as pd
+
     from xmrc.finetune.compare import write_comparison
 
     items = _read_parquet(args.item_scores)
-    paths = write_comparison(items, _pairs(args.registry, args.tuned), args.shots, Path(args.out_dir))
+    heldout = pd.concat([_read_parquet(p) for p in args.heldout_scores], ignore_index=True) \
+        if args.heldout_scores else items.iloc[:0]
+    pairs = []
+    for key in args.tuned:
+        registry, model = _finetuned_model(args.registry, key)
+        base = registry.get(model.finetune["base"]).name
+        if model.finetune["dataset"] == "question_translation":
+            # Its base was evaluated on the same held-out articles by the finetune stage's own rules.
+            if base not in set(heldout["model"]):
+                raise XmrcError(f"no held-out scores of {base!r} for {model.name!r} (--heldout-scores)")
+            pair_items = pd.concat([items[items["model"] == model.name], heldout[heldout["model"] == base]])
+        else:
+            pair_items = items[items["model"].isin([base, model.name])]
+        pairs.append((base, model.name, pair_items))
+    paths = write_comparison(pairs, args.shots, Path(args.out_dir))
     print(f"{args.out_dir}: {len(paths)} comparison tables for {', '.join(args.tuned)}")
 
 
@@ -186,25 +189,25 @@ def register(command) -> None:
     p.add_argument("--no-xquad", action="store_true", help="only the external pairs")
     p.add_argument("--out", required=True)
 
-    p = command("finetune-config", cmd_config, "LLaMA-Factory train YAML, dataset_info.json (and LoRA export YAML)")
+    p = command("finetune-config", cmd_config, "LLaMA-Factory train YAML and dataset_info.json of one finetuned model")
     p.add_argument("--registry", required=True)
     p.add_argument("--model", required=True, help="registry key of a source: finetune model")
     p.add_argument("--base-weights", help="default: the base model's weights from the registry")
     p.add_argument("--hyperparameters", required=True, help="JSON: the run config's finetune.<method> block")
     p.add_argument("--dataset", required=True, help="training table (messages format)")
     p.add_argument("--work-dir", required=True, help="LLaMA-Factory output_dir (checkpoints)")
-    p.add_argument("--export-dir", required=True, help="where the merged model goes (LoRA)")
     p.add_argument("--out-dir", required=True)
 
     p = command("finetune-train", cmd_train, "llamafactory-cli train (resumes from the last checkpoint), then "
-                                             "the model directory (LoRA merged by llamafactory-cli export)")
+                "the model directory (LoRA merged into the base by llamafactory-cli export)")
     p.add_argument("--train-config", required=True)
-    p.add_argument("--export-config")
     p.add_argument("--gpus", type=int, default=0, help="> 1: torchrun with one process per GPU")
     p.add_argument("--out", required=True)
 
     p = command("finetune-compare", cmd_compare, "base vs tuned tables on the same items")
-    p.add_argument("--item-scores", required=True)
+    p.add_argument("--item-scores", required=True, help="the run's item_scores.parquet")
+    p.add_argument("--heldout-scores", nargs="*", default=[],
+                   help="score tables of the question-translation models' bases on the held-out articles")
     p.add_argument("--registry", required=True)
     p.add_argument("--tuned", nargs="+", required=True, metavar="MODEL", help="registry keys of tuned models")
     p.add_argument("--shots", nargs="+", type=int, required=True)

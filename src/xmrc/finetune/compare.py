@@ -57,13 +57,14 @@ def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int) -> dict[
     return out
 
 
-def write_comparison(items: pd.DataFrame, pairs: list[tuple[str, str]], shots_settings: list[int],
+def write_comparison(pairs: list[tuple[str, str, pd.DataFrame]], shots_settings: list[int],
                      out_dir: str | Path) -> list[Path]:
+    """Tables of every (base name, tuned name, their item scores) pair, one file set per shots setting."""
     out_dir = Path(out_dir)
     paths: list[Path] = []
     for shots in shots_settings:
         parts: dict[str, list[pd.DataFrame]] = {}
-        for base, tuned in pairs:
+        for base, tuned, items in pairs:
             for key, frame in pair_tables(items, base, tuned, shots).items():
                 parts.setdefault(key, []).append(frame)
         summary = pd.concat(parts.pop("summary"))

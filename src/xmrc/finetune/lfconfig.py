@@ -1,6 +1,7 @@
 """LLaMA-Factory configs generated from our config: the `llamafactory-cli train` YAML, its dataset_info.json,
-and (LoRA) the `llamafactory-cli export` YAML that merges the adapter into the base weights.
+and (LoRA) the `llamafactory-cli export` config that merges the adapter into the base weights.
 
+The export config is built when the training has finished (xmrc.finetune.training.finalize).
 Hyperparameters come from the run config's `finetune.<method>` block (keys are LLaMA-Factory's own names),
 the structure (base weights, template, dataset, output directory) from the registry entry's `finetune` block.
 """
@@ -89,12 +90,13 @@ def train_config(spec: dict, hyperparameters: dict, base_weights: str, dataset_d
     return config
 
 
-def export_config(spec: dict, base_weights: str, adapter_dir: str | Path, export_dir: str | Path) -> dict:
-    """`llamafactory-cli export`: merge a LoRA adapter into its base and save a standalone model."""
+def export_config(train: dict, base_weights: str, adapter_dir: str | Path, export_dir: str | Path) -> dict:
+    """`llamafactory-cli export`: merge a LoRA adapter into its base and save a standalone model
+    (`train` is the train config, or any mapping with its `template`)."""
     return {
         "model_name_or_path": base_weights,
         "adapter_name_or_path": str(adapter_dir),
-        "template": spec["template"],
+        "template": train["template"],
         "finetuning_type": "lora",
         "trust_remote_code": False,
         "export_dir": str(export_dir),

@@ -119,18 +119,16 @@ def _model_files(output_dir: Path) -> list[Path]:
             if p.is_file() and p.name not in _TRAINING_LOGS and not p.name.startswith("xmrc_")]
 
 
-def finalize(train_config: str | Path, out: str | Path, export_config: str | Path | None = None,
-             cli: str | None = None, info: dict | None = None) -> Path:
+def finalize(train_config: str | Path, out: str | Path, cli: str | None = None, info: dict | None = None) -> Path:
     """Assemble the evaluated model directory `out` from a finished training (atomically)."""
     config = _read_yaml(train_config)
     output_dir, out = Path(config["output_dir"]), Path(out)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     if config["finetuning_type"] == "lora":
-        if export_config is None:
-            raise XmrcError(f"{train_config}: a LoRA training needs --export-config to merge the adapter")
-        export = yaml.safe_load(Path(export_config).read_text(encoding="utf-8"))
-        export.update(adapter_name_or_path=str(output_dir), export_dir=str(partial))
+        from xmrc.finetune.lfconfig import export_config
+
+        export = export_config(config, config["model_name_or_path"], output_dir, partial)
         run_path = output_dir / "xmrc_export.yaml"
         run_path.write_text(yaml.safe_dump(export, sort_keys=False), encoding="utf-8")
         _run([cli or llamafactory_cli(), "export", str(run_path)], dict(os.environ), "llamafactory-cli export")
