@@ -156,7 +156,8 @@ PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", 
 def _example(by_lang: dict[str, pd.DataFrame], item_id: str, direction: Direction, with_answer: bool) -> Example:
     context_row = by_lang[direction.context_lang].loc[item_id]
     question_row = by_lang[direction.question_lang].loc[item_id]
-    return Example(context_row["context"], question_row["question"],
+    # XQuAD questions may end in a space; chat templates that trim the turn (Llama-3) would alter the prompt.
+    return Example(context_row["context"], question_row["question"].strip(),
                    context_row["answer_text"] if with_answer else "")
 
 

@@ -1,108 +1,9 @@
 # Stage 'finetune': LLaMA-Factory training of the selected `source: finetune` models (TULU-3 full SFT,
 # question-translation LoRA), whose weights model_inputs() makes an input of their prompts/generate jobs, so
 # the DAG trains first and then evaluates them like any model; and the base-vs-tuned comparison.
-import json
-
-FT = config["finetune"]
-FT_DATA = f"{RESULTS}/finetune/data"
-FT_CONFIGS = f"{RESULTS}/finetune/configs"
-FT_HELDOUT = f"{RESULTS}/finetune/heldout"
-FT_WORK = "resources/finetune_work"  # LLaMA-Factory checkpoints: never a rule output, so a re-run resumes
-TUNED = {key: model for key, model in MODELS.items() if model.source == "finetune"}
 
 
-def ft_base(key):
-    return REGISTRY.get(TUNED[key].finetune["base"])
-
-
-def ft_is_qt(key):
-    return TUNED[key].finetune["dataset"] == "question_translation"
-
-
-for _key in TUNED:
-    if ft_base(_key).source == "tiny" and ft_base(_key).key not in MODELS:
-        raise WorkflowError(
-            f"model '{_key}': its base '{ft_base(_key).key}' is a tiny model; add it to `models:` so it is built"
-        )
-
-# Pairs compared: both models selected. Bases of question-translation models are also scored on the held-out
-# articles (the tuned model is evaluated on those only), by the three heldout_* rules below.
-FT_COMPARED = [key for key in TUNED if ft_base(key).key in MODELS]
-FT_HELDOUT_BASES = sorted({ft_base(key).key for key in FT_COMPARED if ft_is_qt(key)})
-# Rule-level constraint of the heldout_* rules' {base} wildcard (never matches when there is none).
-FT_BASE_PATTERN = "|".join(re.escape(key) for key in FT_HELDOUT_BASES) or "(?!)"
-
-
-def ft_dataset(wildcards):
-    if ft_is_qt(wildcards.model):
-        return f"{FT_DATA}/{wildcards.model}/qt_pairs.parquet"
-    return f"{FT_DATA}/tulu3.parquet"
-
-
-def ft_base_inputs(wildcards):
-    """Locally built base weights (tiny, or another finetune) are inputs; hub weights are fetched by the job."""
-    base = ft_base(wildcards.model)
-    if base.source in ("tiny", "finetune"):
-        return {"base": model_weights(base, TINY_DIR, FINETUNE_DIR)}
-    return {}
-
-
-def ft_gpus(wildcards):
-    return TUNED[wildcards.model].finetune.get("gpus", 1)
-
-
-def ft_mem_mb(wildcards):
-    return 1024 * TUNED[wildcards.model].finetune.get("mem_gb", 64)
-
-
-def ft_runtime(wildcards):
-    return int(60 * TUNED[wildcards.model].finetune.get("runtime_h", 24))
-
-
-def ft_hyperparameters(wildcards):
-    return json.dumps(FT[TUNED[wildcards.model].finetune["method"]], sort_keys=True)
-
-
-def ft_heldout_model(wildcards):
-    return REGISTRY.get(wildcards.base)
-
-
-def ft_heldout_inputs(wildcards):
-    base = ft_heldout_model(wildcards)
-    if base.source in ("tiny", "finetune"):
-        return {"weights": model_weights(base, TINY_DIR, FINETUNE_DIR)}
-    return {}
-
-
-def ft_qt_sources(wildcards):
-    return " ".join(TUNED[wildcards.model].finetune["sources"])
-
-
-def ft_qt_target(wildcards):
-    return TUNED[wildcards.model].finetune.get("target", "en")
-
-
-def ft_qt_origin():
-    qt = FT["question_translation"]
-    options = "" if qt["xquad_pairs"] else "--no-xquad"
-    if qt["external_file"]:
-        options += f" --external {qt['external_file']}"
-    return options.strip()
-
-
-def ft_comparison_tables():
-    stems = [f"comparison_{shots}shot" for shots in config["shots"]] + [
-        f"comparison_f1_{shots}shot_{scenario}" for shots in config["shots"] for scenario in ("en-x", "x-x")
-    ]
-    return [f"{RESULTS}/tables/finetune/{stem}.{ext}" for stem in stems for ext in ("csv", "md")]
-
-
-def ft_heldout_scores():
-    return [
-        f"{FT_HELDOUT}/scores/{base}/{shots}shot-{fmt}.parquet"
-        for base in FT_HELDOUT_BASES
-        for shots, fmt in SETTINGS
-    ]
+include: "finetune_inputs.smk"
 
 
 rule finetune_tulu:
@@ -225,52 +126,32 @@ rule finetune_train:
         " > {log} 2>&1"
 
 
-rule finetune_heldout_prompts:
+rule finetune_heldout_eval:
     input:
         unpack(ft_heldout_inputs),
         data=f"{RESULTS}/data/xquad.parquet",
         ids=f"{FT_DATA}/heldout_ids.txt",
     output:
-        f"{FT_HELDOUT}/prompts/{{base}}/{{shots}}shot-{{fmt}}.parquet",
+        [f"{FT_HELDOUT}/scores/{{base}}/{shots}shot-{fmt}.parquet" for shots, fmt in SETTINGS],
+    log:
+        f"logs/{RUN}/finetune/heldout/{{base}}.log",
     wildcard_constraints:
         base=FT_BASE_PATTERN,
-    log:
-        f"logs/{RUN}/finetune/heldout/prompts/{{base}}/{{shots}}shot-{{fmt}}.log",
     params:
         registry=config["registry"],
         weights=lambda wildcards: model_weights(ft_heldout_model(wildcards), TINY_DIR, FINETUNE_DIR),
+        settings=" ".join(f"{shots}:{fmt}" for shots, fmt in SETTINGS),
         languages=" ".join(LANGS),
         demonstrations=" ".join(config["demonstrations"]),
         max_items=(
             f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""
         ),
-        version=XMRC_VERSION,
-    conda:
-        "../../envs/xmrc.yaml"
-    shell:
-        "python -m xmrc prompts --data {input.data} --registry {params.registry} --model {wildcards.base}"
-        " --weights {params.weights} --shots {wildcards.shots} --format {wildcards.fmt}"
-        " --languages {params.languages} --demonstrations {params.demonstrations} {params.max_items}"
-        " --ids {input.ids} --out {output} > {log} 2>&1"
-
-
-rule finetune_heldout_generate:
-    input:
-        unpack(ft_heldout_inputs),
-        prompts=f"{FT_HELDOUT}/prompts/{{base}}/{{shots}}shot-{{fmt}}.parquet",
-    output:
-        f"{FT_HELDOUT}/generations/{{base}}/{{shots}}shot-{{fmt}}.parquet",
-    wildcard_constraints:
-        base=FT_BASE_PATTERN,
-    log:
-        f"logs/{RUN}/finetune/heldout/generations/{{base}}/{{shots}}shot-{{fmt}}.log",
-    params:
-        registry=config["registry"],
-        weights=lambda wildcards: model_weights(ft_heldout_model(wildcards), TINY_DIR, FINETUNE_DIR),
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"]["batch_size"],
         dtype=config["generation"]["dtype"],
         chunk_size=config["generation"]["chunk_size"],
+        normalization=config["scoring"]["normalization"],
+        out_dir=lambda wildcards, output: str(Path(output[0]).parents[2]),
         version=XMRC_VERSION,
     conda:
         "../../envs/xmrc.yaml"
@@ -278,29 +159,12 @@ rule finetune_heldout_generate:
     resources:
         gpu=lambda wildcards: ft_heldout_model(wildcards).gpus,
     shell:
-        "python -m xmrc generate --prompts {input.prompts} --registry {params.registry}"
-        " --model {wildcards.base} --weights {params.weights} --shots {wildcards.shots}"
-        " --format {wildcards.fmt} --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size}"
-        " --dtype {params.dtype} --chunk-size {params.chunk_size} --out {output} > {log} 2>&1"
-
-
-rule finetune_heldout_score:
-    input:
-        f"{FT_HELDOUT}/generations/{{base}}/{{shots}}shot-{{fmt}}.parquet",
-    output:
-        f"{FT_HELDOUT}/scores/{{base}}/{{shots}}shot-{{fmt}}.parquet",
-    wildcard_constraints:
-        base=FT_BASE_PATTERN,
-    log:
-        f"logs/{RUN}/finetune/heldout/scores/{{base}}/{{shots}}shot-{{fmt}}.log",
-    params:
-        normalization=config["scoring"]["normalization"],
-        version=XMRC_VERSION,
-    conda:
-        "../../envs/xmrc.yaml"
-    shell:
-        "python -m xmrc score --generations {input} --normalization {params.normalization}"
-        " --out {output} > {log} 2>&1"
+        "python -m xmrc finetune-heldout-eval --data {input.data} --registry {params.registry}"
+        " --model {wildcards.base} --weights {params.weights} --ids {input.ids} --settings {params.settings}"
+        " --languages {params.languages} --demonstrations {params.demonstrations} {params.max_items}"
+        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --dtype {params.dtype}"
+        " --chunk-size {params.chunk_size} --normalization {params.normalization} --out-dir {params.out_dir}"
+        " > {log} 2>&1"
 
 
 rule finetune_compare:
@@ -315,7 +179,7 @@ rule finetune_compare:
         registry=config["registry"],
         tuned=" ".join(FT_COMPARED),
         shots=" ".join(str(shots) for shots in config["shots"]),
-        out_dir=f"{RESULTS}/tables/finetune",
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     conda:
         "../../envs/xmrc.yaml"
     shell:
@@ -338,7 +202,7 @@ rule finetune_figure:
     log:
         f"logs/{RUN}/figures/finetune_comparison_{{shots}}shot.log",
     params:
-        table_dir=f"{RESULTS}/tables/finetune",
+        table_dir=lambda wildcards, input: os.path.dirname(input[0]),
     conda:
         "../../envs/xmrc.yaml"
     shell:

@@ -124,6 +124,34 @@ def cmd_train(args) -> None:
                                              if outcome["resumed_from"] else ""))
 
 
+def cmd_heldout_eval(args) -> None:
+    """The prompts -> generate -> score chain of the main rules, for one base model on the held-out items, over
+    every (shots, format) setting in one process (one interpreter start; each step resumes like the main one)."""
+    from argparse import Namespace
+
+    from xmrc import cli
+
+    out_dir = Path(args.out_dir)
+    for setting in args.settings:
+        shots, _, prompt_format = setting.partition(":")
+        if not shots.isdigit() or prompt_format not in ("v1", "v2"):
+            raise XmrcError(f"--settings: {setting!r} is not SHOTS:FORMAT, e.g. 2:v1")
+        stem = f"{shots}shot-{prompt_format}.parquet"
+        model = dict(registry=args.registry, model=args.model, weights=args.weights, shots=int(shots),
+                     format=prompt_format)
+        paths = {kind: str(out_dir / kind / args.model / stem) for kind in ("prompts", "generations", "scores")}
+        if Path(paths["scores"]).is_file():
+            continue
+        cli.cmd_prompts(Namespace(**model, data=args.data, languages=args.languages, ids=args.ids,
+                                  demonstrations=args.demonstrations, max_items=args.max_items,
+                                  out=paths["prompts"]))
+        cli.cmd_generate(Namespace(**model, prompts=paths["prompts"], max_new_tokens=args.max_new_tokens,
+                                   batch_size=args.batch_size, dtype=args.dtype, chunk_size=args.chunk_size,
+                                   out=paths["generations"]))
+        cli.cmd_score(Namespace(generations=paths["generations"], normalization=args.normalization,
+                                out=paths["scores"]))
+
+
 def cmd_compare(args) -> None:
     import pandas as pd
 
@@ -203,6 +231,24 @@ def register(command) -> None:
     p.add_argument("--train-config", required=True)
     p.add_argument("--gpus", type=int, default=0, help="> 1: torchrun with one process per GPU")
     p.add_argument("--out", required=True)
+
+    p = command("finetune-heldout-eval", cmd_heldout_eval,
+                "evaluate a base model on the held-out items (prompts, generate, score for each setting)")
+    p.add_argument("--data", required=True, help="XQuAD table")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
+    p.add_argument("--ids", required=True, help="held-out ids (finetune-split)")
+    p.add_argument("--settings", nargs="+", required=True, metavar="SHOTS:FORMAT")
+    p.add_argument("--languages", nargs="+", required=True, metavar="LANG")
+    p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
+    p.add_argument("--max-items", type=int)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+    p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
+    p.add_argument("--out-dir", required=True, help="writes {prompts,generations,scores}/<model>/<setting>.parquet")
 
     p = command("finetune-compare", cmd_compare, "base vs tuned tables on the same items")
     p.add_argument("--item-scores", required=True, help="the run's item_scores.parquet")
