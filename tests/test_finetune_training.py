@@ -140,31 +140,31 @@ def test_lora_trains_and_is_merged_into_its_base(tmp_path, tiny_models, sft_data
 
 
 def test_killed_training_resumes_from_its_last_complete_checkpoint(tmp_path, tiny_models, sft_data):
-    config = tiny_train_config(tmp_path, tiny_models["llama-base"], sft_data, "full", max_steps=400,
-                               save_steps=20, logging_steps=50, per_device_train_batch_size=2)
+    config = tiny_train_config(tmp_path, tiny_models["llama-base"], sft_data, "full", max_steps=120,
+                               save_steps=5, logging_steps=50, per_device_train_batch_size=2)
     work = tmp_path / "work"
     command = [sys.executable, "-m", "xmrc", "finetune-train", "--train-config", str(config),
                "--out", str(tmp_path / "model")]
     process = subprocess.Popen(command, env=ENV, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
     deadline = time.monotonic() + 300
-    while not (work / "checkpoint-20" / "trainer_state.json").is_file():
+    while not (work / "checkpoint-5" / "trainer_state.json").is_file():
         assert process.poll() is None and time.monotonic() < deadline, "training ended before its first checkpoint"
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (work / training.FINISHED).is_file(), "the training finished before it could be killed"
     complete = [step for step, _, done in training.checkpoints(work) if done]
-    (work / "checkpoint-399").mkdir()  # as if the kill had hit the middle of a save
-    (work / "checkpoint-399" / "config.json").write_text("{}")
+    (work / "checkpoint-119").mkdir()  # as if the kill had hit the middle of a save
+    (work / "checkpoint-119" / "config.json").write_text("{}")
 
     result = subprocess.run(command, env=ENV, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"resuming from {work / f'checkpoint-{max(complete)}'}" in result.stderr
-    assert f"removed incomplete checkpoint {work / 'checkpoint-399'}" in result.stderr
+    assert f"removed incomplete checkpoint {work / 'checkpoint-119'}" in result.stderr
     assert f"Continuing training from global step {max(complete)}" in result.stderr
     state = json.loads((work / "trainer_state.json").read_text())
-    assert state["global_step"] == 400
+    assert state["global_step"] == 120
     assert json.loads((tmp_path / "model" / training.PROVENANCE).read_text())["resumed_from"].endswith(
         f"checkpoint-{max(complete)}")
 
