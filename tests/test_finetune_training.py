@@ -185,3 +185,23 @@ def test_paper_dry_run_trains_on_8_gpus_before_evaluating_the_tuned_model():
         assert len(tuned) == 4 and all(weights in job.split("output:")[0] for job in tuned)
     assert any(job.startswith("rule finetune_compare:") for job in jobs)
     assert any(job.startswith("rule finetune_tulu:") and "--hub-id" not in job for job in jobs)
+
+
+def test_heldout_eval_scores_the_base_on_exactly_the_held_out_items(tmp_path, tiny_models):
+    data, ids = tmp_path / "xquad.parquet", tmp_path / "ids.txt"
+    xmrc("data", "--source", "local", "--local-dir", "data/xquad_subset", "--languages", "en", "de",
+         "--out", data, "--problems", tmp_path / "problems.csv")
+    xmrc("finetune-split", "--data", data, "--eval-fraction", "0.3", "--seed", "0", "--demonstrations",
+         "56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "--out-split", tmp_path / "split.csv",
+         "--out-ids", ids)
+    common = ["finetune-heldout-eval", "--data", data, "--registry", "config/models.yaml", "--model",
+              "tiny-llama-chat", "--weights", tiny_models["llama-chat"], "--ids", ids, "--languages", "en", "de",
+              "--demonstrations", "56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "--max-items", "2",
+              "--max-new-tokens", "2", "--dtype", "float32", "--out-dir", tmp_path / "heldout"]
+    xmrc(*common, "--settings", "0:v1")
+    scores = pd.read_parquet(tmp_path / "heldout" / "scores" / "tiny-llama-chat" / "0shot-v1.parquet")
+    held_out = ids.read_text().split()
+    assert set(scores["id"]) == set(held_out[:2]) and len(scores) == 2 * 3  # en-en, en-de, de-de
+    bad = xmrc(*common, "--settings", "2-v1", check=False)
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["xmrc: error: --settings: '2-v1' is not SHOTS:FORMAT, e.g. 2:v1"]

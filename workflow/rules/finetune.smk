@@ -116,7 +116,7 @@ rule finetune_train:
         gpus=ft_gpus,
     conda:
         "../../envs/train.yaml"
-    threads: 2
+    threads: ft_threads
     resources:
         gpu=ft_gpus,
         mem_mb=ft_mem_mb,

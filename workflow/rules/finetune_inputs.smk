@@ -49,6 +49,11 @@ def ft_gpus(wildcards):
     return TUNED[wildcards.model].finetune.get("gpus", 1)
 
 
+def ft_threads(wildcards):
+    """Data loading and tokenisation workers per GPU; one on CPU (the smoke run trains both tiny models at once)."""
+    return max(1, 4 * ft_gpus(wildcards))
+
+
 def ft_mem_mb(wildcards):
     return 1024 * TUNED[wildcards.model].finetune.get("mem_gb", 64)
 
