@@ -54,3 +54,19 @@ def test_comparison_files_and_figure(tmp_path):
     assert list(per_language["en-x"].index) == ["Base", "Tuned", "\u0394 Tuned", "Base", "Other", "\u0394 Other"]
     figure = compare.comparison_figure(per_language, tmp_path / "figure.png")
     assert figure.stat().st_size > 10_000
+
+
+def test_per_language_tables_have_the_layout_of_the_papers_table_10():
+    from pathlib import Path
+
+    from xmrc import LANGUAGES
+
+    directions = [("en", x) for x in LANGUAGES] + [(x, x) for x in LANGUAGES if x != "en"]
+    frame = pd.concat([items("LLaMA-3.1-8B", ["a"], {"v1": 0.5}, directions),
+                       items("LLaMA-3.1-Tuned-8B", ["a"], {"v1": 0.7}, directions)])
+    tables = compare.pair_tables(frame, "LLaMA-3.1-8B", "LLaMA-3.1-Tuned-8B", 2)
+    reference = Path(__file__).parent / "data" / "reference"
+    for scenario, name in (("en-x", "table10a_2shot_f1_en-x_tuned.csv"), ("x-x", "table10b_2shot_f1_x-x_tuned.csv")):
+        paper = pd.read_csv(reference / name, index_col="model")
+        assert list(tables[scenario].columns) == list(paper.columns)
+        assert set(paper.index) <= set(tables[scenario].index)
