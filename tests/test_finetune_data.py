@@ -166,3 +166,25 @@ def _env():
     import os
 
     return dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+
+
+def test_bad_train_config_and_registry_entries_are_one_line_errors(tmp_path):
+    bad = tmp_path / "train.yaml"
+    bad.write_text("a: [\n")
+    result = subprocess.run([sys.executable, "-m", "xmrc", "finetune-train", "--train-config", str(bad),
+                             "--out", str(tmp_path / "out")], capture_output=True, text=True, env=_env())
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"xmrc: error: {bad}: not valid YAML (line 2)"]
+
+    from xmrc.config import Registry
+
+    registry = tmp_path / "models.yaml"
+    entry = {"name": "T", "source": "finetune", "family": "x", "mode": "chat", "chat_template": True, "gpus": 1,
+             "backend": "local"}
+    registry.write_text(json.dumps({"tuned": entry}))
+    with pytest.raises(XmrcError, match="'finetune' is a required property"):
+        Registry.load(registry)
+    registry.write_text(json.dumps({"tuned": dict(entry, finetune={
+        "method": "lora", "base": "b", "dataset": "question_translation", "template": "llama3"})}))
+    with pytest.raises(XmrcError, match="'sources' is a required property"):
+        Registry.load(registry)

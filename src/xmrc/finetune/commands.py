@@ -57,6 +57,8 @@ def cmd_tulu(args) -> None:
 def cmd_split(args) -> None:
     from xmrc.finetune import pairs
 
+    if not 0 < args.eval_fraction < 1:
+        raise XmrcError(f"--eval-fraction: {args.eval_fraction} is not between 0 and 1")
     table = _read_parquet(args.data)
     split = pairs.split_articles(table, args.eval_fraction, args.seed, args.demonstrations)
     ids = pairs.held_out_ids(table, split, args.demonstrations)

@@ -77,10 +77,9 @@ def _run(command: list[str], env: dict, what: str) -> None:
 
 
 def _read_yaml(path: str | Path) -> dict:
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise XmrcError(f"{path}: file not found") from None
+    from xmrc.config import read_yaml
+
+    data = read_yaml(path)
     if not isinstance(data, dict) or "output_dir" not in data:
         raise XmrcError(f"{path}: not a LLaMA-Factory train config (no output_dir)")
     return data
