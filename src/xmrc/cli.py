@@ -105,8 +105,14 @@ def cmd_prompts(args) -> None:
         chat_template = hf_chat_template(load_tokenizer(weights, model.revision))
     table = _read_parquet(args.data)
     _require_columns(table, ["id", "lang", "context", "question", "answer_text"], args.data)
+    ids = None
+    if args.ids:
+        try:
+            ids = Path(args.ids).read_text(encoding="utf-8").split()
+        except FileNotFoundError:
+            raise XmrcError(f"{args.ids}: id file not found") from None
     prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
-                                 chat_template, args.max_items)
+                                 chat_template, args.max_items, ids)
     from xmrc.generation import write_parquet_atomic
 
     write_parquet_atomic(prompts, Path(args.out))
@@ -253,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     languages(p)
     p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
     p.add_argument("--max-items", type=int)
+    p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
     p.add_argument("--out", required=True)
 
     p = command("generate", cmd_generate, "generate answers for a prompt table (resumable)")

@@ -110,6 +110,7 @@ class Model:
     api_provider: str | None = None
     main: bool = False
     gated: bool = False
+    finetune: dict | None = None  # source: finetune: how it is trained (see models.schema.yaml)
 
 
 class Registry:
@@ -131,11 +132,13 @@ class Registry:
         return model
 
     def select(self, selection: str | list[str]) -> list[Model]:
-        """The models a config's `models:` key names: 'main', 'full' (every non-tiny model), or a list."""
+        """The models a config's `models:` key names: 'main', 'full' (every model of the paper), or a list."""
         if selection == "main":
             return [m for m in self.models.values() if m.main]
         if selection == "full":
-            return [m for m in self.models.values() if m.source != "tiny"]
+            # Our own finetunes other than the paper's (question-translation LoRAs, tiny ones) are opt-in.
+            return [m for m in self.models.values()
+                    if m.source != "tiny" and not (m.source == "finetune" and not m.main)]
         return [self.get(item) for item in selection]
 
 

@@ -156,16 +156,18 @@ PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", 
 def _example(by_lang: dict[str, pd.DataFrame], item_id: str, direction: Direction, with_answer: bool) -> Example:
     context_row = by_lang[direction.context_lang].loc[item_id]
     question_row = by_lang[direction.question_lang].loc[item_id]
-    return Example(context_row["context"], question_row["question"],
+    # XQuAD questions may end in a space; chat templates that trim the turn (Llama-3) would alter the prompt.
+    return Example(context_row["context"], question_row["question"].strip(),
                    context_row["answer_text"] if with_answer else "")
 
 
 def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prompt_format: str,
                  demonstration_ids: list[str], chat_template: ChatTemplate | None,
-                 max_items: int | None = None) -> Iterator[dict]:
+                 max_items: int | None = None, ids: Iterable[str] | None = None) -> Iterator[dict]:
     """One record per (direction, test item): the prompt, its spans and the gold answer.
 
-    Test items are every id except the demonstrations, in table order, optionally the first `max_items`.
+    Test items are every id except the demonstrations, in table order, optionally only those in `ids` (e.g. the
+    held-out articles of a finetuned model), then optionally the first `max_items`.
     """
     languages = list(languages)
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
@@ -173,7 +175,9 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
     missing = [item for item in demonstration_ids if item not in by_lang["en"].index]
     if missing:
         raise XmrcError(f"demonstrations: id(s) {', '.join(missing)} not in the XQuAD data")
-    test_ids = [item for item in english_ids if item not in set(demonstration_ids)][:max_items]
+    wanted = set(ids) if ids is not None else None
+    test_ids = [item for item in english_ids if item not in set(demonstration_ids)
+                and (wanted is None or item in wanted)][:max_items]
     for direction in directions(languages):
         demos = [_example(by_lang, item, direction, True) for item in demonstration_ids[:shots]]
         for item_id in test_ids:

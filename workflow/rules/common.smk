@@ -44,9 +44,13 @@ def weights_of(wildcards):
 
 
 def model_inputs(wildcards):
-    """Locally built weights are inputs, so the model is built first; hub models are fetched by the job."""
+    """Locally built weights are inputs, so the model is built (or trained) first; hub models are fetched by
+    the job. A question-translation finetune is evaluated on the held-out articles only (their ids file)."""
     model = model_of(wildcards)
-    return {"weights": weights_of(wildcards)} if model.source == "tiny" else {}
+    inputs = {"weights": weights_of(wildcards)} if model.source in ("tiny", "finetune") else {}
+    if model.source == "finetune" and model.finetune["dataset"] == "question_translation":
+        inputs["eval_ids"] = f"{RESULTS}/finetune/data/heldout_ids.txt"
+    return inputs
 
 
 def gpus_of(wildcards):

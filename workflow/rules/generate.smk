@@ -14,6 +14,7 @@ rule prompts:
         max_items=(
             f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""
         ),
+        ids=lambda wildcards, input: f"--ids {input.eval_ids}" if "eval_ids" in input.keys() else "",
         version=XMRC_VERSION,
     conda:
         "../../envs/xmrc.yaml"
@@ -21,7 +22,7 @@ rule prompts:
         "python -m xmrc prompts --data {input.data} --registry {params.registry} --model {wildcards.model}"
         " --weights {params.weights} --shots {wildcards.shots} --format {wildcards.fmt}"
         " --languages {params.languages} --demonstrations {params.demonstrations} {params.max_items}"
-        " --out {output} > {log} 2>&1"
+        " {params.ids} --out {output} > {log} 2>&1"
 
 
 rule generate:

@@ -1,0 +1,267 @@
+"""CLI subcommands of the finetuning stage (registered by xmrc.cli). Heavy imports stay inside the functions."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from xmrc.exceptions import XmrcError
+
+
+def _write_parquet(frame, path: str) -> None:
+    from xmrc.generation import write_parquet_atomic
+
+    write_parquet_atomic(frame, Path(path))
+
+
+def _read_parquet(path: str):
+    from xmrc.cli import _read_parquet as read
+
+    return read(path)
+
+
+def _finetuned_model(registry: str, key: str):
+    from xmrc.config import Registry
+
+    reg = Registry.load(registry)
+    model = reg.get(key)
+    if model.source != "finetune" or not model.finetune:
+        raise XmrcError(f"model '{model.key}' is not a finetuned model (needs source: finetune and a finetune block)")
+    return reg, model
+
+
+def cmd_tulu(args) -> None:
+    from xmrc.finetune import conversations
+
+    if args.source == "local":
+        if not args.local_file:
+            raise XmrcError("--local-file is required with --source local")
+        records = conversations.read_local(args.local_file)
+    else:
+        records = conversations.read_hub(args.hub_id, args.revision)
+    kept, problems = conversations.split_valid(records)
+    total = len(kept) + len(problems)
+    kept = conversations.subsample(kept, args.max_conversations, args.seed)
+    _write_parquet(kept, args.out)
+    Path(args.problems).parent.mkdir(parents=True, exist_ok=True)
+    problems.to_csv(args.problems, index=False)
+    if len(problems):
+        reasons = problems["reason"].str.replace(r"^turn \d+: ", "", regex=True).value_counts()
+        detail = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+        print(f"xmrc: warning: {len(problems)} of {total} conversations malformed and not trained on ({detail}); "
+              f"ids in {args.problems}", file=sys.stderr)
+    print(f"{args.out}: {len(kept)} conversations ({total} read, {len(problems)} malformed)")
+
+
+def cmd_split(args) -> None:
+    from xmrc.finetune import pairs
+
+    if not 0 < args.eval_fraction < 1:
+        raise XmrcError(f"--eval-fraction: {args.eval_fraction} is not between 0 and 1")
+    table = _read_parquet(args.data)
+    split = pairs.split_articles(table, args.eval_fraction, args.seed, args.demonstrations)
+    ids = pairs.held_out_ids(table, split, args.demonstrations)
+    Path(args.out_split).parent.mkdir(parents=True, exist_ok=True)
+    split.to_csv(args.out_split, index=False)
+    Path(args.out_ids).write_text("".join(f"{item}\n" for item in ids), encoding="utf-8")
+    counts = split["split"].value_counts()
+    print(f"{args.out_split}: {counts.get('train', 0)} training and {counts.get('eval', 0)} held-out articles; "
+          f"{len(ids)} held-out items in {args.out_ids}")
+
+
+def cmd_qt_pairs(args) -> None:
+    import pandas as pd
+
+    from xmrc.finetune import pairs
+
+    instruction = args.instruction or pairs.DEFAULT_INSTRUCTION
+    if "{question}" not in instruction:
+        raise XmrcError("--instruction: the template needs a {question} placeholder")
+    if args.target in args.sources:
+        raise XmrcError(f"question translation: target language {args.target} is also a source")
+    pools = []
+    if not args.no_xquad:
+        if not (args.data and args.split):
+            raise XmrcError("--data and --split are required unless --no-xquad")
+        table = _read_parquet(args.data)
+        split = pd.read_csv(args.split)
+        pools.append(pairs.xquad_pairs(table, split, args.sources, args.target))
+    if args.external:
+        pools.append(pairs.read_external(args.external))
+    if not pools:
+        raise XmrcError("question translation: no pair source (--no-xquad without --external)")
+    result = pairs.build_pairs(pd.concat(pools, ignore_index=True), args.sources, args.target,
+                               args.max_pairs_per_source, args.seed, instruction)
+    _write_parquet(result, args.out)
+    counts = ", ".join(f"{lang}->{args.target}: {n}" for lang, n in result["source_lang"].value_counts().items())
+    print(f"{args.out}: {len(result)} pairs ({counts})")
+
+
+def cmd_config(args) -> None:
+    from xmrc.config import model_weights
+    from xmrc.finetune import lfconfig
+
+    registry, model = _finetuned_model(args.registry, args.model)
+    spec = model.finetune
+    base_weights = args.base_weights or model_weights(registry.get(spec["base"]))
+    try:
+        hyperparameters = json.loads(args.hyperparameters)
+    except json.JSONDecodeError as error:
+        raise XmrcError(f"--hyperparameters: not valid JSON ({error.msg})") from None
+    out_dir = Path(args.out_dir)
+    train = lfconfig.train_config(spec, hyperparameters, base_weights, out_dir, args.work_dir)
+    lfconfig.write_json(lfconfig.dataset_info(spec["dataset"], args.dataset, out_dir), out_dir / "dataset_info.json")
+    lfconfig.write_yaml(train, out_dir / "train.yaml")
+    print(f"{out_dir}: train.yaml, dataset_info.json for {model.name} ({spec['method']} on {spec['dataset']}, "
+          f"base {spec['base']})")
+
+
+def cmd_train(args) -> None:
+    from xmrc.finetune import training
+
+    outcome = training.train(args.train_config, gpus=args.gpus)
+    out = training.finalize(args.train_config, args.out, info=outcome)
+    print(f"{out}: finetuned model ready" + (f" (resumed from {outcome['resumed_from']})"
+                                             if outcome["resumed_from"] else ""))
+
+
+def cmd_heldout_eval(args) -> None:
+    """The prompts -> generate -> score chain of the main rules, for one base model on the held-out items, over
+    every (shots, format) setting in one process (one interpreter start; each step resumes like the main one)."""
+    from argparse import Namespace
+
+    from xmrc import cli
+
+    out_dir = Path(args.out_dir)
+    for setting in args.settings:
+        shots, _, prompt_format = setting.partition(":")
+        if not shots.isdigit() or prompt_format not in ("v1", "v2"):
+            raise XmrcError(f"--settings: {setting!r} is not SHOTS:FORMAT, e.g. 2:v1")
+        stem = f"{shots}shot-{prompt_format}.parquet"
+        model = dict(registry=args.registry, model=args.model, weights=args.weights, shots=int(shots),
+                     format=prompt_format)
+        paths = {kind: str(out_dir / kind / args.model / stem) for kind in ("prompts", "generations", "scores")}
+        if Path(paths["scores"]).is_file():
+            continue
+        cli.cmd_prompts(Namespace(**model, data=args.data, languages=args.languages, ids=args.ids,
+                                  demonstrations=args.demonstrations, max_items=args.max_items,
+                                  out=paths["prompts"]))
+        cli.cmd_generate(Namespace(**model, prompts=paths["prompts"], max_new_tokens=args.max_new_tokens,
+                                   batch_size=args.batch_size, dtype=args.dtype, chunk_size=args.chunk_size,
+                                   out=paths["generations"]))
+        cli.cmd_score(Namespace(generations=paths["generations"], normalization=args.normalization,
+                                out=paths["scores"]))
+
+
+def cmd_compare(args) -> None:
+    import pandas as pd
+
+    from xmrc.finetune.compare import write_comparison
+
+    items = _read_parquet(args.item_scores)
+    heldout = pd.concat([_read_parquet(p) for p in args.heldout_scores], ignore_index=True) \
+        if args.heldout_scores else items.iloc[:0]
+    pairs = []
+    for key in args.tuned:
+        registry, model = _finetuned_model(args.registry, key)
+        base = registry.get(model.finetune["base"]).name
+        if model.finetune["dataset"] == "question_translation":
+            # Its base was evaluated on the same held-out articles by the finetune stage's own rules.
+            if base not in set(heldout["model"]):
+                raise XmrcError(f"no held-out scores of {base!r} for {model.name!r} (--heldout-scores)")
+            pair_items = pd.concat([items[items["model"] == model.name], heldout[heldout["model"] == base]])
+        else:
+            pair_items = items[items["model"].isin([base, model.name])]
+        pairs.append((base, model.name, pair_items))
+    paths = write_comparison(pairs, args.shots, Path(args.out_dir))
+    print(f"{args.out_dir}: {len(paths)} comparison tables for {', '.join(args.tuned)}")
+
+
+def cmd_compare_figure(args) -> None:
+    from xmrc.finetune.compare import comparison_figure, read_per_language
+
+    path = comparison_figure(read_per_language(args.table_dir, args.shots), args.out)
+    print(f"{path}: base vs tuned figure")
+
+
+def register(command) -> None:
+    p = command("finetune-tulu", cmd_tulu,
+                "TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id")
+    p.add_argument("--source", choices=["hub", "local"], required=True)
+    p.add_argument("--hub-id", default="allenai/tulu-3-sft-mixture")
+    p.add_argument("--revision")
+    p.add_argument("--local-file", help="JSON lines, JSON list or Parquet with a messages field")
+    p.add_argument("--max-conversations", type=int, help="seeded random subsample of this many")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="Parquet: id, source, messages")
+    p.add_argument("--problems", required=True, help="CSV of malformed conversations: id, reason")
+
+    p = command("finetune-split", cmd_split, "article-level train/eval split of XQuAD and the held-out item ids")
+    p.add_argument("--data", required=True, help="XQuAD table")
+    p.add_argument("--eval-fraction", type=float, required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
+    p.add_argument("--out-split", required=True, help="CSV: title, split, items")
+    p.add_argument("--out-ids", required=True, help="text file of held-out ids, one per line")
+
+    p = command("finetune-qt-pairs", cmd_qt_pairs,
+                "question-translation pairs X->target from the training articles (and/or an external file)")
+    p.add_argument("--data", help="XQuAD table")
+    p.add_argument("--split", help="article split CSV (finetune-split)")
+    p.add_argument("--sources", nargs="+", required=True, metavar="LANG")
+    p.add_argument("--target", required=True, metavar="LANG")
+    p.add_argument("--max-pairs-per-source", type=int)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--instruction", default=None, help="template with {target} and {question}")
+    p.add_argument("--external", help="extra pairs: JSON lines or Parquet (source_lang, target_lang, "
+                                      "source_text, target_text)")
+    p.add_argument("--no-xquad", action="store_true", help="only the external pairs")
+    p.add_argument("--out", required=True)
+
+    p = command("finetune-config", cmd_config, "LLaMA-Factory train YAML and dataset_info.json of one finetuned model")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--model", required=True, help="registry key of a source: finetune model")
+    p.add_argument("--base-weights", help="default: the base model's weights from the registry")
+    p.add_argument("--hyperparameters", required=True, help="JSON: the run config's finetune.<method> block")
+    p.add_argument("--dataset", required=True, help="training table (messages format)")
+    p.add_argument("--work-dir", required=True, help="LLaMA-Factory output_dir (checkpoints)")
+    p.add_argument("--out-dir", required=True)
+
+    p = command("finetune-train", cmd_train, "llamafactory-cli train (resumes from the last checkpoint), then "
+                "the model directory (LoRA merged into the base by llamafactory-cli export)")
+    p.add_argument("--train-config", required=True)
+    p.add_argument("--gpus", type=int, default=0, help="> 1: torchrun with one process per GPU")
+    p.add_argument("--out", required=True)
+
+    p = command("finetune-heldout-eval", cmd_heldout_eval,
+                "evaluate a base model on the held-out items (prompts, generate, score for each setting)")
+    p.add_argument("--data", required=True, help="XQuAD table")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
+    p.add_argument("--ids", required=True, help="held-out ids (finetune-split)")
+    p.add_argument("--settings", nargs="+", required=True, metavar="SHOTS:FORMAT")
+    p.add_argument("--languages", nargs="+", required=True, metavar="LANG")
+    p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
+    p.add_argument("--max-items", type=int)
+    p.add_argument("--max-new-tokens", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+    p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
+    p.add_argument("--out-dir", required=True, help="writes {prompts,generations,scores}/<model>/<setting>.parquet")
+
+    p = command("finetune-compare", cmd_compare, "base vs tuned tables on the same items")
+    p.add_argument("--item-scores", required=True, help="the run's item_scores.parquet")
+    p.add_argument("--heldout-scores", nargs="*", default=[],
+                   help="score tables of the question-translation models' bases on the held-out articles")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--tuned", nargs="+", required=True, metavar="MODEL", help="registry keys of tuned models")
+    p.add_argument("--shots", nargs="+", type=int, required=True)
+    p.add_argument("--out-dir", required=True)
+
+    p = command("finetune-figure", cmd_compare_figure, "base vs tuned F1 per direction (PNG)")
+    p.add_argument("--table-dir", required=True)
+    p.add_argument("--shots", type=int, required=True)
+    p.add_argument("--out", required=True)
