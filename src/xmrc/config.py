@@ -110,6 +110,8 @@ class Model:
     api_provider: str | None = None
     main: bool = False
     gated: bool = False
+    mem_gb: float | None = None
+    runtime_min: int | None = None
 
 
 class Registry:

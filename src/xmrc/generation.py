@@ -48,6 +48,9 @@ PROMPT_KEY = ["id", "context_lang", "question_lang"]
 METADATA_KEY = b"xmrc.generation"
 SHARD_KEY = b"xmrc.shard"
 MANIFEST = "manifest.json"
+# Bump when a change to generation code alters its outputs: the workflow passes it as a param of the
+# generate rules, so every generation job (and only those and their consumers) re-runs.
+CODE_VERSION = 2
 # vLLM's paged KV cache reuses whole blocks of this many tokens.
 CACHE_BLOCK = 16
 

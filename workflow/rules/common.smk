@@ -12,6 +12,8 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from xmrc import __version__ as XMRC_VERSION
+from xmrc.backends import scheduling
+from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.config import Registry, model_weights, validate_config
 from xmrc.exceptions import XmrcError
 
@@ -44,14 +46,57 @@ def weights_of(wildcards):
     return model_weights(model_of(wildcards), TINY_DIR, FINETUNE_DIR)
 
 
+HUB_CACHE = config["backends"]["hub_cache"]
+BACKENDS = config["backends"]
+LOCAL_MODELS = [key for key, model in MODELS.items() if model.backend == "local"]
+API_MODELS = [key for key, model in MODELS.items() if model.backend == "api"]
+
+
 def model_inputs(wildcards):
-    """Locally built weights are inputs, so the model is built first; hub models are fetched by the job."""
+    """Locally built weights are inputs, so the model is built first; hub models' snapshots are fetched by
+    a local rule on the submit host (compute nodes may have no internet) and read offline."""
     model = model_of(wildcards)
-    return {"weights": weights_of(wildcards)} if model.source == "tiny" else {}
+    if model.source == "tiny":
+        return {"weights": weights_of(wildcards)}
+    if model.backend == "local" and model.source == "hub":
+        return {"snapshot": snapshot_stamp(wildcards.model)}
+    return {}
+
+
+def snapshot_stamp(key):
+    return f"{HUB_CACHE}/stamps/{key}.json"
+
+
+def snapshot_arg(wildcards, input):
+    return f"--snapshot {input.snapshot}" if "snapshot" in input.keys() else ""
+
+
+def model_digest(wildcards):
+    return scheduling.entry_digest(model_of(wildcards))
 
 
 def gpus_of(wildcards):
-    return model_of(wildcards).gpus
+    return scheduling.job_gpus(model_of(wildcards))
+
+
+def gpu_model_of(wildcards):
+    return scheduling.job_gpu_model(model_of(wildcards), BACKENDS)
+
+
+def cpus_per_gpu_of(wildcards):
+    return BACKENDS["cpus_per_gpu"] if scheduling.uses_gpu(model_of(wildcards)) else 0
+
+
+def generation_mem_mb(wildcards, attempt):
+    return scheduling.job_mem_mb(model_of(wildcards), BACKENDS, attempt)
+
+
+def generation_runtime(wildcards, attempt):
+    return scheduling.job_runtime_min(model_of(wildcards), BACKENDS, attempt)
+
+
+def model_key_pattern(keys):
+    return "|".join(re.escape(key) for key in keys) or "(?!)"
 
 
 def data_inputs(wildcards):
