@@ -79,6 +79,10 @@ def cmd_generate_job(args) -> None:
     missing = [c for c in PROMPT_COLUMNS if c not in prompts.columns]
     if missing:
         raise XmrcError(f"{args.prompts}: missing column(s) {', '.join(missing)}")
+    if os.environ.get("SLURM_JOB_ID"):  # what the scheduler gave this job, for the log
+        print(f"SLURM job {os.environ['SLURM_JOB_ID']}: GPUs "
+              f"{os.environ.get('SLURM_JOB_GPUS') or os.environ.get('CUDA_VISIBLE_DEVICES') or 'none'}",
+              file=sys.stderr)
     backend = create_backend(kind, **backend_options(args, model, kind))
     result = run_generation(prompts, backend, Path(args.out), model=model.name, shots=args.shots,
                             prompt_format=args.format, max_new_tokens=args.max_new_tokens,
