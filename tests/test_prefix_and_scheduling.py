@@ -86,3 +86,21 @@ def test_cli_prefix_stats(tmp_path, tiny_models):
     missing = subprocess.run([sys.executable, "-m", "xmrc", "prefix-stats", "--prompts", str(tmp_path / "no")],
                              capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")})
     assert missing.returncode == 2 and "file not found" in missing.stderr
+
+
+def test_gpu_claims_do_not_overlap_and_respect_an_existing_allocation(tmp_path):
+    import multiprocessing
+
+    from xmrc.backends.gpus import claim_gpus
+
+    first: dict = {}
+    assert claim_gpus(2, total=3, lock_dir=tmp_path, environ=first) == [0, 1]
+    assert first["CUDA_VISIBLE_DEVICES"] == "0,1"
+    # another process sees devices 0 and 1 taken; flock is per open file, so test from a child process
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(1) as pool:
+        assert pool.apply(claim_gpus, (1,), {"total": 3, "lock_dir": tmp_path, "environ": {}}) == [2]
+        assert pool.apply(claim_gpus, (2,), {"total": 3, "lock_dir": tmp_path, "environ": {}, "wait_s": 0}) is None
+    assert claim_gpus(1, total=3, lock_dir=tmp_path, environ={"SLURM_JOB_ID": "7"}) is None
+    assert claim_gpus(1, total=3, lock_dir=tmp_path, environ={"CUDA_VISIBLE_DEVICES": "1"}) is None
+    assert claim_gpus(0, total=3, lock_dir=tmp_path, environ={}) is None

@@ -83,6 +83,12 @@ def cmd_generate_job(args) -> None:
         print(f"SLURM job {os.environ['SLURM_JOB_ID']}: GPUs "
               f"{os.environ.get('SLURM_JOB_GPUS') or os.environ.get('CUDA_VISIBLE_DEVICES') or 'none'}",
               file=sys.stderr)
+    elif kind != "api":
+        from xmrc.backends.gpus import claim_gpus
+
+        devices = claim_gpus(max(model.gpus, 0))
+        if devices is not None:
+            print(f"GPUs {','.join(map(str, devices))} locked for this job", file=sys.stderr)
     backend = create_backend(kind, **backend_options(args, model, kind))
     result = run_generation(prompts, backend, Path(args.out), model=model.name, shots=args.shots,
                             prompt_format=args.format, max_new_tokens=args.max_new_tokens,
