@@ -88,7 +88,7 @@ def test_smoke_workflow_through_slurm_profile(slurm_cluster, tmp_path):
     assert len(scores) == 2 * 2 * 5  # 2 models x 2 shots x 5 directions
     assert (work / "results/smoke/figures/means_2shot.png").stat().st_size > 0
 
-    submitted = dict(re.findall(r"Job (\d+) has been submitted with SLURM jobid (\d+)", log))
+    submitted = dict(re.findall(r"Job (\S+) has been submitted with SLURM jobid (\d+)", log))
     # every job but the local data download went through sbatch (scores and report rules in groups)
     assert len(submitted) >= 2 + 4 + 4 + 2, log[-3000:]
     details = {slurm_id: scontrol_job(slurm_id) for slurm_id in submitted.values()}
