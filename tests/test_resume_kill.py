@@ -14,6 +14,10 @@ from helpers.scale import ForkServer, prompt_table
 TRIALS = 10
 
 
+def _shards(shard_dir) -> int:
+    return len(list(shard_dir.glob("shard-*.parquet"))) if shard_dir.exists() else 0
+
+
 @pytest.fixture(scope="module")
 def server():
     forks = ForkServer()
@@ -22,7 +26,7 @@ def server():
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_table(server, tiny_models, tmp_path):
-    weights = tiny_models["llama-chat"]
+    weights = str(tiny_models["llama-chat"])
     prompts = tmp_path / "prompts.parquet"
     prompt_table(weights).to_parquet(prompts)
     chunks = 10
@@ -50,22 +54,25 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_table(ser
         out = tmp_path / f"trial{trial}" / "generations.parquet"
         out.parent.mkdir()
         shard_dir = out.with_name(out.name + ".shards")
-        # stratified over the run: every part of the job (loading, generating, writing a shard) gets hit
-        kills = [duration * (trial + rng.random()) / TRIALS]
-        if trial % 2:
-            kills.append(duration * rng.random())  # kill the resumed run as well
-        for number, delay in enumerate(kills):
+        # even trials: a moment stratified over the whole run (loading, generating, writing, assembling);
+        # odd trials: a random moment inside a random shard (after k shards exist), then a kill of the
+        # resumed run as well
+        plans = [("time", duration * (trial + rng.random()) / TRIALS)] if trial % 2 == 0 else [
+            ("shards", rng.randint(1, chunks - 2)), ("shards", rng.randint(1, chunks - 1))]
+        for number, (kind, value) in enumerate(plans):
             pid = server.start(argv(out), out.parent / f"killed{number}.log")
-            time.sleep(delay)
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+            if kind == "time":
+                time.sleep(value)
+            else:
+                deadline = time.monotonic() + 2 * duration
+                while _shards(shard_dir) < value and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                time.sleep(rng.random() * duration / chunks)
+            os.kill(pid, signal.SIGKILL)
             server.wait(pid)
-            shards = len(list(shard_dir.glob("shard-*.parquet"))) if shard_dir.exists() else 0
-            interrupted_mid_job += 0 < shards < chunks and not out.exists()
+            interrupted_mid_job += 0 < _shards(shard_dir) < chunks and not out.exists()
         run(out, out.parent / "resumed.log")
         resumed = pd.read_parquet(out)
         pd.testing.assert_frame_equal(resumed, baseline)
         assert not shard_dir.exists()
-    assert interrupted_mid_job >= 3, "too few kills landed between the first and the last shard"
+    assert interrupted_mid_job >= TRIALS // 2, "too few kills landed between the first and the last shard"
