@@ -62,6 +62,19 @@ class HFBackend:
         self.model.eval()
         self.dtype = str(self.model.dtype).replace("torch.", "")
 
+    @classmethod
+    def from_model(cls, model, tokenizer, batch_size: int = 16, progress: bool = True) -> "HFBackend":
+        """A backend around a model already in memory (benchmarks of randomly initialised shapes)."""
+        backend = cls.__new__(cls)
+        backend.model, backend.tokenizer = model.eval(), tokenizer
+        backend.batch_size, backend.progress = batch_size, progress
+        backend.weights, backend.revision = getattr(model, "name_or_path", "in-memory"), None
+        backend.device, backend.dtype = str(model.device.type), str(model.dtype).replace("torch.", "")
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return backend
+
     def describe(self) -> dict:
         import transformers
 
