@@ -94,15 +94,21 @@ def _model_and_weights(args):
     return model, args.weights or model_weights(model)
 
 
+def _as_user_turn(text: str) -> str:
+    return text
+
+
 def cmd_prompts(args) -> None:
     from xmrc.prompts import build_prompt_table, hf_chat_template
 
     model, weights = _model_and_weights(args)
     chat_template = None
-    if model.backend == "local" and model.chat_template:
+    if model.chat_template and model.backend == "local":
         from xmrc.backends.hf import load_tokenizer
 
         chat_template = hf_chat_template(load_tokenizer(weights, model.revision))
+    elif model.chat_template:
+        chat_template = _as_user_turn  # the API applies its own template to the user message
     table = _read_parquet(args.data)
     _require_columns(table, ["id", "lang", "context", "question", "answer_text"], args.data)
     ids = None

@@ -111,6 +111,8 @@ class Model:
     main: bool = False
     gated: bool = False
     finetune: dict | None = None  # source: finetune: how it is trained (see models.schema.yaml)
+    mem_gb: float | None = None
+    runtime_min: int | None = None
 
 
 class Registry:

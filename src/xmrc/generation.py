@@ -1,16 +1,34 @@
 """A generation job: every prompt of one (model, shots, format) through one backend, checkpointed in shards.
 
-Shards are written next to the output (`<output>.shards/shard-00000.parquet`, atomic renames) so a killed
-job resumes at the first missing shard; the output is assembled only when every shard exists.
+Order. Prompts run in prefix order (`xmrc.backends.prefix`): prompts sharing demonstrations and context are
+neighbours, so prefix caches hit. The output is put back in the prompt table's order, so the table does not
+depend on the order prompts ran in.
 
-Output columns: the prompt table's id, context_lang, question_lang, answer_lang, gold, plus
-model, shots, prompt_format, raw_output, prediction, prompt_tokens, output_tokens.
+Resumption. The job writes `<output>.shards/` as it goes:
+- `manifest.json`: the job's fingerprint (hash of every prompt's key and text, the chunk layout, the model,
+  setting and backend settings). A shard directory with another fingerprint is stale and removed whole, so
+  shards of a different prompt table or backend setting are never mixed in.
+- `shard-NNNNN.parquet`: the generations of chunk NNNNN, written to a `.partial` file and renamed into
+  place (atomic), with the fingerprint, chunk number and a digest of the chunk's keys in its Parquet
+  metadata. On resume a shard is used only if it parses, has the chunk's exact keys in order, and carries
+  the right fingerprint; anything else (truncated, foreign, partial, wrong rows) is regenerated and
+  reported on stderr, never used silently.
+A job killed at any point (SIGKILL, preemption) and started again therefore loses no prompt, duplicates
+none, and writes the same table as an uninterrupted run. The output is assembled only when every shard
+exists, then the shard directory is removed.
+
+Output columns: model, shots, prompt_format, id, context_lang, question_lang, answer_lang, gold, raw_output,
+prediction, prompt_tokens, output_tokens. Parquet metadata key `xmrc.generation` holds JSON with the xmrc
+version, backend name, version and settings, the order and the shared-prefix shares of the job.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -18,51 +36,185 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from xmrc.backends import Backend
+from xmrc import __version__
+from xmrc.backends import Backend, describe_backend
+from xmrc.backends.prefix import prefix_order, shared_prefix_share
+from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
 
 GENERATION_COLUMNS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang", "answer_lang",
                       "gold", "raw_output", "prediction", "prompt_tokens", "output_tokens"]
+PROMPT_KEY = ["id", "context_lang", "question_lang"]
+METADATA_KEY = b"xmrc.generation"
+SHARD_KEY = b"xmrc.shard"
+MANIFEST = "manifest.json"
+# Bump when a change to generation code alters its outputs: the workflow passes it as a param of the
+# generate rules, so every generation job (and only those and their consumers) re-runs.
+CODE_VERSION = 2
+# vLLM's paged KV cache reuses whole blocks of this many tokens.
+CACHE_BLOCK = 16
 
 
-def write_parquet_atomic(frame: pd.DataFrame, path: Path) -> None:
+def write_parquet_atomic(frame: pd.DataFrame, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     partial = path.with_name(path.name + ".partial")
-    pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), partial)
+    with open(partial, "wb") as sink:
+        pq.write_table(table, sink)
+        sink.flush()
+        os.fsync(sink.fileno())  # the rename must not reach the disk before the data (node failure)
     os.replace(partial, path)
 
 
-def _readable(path: Path, rows: int) -> bool:
+def _digest(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode("utf-8", "surrogatepass"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def _keys(frame: pd.DataFrame) -> list[str]:
+    return ["\t".join(map(str, row)) for row in frame[PROMPT_KEY].itertuples(index=False)]
+
+
+def _check_prompts(prompts: pd.DataFrame) -> None:
+    duplicated = prompts.duplicated(PROMPT_KEY)
+    if duplicated.any():
+        first = prompts.loc[duplicated, PROMPT_KEY].iloc[0].tolist()
+        raise XmrcError(f"prompt table: {int(duplicated.sum())} duplicated prompt key(s) "
+                        f"(id, context_lang, question_lang), e.g. {first}")
+
+
+def _shard_problem(path: Path, fingerprint: str, number: int, keys: list[str]) -> str | None:
+    """Why the shard at `path` cannot be used for chunk `number` (None: it can)."""
     try:
-        return pq.read_metadata(path).num_rows == rows
-    except Exception:  # truncated or foreign file: regenerate it
-        return False
+        table = pq.read_table(path)
+    except Exception as error:  # truncated, garbage, not Parquet
+        return f"unreadable ({type(error).__name__})"
+    meta = json.loads((table.schema.metadata or {}).get(SHARD_KEY, b"{}") or b"{}")
+    if meta.get("fingerprint") != fingerprint or meta.get("chunk") != number:
+        return "written by another job or chunk"
+    if table.num_rows != len(keys) or meta.get("keys") != _digest(*keys):
+        return f"holds {table.num_rows} rows, not the chunk's {len(keys)} prompts"
+    missing = [c for c in GENERATION_COLUMNS if c not in table.column_names]
+    if missing:
+        return f"lacks column(s) {', '.join(missing)}"
+    if _keys(table.select(PROMPT_KEY).to_pandas()) != keys:
+        return "rows do not match the chunk's prompts"
+    return None
+
+
+def _prepare_shard_dir(shard_dir: Path, fingerprint: str, manifest: dict) -> None:
+    manifest_path = shard_dir / MANIFEST
+    if shard_dir.exists():
+        try:
+            previous = json.loads(manifest_path.read_text()).get("fingerprint")
+        except (OSError, ValueError):
+            previous = None
+        if previous != fingerprint:
+            if any(shard_dir.glob("shard-*.parquet")):
+                print(f"xmrc: warning: {shard_dir}: shards of another prompt table or setting, discarded",
+                      file=sys.stderr)
+            shutil.rmtree(shard_dir)
+    shard_dir.mkdir(parents=True, exist_ok=True)
+    for partial in shard_dir.glob("*.partial"):
+        partial.unlink()  # a write the kill interrupted
+    if not manifest_path.exists():
+        partial = manifest_path.with_name(MANIFEST + ".partial")
+        partial.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+        os.replace(partial, manifest_path)
+
+
+def prefix_shares(prompts: list[str], backend: Backend, templated: bool) -> dict:
+    """Shared-prefix shares of `prompts` in the given order: characters, and tokens where the backend can
+    tokenise (also counted in whole KV-cache blocks)."""
+    shares = {"chars": round(shared_prefix_share(prompts), 4)}
+    tokenize = getattr(backend, "tokenize", None)
+    if tokenize is not None and prompts:
+        tokens = tokenize(prompts, templated)
+        shares["tokens"] = round(shared_prefix_share(tokens), 4)
+        shares[f"tokens_{CACHE_BLOCK}_blocks"] = round(shared_prefix_share(tokens, CACHE_BLOCK), 4)
+    return shares
 
 
 def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, model: str, shots: int,
-                   prompt_format: str, max_new_tokens: int, chunk_size: int = 256, progress: bool = True) -> pd.DataFrame:
+                   prompt_format: str, max_new_tokens: int, chunk_size: int = 256, order: str = "prefix",
+                   progress: bool = True) -> pd.DataFrame:
     output = Path(output)
+    _check_prompts(prompts)
+    table = prompts.reset_index(drop=True)
+    positions = prefix_order(table["prompt"].tolist()) if order == "prefix" else list(range(len(table)))
+    ordered = table.iloc[positions]
+    chunks = [ordered.iloc[i:i + chunk_size] for i in range(0, len(ordered), chunk_size)]
+    backend_info = describe_backend(backend)
+    settings = {"model": model, "shots": shots, "prompt_format": prompt_format, "max_new_tokens": max_new_tokens,
+                "chunk_size": chunk_size, "order": order, "backend": backend_info}
+    fingerprint = _digest(json.dumps(settings, sort_keys=True),
+                          *(k + "\t" + p for k, p in zip(_keys(ordered), ordered["prompt"])))
     shard_dir = output.with_name(output.name + ".shards")
-    chunks = [prompts.iloc[i:i + chunk_size] for i in range(0, len(prompts), chunk_size)]
+    _prepare_shard_dir(shard_dir, fingerprint, {"fingerprint": fingerprint, "chunks": len(chunks),
+                                                "prompts": len(table), "settings": settings})
+
     frames = []
     for number, chunk in enumerate(tqdm(chunks, desc=f"{model} {shots}-shot {prompt_format}", unit="shard",
                                         disable=not progress)):
         shard = shard_dir / f"shard-{number:05d}.parquet"
-        if not _readable(shard, len(chunk)):
-            templated = bool(chunk["templated"].iloc[0]) if len(chunk) else False
-            generations = backend.generate(chunk["prompt"].tolist(), max_new_tokens, templated,
-                                           stop_when=answer_complete)
-            frame = chunk[["id", "context_lang", "question_lang", "answer_lang", "gold"]].copy()
-            frame.insert(0, "prompt_format", prompt_format)
-            frame.insert(0, "shots", shots)
-            frame.insert(0, "model", model)
-            frame["raw_output"] = [g.text for g in generations]
-            frame["prediction"] = [extract_answer(g.text) for g in generations]
-            frame["prompt_tokens"] = [g.prompt_tokens for g in generations]
-            frame["output_tokens"] = [g.output_tokens for g in generations]
-            write_parquet_atomic(frame[GENERATION_COLUMNS], shard)
+        keys = _keys(chunk)
+        problem = _shard_problem(shard, fingerprint, number, keys) if shard.exists() else "missing"
+        if problem is not None:
+            if problem != "missing":
+                print(f"xmrc: warning: {shard}: {problem}; regenerating it", file=sys.stderr)
+            frame = _generate_chunk(chunk, backend, model=model, shots=shots, prompt_format=prompt_format,
+                                    max_new_tokens=max_new_tokens)
+            write_parquet_atomic(frame, shard, {SHARD_KEY: json.dumps(
+                {"fingerprint": fingerprint, "chunk": number, "keys": _digest(*keys)}).encode()})
         frames.append(pd.read_parquet(shard))
+
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GENERATION_COLUMNS)
-    write_parquet_atomic(result, output)
+    # back to the prompt table's order: the table does not depend on the order the prompts ran in
+    result.index = positions
+    result = result.sort_index().reset_index(drop=True)[GENERATION_COLUMNS]
+    templated = bool(table["templated"].iloc[0]) if len(table) else False
+    record = {"xmrc_version": __version__, **settings, "prompts": len(table),
+              "prefix_share": {"prefix_order": prefix_shares(ordered["prompt"].tolist(), backend, templated),
+                               "table_order": prefix_shares(table["prompt"].tolist(), backend, templated)}}
+    write_parquet_atomic(result, output, {METADATA_KEY: json.dumps(record, sort_keys=True).encode()})
     shutil.rmtree(shard_dir, ignore_errors=True)
+    shares = record["prefix_share"]["prefix_order"]
+    print(f"{output}: shared-prefix share in run order: "
+          + ", ".join(f"{unit} {100 * value:.1f}%" for unit, value in shares.items()), file=sys.stderr)
     return result
+
+
+def _generate_chunk(chunk: pd.DataFrame, backend: Backend, *, model: str, shots: int, prompt_format: str,
+                    max_new_tokens: int) -> pd.DataFrame:
+    templated = bool(chunk["templated"].iloc[0]) if len(chunk) else False
+    generations = backend.generate(chunk["prompt"].tolist(), max_new_tokens, templated, stop_when=answer_complete)
+    if len(generations) != len(chunk):
+        raise XmrcError(f"backend {backend.name}: {len(generations)} generations for {len(chunk)} prompts")
+    frame = chunk[["id", "context_lang", "question_lang", "answer_lang", "gold"]].copy()
+    frame.insert(0, "prompt_format", prompt_format)
+    frame.insert(0, "shots", shots)
+    frame.insert(0, "model", model)
+    frame["raw_output"] = [g.text for g in generations]
+    frame["prediction"] = [extract_answer(g.text) for g in generations]
+    frame["prompt_tokens"] = [g.prompt_tokens for g in generations]
+    frame["output_tokens"] = [g.output_tokens for g in generations]
+    return frame[GENERATION_COLUMNS].reset_index(drop=True)
+
+
+def generation_record(path: Path) -> dict:
+    """The `xmrc.generation` metadata of a generation table (backend, versions, settings, prefix shares)."""
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except Exception as error:
+        raise XmrcError(f"{path}: not a readable Parquet table ({type(error).__name__})") from None
+    if METADATA_KEY not in metadata:
+        raise XmrcError(f"{path}: no xmrc.generation metadata (not written by `xmrc generate`)")
+    return json.loads(metadata[METADATA_KEY])

@@ -10,6 +10,8 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from xmrc import __version__ as XMRC_VERSION
+from xmrc.backends import scheduling
+from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.config import Registry, model_weights, validate_config
 from xmrc.exceptions import XmrcError
 
@@ -43,18 +45,61 @@ def weights_of(wildcards):
     return model_weights(model_of(wildcards), TINY_DIR, FINETUNE_DIR)
 
 
+HUB_CACHE = config["backends"]["hub_cache"]
+BACKENDS = config["backends"]
+LOCAL_MODELS = [key for key, model in MODELS.items() if model.backend == "local"]
+API_MODELS = [key for key, model in MODELS.items() if model.backend == "api"]
+
+
 def model_inputs(wildcards):
-    """Locally built weights are inputs, so the model is built (or trained) first; hub models are fetched by
-    the job. A question-translation finetune is evaluated on the held-out articles only (their ids file)."""
+    """Locally built or trained weights are inputs, so the model is built (or trained) first; hub models'
+    snapshots are fetched by a local rule on the submit host (compute nodes may have no internet) and read
+    offline. A question-translation finetune is evaluated on the held-out articles only (their ids file)."""
     model = model_of(wildcards)
-    inputs = {"weights": weights_of(wildcards)} if model.source in ("tiny", "finetune") else {}
+    inputs = {}
+    if model.source in ("tiny", "finetune"):
+        inputs["weights"] = weights_of(wildcards)
+    elif model.backend == "local" and model.source == "hub":
+        inputs["snapshot"] = snapshot_stamp(wildcards.model)
     if model.source == "finetune" and model.finetune["dataset"] == "question_translation":
         inputs["eval_ids"] = f"{RESULTS}/finetune/data/heldout_ids.txt"
     return inputs
 
 
+def snapshot_stamp(key):
+    return f"{HUB_CACHE}/stamps/{key}.json"
+
+
+def snapshot_arg(wildcards, input):
+    return f"--snapshot {input.snapshot}" if "snapshot" in input.keys() else ""
+
+
+def model_digest(wildcards):
+    return scheduling.entry_digest(model_of(wildcards))
+
+
 def gpus_of(wildcards):
-    return model_of(wildcards).gpus
+    return scheduling.job_gpus(model_of(wildcards))
+
+
+def gpu_model_of(wildcards):
+    return scheduling.job_gpu_model(model_of(wildcards), BACKENDS)
+
+
+def cpus_per_gpu_of(wildcards):
+    return BACKENDS["cpus_per_gpu"] if scheduling.uses_gpu(model_of(wildcards)) else 0
+
+
+def generation_mem_mb(wildcards, attempt):
+    return scheduling.job_mem_mb(model_of(wildcards), BACKENDS, attempt)
+
+
+def generation_runtime(wildcards, attempt):
+    return scheduling.job_runtime_min(model_of(wildcards), BACKENDS, attempt)
+
+
+def model_key_pattern(keys):
+    return "|".join(re.escape(key) for key in keys) or "(?!)"
 
 
 def data_inputs(wildcards):

@@ -1,3 +1,9 @@
+# Prompts and generation. Local models run on GPU nodes (hf or vllm backend, GPUs, memory and runtime from
+# the registry), reading weights offline from snapshots fetched on the submit host (download.smk); API
+# models run on the submit host (it has internet; they need no GPU). Params carry what changes outputs:
+# the model's registry entry digest, the settings and the code version, so a change re-runs only its jobs.
+
+
 rule prompts:
     input:
         unpack(model_inputs),
@@ -15,14 +21,19 @@ rule prompts:
             f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""
         ),
         ids=lambda wildcards, input: f"--ids {input.eval_ids}" if "eval_ids" in input.keys() else "",
+        hub_cache=HUB_CACHE,
+        model_entry=model_digest,
         version=XMRC_VERSION,
     conda:
         "../../envs/xmrc.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     shell:
-        "python -m xmrc prompts --data {input.data} --registry {params.registry} --model {wildcards.model}"
-        " --weights {params.weights} --shots {wildcards.shots} --format {wildcards.fmt}"
-        " --languages {params.languages} --demonstrations {params.demonstrations} {params.max_items}"
-        " {params.ids} --out {output} > {log} 2>&1"
+        "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} python -m xmrc prompts --data {input.data}"
+        " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
+        " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
+        " --demonstrations {params.demonstrations} {params.max_items} {params.ids} --out {output} > {log} 2>&1"
 
 
 rule generate:
@@ -33,21 +44,78 @@ rule generate:
         f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     log:
         f"logs/{RUN}/generations/{{model}}/{{shots}}shot-{{fmt}}.log",
+    wildcard_constraints:
+        model=model_key_pattern(LOCAL_MODELS),
     params:
         registry=config["registry"],
         weights=weights_of,
+        snapshot=snapshot_arg,
+        backend=BACKENDS["local"],
+        order=BACKENDS["order"],
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"]["batch_size"],
         dtype=config["generation"]["dtype"],
         chunk_size=config["generation"]["chunk_size"],
+        vllm=(
+            f"--gpu-memory-utilization {BACKENDS['vllm']['gpu_memory_utilization']}"
+            + (
+                f" --max-model-len {BACKENDS['vllm']['max_model_len']}"
+                if BACKENDS["vllm"]["max_model_len"]
+                else ""
+            )
+        ),
+        hub_cache=HUB_CACHE,
+        model_entry=model_digest,
+        code=GENERATION_CODE,
         version=XMRC_VERSION,
+    conda:
+        "../../envs/vllm.yaml" if BACKENDS["local"] == "vllm" else "../../envs/xmrc.yaml"
     threads: 2
     resources:
         gpu=gpus_of,
+        gpu_model=gpu_model_of,
+        cpus_per_gpu=cpus_per_gpu_of,
+        mem_mb=generation_mem_mb,
+        runtime=generation_runtime,
+    shell:
+        "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} python -m xmrc generate-job --prompts {input.prompts}"
+        " --registry {params.registry} --model {wildcards.model} --weights {params.weights} {params.snapshot}"
+        " --backend {params.backend} --order {params.order} --shots {wildcards.shots} --format {wildcards.fmt}"
+        " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --dtype {params.dtype}"
+        " {params.vllm} --chunk-size {params.chunk_size} --out {output} > {log} 2>&1"
+
+
+rule generate_api:
+    input:
+        prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+    output:
+        f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+    log:
+        f"logs/{RUN}/generations/{{model}}/{{shots}}shot-{{fmt}}.log",
+    localrule: True
+    wildcard_constraints:
+        model=model_key_pattern(API_MODELS),
+    params:
+        registry=config["registry"],
+        order=BACKENDS["order"],
+        max_new_tokens=config["generation"]["max_new_tokens"],
+        chunk_size=BACKENDS["api"]["chunk_size"],
+        concurrency=BACKENDS["api"]["concurrency"],
+        max_retries=BACKENDS["api"]["max_retries"],
+        timeout=BACKENDS["api"]["timeout_s"],
+        backoff=BACKENDS["api"]["backoff_s"],
+        model_entry=model_digest,
+        code=GENERATION_CODE,
+        version=XMRC_VERSION,
     conda:
         "../../envs/xmrc.yaml"
+    resources:
+        gpu=0,
+        mem_mb=generation_mem_mb,
+        runtime=generation_runtime,
     shell:
-        "python -m xmrc generate --prompts {input.prompts} --registry {params.registry}"
-        " --model {wildcards.model} --weights {params.weights} --shots {wildcards.shots}"
-        " --format {wildcards.fmt} --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size}"
-        " --dtype {params.dtype} --chunk-size {params.chunk_size} --out {output} > {log} 2>&1"
+        "python -m xmrc generate-job --prompts {input.prompts} --registry {params.registry}"
+        " --model {wildcards.model} --backend api --order {params.order} --shots {wildcards.shots}"
+        " --format {wildcards.fmt} --max-new-tokens {params.max_new_tokens} --chunk-size {params.chunk_size}"
+        " --concurrency {params.concurrency} --max-retries {params.max_retries} --timeout {params.timeout}"
+        " --backoff {params.backoff} --out {output} > {log} 2>&1"

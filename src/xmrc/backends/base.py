@@ -12,6 +12,10 @@ class Generation:
 
 
 class Backend(Protocol):
+    """Required: `name` and `generate`. Optional (used when present): `describe()` -> JSON-able dict of the
+    backend's name, library versions and output-relevant settings (recorded with every output and part of
+    the resume fingerprint), and `tokenize(prompts, templated)` -> token id lists (prefix statistics)."""
+
     name: str
 
     def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,

@@ -45,6 +45,7 @@ class HFBackend:
     def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16", batch_size: int = 16,
                  device: str | None = None, gpus: int = 1, progress: bool = True):
         self.batch_size, self.progress = batch_size, progress
+        self.weights, self.revision = str(weights), revision
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.tokenizer = load_tokenizer(weights, revision)
         if self.device == "cpu" and dtype in ("bfloat16", "float16"):
@@ -59,6 +60,30 @@ class HFBackend:
         if "device_map" not in options:
             self.model.to(self.device)
         self.model.eval()
+        self.dtype = str(self.model.dtype).replace("torch.", "")
+
+    @classmethod
+    def from_model(cls, model, tokenizer, batch_size: int = 16, progress: bool = True) -> "HFBackend":
+        """A backend around a model already in memory (benchmarks of randomly initialised shapes)."""
+        backend = cls.__new__(cls)
+        backend.model, backend.tokenizer = model.eval(), tokenizer
+        backend.batch_size, backend.progress = batch_size, progress
+        backend.weights, backend.revision = getattr(model, "name_or_path", "in-memory"), None
+        backend.device, backend.dtype = str(model.device.type), str(model.dtype).replace("torch.", "")
+        tokenizer.padding_side = "left"
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        return backend
+
+    def describe(self) -> dict:
+        import transformers
+
+        return {"name": self.name, "transformers": transformers.__version__, "torch": torch.__version__,
+                "weights": self.weights, "revision": self.revision, "dtype": self.dtype,
+                "batch_size": self.batch_size, "device": self.device, "decoding": "greedy"}
+
+    def tokenize(self, prompts: Sequence[str], templated: bool) -> list[list[int]]:
+        return self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
 
     @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,

@@ -1,0 +1,40 @@
+"""Prompt order for prefix caching, and how much of each prompt a cache can reuse.
+
+Prompts of one job share long prefixes: the chat header, the task description (v1), the two demonstrations
+of a direction, then the test context that 5-10 questions of a paragraph share. Sorting the prompt strings
+lexicographically visits them in the depth-first order of their prefix trie, which maximises the summed
+common prefix of neighbours, so a prefix cache (vLLM's automatic prefix caching) finds the previous prompt's
+blocks still resident. Pure functions: no model, no backend.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+
+def prefix_order(prompts: Sequence[str]) -> list[int]:
+    """Positions of `prompts` in the order that puts prompts sharing a prefix next to each other (stable)."""
+    return sorted(range(len(prompts)), key=lambda i: prompts[i])
+
+
+def common_prefix_length(a: Sequence, b: Sequence) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def shared_prefix_share(sequences: Sequence[Sequence], block_size: int = 1) -> float:
+    """Share of all elements (tokens or characters) that lie in a prefix shared with the previous sequence.
+
+    `block_size` > 1 counts only whole blocks, as a paged KV cache reuses them (vLLM: 16 tokens).
+    """
+    total = sum(len(s) for s in sequences)
+    if total == 0:
+        return 0.0
+    shared = 0
+    for previous, current in zip(sequences, sequences[1:]):
+        length = common_prefix_length(previous, current)
+        shared += length - length % block_size
+    return shared / total

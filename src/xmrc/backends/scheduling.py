@@ -1,0 +1,59 @@
+"""What one generation job asks a scheduler for, and which registry fields change its outputs.
+
+Used by the workflow's resource and params functions (workflow/rules/common.smk); plain functions so they
+are tested without Snakemake. GPUs come from the registry (`gpus`: 1 for 7-16B, 4 for 70B+, 0 for API and
+tiny models); host memory and runtime from the registry's `mem_gb` / `runtime_min` where given, otherwise
+from `size_b`, and both grow with each retry (`attempt`), so a job killed for memory or time comes back bigger
+and resumes from its shards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from xmrc.config import Model
+
+# Registry fields that only tell the scheduler what to reserve: changing them must not re-run a job.
+SCHEDULING_FIELDS = frozenset({"gpus", "mem_gb", "runtime_min", "main", "size_b", "gated"})
+
+
+def uses_gpu(model: Model) -> bool:
+    return model.backend == "local" and model.gpus > 0
+
+
+def job_gpus(model: Model) -> int:
+    return model.gpus if uses_gpu(model) else 0
+
+
+def job_mem_mb(model: Model, settings: dict, attempt: int = 1) -> int:
+    if model.backend == "api":
+        base_gb = 2.0  # HTTP client only
+    elif model.mem_gb:
+        base_gb = model.mem_gb
+    else:
+        base_gb = settings["mem_gb_base"] + settings["mem_gb_per_billion"] * (model.size_b or 0)
+    return int(1024 * base_gb * (1 + 0.5 * (attempt - 1)))
+
+
+def job_runtime_min(model: Model, settings: dict, attempt: int = 1) -> int:
+    if model.runtime_min:
+        base = model.runtime_min
+    elif model.backend == "api":
+        base = settings["runtime_min_base"] * 4  # rate limits, not compute, bound API jobs
+    else:
+        base = settings["runtime_min_base"] + settings["runtime_min_per_billion"] * (model.size_b or 0)
+    return int(base * attempt)
+
+
+def job_gpu_model(model: Model, settings: dict) -> str:
+    """The GPU type to ask for ('' = any); only GPU jobs ask."""
+    return (settings.get("gpu_model") or "") if uses_gpu(model) else ""
+
+
+def entry_digest(model: Model) -> str:
+    """Digest of the registry fields that change a model's prompts or generations (not scheduling ones), for
+    Snakemake params: editing one model's entry re-runs that model's jobs only."""
+    fields = {k: v for k, v in dataclasses.asdict(model).items() if k not in SCHEDULING_FIELDS}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

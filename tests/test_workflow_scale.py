@@ -1,0 +1,146 @@
+"""The workflow at scale, by dry runs: GPU resources of the paper DAG through the SLURM profile, and partial
+re-runs (one model's entry, one setting, the generation code version) after a small real run."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from helpers.scale import ROOT
+
+from xmrc.config import Registry
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+
+def snakemake(*args, cwd=ROOT, check=True):
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    result = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+    if check:
+        assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result.stdout + result.stderr
+
+
+def dry_run_jobs(output: str) -> list[dict]:
+    """(rule, wildcards, resources) of every job a dry run prints."""
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", output):
+        head = re.match(r"(?:local)?rule (\w+):", block)
+        if not head:
+            continue
+        job = {"rule": head.group(1), "wildcards": {}, "resources": {}}
+        for field in ("wildcards", "resources"):
+            line = re.search(rf"^\s+{field}: (.*)$", block, re.M)
+            if line:
+                job[field] = dict(item.split("=", 1) for item in line.group(1).split(", ") if "=" in item)
+        jobs.append(job)
+    return jobs
+
+
+def test_lint_is_clean():
+    assert "Congratulations" in snakemake("--lint")
+
+
+def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
+    jobs = dry_run_jobs(snakemake("-n", "--profile", "profiles/slurm"))
+    registry = Registry.load(ROOT / "config/models.yaml")
+    generate = [j for j in jobs if j["rule"] == "generate"]
+    api = [j for j in jobs if j["rule"] == "generate_api"]
+    assert len(generate) == 15 * 4 and len(api) == 3 * 4
+    for job in generate:
+        model = registry.get(job["wildcards"]["model"])
+        expected = 4 if model.size_b >= 70 else 1
+        assert int(job["resources"]["gpu"]) == expected, job
+        assert int(job["resources"]["cpus_per_gpu"]) == 8
+        assert int(job["resources"]["mem_mb"]) >= 16 * 1024
+    for job in api:
+        assert registry.get(job["wildcards"]["model"]).backend == "api"
+        assert int(job["resources"].get("gpu", 0)) == 0 and "cpus_per_gpu" not in job["resources"]
+    assert all(int(j["resources"].get("gpu", 0)) == 0 for j in jobs if not j["rule"].startswith("generate"))
+    fetches = {j["wildcards"]["model"] for j in jobs if j["rule"] == "fetch_model"}
+    assert fetches == {k for k, m in registry.models.items()
+                       if m.main and m.backend == "local" and m.source == "hub"}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A small real run (2 tiny models, en/de, 0-shot v1, 2 items) in a copy of the workflow."""
+    work = tmp_path_factory.mktemp("rerun")
+    for name in ("Snakefile", "workflow", "src", "config", "envs"):
+        source = ROOT / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy2
+        copy(source, work / name, **({"symlinks": True} if source.is_dir() else {}))
+    shutil.copytree(ROOT / "data/xquad_subset", work / "data/xquad_subset")
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config.update(run="rerun", models=["tiny-llama-chat", "tiny-llama-base"], languages=["en", "de"], shots=[0],
+                  prompt_formats=["v1"])
+    config["data"]["max_items"] = 2
+    (work / "config/rerun.yaml").write_text(yaml.safe_dump(config))
+    snakemake("--configfile", "config/rerun.yaml", "--cores", "2", cwd=work)
+    assert "Nothing to be done" in snakemake("-n", "--configfile", "config/rerun.yaml", cwd=work)
+    return work
+
+
+def planned(work, *extra):
+    jobs = dry_run_jobs(snakemake("-n", "--configfile", "config/rerun.yaml",
+                                  "--rerun-triggers", "mtime", "params", "input", "code", *extra, cwd=work))
+    return {(j["rule"], j["wildcards"].get("model")) for j in jobs}
+
+
+def edit_yaml(path: Path, change):
+    original = path.read_text()
+    data = yaml.safe_load(original)
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return original
+
+
+def test_changing_one_model_entry_reruns_only_that_model(finished_run):
+    registry = finished_run / "config/models.yaml"
+    original = edit_yaml(registry, lambda d: d["tiny-llama-base"].update(revision="pinned"))
+    try:
+        jobs = planned(finished_run)
+    finally:
+        registry.write_text(original)
+    assert {("prompts", "tiny-llama-base"), ("generate", "tiny-llama-base"), ("score", "tiny-llama-base")} <= jobs
+    assert not {j for j in jobs if j[1] == "tiny-llama-chat"}
+    assert ("tiny_model", "tiny-llama-base") not in jobs and ("xquad", None) not in jobs
+
+
+def test_scheduling_fields_rerun_nothing(finished_run):
+    registry = finished_run / "config/models.yaml"
+    original = edit_yaml(registry, lambda d: d["tiny-llama-chat"].update(gpus=2, mem_gb=8, runtime_min=5))
+    try:
+        assert planned(finished_run) == set()
+    finally:
+        registry.write_text(original)
+
+
+def test_changing_a_generation_setting_reruns_generation_not_prompts(finished_run):
+    config = finished_run / "config/rerun.yaml"
+    original = edit_yaml(config, lambda d: d["generation"].update(max_new_tokens=7))
+    try:
+        jobs = planned(finished_run)
+    finally:
+        config.write_text(original)
+    assert {("generate", "tiny-llama-chat"), ("generate", "tiny-llama-base")} <= jobs
+    assert not {j for j in jobs if j[0] in ("prompts", "tiny_model", "xquad")}
+
+
+def test_generation_code_version_reruns_generation_only(finished_run):
+    module = finished_run / "src/xmrc/generation.py"
+    original = module.read_text()
+    module.write_text(re.sub(r"^CODE_VERSION = (\d+)$", lambda m: f"CODE_VERSION = {int(m.group(1)) + 1}",
+                             original, flags=re.M))
+    try:
+        jobs = planned(finished_run)
+    finally:
+        module.write_text(original)
+    assert {("generate", "tiny-llama-chat"), ("generate", "tiny-llama-base")} <= jobs
+    assert not {j for j in jobs if j[0] in ("prompts", "tiny_model", "xquad")}
