@@ -58,8 +58,13 @@ def test_missing_weights_is_one_line(tmp_path):
 class FailingAfter:
     """Delegates to a real backend, then dies like a killed job after `calls` batches."""
 
+    name = "failing-after"
+
     def __init__(self, backend, calls):
         self.backend, self.calls, self.prompts_seen = backend, calls, 0
+
+    def describe(self):
+        return self.backend.describe()
 
     def generate(self, prompts, *args, **kwargs):
         if self.calls == 0:

@@ -74,6 +74,8 @@ def test_smoke_workflow_through_slurm_profile(slurm_cluster, tmp_path):
     config = yaml.safe_load((work / "config/smoke.yaml").read_text())
     config.update(models=[GPU_MODEL, "tiny-llama-base"], languages=["en", "de", "zh"], prompt_formats=["v1"])
     config["data"]["max_items"] = 2
+    for stage in ("errors", "layers", "oracle", "finetune"):  # the generation DAG only
+        config[stage]["enabled"] = False
     (work / "config/slurm.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     run = subprocess.run(

@@ -45,7 +45,7 @@ def test_paper_dry_run_has_every_model_job(checkout):
     result = snakemake("-n", cwd=checkout)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
-    jobs = re.findall(r"rule generate:.*?wildcards: model=([^,\s]+), shots=(\d+), fmt=(v\d)", result.stdout, re.S)
+    jobs = re.findall(r"rule generate(?:_api)?:.*?wildcards: model=([^,\s]+), shots=(\d+), fmt=(v\d)", result.stdout, re.S)
     config = yaml.safe_load((checkout / "config/config.yaml").read_text())
     registry = yaml.safe_load((checkout / "config/models.yaml").read_text())
     main = {key for key, entry in registry.items() if entry.get("main")}

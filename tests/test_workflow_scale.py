@@ -62,7 +62,9 @@ def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
     for job in api:
         assert registry.get(job["wildcards"]["model"]).backend == "api"
         assert int(job["resources"].get("gpu", 0)) == 0 and "cpus_per_gpu" not in job["resources"]
-    assert all(int(j["resources"].get("gpu", 0)) == 0 for j in jobs if not j["rule"].startswith("generate"))
+    analysis_on_gpus = {"judge", "layer_relevance", "layer_hidden_states", "oracle_attribution", "finetune_train"}
+    assert all(int(j["resources"].get("gpu", 0)) == 0 for j in jobs
+               if not j["rule"].startswith("generate") and j["rule"] not in analysis_on_gpus)
     fetches = {j["wildcards"]["model"] for j in jobs if j["rule"] == "fetch_model"}
     assert fetches == {k for k, m in registry.models.items()
                        if m.main and m.backend == "local" and m.source == "hub"}
@@ -81,6 +83,8 @@ def finished_run(tmp_path_factory):
     config.update(run="rerun", models=["tiny-llama-chat", "tiny-llama-base"], languages=["en", "de"], shots=[0],
                   prompt_formats=["v1"])
     config["data"]["max_items"] = 2
+    for stage in ("errors", "layers", "oracle", "finetune"):  # the generation DAG only
+        config[stage]["enabled"] = False
     (work / "config/rerun.yaml").write_text(yaml.safe_dump(config))
     snakemake("--configfile", "config/rerun.yaml", "--cores", "2", cwd=work)
     assert "Nothing to be done" in snakemake("-n", "--configfile", "config/rerun.yaml", cwd=work)
