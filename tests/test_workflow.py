@@ -94,8 +94,18 @@ def test_smoke_workflow_end_to_end(checkout):
             assert (tables / f"f1_{shots}shot_{scenario}.md").read_text().startswith("| model |")
             png = checkout / f"results/smoke/figures/heatmap_f1_{shots}shot_{scenario}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    registry = yaml.safe_load((checkout / "config/models.yaml").read_text())
     for key in smoke["models"]:
-        weights = checkout / "resources/tiny_models" / key
+        kind = registry[key].get("source", "hub")
+        weights = checkout / ("resources/tiny_models" if kind == "tiny" else "resources/finetuned") / key
         assert (weights / "config.json").exists() and (weights / "tokenizer.json").exists()
+    # every stage of the study ran: error types, oracle (Table 3), layer-wise analysis, finetune comparison
+    assert len(pd.read_csv(tables / "error_summary_2shot_en-x.csv")) == len(smoke["models"])
+    assert set(pd.read_csv(tables / "oracle_summary.csv")["model"]) == {
+        registry[key]["name"] for key in smoke["oracle"]["models"]}
+    for name in ("mrd.csv", "similarity.csv"):
+        assert len(pd.read_csv(checkout / "results/smoke/layers" / name)) > 0
+    assert list((checkout / "results/smoke/figures/layers").rglob("*.png"))
+    assert (checkout / "results/smoke/figures/finetune_comparison_2shot.png").exists()
     rerun = snakemake("--configfile", "config/smoke.yaml", "--cores", "2", "-n", cwd=checkout)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
