@@ -29,7 +29,7 @@ def assert_one_line_error(result, *fragments):
 def test_help_lists_the_steps():
     result = xmrc("--help")
     assert result.returncode == 0
-    for command in ("data", "prompts", "generate", "score", "aggregate", "tables", "figures", "tiny-model"):
+    for command in ("data", "prompts", "generate-job", "score", "aggregate", "tables", "figures", "tiny-model"):
         assert command in result.stdout
 
 

@@ -30,7 +30,7 @@ def stage(tiny_models, tmp_path_factory):
                   "--format", fmt]
         run("prompts", "--data", root / "xquad.parquet", *common, "--languages", "en", "de",
             "--demonstrations", *DEMOS, "--max-items", 2, "--out", root / f"prompts-{fmt}.parquet")
-        run("generate", "--prompts", root / f"prompts-{fmt}.parquet", *common, "--max-new-tokens", 8,
+        run("generate-job", "--prompts", root / f"prompts-{fmt}.parquet", *common, "--max-new-tokens", 8,
             "--dtype", "float32", "--out", root / f"generations-{fmt}.parquet")
         run("score", "--generations", root / f"generations-{fmt}.parquet", "--out", root / f"scores-{fmt}.parquet")
         scores.append(root / f"scores-{fmt}.parquet")

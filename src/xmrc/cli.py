@@ -125,26 +125,6 @@ def cmd_prompts(args) -> None:
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
 
 
-def cmd_generate(args) -> None:
-    from xmrc.backends import create_backend
-    from xmrc.generation import run_generation
-
-    model, weights = _model_and_weights(args)
-    if model.backend != "local":
-        raise XmrcError(f"model '{model.key}' uses the {model.backend} backend, which this version cannot run")
-    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
-        raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
-    prompts = _read_parquet(args.prompts)
-    _require_columns(prompts, ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"],
-                     args.prompts)
-    backend = create_backend("hf", weights=weights, revision=model.revision, dtype=args.dtype,
-                             batch_size=args.batch_size, gpus=max(model.gpus, 1))
-    result = run_generation(prompts, backend, Path(args.out), model=model.name, shots=args.shots,
-                            prompt_format=args.format, max_new_tokens=args.max_new_tokens,
-                            chunk_size=args.chunk_size)
-    print(f"{args.out}: {len(result)} generations, {int((result['prediction'] == '').sum())} empty answers")
-
-
 def cmd_score(args) -> None:
     from xmrc.scoring import score_pairs
 
@@ -266,16 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
     p.add_argument("--max-items", type=int)
     p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
-    p.add_argument("--out", required=True)
-
-    p = command("generate", cmd_generate, "generate answers for a prompt table (resumable)")
-    p.add_argument("--prompts", required=True)
-    model(p)
-    setting(p)
-    p.add_argument("--max-new-tokens", type=int, default=64)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
-    p.add_argument("--chunk-size", type=int, default=256)
     p.add_argument("--out", required=True)
 
     p = command("score", cmd_score, "F1/EM of every generation against its gold answer")

@@ -32,25 +32,10 @@ def load_model(weights: str, revision: str | None = None, dtype: str = "bfloat16
 
     More than one GPU: the layers are sharded over them (`device_map="auto"`), as for generation.
     """
-    import torch
-    from transformers import AutoModelForCausalLM
+    from xmrc.backends.hf import load_causal_lm, load_tokenizer
 
-    from xmrc.backends.hf import DTYPES, load_tokenizer
-
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     tokenizer = load_tokenizer(weights, revision)
-    if device == "cpu" and dtype in ("bfloat16", "float16"):
-        dtype = "float32"  # half precision is slow or missing on CPU
-    options = {"revision": revision, "dtype": DTYPES[dtype]}
-    if device == "cuda" and gpus > 1:
-        options["device_map"] = "auto"
-    try:
-        model = AutoModelForCausalLM.from_pretrained(weights, **options)
-    except (OSError, ValueError) as error:
-        raise XmrcError(f"{weights}: could not load the model ({str(error).splitlines()[0]})") from None
-    if "device_map" not in options:
-        model.to(device)
-    model.eval()
+    model = load_causal_lm(weights, revision, dtype, device, gpus)
     model.requires_grad_(False)
     return model, tokenizer
 

@@ -39,6 +39,29 @@ def load_tokenizer(weights: str, revision: str | None = None):
     return tokenizer
 
 
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_causal_lm(weights: str, revision: str | None = None, dtype: str = "bfloat16", device: str | None = None,
+                   gpus: int = 1):
+    """A causal LM in eval mode on `device`; with several GPUs its layers are sharded over them. Every stage that
+    runs a model (generation, the judge, attribution) loads it here."""
+    device = device or default_device()
+    if device == "cpu" and dtype in ("bfloat16", "float16"):
+        dtype = "float32"  # half precision matmuls are slow or missing on CPU
+    options = {"revision": revision, "dtype": DTYPES[dtype]}
+    if device == "cuda" and gpus > 1:
+        options["device_map"] = "auto"  # shard large models over the job's GPUs
+    try:
+        model = AutoModelForCausalLM.from_pretrained(weights, **options)
+    except (OSError, ValueError) as error:
+        raise XmrcError(f"{weights}: could not load the model ({str(error).splitlines()[0]})") from None
+    if "device_map" not in options:
+        model.to(device)
+    return model.eval()
+
+
 class HFBackend:
     name = "hf"
 
@@ -46,20 +69,9 @@ class HFBackend:
                  device: str | None = None, gpus: int = 1, progress: bool = True):
         self.batch_size, self.progress = batch_size, progress
         self.weights, self.revision = str(weights), revision
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.tokenizer = load_tokenizer(weights, revision)
-        if self.device == "cpu" and dtype in ("bfloat16", "float16"):
-            dtype = "float32"  # half precision matmuls are slow or missing on CPU
-        options = {"revision": revision, "dtype": DTYPES[dtype]}
-        if self.device == "cuda" and gpus > 1:
-            options["device_map"] = "auto"  # shard large models over the job's GPUs
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(weights, **options)
-        except (OSError, ValueError) as error:
-            raise XmrcError(f"{weights}: could not load the model ({str(error).splitlines()[0]})") from None
-        if "device_map" not in options:
-            self.model.to(self.device)
-        self.model.eval()
+        self.model = load_causal_lm(weights, revision, dtype, self.device, gpus)
         self.dtype = str(self.model.dtype).replace("torch.", "")
 
     @classmethod

@@ -13,13 +13,9 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from tqdm.auto import tqdm
-from transformers import AutoModelForCausalLM
 
-from xmrc.backends.hf import load_tokenizer
+from xmrc.backends.hf import default_device, load_causal_lm, load_tokenizer
 from xmrc.exceptions import XmrcError
-
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
-
 
 def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
     """The one token each label is emitted as. A vocabulary entry spelled exactly like the label wins (a
@@ -46,22 +42,11 @@ class LabelScorer:
     def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16", batch_size: int = 8,
                  device: str | None = None, gpus: int = 1, progress: bool = True):
         self.batch_size, self.progress = batch_size, progress
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = device or default_device()
         self.tokenizer = load_tokenizer(weights, revision)
         # Prompts are encoded once (to sort by length) and padded per batch: that is intended, not slow.
         self.tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
-        if self.device == "cpu" and dtype in ("bfloat16", "float16"):
-            dtype = "float32"  # half precision matmuls are slow or missing on CPU
-        options = {"revision": revision, "dtype": DTYPES[dtype]}
-        if self.device == "cuda" and gpus > 1:
-            options["device_map"] = "auto"  # a 72B judge is sharded over the job's GPUs
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(weights, **options)
-        except (OSError, ValueError) as error:
-            raise XmrcError(f"{weights}: could not load the judge model ({str(error).splitlines()[0]})") from None
-        if "device_map" not in options:
-            self.model.to(self.device)
-        self.model.eval()
+        self.model = load_causal_lm(weights, revision, dtype, self.device, gpus)
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def _last_logits(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
