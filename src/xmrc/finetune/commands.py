@@ -132,6 +132,7 @@ def cmd_heldout_eval(args) -> None:
     from argparse import Namespace
 
     from xmrc import cli
+    from xmrc.backends.commands import cmd_generate_job
 
     out_dir = Path(args.out_dir)
     for setting in args.settings:
@@ -147,9 +148,9 @@ def cmd_heldout_eval(args) -> None:
         cli.cmd_prompts(Namespace(**model, data=args.data, languages=args.languages, ids=args.ids,
                                   demonstrations=args.demonstrations, max_items=args.max_items,
                                   out=paths["prompts"]))
-        cli.cmd_generate(Namespace(**model, prompts=paths["prompts"], max_new_tokens=args.max_new_tokens,
-                                   batch_size=args.batch_size, dtype=args.dtype, chunk_size=args.chunk_size,
-                                   out=paths["generations"]))
+        cmd_generate_job(Namespace(**model, prompts=paths["prompts"], backend="hf", snapshot=None, lora=None,
+                                   order="prefix", max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                   dtype=args.dtype, chunk_size=args.chunk_size, out=paths["generations"]))
         cli.cmd_score(Namespace(generations=paths["generations"], normalization=args.normalization,
                                 out=paths["scores"]))
 
