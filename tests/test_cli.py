@@ -2,28 +2,12 @@
 
 import json
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers.workflow import ROOT, assert_one_line_error, xmrc
 
-ROOT = Path(__file__).resolve().parents[1]
 SUBSET = ROOT / "data/xquad_subset"
-
-
-def xmrc(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "xmrc", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xmrc: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0]
 
 
 def test_help_lists_the_steps():

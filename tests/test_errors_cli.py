@@ -1,32 +1,15 @@
 """The error stage's commands as the rules call them (`python -m xmrc ...`), end to end on hand-built runs,
 and bad input as one-line errors."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pandas as pd
 import pytest
+from helpers.workflow import assert_one_line_error, xmrc
 
 from xmrc.tables import direction_scores
 
-ROOT = Path(__file__).resolve().parents[1]
 ENGLISH = "The Normans gave their name to Normandy, a region in France."
 GERMAN = "Die Normannen gaben der Normandie, einer Region in Frankreich, ihren Namen."
 GENERATION_KEYS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang"]
-
-
-def xmrc(*args):
-    return subprocess.run([sys.executable, "-m", "xmrc", *map(str, args)], capture_output=True, text=True, cwd=ROOT,
-                          check=False, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "HOME": "/tmp"})
-
-
-def assert_one_line_error(result, *fragments):
-    assert result.returncode == 2, result.stderr
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("xmrc: error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

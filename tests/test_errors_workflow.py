@@ -1,36 +1,15 @@
 """The error stage in the DAG: its jobs in the paper run, and its config problems as one line."""
 
 import re
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
-
-
-def snakemake(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=cwd, capture_output=True,
-                          check=False, text=True,
-                          env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)})
+from helpers.workflow import copy_workflow, snakemake
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
-    """A copy of the workflow, so dry runs never touch the developer's .snakemake/."""
-    root = tmp_path_factory.mktemp("errors_checkout")
-    for part in WORKFLOW_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, root / part, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, root / part)
-    return root
+    return copy_workflow(tmp_path_factory.mktemp("errors_checkout"))
 
 
 def test_paper_run_judges_once_with_the_72b_judge_on_its_gpus(checkout):

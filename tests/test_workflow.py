@@ -1,37 +1,17 @@
 """The Snakemake workflow itself: lint, the paper DAG (dry run), DAG-build errors, and the smoke run for real."""
 
 import re
-import shutil
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
-
-ROOT = Path(__file__).resolve().parents[1]
-WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
-
-
-def snakemake(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)})
+from helpers.workflow import ROOT, copy_workflow, snakemake
 
 
 @pytest.fixture(scope="module")
 def checkout(tmp_path_factory):
-    """A copy of the workflow, so runs never touch the developer's results/ or .snakemake/."""
-    root = tmp_path_factory.mktemp("checkout")
-    for part in WORKFLOW_PARTS:
-        source = ROOT / part
-        if source.is_dir():
-            shutil.copytree(source, root / part, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy(source, root / part)
-    return root
+    return copy_workflow(tmp_path_factory.mktemp("checkout"))
 
 
 def test_lint_is_clean(checkout):
@@ -45,7 +25,8 @@ def test_paper_dry_run_has_every_model_job(checkout):
     result = snakemake("-n", cwd=checkout)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
-    jobs = re.findall(r"rule generate(?:_api)?:.*?wildcards: model=([^,\s]+), shots=(\d+), fmt=(v\d)", result.stdout, re.S)
+    jobs = re.findall(r"rule generate(?:_api)?:.*?wildcards: model=([^,\s]+), shots=(\d+), fmt=(v\d)",
+                      result.stdout, re.S)
     config = yaml.safe_load((checkout / "config/config.yaml").read_text())
     registry = yaml.safe_load((checkout / "config/models.yaml").read_text())
     main = {key for key, entry in registry.items() if entry.get("main")}
