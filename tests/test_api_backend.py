@@ -20,6 +20,7 @@ from helpers.scale import ROOT, ForkServer, prompt_table
 from xmrc.backends.api import APIBackend
 from xmrc.backends.server import make_server
 from xmrc.exceptions import XmrcError
+from xmrc.parquet import read_parquet
 
 SECRET = "sk-test-9f8e7d6c5b4a-never-print-me"
 CONCURRENCY = 3
@@ -86,8 +87,8 @@ def api_run(api_setup, served):
 def test_survives_injected_faults_and_matches_the_hf_backend(api_run, api_setup, served, tiny_models):
     result, out = api_run
     assert result.returncode == 0, result.stderr[-3000:]
-    generations = pd.read_parquet(out)
-    prompts = pd.read_parquet(api_setup[2])
+    generations = read_parquet(out)
+    prompts = read_parquet(api_setup[2])
     assert len(generations) == len(prompts) == 30
 
     from xmrc.backends.hf import HFBackend
@@ -151,7 +152,7 @@ def test_api_model_needs_the_api_backend(api_setup, tmp_path):
 
 def test_killed_api_run_resumes_to_the_same_table(api_run, api_setup, served, tmp_path):
     _, registry, prompts = api_setup
-    reference = pd.read_parquet(api_run[1])
+    reference = read_parquet(api_run[1])
     out = tmp_path / "g.parquet"
     env = {"LOCALTEST_API_KEY": SECRET, "LOCALTEST_BASE_URL": served}
     forks = ForkServer()
@@ -169,5 +170,5 @@ def test_killed_api_run_resumes_to_the_same_table(api_run, api_setup, served, tm
         assert status == 0, Path(tmp_path / "resumed.log").read_text()[-2000:]
     finally:
         forks.close()
-    pd.testing.assert_frame_equal(pd.read_parquet(out), reference)
+    pd.testing.assert_frame_equal(read_parquet(out), reference)
     assert SECRET not in (tmp_path / "resumed.log").read_text()

@@ -7,6 +7,8 @@ import pandas as pd
 import pytest
 from helpers.workflow import ROOT, assert_one_line_error, xmrc
 
+from xmrc.parquet import read_parquet
+
 SUBSET = ROOT / "data/xquad_subset"
 
 
@@ -40,7 +42,7 @@ def test_data_writes_table_and_problem_report(tmp_path):
     result = xmrc("data", "--source", "local", "--local-dir", SUBSET, "--languages", "en", "th",
                   "--out", tmp_path / "x.parquet", "--problems", tmp_path / "p.csv")
     assert result.returncode == 0, result.stderr
-    table = pd.read_parquet(tmp_path / "x.parquet")
+    table = read_parquet(tmp_path / "x.parquet")
     assert len(table) == 100 and set(table["lang"]) == {"en", "th"}
     assert list(pd.read_csv(tmp_path / "p.csv").columns) == ["id", "lang", "kind", "detail"]
 
@@ -76,7 +78,7 @@ def test_score_normalises_by_answer_language(tmp_path):
           "answer_lang": a, "prediction": p, "gold": g} for i, (c, q, a, p, g) in enumerate(rows)])
     generations.to_parquet(tmp_path / "g.parquet")
     assert xmrc("score", "--generations", tmp_path / "g.parquet", "--out", tmp_path / "s.parquet").returncode == 0
-    scores = pd.read_parquet(tmp_path / "s.parquet")
+    scores = read_parquet(tmp_path / "s.parquet")
     assert scores["em"].tolist() == [1.0, 0.0, 0.0]
     assert scores["f1"].iloc[1] == pytest.approx(0.8)  # character overlap for Chinese
     assert scores["f1"].iloc[2] == 0.0

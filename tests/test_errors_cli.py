@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 from helpers.workflow import assert_one_line_error, xmrc
 
+from xmrc.parquet import read_parquet
 from xmrc.tables import direction_scores
 
 ENGLISH = "The Normans gave their name to Normandy, a region in France."
@@ -41,7 +42,7 @@ def run_files(tmp_path_factory):
             scores.append(root / f"score-{model}-{fmt}.parquet")
             pd.DataFrame(rows).to_parquet(generations[-1])
             pd.DataFrame(score_rows).to_parquet(scores[-1])
-    items = pd.concat([pd.read_parquet(p) for p in scores], ignore_index=True)
+    items = pd.concat([read_parquet(p) for p in scores], ignore_index=True)
     direction_scores(items).to_csv(root / "direction_scores.csv", index=False)
     return {"root": root, "generations": generations, "scores": scores}
 
@@ -54,7 +55,7 @@ def test_error_stage_end_to_end(run_files, tiny_models):
                   "--shots", 2, "--scenario", "en-x", "--out", out / "wrong.parquet",
                   "--out-counts", out / "counts.csv")
     assert result.returncode == 0, result.stderr
-    wrong = pd.read_parquet(out / "wrong.parquet")
+    wrong = read_parquet(out / "wrong.parquet")
     assert set(zip(wrong["model"], wrong["prompt_format"])) == {("A", "v1"), ("B", "v2")}
     assert len(wrong) == 8 + 6  # A: everything wrong in en-en, en-de; B: all but i0
 
@@ -65,7 +66,7 @@ def test_error_stage_end_to_end(run_files, tiny_models):
                   "--model", "tiny-qwen2-chat", "--weights", tiny_models["qwen2-chat"], "--dtype", "float32",
                   "--chunk-size", 5, "--out", out / "judge.parquet")
     assert result.returncode == 0, result.stderr
-    judge = pd.read_parquet(out / "judge.parquet")
+    judge = read_parquet(out / "judge.parquet")
     assert len(judge) == len(wrong) and set(judge["verdict"]) <= {0, 1, 2, 3}
 
     result = xmrc("error-tables", "--counts", out / "counts.csv", "--wrong-answers", out / "wrong.parquet",

@@ -23,6 +23,7 @@ from xmrc.errors.judge import (
     vllm_request,
 )
 from xmrc.exceptions import XmrcError
+from xmrc.parquet import read_parquet
 from xmrc.prompts import hf_chat_template
 
 PAPER_PROMPT = (Path(__file__).parent / "data" / "judge_prompt_paper.txt").read_text(encoding="utf-8")
@@ -184,4 +185,4 @@ def test_off_label_output_is_recorded_as_invalid_not_a_crash(tmp_path):
 def test_empty_w_gives_an_empty_judge_table(tmp_path):
     result = run_judge(wrong_answers(0).reindex(columns=KEYS + ["question", "raw_output"]), OffLabel(),
                        tmp_path / "j.parquet", judge_name="J", chat_template=None, progress=False)
-    assert result.empty and list(pd.read_parquet(tmp_path / "j.parquet").columns) == JUDGE_COLUMNS
+    assert result.empty and list(read_parquet(tmp_path / "j.parquet").columns) == JUDGE_COLUMNS

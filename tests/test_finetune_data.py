@@ -10,6 +10,7 @@ import pytest
 
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import conversations, pairs
+from xmrc.parquet import read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "tulu3_sample" / "tulu3_sample.jsonl"
@@ -65,7 +66,7 @@ def test_tulu_command_writes_table_and_problem_report(tmp_path):
         capture_output=True, text=True, env=_env())
     assert result.returncode == 0, result.stderr
     assert "2 of 36 conversations malformed" in result.stderr
-    table = pd.read_parquet(out)
+    table = read_parquet(out)
     assert len(table) == 20 and list(table.columns) == ["id", "source", "messages"]
     assert list(table["messages"][0][0].keys()) == ["role", "content"]
     assert len(pd.read_csv(problems)) == 2

@@ -10,12 +10,12 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import yaml
 
 from xmrc.config import load_config
 from xmrc.finetune import conversations, lfconfig, training
+from xmrc.parquet import read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
@@ -199,7 +199,7 @@ def test_heldout_eval_scores_the_base_on_exactly_the_held_out_items(tmp_path, ti
               "--demonstrations", "56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "--max-items", "2",
               "--max-new-tokens", "2", "--dtype", "float32", "--out-dir", tmp_path / "heldout"]
     xmrc(*common, "--settings", "0:v1")
-    scores = pd.read_parquet(tmp_path / "heldout" / "scores" / "tiny-llama-chat" / "0shot-v1.parquet")
+    scores = read_parquet(tmp_path / "heldout" / "scores" / "tiny-llama-chat" / "0shot-v1.parquet")
     held_out = ids.read_text().split()
     assert set(scores["id"]) == set(held_out[:2]) and len(scores) == 2 * 3  # en-en, en-de, de-de
     bad = xmrc(*common, "--settings", "2-v1", check=False)

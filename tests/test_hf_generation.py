@@ -7,6 +7,7 @@ from xmrc import LANGUAGES, data
 from xmrc.backends.hf import HFBackend
 from xmrc.exceptions import XmrcError
 from xmrc.generation import GENERATION_COLUMNS, run_generation
+from xmrc.parquet import read_parquet
 from xmrc.prompts import build_prompt_table, hf_chat_template
 
 SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
@@ -89,5 +90,5 @@ def test_generation_resumes_from_shards(base_backend, table, tmp_path):
     result = run_generation(prompts, resumed, output, **options)
     assert resumed.prompts_seen == len(prompts) - 8  # the two finished shards were not redone
     pd.testing.assert_frame_equal(result, reference)
-    pd.testing.assert_frame_equal(pd.read_parquet(output), reference)
+    pd.testing.assert_frame_equal(read_parquet(output), reference)
     assert not (tmp_path / "out.parquet.shards").exists()

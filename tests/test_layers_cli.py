@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from xmrc.cli import main
+from xmrc.parquet import read_parquet
 
 pytest.importorskip("seaborn")
 
@@ -33,7 +34,7 @@ def test_groups_command_writes_members_and_sizes(tmp_path, capsys):
                          "--shots", 2, "--formats", "v2", "--languages", *LANGS, "--cap", 3,
                          "--out-members", tmp_path / "groups.parquet", "--out-sizes", tmp_path / "sizes.csv")
     assert code == 0, err
-    members, sizes = pd.read_parquet(tmp_path / "groups.parquet"), pd.read_csv(tmp_path / "sizes.csv")
+    members, sizes = read_parquet(tmp_path / "groups.parquet"), pd.read_csv(tmp_path / "sizes.csv")
     assert set(members["model"]) == {"tiny-llama-base", "tiny-llama-chat"}
     assert len(sizes) == 4 and (sizes["selected"] <= 3).all()
     assert "Tiny-Llama-Chat 2-shot v2 balanced" in out

@@ -7,13 +7,21 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lxt")
 
+from layers_prompts import TESTS, prompt_rows  # noqa: E402
+
 from xmrc.analysis.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
 from xmrc.analysis.layer_inputs import encode, load_model  # noqa: E402
-from xmrc.analysis.relevance import (RELEVANCE_COLUMNS, attnlrp_rules, layer_relevance, part_records,  # noqa: E402
-                                     run_relevance)
 from xmrc.analysis.mrd import major_relevance_depths, part_mrds  # noqa: E402
+from xmrc.analysis.relevance import (  # noqa: E402
+    RELEVANCE_COLUMNS,
+    attnlrp_rules,
+    layer_relevance,
+    part_records,
+    run_relevance,
+)
 from xmrc.exceptions import XmrcError  # noqa: E402
-from layers_prompts import TESTS, prompt_rows  # noqa: E402
+from xmrc.parquet import read_parquet  # noqa: E402
+
 
 @pytest.fixture(scope="module")
 def llama(tiny_models):
@@ -166,7 +174,7 @@ def test_pooled_hidden_states(llama, tmp_path):
     stored = np.load(vectors)
     assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
     np.testing.assert_allclose(stored.astype(np.float32), pooled.astype(np.float32), rtol=1e-2, atol=1e-3)
-    assert pd.read_parquet(index)["id"].tolist() == rows["id"].tolist()
+    assert read_parquet(index)["id"].tolist() == rows["id"].tolist()
 
 
 def test_hidden_states_resume_from_shards(llama, tmp_path):

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from xmrc.cli import main
+from xmrc.parquet import read_parquet
 
 SUBSET = Path(__file__).parents[1] / "data" / "xquad_subset"
 REGISTRY = Path(__file__).parents[1] / "config" / "models.yaml"
@@ -55,12 +56,12 @@ def test_attribution_tables_and_figure(stage):
     root, weights = stage
     run(*attribute_args(root, weights, "batched", root / "batched.parquet", "--chunk-size", 3))
     run(*attribute_args(root, weights, "captum", root / "captum.parquet", languages=("de",)))
-    batched, captum = pd.read_parquet(root / "batched.parquet"), pd.read_parquet(root / "captum.parquet")
+    batched, captum = read_parquet(root / "batched.parquet"), read_parquet(root / "captum.parquet")
     summary = pd.read_csv(root / "tables" / "summary_2shot.csv")
     assert len(batched) == 4 and set(batched["question_lang"]) == {"en", "de"}
     assert (batched["prompt_format"] == summary["prompt_format"].iloc[0]).all()
     assert not (root / "batched.parquet.shards").exists()
-    generations = pd.read_parquet(root / f"generations-{batched['prompt_format'].iloc[0]}.parquet")
+    generations = read_parquet(root / f"generations-{batched['prompt_format'].iloc[0]}.parquet")
     en_x = generations[generations["context_lang"] == "en"]
     assert sorted(batched["prediction"]) == sorted(en_x["prediction"])
     attributed = batched[batched["status"] == "ok"]
@@ -90,13 +91,13 @@ def test_finished_shards_are_reused_and_stale_ones_redone(stage):
     out = root / "resumed.parquet"
     shards = root / "resumed.parquet.shards"
     run(*attribute_args(root, weights, "batched", root / "first.parquet", "--chunk-size", 2))
-    first = pd.read_parquet(root / "first.parquet")
+    first = read_parquet(root / "first.parquet")
     shards.mkdir()
     done = first.iloc[:2].assign(seconds=-1.0)  # marks the shard as the one a killed job left behind
     done.to_parquet(shards / "shard-00000.parquet")
     first.iloc[:2].to_parquet(shards / "shard-00001.parquet")  # wrong items for shard 1: recomputed
     run(*attribute_args(root, weights, "batched", out, "--chunk-size", 2))
-    resumed = pd.read_parquet(out)
+    resumed = read_parquet(out)
     assert (resumed["seconds"].iloc[:2] == -1.0).all()
     assert resumed[["id", "question_lang"]].values.tolist() == first[["id", "question_lang"]].values.tolist()
     assert (resumed["seconds"].iloc[2:] >= 0).all()

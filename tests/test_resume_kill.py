@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 from helpers.scale import ForkServer, prompt_table
 
+from xmrc.parquet import read_parquet
+
 TRIALS = 10
 
 
@@ -45,7 +47,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_table(ser
     started = time.monotonic()
     run(baseline_out, tmp_path / "baseline.log")
     duration = time.monotonic() - started
-    baseline = pd.read_parquet(baseline_out)
+    baseline = read_parquet(baseline_out)
     assert len(baseline) == 30 and not baseline.duplicated(["id", "context_lang", "question_lang"]).any()
 
     rng = random.Random(3)
@@ -72,7 +74,7 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_table(ser
             server.wait(pid)
             interrupted_mid_job += 0 < _shards(shard_dir) < chunks and not out.exists()
         run(out, out.parent / "resumed.log")
-        resumed = pd.read_parquet(out)
+        resumed = read_parquet(out)
         pd.testing.assert_frame_equal(resumed, baseline)
         assert not shard_dir.exists()
     assert interrupted_mid_job >= TRIALS // 2, "too few kills landed between the first and the last shard"

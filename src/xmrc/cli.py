@@ -14,11 +14,12 @@ import pandas as pd
 
 from xmrc import LANGUAGES, __version__
 from xmrc.exceptions import XmrcError
+from xmrc.parquet import read_parquet
 
 
 def _read_parquet(path: str) -> pd.DataFrame:
     try:
-        return pd.read_parquet(path)
+        return read_parquet(path)
     except FileNotFoundError:
         raise XmrcError(f"{path}: file not found") from None
     except Exception as error:

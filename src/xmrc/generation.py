@@ -41,6 +41,7 @@ from xmrc.backends import Backend, describe_backend
 from xmrc.backends.prefix import prefix_order, shared_prefix_share
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
+from xmrc.parquet import read_parquet
 
 GENERATION_COLUMNS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang", "answer_lang",
                       "gold", "raw_output", "prediction", "prompt_tokens", "output_tokens"]
@@ -172,7 +173,7 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
                                     max_new_tokens=max_new_tokens)
             write_parquet_atomic(frame, shard, {SHARD_KEY: json.dumps(
                 {"fingerprint": fingerprint, "chunk": number, "keys": _digest(*keys)}).encode()})
-        frames.append(pd.read_parquet(shard))
+        frames.append(read_parquet(shard))
 
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GENERATION_COLUMNS)
     # back to the prompt table's order: the table does not depend on the order the prompts ran in

@@ -50,6 +50,7 @@ from xmrc.analysis.oracle import (
 )
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
+from xmrc.parquet import read_parquet
 
 RESULT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "implementation",
                   "status", "n_units", "gold_unit", "merged", "prediction", "target_source", "target_ids",
@@ -232,7 +233,7 @@ def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: d
         if not _shard_done(shard, chunk):
             rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size)
             write_parquet_atomic(pd.DataFrame(rows, columns=RESULT_COLUMNS), shard)
-        frames.append(pd.read_parquet(shard))
+        frames.append(read_parquet(shard))
         bar.update(len(chunk))
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from xmrc.analysis.layer_inputs import EncodedPrompt, encode, layer_outputs, left_pad
 from xmrc.analysis.mrd import major_relevance_depths
 from xmrc.exceptions import XmrcError
+from xmrc.parquet import read_parquet
 from xmrc.prompts import PARTS
 
 RELEVANCE_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "part", "n_tokens",
@@ -176,7 +177,7 @@ def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_k
             _write_atomic(frame[RELEVANCE_COLUMNS], shard)
         else:
             bar.update(len(chunk))
-        frames.append(pd.read_parquet(shard))
+        frames.append(read_parquet(shard))
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEVANCE_COLUMNS)
     _write_atomic(result, output)

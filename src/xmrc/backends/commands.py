@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from xmrc.exceptions import XmrcError
+from xmrc.parquet import read_parquet
 
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"]
 
@@ -61,8 +62,6 @@ def backend_options(args, model, kind: str) -> dict:
 
 
 def cmd_generate_job(args) -> None:
-    import pandas as pd
-
     from xmrc.backends import create_backend
     from xmrc.generation import run_generation
 
@@ -71,7 +70,7 @@ def cmd_generate_job(args) -> None:
     if args.lora and kind != "vllm":
         raise XmrcError("--lora needs the vllm backend (LoRA adapters are served with LoRARequest)")
     try:
-        prompts = pd.read_parquet(args.prompts)
+        prompts = read_parquet(args.prompts)
     except FileNotFoundError:
         raise XmrcError(f"{args.prompts}: file not found") from None
     except Exception as error:
@@ -146,7 +145,7 @@ def cmd_prefix_stats(args) -> None:
     rows = []
     for path in args.prompts:
         try:
-            table = pd.read_parquet(path, columns=["prompt", "templated"])
+            table = read_parquet(path, columns=["prompt", "templated"])
         except FileNotFoundError:
             raise XmrcError(f"{path}: file not found") from None
         except Exception as error:

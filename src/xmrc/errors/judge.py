@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from xmrc.errors import KEYS
 from xmrc.generation import write_parquet_atomic
+from xmrc.parquet import read_parquet
 
 INSTRUCTION = (
     "You are tasked with identifying the type of a given raw answer. You will be provided with a question and a "
@@ -165,7 +166,7 @@ def _shard_is_current(path: Path, keys: pd.DataFrame) -> bool:
     try:
         if pq.read_metadata(path).num_rows != len(keys):
             return False
-        stored = pd.read_parquet(path, columns=KEYS)
+        stored = read_parquet(path, columns=KEYS)
     except Exception:  # truncated or foreign file: judge again
         return False
     return stored.astype(str).reset_index(drop=True).equals(keys.astype(str).reset_index(drop=True))
@@ -191,7 +192,7 @@ def run_judge(wrong: pd.DataFrame, scorer: Scorer, output: Path, *, judge_name: 
                 frame[column] = values
             frame["judge"] = judge_name
             write_parquet_atomic(frame[JUDGE_COLUMNS], shard)
-        frames.append(pd.read_parquet(shard))
+        frames.append(read_parquet(shard))
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
     write_parquet_atomic(result, output)
     shutil.rmtree(shard_dir, ignore_errors=True)

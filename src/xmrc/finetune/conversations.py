@@ -22,6 +22,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 
 from xmrc.exceptions import XmrcError
+from xmrc.parquet import read_parquet
 
 ROLES = ("system", "user", "assistant")
 PROBLEM_COLUMNS = ["id", "reason"]
@@ -99,7 +100,7 @@ def read_local(path: str | Path) -> list[dict]:
         raise XmrcError(f"{path}: conversation file not found")
     if path.suffix == ".parquet":
         try:
-            frame = pd.read_parquet(path)
+            frame = read_parquet(path)
         except Exception as error:
             raise XmrcError(f"{path}: not a readable Parquet table ({type(error).__name__})") from None
         records = frame.to_dict("records")

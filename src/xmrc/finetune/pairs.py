@@ -28,6 +28,7 @@ import pandas as pd
 
 from xmrc import LANGUAGE_NAMES
 from xmrc.exceptions import XmrcError
+from xmrc.parquet import read_parquet
 
 SPLIT_COLUMNS = ["title", "split", "items"]
 PAIR_COLUMNS = ["id", "origin", "source_lang", "target_lang", "source_text", "target_text", "messages"]
@@ -97,7 +98,7 @@ def read_external(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise XmrcError(f"{path}: translation pair file not found")
     try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=True)
+        frame = read_parquet(path) if path.suffix == ".parquet" else pd.read_json(path, lines=True)
     except Exception as error:
         raise XmrcError(f"{path}: not a readable pair table ({type(error).__name__}); expected JSON lines "
                         "or Parquet") from None
