@@ -1,9 +1,11 @@
 """The vLLM backend without vLLM: request building, settings, the continuation loop, tokenisation (no double
-BOS), and the one-line error where vllm is not installed (this machine)."""
+BOS), and the one-line error where vllm is not installed (this machine). With XMRC_VLLM_PYTHON set, the
+objects xmrc builds are also checked against that environment's vLLM (tests/helpers/vllm_contract.py)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -17,6 +19,7 @@ from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
+VLLM_PYTHON = os.environ.get("XMRC_VLLM_PYTHON")  # the python of a vLLM environment (envs/vllm.yaml)
 
 
 def test_engine_settings_tensor_parallel_prefix_caching_and_lora():
@@ -103,3 +106,13 @@ def test_missing_vllm_is_a_one_line_error(tiny_models, tmp_path):
         capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2 and result.stderr.startswith("xmrc: error: backend vllm")
     assert result.stderr.count("\n") == 1
+
+
+@pytest.mark.skipif(not VLLM_PYTHON, reason="set XMRC_VLLM_PYTHON to a vLLM environment's python to check "
+                    "xmrc's vLLM calls against that vLLM")
+def test_calls_match_the_installed_vllm_api(tiny_models):
+    result = subprocess.run([VLLM_PYTHON, str(ROOT / "tests/helpers/vllm_contract.py"), tiny_models["llama-chat"]],
+                            capture_output=True, text=True, cwd=ROOT, timeout=600,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "contract ok" in result.stdout and "one BOS" in result.stdout
