@@ -28,8 +28,11 @@ def run(capsys, *argv):
 
 
 def test_groups_command_writes_members_and_sizes(tmp_path, capsys):
-    write_item_scores(tmp_path / "items.parquet")
+    # the run's item table plus the score file of an analysis-only model
+    write_item_scores(tmp_path / "items.parquet", models=("Tiny-Llama-Base",))
+    write_item_scores(tmp_path / "extra.parquet", models=("Tiny-Llama-Chat",), seed=1)
     code, out, err = run(capsys, "layer-groups", "--item-scores", tmp_path / "items.parquet",
+                         tmp_path / "extra.parquet",
                          "--registry", "config/models.yaml", "--models", "tiny-llama-base", "Tiny-Llama-Chat",
                          "--shots", 2, "--formats", "v2", "--languages", *LANGS, "--cap", 3,
                          "--out-members", tmp_path / "groups.parquet", "--out-sizes", tmp_path / "sizes.csv")

@@ -1,6 +1,7 @@
 """The layers config section and its rules: schema defaults and errors, and the jobs a dry run plans."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,7 +49,23 @@ def test_paper_dry_run_plans_the_layer_jobs():
         parts = line.split()
         if len(parts) == 2 and parts[0].startswith("layer_") and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # 5 LLaMA models of the main list x 2 prompt formats; LLaMA-2-Chat-7B is not in `models: main`
-    assert counts == {"layer_groups": 1, "layer_relevance": 10, "layer_hidden_states": 10, "layer_mrd": 1,
-                      "layer_similarity": 1, "layer_figures": 10, "layer_change_figures": 4}
-    assert "model 'llama-2-chat-7b' is not among the run's models" in done.stderr
+    # 5 LLaMA-3.1 models of the main list and LLaMA-2-Chat-7B (analysis only) x 2 prompt formats
+    assert counts == {"layer_groups": 1, "layer_relevance": 12, "layer_hidden_states": 12, "layer_mrd": 1,
+                      "layer_similarity": 1, "layer_figures": 12, "layer_change_figures": 4}
+    assert "warning" not in done.stderr
+
+
+def test_analysis_only_model_is_evaluated_in_the_layer_settings_only():
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    done = subprocess.run(["snakemake", "-n"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    plan = done.stdout + done.stderr
+    generations = set(re.findall(r"results/paper/generations/llama-2-chat-7b/([\w-]+)\.parquet", plan))
+    assert generations == {"2shot-v1", "2shot-v2"}  # layers.shots x layers.prompt_formats, not the full grid
+    # not a row of the tables: the run's aggregate and the error stage never read its scores
+    def inputs(rule):
+        return re.search(rf"^rule {rule}:\n\s+input: (.*)$", plan, re.M).group(1)
+
+    for rule in ("direction_scores", "wrong_answers"):
+        assert "llama-2-chat-7b" not in inputs(rule) and "llama-3.1-8b" in inputs(rule)
+    assert "scores/llama-2-chat-7b/2shot-v1.parquet" in inputs("layer_groups")

@@ -15,10 +15,31 @@ from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.config import Registry, model_weights, validate_config
 from xmrc.exceptions import XmrcError
 
+
+
+def _analysis_only_models():
+    """Models the layer analysis names that are not among the table rows (the paper's LLaMA-2-Chat-7B):
+    they are evaluated in the analysis settings only, for their per-item F1, and stay out of every table."""
+    if not config["layers"]["enabled"]:
+        return {}
+    extra = {}
+    for item in config["layers"]["models"]:
+        try:
+            model = REGISTRY.get(item)
+        except XmrcError as error:
+            raise XmrcError(f"config key 'layers.models': {error}") from None
+        if model.key not in TABLE_MODELS:
+            extra[model.key] = model
+    return extra
+
+
 try:
     validate_config(config, "config (" + ", ".join(map(str, workflow.configfiles)) + ")")
     REGISTRY = Registry.load(config["registry"])
-    MODELS = {model.key: model for model in REGISTRY.select(config["models"])}
+    # TABLE_MODELS: the rows of the tables (config 'models'); MODELS: every model the run evaluates
+    TABLE_MODELS = {model.key: model for model in REGISTRY.select(config["models"])}
+    ANALYSIS_ONLY_MODELS = _analysis_only_models()
+    MODELS = {**TABLE_MODELS, **ANALYSIS_ONLY_MODELS}
 except XmrcError as error:
     print(f"xmrc: error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -109,7 +130,8 @@ def data_inputs(wildcards):
 
 
 def job_stems():
-    return [f"{key}/{shots}shot-{fmt}" for key in MODELS for shots, fmt in SETTINGS]
+    """Generation jobs of the table rows (analysis-only models add theirs through the analysis's inputs)."""
+    return [f"{key}/{shots}shot-{fmt}" for key in TABLE_MODELS for shots, fmt in SETTINGS]
 
 
 # Stages append their final outputs here (rule all is built after every include).

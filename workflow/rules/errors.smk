@@ -31,7 +31,7 @@ ERRORS_JUDGE_ENV = f"../../envs/{'vllm' if ERRORS['judge_backend'] == 'vllm' els
 # 'best' needs both formats' generations: the choice is made on their scores.
 ERRORS_STEMS = [
     f"{key}/{ERRORS['shots']}shot-{fmt}"
-    for key in MODELS
+    for key in TABLE_MODELS
     for fmt in (config["prompt_formats"] if ERRORS["prompt_format"] == "best" else [ERRORS["prompt_format"]])
 ]
 ERRORS_TABLES = [f"{RESULTS}/tables/{name}" for name in table_names(ERRORS["shots"], ERRORS["scenario"])]

@@ -11,7 +11,7 @@ wildcard_constraints:
 
 rule layer_groups:
     input:
-        f"{RESULTS}/tables/item_scores.parquet",
+        layer_item_scores(),
     output:
         members=f"{LAYER_DIR}/groups.parquet",
         sizes=f"{LAYER_DIR}/group_sizes.csv",

@@ -6,19 +6,9 @@ LAYER_PARTS = ["question", "context", "last"]
 
 
 def _layer_models():
-    """Registry keys of the analysed models that the run evaluates (their per-item F1 defines the groups)."""
-    keys = []
-    for item in LAYERS["models"]:
-        try:
-            key = REGISTRY.get(item).key
-        except XmrcError as error:
-            raise WorkflowError(f"config key 'layers.models': {error}") from None
-        if key in MODELS:
-            keys.append(key)
-        else:
-            print(f"xmrc: warning: layers: model '{key}' is not among the run's models (config 'models'); "
-                  "it is not analysed", file=sys.stderr)
-    return keys
+    """Registry keys of the analysed models; those outside 'models' are evaluated for the analysis only
+    (common.smk: ANALYSIS_ONLY_MODELS)."""
+    return [REGISTRY.get(item).key for item in LAYERS["models"]]
 
 
 LAYER_MODELS = _layer_models() if LAYERS["enabled"] else []
@@ -31,6 +21,13 @@ LAYER_SERIES = {
     for name, members in LAYERS["change_sets"].items()
     if all(REGISTRY.get(item).key in LAYER_MODELS for item in members)
 }
+
+
+def layer_item_scores():
+    """Per-item F1 the groups are drawn from: the run's item table plus the analysis-only models' scores."""
+    extra = [f"{RESULTS}/scores/{key}/{shots}shot-{fmt}.parquet"
+             for key in LAYER_MODELS if key in ANALYSIS_ONLY_MODELS for shots, fmt in LAYER_SETTINGS]
+    return [f"{RESULTS}/tables/item_scores.parquet"] + extra
 
 
 def layer_stems():

@@ -48,8 +48,11 @@ def cmd_layer_groups(args) -> None:
     from xmrc.analysis.groups import ITEM_COLUMNS, sample_groups
     from xmrc.config import Registry
 
-    items = _read_parquet(args.item_scores)
-    _require(items, ITEM_COLUMNS, args.item_scores)
+    tables = []
+    for path in args.item_scores:
+        tables.append(_read_parquet(path))
+        _require(tables[-1], ITEM_COLUMNS, path)
+    items = pd.concat(tables, ignore_index=True)
     registry = Registry.load(args.registry)
     members, sizes = [], []
     for key in args.models:
@@ -200,7 +203,8 @@ def register(command) -> None:
         p.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG")
 
     p = command("layer-groups", cmd_layer_groups, "balanced / en-superior sample groups from per-item F1")
-    p.add_argument("--item-scores", required=True)
+    p.add_argument("--item-scores", nargs="+", required=True,
+                   help="per-item score tables (the run's item_scores.parquet, score files of other models)")
     p.add_argument("--registry", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys or paper names")
     setting(p, formats=True)
