@@ -7,6 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
 
@@ -41,3 +44,36 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
     assert len(lines) == 1 and lines[0].startswith("xmrc: error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def assert_smoke_outputs(checkout: Path, config: str = "config/smoke.yaml") -> None:
+    """Every stage of the study left its outputs after a run of the smoke config in `checkout`."""
+    smoke = yaml.safe_load((checkout / config).read_text())
+    results = checkout / "results" / smoke["run"]
+    tables = results / "tables"
+    scores = pd.read_csv(tables / "direction_scores.csv")
+    assert list(scores.columns) == ["model", "shots", "prompt_format", "context_lang", "question_lang", "n",
+                                    "em", "f1"]
+    assert len(scores) == len(smoke["models"]) * 2 * 2 * 23
+    assert (scores["n"] == smoke["data"]["max_items"]).all()
+    assert scores["f1"].between(0, 100).all()
+    for shots in (0, 2):
+        summary = pd.read_csv(tables / f"summary_{shots}shot.csv")
+        assert len(summary) == len(smoke["models"]) and set(summary["prompt_format"]) <= {"v1", "v2"}
+        for scenario in ("en-x", "x-x"):
+            assert (tables / f"f1_{shots}shot_{scenario}.md").read_text().startswith("| model |")
+            png = results / f"figures/heatmap_f1_{shots}shot_{scenario}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    registry = yaml.safe_load((checkout / "config/models.yaml").read_text())
+    for key in smoke["models"]:
+        kind = registry[key].get("source", "hub")
+        weights = checkout / ("resources/tiny_models" if kind == "tiny" else "resources/finetuned") / key
+        assert (weights / "config.json").exists() and (weights / "tokenizer.json").exists()
+    # every stage of the study ran: error types, oracle (Table 3), layer-wise analysis, finetune comparison
+    assert len(pd.read_csv(tables / "error_summary_2shot_en-x.csv")) == len(smoke["models"])
+    assert set(pd.read_csv(tables / "oracle_summary.csv")["model"]) == {
+        registry[key]["name"] for key in smoke["oracle"]["models"]}
+    for name in ("mrd.csv", "similarity.csv"):
+        assert len(pd.read_csv(results / "layers" / name)) > 0
+    assert list((results / "figures/layers").rglob("*.png"))
+    assert (results / "figures/finetune_comparison_2shot.png").exists()
