@@ -114,3 +114,53 @@ def test_stamp_errors(tmp_path):
     gone.write_text(json.dumps({"path": str(tmp_path / "nowhere")}))
     with pytest.raises(XmrcError, match="is gone"):
         read_stamp(gone)
+
+
+def test_pin_revisions_writes_the_fetched_commit_and_the_pinned_fetch_still_works(hub, tmp_path):
+    root, cache, _ = hub
+    registry = tmp_path / "models.yaml"
+    fields = "".join(f"  {k}: {str(v).lower() if isinstance(v, bool) else v}\n" for k, v in ENTRY.items())
+    registry.write_text("# the registry's own comments stay\nhub-tiny:\n  name: Hub-Tiny  # as in the paper\n"
+                        f"  hub_id: xmrc-test/tiny-llama-chat\n{fields}\nother:\n  name: Other\n"
+                        f"  hub_id: xmrc-test/other\n{fields}")
+    stamps = tmp_path / "stamps"
+    fetched = xmrc("fetch-model", "--registry", registry, "--model", "hub-tiny", "--cache-dir", cache,
+                   "--out", stamps / "hub-tiny.json", HF_HUB_OFFLINE="1")
+    assert fetched.returncode == 0, fetched.stderr
+    before = registry.read_text()
+    dry = xmrc("pin-revisions", "--registry", registry, "--stamps", stamps, "--dry-run")
+    assert dry.returncode == 0 and "would pin 1 model(s)" in dry.stdout and registry.read_text() == before
+
+    pinned = xmrc("pin-revisions", "--registry", registry, "--stamps", stamps)
+    assert pinned.returncode == 0, pinned.stderr
+    text = registry.read_text()
+    assert "# the registry's own comments stay" in text and "# as in the paper" in text
+    assert Registry.load(registry).get("hub-tiny").revision == COMMIT
+    assert Registry.load(registry).get("other").revision is None
+    assert text.replace(f"  revision: {COMMIT}\n", "") == before  # one line added, nothing else touched
+
+    again = xmrc("fetch-model", "--registry", registry, "--model", "hub-tiny", "--cache-dir", cache,
+                 "--out", stamps / "hub-tiny.json", HF_HUB_OFFLINE="1")
+    assert again.returncode == 0, again.stderr  # the pinned revision resolves to the same snapshot
+    repeat = xmrc("pin-revisions", "--registry", registry, "--stamps", stamps)
+    assert repeat.returncode == 0 and "pinned 0 model(s)" in repeat.stdout and registry.read_text() == text
+
+    registry.write_text(text.replace(COMMIT, "f" * 40))
+    conflict = xmrc("pin-revisions", "--registry", registry, "--stamps", stamps)
+    assert conflict.returncode == 2 and conflict.stderr.count("\n") == 1
+    assert "model 'hub-tiny' is pinned to revision ffff" in conflict.stderr and COMMIT in conflict.stderr
+
+
+def test_pin_revisions_bad_stamps_are_one_line_errors(tmp_path):
+    registry = ROOT / "config/models.yaml"
+    empty = xmrc("pin-revisions", "--registry", registry, "--stamps", tmp_path)
+    assert empty.returncode == 2 and "no fetch-model stamps" in empty.stderr
+    (tmp_path / "llama-3.1-8b.json").write_text(json.dumps(
+        {"model": "llama-3.1-8b", "hub_id": "someone/else", "commit": COMMIT}))
+    other = xmrc("pin-revisions", "--registry", registry, "--stamps", tmp_path, "--dry-run")
+    assert other.returncode == 2
+    assert "fetched from someone/else, the registry names meta-llama/Llama-3.1-8B" in other.stderr
+    (tmp_path / "llama-3.1-8b.json").write_text("{not json")
+    broken = xmrc("pin-revisions", "--registry", registry, "--stamps", tmp_path, "--dry-run")
+    assert broken.returncode == 2 and "llama-3.1-8b.json: not a fetch-model stamp" in broken.stderr
+    assert all(r.stderr.count("\n") == 1 for r in (empty, other, broken))

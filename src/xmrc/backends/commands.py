@@ -1,4 +1,4 @@
-"""CLI subcommands of the scale stage: `generate-job`, `fetch-model`, `serve`, `prefix-stats`.
+"""CLI subcommands of the scale stage: `generate-job`, `fetch-model`, `pin-revisions`, `serve`, `prefix-stats`.
 
 Importing this module is cheap: torch, transformers, vllm and huggingface_hub load inside the commands.
 """
@@ -107,6 +107,33 @@ def cmd_fetch_model(args) -> None:
     print(f"{out}: {stamp['hub_id']} at commit {stamp['commit']}")
 
 
+def cmd_pin_revisions(args) -> None:
+    from xmrc.backends.pin import pin_revisions, read_stamps
+    from xmrc.config import Registry
+
+    registry = Path(args.registry)
+    try:
+        text = registry.read_text(encoding="utf-8")
+    except OSError:
+        raise XmrcError(f"{registry}: file not found") from None
+    stamps = read_stamps(args.stamps)
+    if not stamps:
+        raise XmrcError(f"{args.stamps}: no fetch-model stamps (<model>.json); run the fetch_model rules first")
+    pinned, changed = pin_revisions(text, stamps)
+    if changed and not args.dry_run:
+        partial = registry.with_name(registry.name + ".partial")
+        partial.write_text(pinned, encoding="utf-8")
+        try:
+            Registry.load(partial)  # the edit left a valid registry
+        except XmrcError:
+            partial.unlink()
+            raise
+        os.replace(partial, registry)
+    verb = "would pin" if args.dry_run else "pinned"
+    print(f"{registry}: {verb} {len(changed)} model(s) to their fetched commits"
+          + (f": {', '.join(changed)}" if changed else "") + f"; {len(stamps) - len(changed)} already pinned")
+
+
 def cmd_serve(args) -> None:
     from xmrc.backends.hf import HFBackend
     from xmrc.backends.server import make_server
@@ -202,6 +229,12 @@ def register(command) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--out", required=True, help="stamp JSON: hub id, revision, commit, snapshot directory")
+
+    p = command("pin-revisions", cmd_pin_revisions,
+                "write the commits of fetched snapshots into the registry as each model's revision")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--stamps", required=True, help="the stamps folder of fetch-model (<hub_cache>/stamps)")
+    p.add_argument("--dry-run", action="store_true", help="only say what would be pinned")
 
     p = command("serve", cmd_serve, "OpenAI-compatible chat completions server over the HF backend (testing)")
     p.add_argument("--weights", required=True)
