@@ -169,6 +169,22 @@ def test_stale_shard_of_other_answers_is_judged_again(qwen_scorer, tmp_path):
     assert counting.prompts == 3 and result["id"].tolist() == ["x0", "x1", "x2"]
 
 
+def test_shards_of_another_judge_are_never_reused(qwen_scorer, tmp_path):
+    # same wrong answers, the job killed after one shard, then run again with another judge (weights): a
+    # shard's rows match, so only the job's fingerprint tells the verdicts apart
+    template = hf_chat_template(qwen_scorer.tokenizer)
+    out = tmp_path / "judge.parquet"
+    answers = wrong_answers(4)
+    killed = Counting(qwen_scorer, fail_after=2)
+    with pytest.raises(KeyboardInterrupt):
+        run_judge(answers, killed, out, judge_name="J", chat_template=template, chunk_size=2,
+                  settings={"weights": "judge-a"}, progress=False)
+    other = Counting(qwen_scorer)
+    run_judge(answers, other, out, judge_name="J", chat_template=template, chunk_size=2,
+              settings={"weights": "judge-b"}, progress=False)
+    assert other.prompts == 4
+
+
 class OffLabel:
     """Stands in for a backend that can return text outside the labels (vLLM cannot run on this machine)."""
 

@@ -130,25 +130,36 @@ def test_mrd_records_on_a_deeper_model(deep_llama):
     assert records["question"]["n_tokens"] == int(encoded.parts["question"].sum())
 
 
-def test_run_relevance_resumes_from_shards(deep_llama, tmp_path):
+def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
     model, tokenizer = deep_llama
     rows = prompt_rows(tokenizer, chat=False)
     out = tmp_path / "relevance.parquet"
     first = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
                           batch_size=2, chunk_size=2, progress=False)
     assert list(first.columns) == RELEVANCE_COLUMNS and len(first) == 3 * 4
-    assert not out.with_name(out.name + ".shards").exists()
-    # a killed job leaves shards behind: the next run keeps them and computes only the missing ones
     shard_dir = out.with_name(out.name + ".shards")
-    shard_dir.mkdir()
-    marked = first.iloc[:8].assign(target_token="from-shard")
-    marked.to_parquet(shard_dir / "shard-00000.parquet", index=False)
-    out.unlink()
+    assert not shard_dir.exists()
+
+    def killed_after_first_shard():
+        """The shard folder as a job killed after its first shard leaves it (marked, to tell it apart)."""
+        with monkeypatch.context() as patch:
+            patch.setattr("xmrc.analysis.relevance.close_shard_dir", lambda output: None)
+            run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
+                          batch_size=2, chunk_size=2, settings={"dtype": "float32"}, progress=False)
+        first.iloc[:8].assign(target_token="from-shard").to_parquet(shard_dir / "shard-00000.parquet", index=False)
+        (shard_dir / "shard-00001.parquet").unlink()
+        out.unlink()
+
+    killed_after_first_shard()  # the same job again: keeps the shard and computes only the missing one
     second = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
-                           batch_size=2, chunk_size=2, progress=False)
+                           batch_size=2, chunk_size=2, settings={"dtype": "float32"}, progress=False)
     assert (second["target_token"].iloc[:8] == "from-shard").all()
     assert (second["target_token"].iloc[8:] != "from-shard").all()
     pd.testing.assert_frame_equal(second.drop(columns="target_token"), first.drop(columns="target_token"))
+    killed_after_first_shard()  # another setting: the shard is not its own
+    third = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
+                          batch_size=2, chunk_size=2, settings={"dtype": "bfloat16"}, progress=False)
+    assert (third["target_token"] != "from-shard").all()
 
 
 def test_pooled_hidden_states(llama, tmp_path):
@@ -177,21 +188,23 @@ def test_pooled_hidden_states(llama, tmp_path):
     assert read_parquet(index)["id"].tolist() == rows["id"].tolist()
 
 
-def test_hidden_states_resume_from_shards(llama, tmp_path):
+def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
     model, tokenizer = llama
     rows = prompt_rows(tokenizer, chat=True)
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
-    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
-                      batch_size=2, chunk_size=2, progress=False)
-    complete = np.load(vectors)
-    # a killed job left its first shard: it is kept (here: marked with zeros), the rest is recomputed
     shard_dir = vectors.with_name(vectors.name + ".shards")
-    shard_dir.mkdir()
+    # a job killed after its first shard: the folder stays (marked with zeros), later shards are gone
+    with monkeypatch.context() as patch:
+        patch.setattr("xmrc.analysis.hidden_states.close_shard_dir", lambda output: None)
+        run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
+                          batch_size=2, chunk_size=2, progress=False)
+    complete = np.load(vectors)
     np.save(shard_dir / "shard-00000.npy", np.zeros_like(complete[:2]))
+    (shard_dir / "shard-00001.npy").unlink()
     vectors.unlink()
     run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
                       batch_size=2, chunk_size=2, progress=False)
     resumed = np.load(vectors)
-    assert not resumed[:2].any()
+    assert not resumed[:2].any()  # the shard was kept, the rest recomputed
     np.testing.assert_array_equal(resumed[2:], complete[2:])
     assert not shard_dir.exists()

@@ -86,13 +86,15 @@ def test_attribution_tables_and_figure(stage):
     assert (root / "oracle.png").stat().st_size > 10_000
 
 
-def test_finished_shards_are_reused_and_stale_ones_redone(stage):
+def test_finished_shards_are_reused_and_stale_ones_redone(stage, monkeypatch):
     root, weights = stage
     out = root / "resumed.parquet"
     shards = root / "resumed.parquet.shards"
-    run(*attribute_args(root, weights, "batched", root / "first.parquet", "--chunk-size", 2))
-    first = read_parquet(root / "first.parquet")
-    shards.mkdir()
+    with monkeypatch.context() as patch:  # the job's shard folder stays, as a kill leaves it
+        patch.setattr("xmrc.analysis.oracle_run.close_shard_dir", lambda output: None)
+        run(*attribute_args(root, weights, "batched", out, "--chunk-size", 2))
+    first = read_parquet(out)
+    out.unlink()
     done = first.iloc[:2].assign(seconds=-1.0)  # marks the shard as the one a killed job left behind
     done.to_parquet(shards / "shard-00000.parquet")
     first.iloc[:2].to_parquet(shards / "shard-00001.parquet")  # wrong items for shard 1: recomputed
@@ -101,6 +103,7 @@ def test_finished_shards_are_reused_and_stale_ones_redone(stage):
     assert (resumed["seconds"].iloc[:2] == -1.0).all()
     assert resumed[["id", "question_lang"]].values.tolist() == first[["id", "question_lang"]].values.tolist()
     assert (resumed["seconds"].iloc[2:] >= 0).all()
+    assert not shards.exists()
 
 
 def test_bad_input_is_one_line(stage, tmp_path, capsys):

@@ -52,7 +52,8 @@ def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
     registry = Registry.load(ROOT / "config/models.yaml")
     generate = [j for j in jobs if j["rule"] == "generate"]
     api = [j for j in jobs if j["rule"] == "generate_api"]
-    assert len(generate) == 15 * 4 and len(api) == 3 * 4
+    # 15 local models x 4 settings, and the layer analysis's LLaMA-2-Chat-7B in its 2 settings
+    assert len(generate) == 15 * 4 + 2 and len(api) == 3 * 4
     for job in generate:
         model = registry.get(job["wildcards"]["model"])
         expected = 4 if model.size_b >= 70 else 1
@@ -67,7 +68,7 @@ def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
                if not j["rule"].startswith("generate") and j["rule"] not in analysis_on_gpus)
     fetches = {j["wildcards"]["model"] for j in jobs if j["rule"] == "fetch_model"}
     assert fetches == {k for k, m in registry.models.items()
-                       if m.main and m.backend == "local" and m.source == "hub"}
+                       if m.main and m.backend == "local" and m.source == "hub"} | {"llama-2-chat-7b"}
 
 
 @pytest.fixture(scope="module")

@@ -61,7 +61,7 @@ def cmd_data(args) -> None:
     else:
         table = data.load_hub(args.hub_id, args.languages, args.revision)
     table, problems = data.prepare(table, args.languages)
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     write_parquet_atomic(table, Path(args.out))
     report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
@@ -120,7 +120,7 @@ def cmd_prompts(args) -> None:
             raise XmrcError(f"{args.ids}: id file not found") from None
     prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
                                  chat_template, args.max_items, ids)
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     write_parquet_atomic(prompts, Path(args.out))
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
@@ -139,7 +139,7 @@ def cmd_score(args) -> None:
         frames.append(group.assign(em=em, f1=f1))
     scored = pd.concat(frames).sort_index() if frames else generations.assign(em=[], f1=[])
     columns = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1"]
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     write_parquet_atomic(scored[columns], Path(args.out))
     print(f"{args.out}: {len(scored)} items scored ({args.normalization}); "
@@ -150,7 +150,7 @@ def cmd_aggregate(args) -> None:
     from xmrc.tables import direction_scores
 
     items = pd.concat([_read_parquet(path) for path in args.scores], ignore_index=True)
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     write_parquet_atomic(items, Path(args.out_items))
     scores = direction_scores(items)

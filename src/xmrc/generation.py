@@ -24,15 +24,11 @@ version, backend name, version and settings, the order and the shared-prefix sha
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import shutil
 import sys
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
@@ -41,41 +37,20 @@ from xmrc.backends import Backend, describe_backend
 from xmrc.backends.prefix import prefix_order, shared_prefix_share
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
-from xmrc.parquet import read_parquet
+from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.shards import close_shard_dir, digest, open_shard_dir
+from xmrc.shards import fingerprint as job_fingerprint
 
 GENERATION_COLUMNS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang", "answer_lang",
                       "gold", "raw_output", "prediction", "prompt_tokens", "output_tokens"]
 PROMPT_KEY = ["id", "context_lang", "question_lang"]
 METADATA_KEY = b"xmrc.generation"
 SHARD_KEY = b"xmrc.shard"
-MANIFEST = "manifest.json"
 # Bump when a change to generation code alters its outputs: the workflow passes it as a param of the
 # generate rules, so every generation job (and only those and their consumers) re-runs.
 CODE_VERSION = 2
 # vLLM's paged KV cache reuses whole blocks of this many tokens.
 CACHE_BLOCK = 16
-
-
-def write_parquet_atomic(frame: pd.DataFrame, path: Path, metadata: dict[bytes, bytes] | None = None) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    if metadata:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as sink:
-        pq.write_table(table, sink)
-        sink.flush()
-        os.fsync(sink.fileno())  # the rename must not reach the disk before the data (node failure)
-    os.replace(partial, path)
-
-
-def _digest(*parts: str) -> str:
-    digest = hashlib.sha256()
-    for part in parts:
-        digest.update(part.encode("utf-8", "surrogatepass"))
-        digest.update(b"\x00")
-    return digest.hexdigest()
 
 
 def _keys(frame: pd.DataFrame) -> list[str]:
@@ -99,7 +74,7 @@ def _shard_problem(path: Path, fingerprint: str, number: int, keys: list[str]) -
     meta = json.loads((table.schema.metadata or {}).get(SHARD_KEY, b"{}") or b"{}")
     if meta.get("fingerprint") != fingerprint or meta.get("chunk") != number:
         return "written by another job or chunk"
-    if table.num_rows != len(keys) or meta.get("keys") != _digest(*keys):
+    if table.num_rows != len(keys) or meta.get("keys") != digest(*keys):
         return f"holds {table.num_rows} rows, not the chunk's {len(keys)} prompts"
     missing = [c for c in GENERATION_COLUMNS if c not in table.column_names]
     if missing:
@@ -107,27 +82,6 @@ def _shard_problem(path: Path, fingerprint: str, number: int, keys: list[str]) -
     if _keys(table.select(PROMPT_KEY).to_pandas()) != keys:
         return "rows do not match the chunk's prompts"
     return None
-
-
-def _prepare_shard_dir(shard_dir: Path, fingerprint: str, manifest: dict) -> None:
-    manifest_path = shard_dir / MANIFEST
-    if shard_dir.exists():
-        try:
-            previous = json.loads(manifest_path.read_text()).get("fingerprint")
-        except (OSError, ValueError):
-            previous = None
-        if previous != fingerprint:
-            if any(shard_dir.glob("shard-*.parquet")):
-                print(f"xmrc: warning: {shard_dir}: shards of another prompt table or setting, discarded",
-                      file=sys.stderr)
-            shutil.rmtree(shard_dir)
-    shard_dir.mkdir(parents=True, exist_ok=True)
-    for partial in shard_dir.glob("*.partial"):
-        partial.unlink()  # a write the kill interrupted
-    if not manifest_path.exists():
-        partial = manifest_path.with_name(MANIFEST + ".partial")
-        partial.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-        os.replace(partial, manifest_path)
 
 
 def prefix_shares(prompts: list[str], backend: Backend, templated: bool) -> dict:
@@ -154,11 +108,9 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
     backend_info = describe_backend(backend)
     settings = {"model": model, "shots": shots, "prompt_format": prompt_format, "max_new_tokens": max_new_tokens,
                 "chunk_size": chunk_size, "order": order, "backend": backend_info}
-    fingerprint = _digest(json.dumps(settings, sort_keys=True),
-                          *(k + "\t" + p for k, p in zip(_keys(ordered), ordered["prompt"])))
-    shard_dir = output.with_name(output.name + ".shards")
-    _prepare_shard_dir(shard_dir, fingerprint, {"fingerprint": fingerprint, "chunks": len(chunks),
-                                                "prompts": len(table), "settings": settings})
+    fingerprint = job_fingerprint(settings, (k + "\t" + p for k, p in zip(_keys(ordered), ordered["prompt"])))
+    shard_dir = open_shard_dir(output, fingerprint, {"chunks": len(chunks), "prompts": len(table),
+                                                     "settings": settings})
 
     frames = []
     for number, chunk in enumerate(tqdm(chunks, desc=f"{model} {shots}-shot {prompt_format}", unit="shard",
@@ -172,7 +124,7 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
             frame = _generate_chunk(chunk, backend, model=model, shots=shots, prompt_format=prompt_format,
                                     max_new_tokens=max_new_tokens)
             write_parquet_atomic(frame, shard, {SHARD_KEY: json.dumps(
-                {"fingerprint": fingerprint, "chunk": number, "keys": _digest(*keys)}).encode()})
+                {"fingerprint": fingerprint, "chunk": number, "keys": digest(*keys)}).encode()})
         frames.append(read_parquet(shard))
 
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GENERATION_COLUMNS)
@@ -184,7 +136,7 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
               "prefix_share": {"prefix_order": prefix_shares(ordered["prompt"].tolist(), backend, templated),
                                "table_order": prefix_shares(table["prompt"].tolist(), backend, templated)}}
     write_parquet_atomic(result, output, {METADATA_KEY: json.dumps(record, sort_keys=True).encode()})
-    shutil.rmtree(shard_dir, ignore_errors=True)
+    close_shard_dir(output)
     shares = record["prefix_share"]["prefix_order"]
     print(f"{output}: shared-prefix share in run order: "
           + ", ".join(f"{unit} {100 * value:.1f}%" for unit, value in shares.items()), file=sys.stderr)

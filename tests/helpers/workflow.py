@@ -16,6 +16,7 @@ WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
 
 def copy_workflow(destination: Path, parts=WORKFLOW_PARTS) -> Path:
     """A copy of the workflow, so runs never touch the developer's results/ or .snakemake/."""
+    destination.mkdir(parents=True, exist_ok=True)
     for part in parts:
         source = ROOT / part
         if source.is_dir():

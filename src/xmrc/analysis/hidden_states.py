@@ -16,15 +16,21 @@ Budget: prompts x (L + 1) x 3 x d x 2 bytes, e.g. 70B (L = 80, d = 8192): 4.0 MB
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from xmrc.analysis.layer_inputs import EncodedPrompt, decoder_layers, encode, left_pad
+from xmrc.analysis.layer_inputs import (
+    EncodedPrompt,
+    decoder_layers,
+    encode,
+    left_pad,
+    row_keys,
+)
 from xmrc.exceptions import XmrcError
+from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 POOLED_PARTS = ("question", "context", "last")
 INDEX_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
@@ -85,14 +91,17 @@ def _shard_done(path: Path, rows: int) -> bool:
 
 def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, index_out: Path, *, model_key: str,
                       shots: int, prompt_format: str, batch_size: int = 8, chunk_size: int = 64,
-                      progress: bool = True) -> tuple[int, tuple[int, ...]]:
-    """Pooled states of every prompt row, checkpointed every `chunk_size` prompts; returns (prompts, shape)."""
-    from xmrc.generation import write_parquet_atomic
+                      settings: dict | None = None, progress: bool = True) -> tuple[int, tuple[int, ...]]:
+    """Pooled states of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.shards`; `settings`,
+    the command's arguments, enter the job's fingerprint); returns (prompts, shape)."""
+    from xmrc.parquet import write_parquet_atomic
 
     vectors_out, index_out = Path(vectors_out), Path(index_out)
     if getattr(model, "model", None) is None:
         raise XmrcError(f"{type(model).__name__}: expected a causal LM with a `.model` decoder")
-    shard_dir = vectors_out.with_name(vectors_out.name + ".shards")
+    job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
+           "chunk_size": chunk_size, **(settings or {})}
+    shard_dir = open_shard_dir(vectors_out, fingerprint(job, row_keys(rows)), {"settings": job})
     chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
     shards = []
     bar = tqdm(total=len(rows), desc=f"hidden states {model_key}", unit="prompt", disable=not progress)
@@ -131,5 +140,5 @@ def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, i
     index.insert(0, "shots", shots)
     index.insert(0, "model", model_key)
     write_parquet_atomic(index[INDEX_COLUMNS], index_out)
-    shutil.rmtree(shard_dir, ignore_errors=True)
+    close_shard_dir(vectors_out)
     return len(rows), shape

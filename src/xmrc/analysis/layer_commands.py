@@ -30,7 +30,7 @@ def _require(frame, columns, path):
 
 
 def _write_parquet(frame, path):
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     write_parquet_atomic(frame, Path(path))
 
@@ -95,13 +95,15 @@ def _model_job(args):
 def cmd_layer_relevance(args) -> None:
     from xmrc.analysis.layer_inputs import load_model
     from xmrc.analysis.relevance import check_lxt_support, lxt_rules, run_relevance
+    from xmrc.shards import job_settings
 
     model, weights, rows = _model_job(args)
     check_lxt_support(weights, model.revision)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     lxt_rules(network)
     result = run_relevance(rows, network, tokenizer, Path(args.out), model_key=model.key, shots=args.shots,
-                           prompt_format=args.format, batch_size=args.batch_size, chunk_size=args.chunk_size)
+                           prompt_format=args.format, batch_size=args.batch_size, chunk_size=args.chunk_size,
+                           settings=job_settings(args))
     print(f"{args.out}: AttnLRP relevance of {len(rows)} prompts ({len(result)} part rows), "
           f"N = {int(result['layers'].max()) if len(result) else 0} layers")
 
@@ -109,12 +111,14 @@ def cmd_layer_relevance(args) -> None:
 def cmd_layer_hidden(args) -> None:
     from xmrc.analysis.hidden_states import run_hidden_states
     from xmrc.analysis.layer_inputs import load_model
+    from xmrc.shards import job_settings
 
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     count, shape = run_hidden_states(rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index),
                                      model_key=model.key, shots=args.shots, prompt_format=args.format,
-                                     batch_size=args.batch_size, chunk_size=args.chunk_size)
+                                     batch_size=args.batch_size, chunk_size=args.chunk_size,
+                                     settings=job_settings(args))
     size = Path(args.out_vectors).stat().st_size
     print(f"{args.out_vectors}: pooled hidden states {shape} float16 of {count} prompts, {size / 1e6:.1f} MB")
 

@@ -55,6 +55,12 @@ def encode(tokenizer, row) -> EncodedPrompt:
     return EncodedPrompt(list(encoded["input_ids"]), parts)
 
 
+def row_keys(rows: pd.DataFrame) -> list[str]:
+    """Every value of each prompt row (id, directions, prompt text, part spans, ...), for shard fingerprints."""
+    columns = sorted(rows.columns)
+    return ["\t".join(map(str, values)) for values in rows[columns].itertuples(index=False)]
+
+
 def left_pad(batch: list[EncodedPrompt], pad_id: int):
     """(input_ids, attention_mask) tensors, left-padded so every prompt ends at the last position."""
     import torch

@@ -25,7 +25,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 def cmd_sentences(args) -> None:
     from xmrc.analysis.sentences import units_table
     from xmrc.cli import _read_parquet, _require_columns
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     table = _read_parquet(args.data)
     _require_columns(table, ["id", "lang", "context", "answer_text", "answer_start"], args.data)
@@ -41,6 +41,7 @@ def cmd_sentences(args) -> None:
 def cmd_attribute(args) -> None:
     from xmrc.analysis.oracle_run import chosen_format, run_oracle, work_items
     from xmrc.cli import _model_and_weights, _read_csv, _read_parquet, _require_columns
+    from xmrc.shards import job_settings
 
     model, weights = _model_and_weights(args)
     if model.backend != "local":
@@ -70,7 +71,7 @@ def cmd_attribute(args) -> None:
     result = run_oracle(items, backend.model, backend.tokenizer, Path(args.out), base=base,
                         implementation=args.implementation, batch_size=args.batch_size,
                         max_new_tokens=args.max_new_tokens, generation_batch_size=args.generation_batch_size,
-                        chunk_size=args.chunk_size)
+                        chunk_size=args.chunk_size, settings=job_settings(args))
     ok = result[result["status"] == "ok"]
     print(f"{args.out}: {len(result)} items of {model.name} ({prompt_format}, {args.implementation}); "
           f"{len(ok)} attributed in {ok['seconds'].sum():.1f} s; step {100 * ok['step_correct'].mean():.1f}%, "

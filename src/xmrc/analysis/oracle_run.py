@@ -30,7 +30,6 @@ or stale shard.
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,6 +50,7 @@ from xmrc.analysis.oracle import (
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
 from xmrc.parquet import read_parquet
+from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 RESULT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "implementation",
                   "status", "n_units", "gold_unit", "merged", "prediction", "target_source", "target_ids",
@@ -218,13 +218,17 @@ def _shard_done(path: Path, items: list[WorkItem]) -> bool:
 
 def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: dict, implementation: str,
                batch_size: int, max_new_tokens: int, generation_batch_size: int, chunk_size: int,
-               progress: bool = True) -> pd.DataFrame:
-    from xmrc.generation import write_parquet_atomic
+               settings: dict | None = None, progress: bool = True) -> pd.DataFrame:
+    """Attributions of every item, checkpointed in shards; `settings` (the command's arguments: weights,
+    dtype, ...) enter the job's fingerprint, so shards of another job are never reused."""
+    from xmrc.parquet import write_parquet_atomic
 
     output = Path(output)
-    shard_dir = output.with_name(output.name + ".shards")
     evaluator = create_evaluator(implementation, model, tokenizer, batch_size)
     base = dict(base, implementation=implementation)
+    job = {**base, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "chunk_size": chunk_size,
+           "generation_batch_size": generation_batch_size, **(settings or {})}
+    shard_dir = open_shard_dir(output, fingerprint(job, (repr(item) for item in items)), {"settings": job})
     frames = []
     bar = tqdm(total=len(items), desc=f"oracle {base['model']}", unit="item", disable=not progress)
     for number, first in enumerate(range(0, len(items), chunk_size)):
@@ -238,5 +242,5 @@ def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: d
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
     write_parquet_atomic(result, output)
-    shutil.rmtree(shard_dir, ignore_errors=True)
+    close_shard_dir(output)
     return result

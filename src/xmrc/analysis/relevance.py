@@ -22,7 +22,6 @@ part), mrd (largest MRD of the part's tokens, 1..N; NaN for an absent part), lay
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,11 +30,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from xmrc.analysis.layer_inputs import EncodedPrompt, encode, layer_outputs, left_pad
+from xmrc.analysis.layer_inputs import (
+    EncodedPrompt,
+    encode,
+    layer_outputs,
+    left_pad,
+    row_keys,
+)
 from xmrc.analysis.mrd import major_relevance_depths
 from xmrc.exceptions import XmrcError
 from xmrc.parquet import read_parquet
 from xmrc.prompts import PARTS
+from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 RELEVANCE_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "part", "n_tokens",
                      "mrd", "layers", "target_token", "relevance"]
@@ -143,7 +149,7 @@ def part_records(result: LayerRelevance, prompt: EncodedPrompt) -> list[dict]:
 
 
 def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     write_parquet_atomic(frame, path)
 
@@ -158,11 +164,15 @@ def _shard_done(path: Path, rows: int) -> bool:
 
 
 def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_key: str, shots: int,
-                  prompt_format: str, batch_size: int = 1, chunk_size: int = 64, progress: bool = True) -> pd.DataFrame:
-    """Relevance records of every prompt row, checkpointed every `chunk_size` prompts (`<output>.shards/`)."""
+                  prompt_format: str, batch_size: int = 1, chunk_size: int = 64, settings: dict | None = None,
+                  progress: bool = True) -> pd.DataFrame:
+    """Relevance records of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.shards`;
+    `settings`, the command's arguments, enter the job's fingerprint)."""
     output = Path(output)
-    shard_dir = output.with_name(output.name + ".shards")
     lxt_rules(model)  # unsupported architectures fail before any work
+    job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
+           "chunk_size": chunk_size, **(settings or {})}
+    shard_dir = open_shard_dir(output, fingerprint(job, row_keys(rows)), {"settings": job})
     frames = []
     chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
     bar = tqdm(total=len(rows), desc=f"relevance {model_key}", unit="prompt", disable=not progress)
@@ -181,7 +191,7 @@ def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_k
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEVANCE_COLUMNS)
     _write_atomic(result, output)
-    shutil.rmtree(shard_dir, ignore_errors=True)
+    close_shard_dir(output)
     return result
 
 

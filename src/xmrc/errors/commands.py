@@ -32,7 +32,7 @@ def _read_csv(path: str, columns: list[str]) -> pd.DataFrame:
 
 def cmd_wrong_answers(args) -> None:
     from xmrc.errors import KEYS, wrong
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     if len(args.generations) != len(args.scores):
         raise XmrcError(f"{len(args.generations)} generation file(s) but {len(args.scores)} score file(s)")
@@ -60,7 +60,7 @@ def cmd_wrong_answers(args) -> None:
 def cmd_detect_language(args) -> None:
     from xmrc.errors import KEYS
     from xmrc.errors.language import build_detector, language_errors
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     answers = _read_parquet(args.wrong_answers, KEYS + ["gold", "prediction"])
     result = language_errors(answers, build_detector(threads=args.threads))
@@ -84,6 +84,7 @@ def cmd_judge(args) -> None:
     from xmrc.config import Registry, model_weights
     from xmrc.errors import KEYS
     from xmrc.errors.judge import run_judge
+    from xmrc.shards import job_settings
     from xmrc.prompts import hf_chat_template
 
     model = Registry.load(args.registry).get(args.model)
@@ -96,7 +97,7 @@ def cmd_judge(args) -> None:
     scorer = _judge_scorer(args, model, weights)
     chat_template = hf_chat_template(scorer.tokenizer) if model.chat_template else None
     result = run_judge(answers, scorer, Path(args.out), judge_name=model.name, chat_template=chat_template,
-                       chunk_size=args.chunk_size)
+                       chunk_size=args.chunk_size, settings=job_settings(args))
     counts = result["category"].value_counts().to_dict()
     print(f"{args.out}: {len(result)} wrong answers judged by {model.name}: {counts}")
 
@@ -105,7 +106,7 @@ def cmd_error_tables(args) -> None:
     from xmrc.errors import KEYS
     from xmrc.errors.rates import error_rates, item_types, write_error_tables
     from xmrc.errors.wrong import COUNT_COLUMNS, in_scenario
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     counts = _read_csv(args.counts, COUNT_COLUMNS)
     answers = _read_parquet(args.wrong_answers, KEYS + ["rule_blank"])

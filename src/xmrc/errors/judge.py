@@ -21,7 +21,6 @@ judge (model name).
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -32,8 +31,8 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from xmrc.errors import KEYS
-from xmrc.generation import write_parquet_atomic
-from xmrc.parquet import read_parquet
+from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 INSTRUCTION = (
     "You are tasked with identifying the type of a given raw answer. You will be provided with a question and a "
@@ -173,11 +172,16 @@ def _shard_is_current(path: Path, keys: pd.DataFrame) -> bool:
 
 
 def run_judge(wrong: pd.DataFrame, scorer: Scorer, output: Path, *, judge_name: str, chat_template,
-              chunk_size: int = 512, progress: bool = True) -> pd.DataFrame:
+              chunk_size: int = 512, settings: dict | None = None, progress: bool = True) -> pd.DataFrame:
+    """Verdicts of every wrong answer, checkpointed in shards; `settings` (the command's arguments: judge
+    weights, dtype, ...) enter the job's fingerprint, so shards of another judge are never reused."""
     output = Path(output)
-    shard_dir = output.with_name(output.name + ".shards")
     templated = chat_template is not None
     chunks = [wrong.iloc[i:i + chunk_size] for i in range(0, len(wrong), chunk_size)]
+    job = {"judge": judge_name, "scorer": getattr(scorer, "name", type(scorer).__name__), "templated": templated,
+           "chunk_size": chunk_size, "labels": list(LABELS), **(settings or {})}
+    keys = ("\t".join(map(str, row)) for row in wrong[KEYS + ["question", "raw_output"]].itertuples(index=False))
+    shard_dir = open_shard_dir(output, fingerprint(job, keys), {"settings": job, "chunks": len(chunks)})
     frames = []
     for number, chunk in enumerate(tqdm(chunks, desc=f"judge {judge_name}", unit="shard", disable=not progress)):
         shard = shard_dir / f"shard-{number:05d}.parquet"
@@ -195,7 +199,7 @@ def run_judge(wrong: pd.DataFrame, scorer: Scorer, output: Path, *, judge_name: 
         frames.append(read_parquet(shard))
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
     write_parquet_atomic(result, output)
-    shutil.rmtree(shard_dir, ignore_errors=True)
+    close_shard_dir(output)
     return result
 
 

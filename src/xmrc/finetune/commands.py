@@ -10,7 +10,7 @@ from xmrc.exceptions import XmrcError
 
 
 def _write_parquet(frame, path: str) -> None:
-    from xmrc.generation import write_parquet_atomic
+    from xmrc.parquet import write_parquet_atomic
 
     write_parquet_atomic(frame, Path(path))
 
