@@ -55,7 +55,8 @@ def test_smoke_workflow_through_slurm_profile(slurm_cluster, tmp_path):
     registry = yaml.safe_load((work / "config/models.yaml").read_text())
     registry[GPU_MODEL]["gpus"] = 1  # its generation jobs ask for a (fake) GPU
     (work / "config/models.yaml").write_text(yaml.safe_dump(registry, sort_keys=False))
-    settings = len(yaml.safe_load((work / "config/smoke.yaml").read_text())["shots"]) * 2
+    smoke = yaml.safe_load((work / "config/smoke.yaml").read_text())
+    settings = len(smoke["shots"]) * len(smoke["prompt_formats"])
 
     run = subprocess.run(
         ["snakemake", "--profile", "profiles/slurm", "--configfile", "config/smoke.yaml", "--jobs", "8", "--cores", "2",

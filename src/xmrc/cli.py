@@ -14,7 +14,7 @@ import pandas as pd
 
 from xmrc import LANGUAGES, __version__
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.parquet import read_parquet, write_parquet_atomic
 
 
 def _read_parquet(path: str) -> pd.DataFrame:
@@ -61,8 +61,6 @@ def cmd_data(args) -> None:
     else:
         table = data.load_hub(args.hub_id, args.languages, args.revision)
     table, problems = data.prepare(table, args.languages)
-    from xmrc.parquet import write_parquet_atomic
-
     write_parquet_atomic(table, Path(args.out))
     report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
     report.to_csv(args.problems, index=False)
@@ -120,8 +118,6 @@ def cmd_prompts(args) -> None:
             raise XmrcError(f"{args.ids}: id file not found") from None
     prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
                                  chat_template, args.max_items, ids)
-    from xmrc.parquet import write_parquet_atomic
-
     write_parquet_atomic(prompts, Path(args.out))
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
 
@@ -139,8 +135,6 @@ def cmd_score(args) -> None:
         frames.append(group.assign(em=em, f1=f1))
     scored = pd.concat(frames).sort_index() if frames else generations.assign(em=[], f1=[])
     columns = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1"]
-    from xmrc.parquet import write_parquet_atomic
-
     write_parquet_atomic(scored[columns], Path(args.out))
     print(f"{args.out}: {len(scored)} items scored ({args.normalization}); "
           f"mean F1 {100 * scored['f1'].mean():.2f}" if len(scored) else f"{args.out}: no items")
@@ -150,8 +144,6 @@ def cmd_aggregate(args) -> None:
     from xmrc.tables import direction_scores
 
     items = pd.concat([_read_parquet(path) for path in args.scores], ignore_index=True)
-    from xmrc.parquet import write_parquet_atomic
-
     write_parquet_atomic(items, Path(args.out_items))
     scores = direction_scores(items)
     Path(args.out_csv).parent.mkdir(parents=True, exist_ok=True)

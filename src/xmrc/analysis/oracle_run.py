@@ -49,7 +49,7 @@ from xmrc.analysis.oracle import (
 )
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
-from xmrc.parquet import read_parquet
+from xmrc.parquet import read_parquet, write_parquet_atomic
 from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 RESULT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "implementation",
@@ -221,8 +221,6 @@ def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: d
                settings: dict | None = None, progress: bool = True) -> pd.DataFrame:
     """Attributions of every item, checkpointed in shards; `settings` (the command's arguments: weights,
     dtype, ...) enter the job's fingerprint, so shards of another job are never reused."""
-    from xmrc.parquet import write_parquet_atomic
-
     output = Path(output)
     evaluator = create_evaluator(implementation, model, tokenizer, batch_size)
     base = dict(base, implementation=implementation)

@@ -39,7 +39,7 @@ from xmrc.analysis.layer_inputs import (
 )
 from xmrc.analysis.mrd import major_relevance_depths
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.parquet import read_parquet, write_parquet_atomic
 from xmrc.prompts import PARTS
 from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
@@ -148,12 +148,6 @@ def part_records(result: LayerRelevance, prompt: EncodedPrompt) -> list[dict]:
     return records
 
 
-def _write_atomic(frame: pd.DataFrame, path: Path) -> None:
-    from xmrc.parquet import write_parquet_atomic
-
-    write_parquet_atomic(frame, path)
-
-
 def _shard_done(path: Path, rows: int) -> bool:
     import pyarrow.parquet as pq
 
@@ -184,13 +178,13 @@ def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_k
             frame.insert(0, "prompt_format", prompt_format)
             frame.insert(0, "shots", shots)
             frame.insert(0, "model", model_key)
-            _write_atomic(frame[RELEVANCE_COLUMNS], shard)
+            write_parquet_atomic(frame[RELEVANCE_COLUMNS], shard)
         else:
             bar.update(len(chunk))
         frames.append(read_parquet(shard))
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEVANCE_COLUMNS)
-    _write_atomic(result, output)
+    write_parquet_atomic(result, output)
     close_shard_dir(output)
     return result
 
