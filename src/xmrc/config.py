@@ -92,6 +92,12 @@ def validate_config(config: Any, source: str = "config") -> dict:
     return config
 
 
+# Snapshots converted from weights that a Python package ships (source: gguf).
+PACKAGED_DIR = "resources/packaged"
+# Sources whose weights are a directory on disk (built, trained, converted or given), never a hub id.
+DIRECTORY_SOURCES = ("tiny", "finetune", "local", "gguf")
+
+
 @dataclass(frozen=True)
 class Model:
     key: str
@@ -111,6 +117,7 @@ class Model:
     main: bool = False
     gated: bool = False
     finetune: dict | None = None  # source: finetune: how it is trained (see models.schema.yaml)
+    gguf: dict | None = None  # source: gguf: the package, version and file that ship the weights
     mem_gb: float | None = None
     runtime_min: int | None = None
 
@@ -140,12 +147,12 @@ class Registry:
         if selection == "full":
             # Our own finetunes other than the paper's (question-translation LoRAs, tiny ones) are opt-in.
             return [m for m in self.models.values()
-                    if m.source != "tiny" and not (m.source == "finetune" and not m.main)]
+                    if m.source not in ("tiny", "gguf") and not (m.source == "finetune" and not m.main)]
         return [self.get(item) for item in selection]
 
 
 def model_weights(model: Model, tiny_dir: str | Path = "resources/tiny_models",
-                  finetune_dir: str | Path = "resources/finetuned") -> str:
+                  finetune_dir: str | Path = "resources/finetuned", packaged_dir: str | Path = PACKAGED_DIR) -> str:
     """What `from_pretrained` receives for a local model: hub id or a directory."""
     if model.source == "hub":
         return model.hub_id
@@ -153,4 +160,6 @@ def model_weights(model: Model, tiny_dir: str | Path = "resources/tiny_models",
         return model.path
     if model.source == "tiny":
         return str(Path(tiny_dir) / model.key)
+    if model.source == "gguf":
+        return str(Path(packaged_dir) / model.key)
     return str(Path(finetune_dir) / model.key)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xmrc import LANGUAGES
+from xmrc.config import DIRECTORY_SOURCES
 from xmrc.exceptions import XmrcError
 
 PART_CHOICES = ("question", "context", "last")
@@ -80,7 +81,7 @@ def _model_job(args):
     if model.backend != "local":
         raise XmrcError(f"model '{model.key}' uses the {model.backend} backend: no weights to analyse")
     weights = args.weights or model_weights(model)
-    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
+    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
         raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
     members = _read_parquet(args.groups)
     _require(members, ["model", "shots", "prompt_format", "id"], args.groups)

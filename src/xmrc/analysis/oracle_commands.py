@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from xmrc import LANGUAGES
+from xmrc.config import DIRECTORY_SOURCES
 from xmrc.exceptions import XmrcError
 
 
@@ -46,7 +47,7 @@ def cmd_attribute(args) -> None:
     model, weights = _model_and_weights(args)
     if model.backend != "local":
         raise XmrcError(f"model '{model.key}' uses the {model.backend} backend: attribution needs local weights")
-    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
+    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
         raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
     prompt_files, generation_files = _pairs(args.prompts, "--prompts"), _pairs(args.generations, "--generations")
     prompt_format = chosen_format(_read_csv(args.summary), model.name, args.summary)

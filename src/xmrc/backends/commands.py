@@ -1,4 +1,5 @@
-"""CLI subcommands of the scale stage: `generate-job`, `fetch-model`, `pin-revisions`, `serve`, `prefix-stats`.
+"""CLI subcommands of the scale stage: `generate-job`, `fetch-model`, `convert-gguf`, `check-tokenizer`,
+`pin-revisions`, `serve`, `prefix-stats`.
 
 Importing this module is cheap: torch, transformers, vllm and huggingface_hub load inside the commands.
 """
@@ -10,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from xmrc.config import DIRECTORY_SOURCES
 from xmrc.exceptions import XmrcError
 from xmrc.parquet import read_parquet
 
@@ -41,7 +43,7 @@ def _weights(args, model) -> str:
 
         return read_stamp(args.snapshot)["path"]
     weights = args.weights or model_weights(model)
-    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
+    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
         raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
     return weights
 
@@ -105,6 +107,24 @@ def cmd_fetch_model(args) -> None:
     partial.write_text(json.dumps(stamp, indent=1) + "\n")
     os.replace(partial, out)
     print(f"{out}: {stamp['hub_id']} at commit {stamp['commit']}")
+
+
+def cmd_convert_gguf(args) -> None:
+    from xmrc.backends.packaged import convert_packaged_model
+
+    stamp = convert_packaged_model(_model(args), args.out)
+    print(f"{args.out}: {stamp['package']}=={stamp['version']} {stamp['file']} converted "
+          f"({stamp['architecture'][0]}, {stamp['layers']} layers; tokenizer round-trips)")
+
+
+def cmd_check_tokenizer(args) -> None:
+    from xmrc.backends.packaged import check_tokenizer
+
+    summary = check_tokenizer(args.weights)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(summary + "\n", encoding="utf-8")
+    print(summary)
 
 
 def cmd_pin_revisions(args) -> None:
@@ -229,6 +249,18 @@ def register(command) -> None:
     p.add_argument("--model", required=True)
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--out", required=True, help="stamp JSON: hub id, revision, commit, snapshot directory")
+
+    p = command("convert-gguf", cmd_convert_gguf,
+                "convert a registry model's GGUF weights shipped in a Python package into a snapshot directory")
+    p.add_argument("--registry", required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True, help="snapshot directory (save_pretrained layout)")
+
+    p = command("check-tokenizer", cmd_check_tokenizer,
+                "check that a converted snapshot's tokenizer round-trips its probe texts with the recorded ids "
+                "(run it under each environment that loads the model)")
+    p.add_argument("weights", help="snapshot directory written by convert-gguf")
+    p.add_argument("--out", help="write the one-line result here (a stamp for the workflow)")
 
     p = command("pin-revisions", cmd_pin_revisions,
                 "write the commits of fetched snapshots into the registry as each model's revision")

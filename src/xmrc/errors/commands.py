@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from xmrc.config import DIRECTORY_SOURCES
 from xmrc.exceptions import XmrcError
 
 
@@ -91,7 +92,7 @@ def cmd_judge(args) -> None:
     weights = args.weights or model_weights(model)
     if model.backend != "local":
         raise XmrcError(f"judge model '{model.key}' uses the {model.backend} backend; the judge needs local weights")
-    if model.source in ("tiny", "finetune", "local") and not Path(weights).is_dir():
+    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
         raise XmrcError(f"judge model '{model.key}': weights directory {weights} not found")
     answers = _read_parquet(args.wrong_answers, KEYS + ["question", "raw_output"])
     scorer = _judge_scorer(args, model, weights)
