@@ -35,6 +35,11 @@ vllm-env: $(VLLM_STAMP)
 run: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/smoke.yaml --cores $(CORES) --printshellcmds
 
+# The real mini-study (config/real.yaml): SmolLM2-135M-Instruct through every stage, generating on vLLM (CPU).
+real: $(STAMP) $(VLLM_STAMP)
+	PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/real.yaml --cores $(CORES) --printshellcmds \
+		--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}'
+
 test: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python -m pytest
 

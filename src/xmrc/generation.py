@@ -48,7 +48,7 @@ METADATA_KEY = b"xmrc.generation"
 SHARD_KEY = b"xmrc.shard"
 # Bump when a change to generation code alters its outputs: the workflow passes it as a param of the
 # generate rules, so every generation job (and only those and their consumers) re-runs.
-CODE_VERSION = 2
+CODE_VERSION = 3
 # vLLM's paged KV cache reuses whole blocks of this many tokens.
 CACHE_BLOCK = 16
 

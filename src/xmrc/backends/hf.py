@@ -28,6 +28,13 @@ class _StopWhen(StoppingCriteria):
         return torch.tensor([self.stop_when(text) for text in texts], dtype=torch.bool, device=input_ids.device)
 
 
+def complete_characters(text: str) -> str:
+    """Drop the U+FFFD that a byte-level tokenizer decodes from a character cut off at the token limit (the last
+    tokens hold only some of its UTF-8 bytes), as vLLM's incremental detokenizer does: both backends then give
+    the same text."""
+    return text.rstrip("\ufffd")
+
+
 def load_tokenizer(weights: str, revision: str | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(weights, revision=revision)
@@ -115,7 +122,8 @@ class HFBackend:
                                          pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None,
                                          top_k=None)
             new_tokens = output[:, input_ids.shape[1]:]
-            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            texts = [complete_characters(text) for text in
+                     self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
             for row, index in enumerate(batch):
                 produced = int((new_tokens[row] != self.tokenizer.pad_token_id).sum())
                 results[index] = Generation(texts[row], len(encoded[index]), produced)

@@ -5,7 +5,10 @@ raw answer, and a verdict constrained to the labels "0"-"3".
   it is a label by construction.
 - vLLM backend (`VLLMJudge`): structured output, a choice among the label strings; the label scores are the
   labels' log-probabilities among the returned top log-probabilities (NaN when absent). Anything else that
-  comes back is recorded as the verdict -1, "invalid": counted and reported, never a crash.
+  comes back is recorded as the verdict -1, "invalid": counted and reported, never a crash. vLLM reports
+  them after the structured-output mask, so they are normalised over the labels (they sum to 1), where the
+  HF scores are over the whole vocabulary: the same verdicts, scores that differ by a constant per answer
+  (measured on SmolLM2-135M-Instruct: equal within 0.02 once the HF scores are normalised over the labels).
 
 The prompt goes through the judge's own chat template as one user turn, so Qwen-2.5-Instruct gets exactly the
 paper's text (its default system prompt is the one printed). A judge without a chat template gets the text
@@ -132,7 +135,11 @@ class VLLMJudge:
     def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16", gpus: int = 1):
         from vllm import LLM
 
-        self.llm = LLM(model=weights, revision=revision, dtype=dtype, tensor_parallel_size=max(gpus, 1))
+        from xmrc.backends.vllm import engine_settings, on_cpu, platform_settings
+
+        self.settings = engine_settings(weights, revision=revision, dtype=dtype, tensor_parallel_size=max(gpus, 1),
+                                        platform=platform_settings(on_cpu()))
+        self.llm = LLM(**self.settings)
         self.tokenizer = self.llm.get_tokenizer()
 
     def score(self, prompts: Sequence[str], labels: Sequence[str], templated: bool):

