@@ -163,3 +163,24 @@ def model_weights(model: Model, tiny_dir: str | Path = "resources/tiny_models",
     if model.source == "gguf":
         return str(Path(packaged_dir) / model.key)
     return str(Path(finetune_dir) / model.key)
+
+
+def check_interpreter(python: str, key: str, resolved_by_job: bool = False, base: str | Path = ".") -> str:
+    """A configured interpreter (e.g. `backends.vllm.python`), checked when the DAG is built: a path (anything
+    with a '/', relative to `base`, the workflow's working directory) must be an executable file; a bare
+    command name must be on PATH, unless the job's own environment resolves it (`resolved_by_job`: Snakemake's
+    --sdm conda, where `python` is the rule's conda environment's). Raises XmrcError naming the key."""
+    import os
+    import shutil
+
+    if "/" in python:
+        path = Path(python) if Path(python).is_absolute() else Path(base) / python
+        if not path.is_file():
+            raise XmrcError(f"config key '{key}': {python} does not exist (build the environment, e.g. "
+                            "`make vllm-env`, or set the key to an existing interpreter)")
+        if not os.access(path, os.X_OK):
+            raise XmrcError(f"config key '{key}': {python} is not executable")
+    elif not resolved_by_job and shutil.which(python) is None:
+        raise XmrcError(f"config key '{key}': command {python!r} is not on PATH (give the interpreter's path, or "
+                        "run with --sdm conda)")
+    return python

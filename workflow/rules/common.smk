@@ -12,7 +12,7 @@ shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 from xmrc import __version__ as XMRC_VERSION
 from xmrc.backends import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
-from xmrc.config import Registry, model_weights, validate_config
+from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, validate_config
 from xmrc.exceptions import XmrcError
 
 
@@ -72,18 +72,64 @@ LOCAL_MODELS = [key for key, model in MODELS.items() if model.backend == "local"
 API_MODELS = [key for key, model in MODELS.items() if model.backend == "api"]
 
 
+# Sources whose weights the workflow itself makes (built, trained, converted from a package's GGUF): those
+# directories are inputs of every job that loads the model, so their rule runs first.
+BUILT_SOURCES = ("tiny", "finetune", "gguf")
+
+
 def model_inputs(wildcards):
-    """Locally built or trained weights are inputs, so the model is built (or trained) first; hub models'
-    snapshots are fetched by a local rule on the submit host (compute nodes may have no internet) and read
-    offline. A question-translation finetune is evaluated on the held-out articles only (their ids file)."""
+    """Locally built, trained or converted weights are inputs, so the model is built (trained, converted)
+    first; hub models' snapshots are fetched by a local rule on the submit host (compute nodes may have no
+    internet) and read offline. A question-translation finetune is evaluated on the held-out articles only
+    (their ids file)."""
     model = model_of(wildcards)
     inputs = {}
-    if model.source in ("tiny", "finetune"):
+    if model.source in BUILT_SOURCES:
         inputs["weights"] = weights_of(wildcards)
     elif model.backend == "local" and model.source == "hub":
         inputs["snapshot"] = snapshot_stamp(wildcards.model)
     if model.source == "finetune" and model.finetune["dataset"] == "question_translation":
         inputs["eval_ids"] = f"{RESULTS}/finetune/data/heldout_ids.txt"
+    return inputs
+
+
+def uses_vllm_python():
+    """Whether a job of this run runs under backends.vllm.python: generation of a local model on vLLM, or the
+    vLLM judge."""
+    generation = BACKENDS["local"] == "vllm" and bool(LOCAL_MODELS)
+    judge = config["errors"]["enabled"] and config["errors"]["judge_backend"] == "vllm"
+    return generation or judge
+
+
+def _conda_deployment():
+    methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
+    return any(str(getattr(method, "name", method)).lower() == "conda" for method in methods)
+
+
+try:
+    VLLM_PYTHON = BACKENDS["vllm"]["python"]
+    if uses_vllm_python():
+        check_interpreter(VLLM_PYTHON, "backends.vllm.python", resolved_by_job=_conda_deployment())
+except XmrcError as error:
+    print(f"xmrc: error: {error}", file=sys.stderr)
+    sys.exit(1)
+
+
+def packaged_check(key):
+    """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter."""
+    return f"{PACKAGED_DIR}/checks/{key}.vllm-tokenizer.txt"
+
+
+def vllm_model_inputs(model):
+    """Inputs a vLLM job of `model` adds: for a gguf-source model, its tokenizer checked under the vLLM
+    interpreter (a tokenizer that does not round-trip there stops the run before any vLLM job)."""
+    return {"tokenizer_check": packaged_check(model.key)} if model.source == "gguf" else {}
+
+
+def generate_inputs(wildcards):
+    inputs = model_inputs(wildcards)
+    if BACKENDS["local"] == "vllm":
+        inputs.update(vllm_model_inputs(model_of(wildcards)))
     return inputs
 
 

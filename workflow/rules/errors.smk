@@ -26,8 +26,15 @@ if ERRORS["enabled"] and ERRORS["prompt_format"] not in ("best", *config["prompt
           f"prompt_formats {config['prompt_formats']}", file=sys.stderr)
     sys.exit(1)
 ERRORS_JUDGE_WEIGHTS = model_weights(ERRORS_JUDGE, TINY_DIR, FINETUNE_DIR)
-# The vLLM judge runs in the generation stage's vLLM environment (envs/vllm.yaml).
-ERRORS_JUDGE_ENV = f"../../envs/{'vllm' if ERRORS['judge_backend'] == 'vllm' else 'xmrc'}.yaml"
+ERRORS_JUDGE_VLLM = ERRORS["judge_backend"] == "vllm"
+# The vLLM judge runs in the generation stage's vLLM environment (envs/vllm.yaml; backends.vllm.python).
+ERRORS_JUDGE_ENV = f"../../envs/{'vllm' if ERRORS_JUDGE_VLLM else 'xmrc'}.yaml"
+# A judge the workflow builds (tiny) or converts (gguf) has its weights as an input; on vLLM a converted judge's
+# tokenizer is checked under the vLLM interpreter first. Hub judges are fetched by the job.
+ERRORS_JUDGE_INPUTS = {
+    **({"weights": ERRORS_JUDGE_WEIGHTS} if ERRORS_JUDGE.source in ("tiny", "gguf") else {}),
+    **(vllm_model_inputs(ERRORS_JUDGE) if ERRORS_JUDGE_VLLM else {}),
+}
 # 'best' needs both formats' generations: the choice is made on their scores.
 ERRORS_STEMS = [
     f"{key}/{ERRORS['shots']}shot-{fmt}"
@@ -79,8 +86,7 @@ rule language_errors:
 
 rule judge:
     input:
-        # A tiny judge is built by the workflow, so its weights are an input; others are fetched by the job.
-        unpack(lambda wildcards: {"weights": ERRORS_JUDGE_WEIGHTS} if ERRORS_JUDGE.source == "tiny" else {}),
+        unpack(lambda wildcards: ERRORS_JUDGE_INPUTS),
         answers=f"{ERRORS_DIR}/wrong_answers.parquet",
     output:
         f"{ERRORS_DIR}/judge.parquet",
@@ -94,6 +100,7 @@ rule judge:
         batch_size=ERRORS["batch_size"],
         chunk_size=ERRORS["chunk_size"],
         dtype=config["generation"]["dtype"],
+        python=VLLM_PYTHON if ERRORS_JUDGE_VLLM else "python",
         version=XMRC_VERSION,
     conda:
         ERRORS_JUDGE_ENV
@@ -101,7 +108,8 @@ rule judge:
     resources:
         gpu=lambda wildcards: ERRORS_JUDGE.gpus,
     shell:
-        "python -m xmrc judge --wrong-answers {input.answers} --registry {params.registry} --model {params.judge}"
+        "{params.python} -m xmrc judge --wrong-answers {input.answers} --registry {params.registry}"
+        " --model {params.judge}"
         " --weights {params.weights} --backend {params.backend} --batch-size {params.batch_size}"
         " --chunk-size {params.chunk_size} --dtype {params.dtype} --out {output} > {log} 2>&1"
 

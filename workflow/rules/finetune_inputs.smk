@@ -38,9 +38,10 @@ def ft_dataset(wildcards):
 
 
 def ft_base_inputs(wildcards):
-    """Locally built base weights (tiny, or another finetune) are inputs; hub weights are fetched by the job."""
+    """Locally built base weights (tiny, converted from a package's GGUF, or another finetune) are inputs; hub
+    weights are fetched by the job."""
     base = ft_base(wildcards.model)
-    if base.source in ("tiny", "finetune"):
+    if base.source in BUILT_SOURCES:
         return {"base": model_weights(base, TINY_DIR, FINETUNE_DIR)}
     return {}
 
@@ -72,7 +73,7 @@ def ft_heldout_model(wildcards):
 
 def ft_heldout_inputs(wildcards):
     base = ft_heldout_model(wildcards)
-    if base.source in ("tiny", "finetune"):
+    if base.source in BUILT_SOURCES:
         return {"weights": model_weights(base, TINY_DIR, FINETUNE_DIR)}
     return {}
 

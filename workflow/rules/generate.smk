@@ -38,7 +38,7 @@ rule prompts:
 
 rule generate:
     input:
-        unpack(model_inputs),
+        unpack(generate_inputs),
         prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     output:
         f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
@@ -64,6 +64,8 @@ rule generate:
                 else ""
             )
         ),
+        # vLLM jobs run under backends.vllm.python (e.g. .venv-vllm/bin/python; `python` with --sdm conda)
+        python=VLLM_PYTHON if BACKENDS["local"] == "vllm" else "python",
         hub_cache=HUB_CACHE,
         model_entry=model_digest,
         code=GENERATION_CODE,
@@ -78,7 +80,8 @@ rule generate:
         mem_mb=generation_mem_mb,
         runtime=generation_runtime,
     shell:
-        "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} python -m xmrc generate-job --prompts {input.prompts}"
+        "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} {params.python} -m xmrc generate-job"
+        " --prompts {input.prompts}"
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights} {params.snapshot}"
         " --backend {params.backend} --order {params.order} --shots {wildcards.shots} --format {wildcards.fmt}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --dtype {params.dtype}"

