@@ -1,25 +1,25 @@
-"""The vLLM backend without vLLM: request building, settings, the continuation loop, tokenisation (no double
-BOS), and the one-line error where vllm is not installed (this machine). With XMRC_VLLM_PYTHON set, the
-objects xmrc builds are also checked against that environment's vLLM (tests/helpers/vllm_contract.py)."""
+"""The vLLM backend's plain functions: request building, settings (CPU and GPU), the continuation loop,
+tokenisation (no double BOS), the one-line error where vllm is not installed (the main environment), and the
+objects xmrc builds checked against the vLLM environment's vLLM (tests/helpers/vllm_contract.py; `make test`
+builds that environment). tests/test_real_vllm.py runs the engine on a real model."""
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import subprocess
 import sys
 
 import pytest
+from helpers.real import run_in_vllm_env
 from helpers.scale import ROOT, prompt_table
 
 from xmrc.backends.base import Generation
-from xmrc.backends.vllm import (MAX_ROUNDS, engine_settings, generate_until_complete, sampling_settings,
-                                token_prompts)
+from xmrc.backends.vllm import (MAX_ROUNDS, adapter_rank, engine_settings, generate_until_complete,
+                                platform_settings, sampling_settings, token_prompts)
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete
 
 HAS_VLLM = importlib.util.find_spec("vllm") is not None
-VLLM_PYTHON = os.environ.get("XMRC_VLLM_PYTHON")  # the python of a vLLM environment (envs/vllm.yaml)
 
 
 def test_engine_settings_tensor_parallel_prefix_caching_and_lora():
@@ -30,6 +30,24 @@ def test_engine_settings_tensor_parallel_prefix_caching_and_lora():
     with_lora = engine_settings("org/model", lora_rank=8)
     assert with_lora["enable_lora"] is True and with_lora["max_lora_rank"] == 8
     assert "max_model_len" not in engine_settings("org/model")
+
+
+def test_cpu_engines_run_eagerly_with_a_kv_cache_in_bytes_and_gpu_engines_are_untouched():
+    assert platform_settings(is_cpu=False) == {}
+    cpu = platform_settings(is_cpu=True, cpu_kv_cache_gb=0.5)
+    assert cpu == {"enforce_eager": True, "kv_cache_memory_bytes": 1 << 29}
+    gpu = engine_settings("org/model", platform=platform_settings(False))
+    assert "enforce_eager" not in gpu and "kv_cache_memory_bytes" not in gpu and gpu["gpu_memory_utilization"] == 0.9
+    assert engine_settings("org/model", platform=cpu)["enforce_eager"] is True
+
+
+def test_engine_lora_rank_is_the_adapters_own(tmp_path):
+    (tmp_path / "adapter_config.json").write_text('{"r": 8}')
+    assert adapter_rank(str(tmp_path)) == 8
+    (tmp_path / "adapter_config.json").write_text('{"r": 12}')
+    assert adapter_rank(str(tmp_path)) == 16
+    with pytest.raises(XmrcError, match="not a LoRA adapter directory"):
+        adapter_rank(str(tmp_path / "missing"))
 
 
 def test_sampling_is_greedy_short_and_stops_at_newline():
@@ -108,11 +126,7 @@ def test_missing_vllm_is_a_one_line_error(tiny_models, tmp_path):
     assert result.stderr.count("\n") == 1
 
 
-@pytest.mark.skipif(not VLLM_PYTHON, reason="set XMRC_VLLM_PYTHON to a vLLM environment's python to check "
-                    "xmrc's vLLM calls against that vLLM")
 def test_calls_match_the_installed_vllm_api(tiny_models):
-    result = subprocess.run([VLLM_PYTHON, str(ROOT / "tests/helpers/vllm_contract.py"), tiny_models["llama-chat"]],
-                            capture_output=True, text=True, cwd=ROOT, timeout=600,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+    result = run_in_vllm_env(ROOT / "tests/helpers/vllm_contract.py", tiny_models["llama-chat"], timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "contract ok" in result.stdout and "one BOS" in result.stdout

@@ -2,7 +2,7 @@
 
 Run with the Python of a vLLM environment (envs/vllm.yaml), from the repository root:
     PYTHONPATH=src <vllm-env>/bin/python tests/helpers/vllm_contract.py [CHAT_MODEL_DIR]
-It builds every object the vLLM backend and the vLLM judge build, with the keywords they pass, and checks
+It builds every object (with the GPU and the CPU engine settings) the vLLM backend and the vLLM judge build, with the keywords they pass, and checks
 the names of the fields they read from vLLM's outputs. With a (tiny) chat model's directory, it also loads its
 tokenizer through xmrc with that environment's transformers and checks that a templated prompt, tokenised as
 the backend does, starts with exactly one BOS. Prints one line per check and `contract ok <version>`.
@@ -23,7 +23,7 @@ def main(chat_model: str | None = None) -> int:
     from vllm.lora.request import LoRARequest
     from vllm.outputs import CompletionOutput, RequestOutput
 
-    from xmrc.backends.vllm import engine_settings, sampling_settings, token_prompts
+    from xmrc.backends.vllm import engine_settings, platform_settings, sampling_settings, token_prompts
     from xmrc.errors.judge import LABELS, vllm_request, vllm_sampling_params
 
     # LLM(**settings) hands its keywords to EngineArgs, a dataclass: an unknown name is a TypeError here
@@ -34,6 +34,10 @@ def main(chat_model: str | None = None) -> int:
         assert engine.enable_prefix_caching is True and engine.tensor_parallel_size == 4
         assert engine.enable_lora is bool(lora_rank)
         print(f"EngineArgs accepts the engine settings (lora_rank={lora_rank})")
+
+    cpu = EngineArgs(**engine_settings("org/model", platform=platform_settings(is_cpu=True, cpu_kv_cache_gb=1)))
+    assert cpu.enforce_eager is True and cpu.kv_cache_memory_bytes == 1 << 30
+    print("EngineArgs accepts the CPU settings (enforce_eager, kv_cache_memory_bytes)")
 
     params = SamplingParams(**sampling_settings(8))
     assert params.temperature == 0.0 and params.max_tokens == 8 and params.stop == ["\n"]
