@@ -115,6 +115,12 @@ except XmrcError as error:
     sys.exit(1)
 
 
+# Engine options of every vLLM generation command (generate-job, finetune-heldout-eval).
+VLLM_ENGINE_OPTIONS = f"--gpu-memory-utilization {BACKENDS['vllm']['gpu_memory_utilization']}" + (
+    f" --max-model-len {BACKENDS['vllm']['max_model_len']}" if BACKENDS["vllm"]["max_model_len"] else ""
+)
+
+
 def packaged_check(key):
     """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter."""
     return f"{PACKAGED_DIR}/checks/{key}.vllm-tokenizer.txt"

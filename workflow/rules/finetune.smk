@@ -152,19 +152,23 @@ rule finetune_heldout_eval:
         chunk_size=config["generation"]["chunk_size"],
         normalization=config["scoring"]["normalization"],
         out_dir=lambda wildcards, output: str(Path(output[0]).parents[2]),
+        # the main generation jobs' backend, so base and tuned models are compared on the same engine
+        backend=BACKENDS["local"],
+        vllm=VLLM_ENGINE_OPTIONS,
+        python=VLLM_PYTHON if BACKENDS["local"] == "vllm" else "python",
         version=XMRC_VERSION,
     conda:
-        "../../envs/xmrc.yaml"
+        "../../envs/vllm.yaml" if BACKENDS["local"] == "vllm" else "../../envs/xmrc.yaml"
     threads: 2
     resources:
         gpu=lambda wildcards: ft_heldout_model(wildcards).gpus,
     shell:
-        "python -m xmrc finetune-heldout-eval --data {input.data} --registry {params.registry}"
+        "{params.python} -m xmrc finetune-heldout-eval --data {input.data} --registry {params.registry}"
         " --model {wildcards.base} --weights {params.weights} --ids {input.ids} --settings {params.settings}"
         " --languages {params.languages} --demonstrations {params.demonstrations} {params.max_items}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --dtype {params.dtype}"
-        " --chunk-size {params.chunk_size} --normalization {params.normalization} --out-dir {params.out_dir}"
-        " > {log} 2>&1"
+        " --chunk-size {params.chunk_size} --backend {params.backend} {params.vllm}"
+        " --normalization {params.normalization} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule finetune_compare:

@@ -72,10 +72,14 @@ def ft_heldout_model(wildcards):
 
 
 def ft_heldout_inputs(wildcards):
+    """Like generate's: built or converted weights, and on vLLM the converted tokenizer's check."""
     base = ft_heldout_model(wildcards)
+    inputs = {}
     if base.source in BUILT_SOURCES:
-        return {"weights": model_weights(base, TINY_DIR, FINETUNE_DIR)}
-    return {}
+        inputs["weights"] = model_weights(base, TINY_DIR, FINETUNE_DIR)
+    if BACKENDS["local"] == "vllm":
+        inputs.update(vllm_model_inputs(base))
+    return inputs
 
 
 def ft_qt_sources(wildcards):

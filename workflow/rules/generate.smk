@@ -56,14 +56,7 @@ rule generate:
         batch_size=config["generation"]["batch_size"],
         dtype=config["generation"]["dtype"],
         chunk_size=config["generation"]["chunk_size"],
-        vllm=(
-            f"--gpu-memory-utilization {BACKENDS['vllm']['gpu_memory_utilization']}"
-            + (
-                f" --max-model-len {BACKENDS['vllm']['max_model_len']}"
-                if BACKENDS["vllm"]["max_model_len"]
-                else ""
-            )
-        ),
+        vllm=VLLM_ENGINE_OPTIONS,
         # vLLM jobs run under backends.vllm.python (e.g. .venv-vllm/bin/python; `python` with --sdm conda)
         python=VLLM_PYTHON if BACKENDS["local"] == "vllm" else "python",
         hub_cache=HUB_CACHE,

@@ -128,29 +128,48 @@ def cmd_train(args) -> None:
 
 def cmd_heldout_eval(args) -> None:
     """The prompts -> generate -> score chain of the main rules, for one base model on the held-out items, over
-    every (shots, format) setting in one process (one interpreter start; each step resumes like the main one)."""
+    every (shots, format) setting in one process: one interpreter start and one model load (on vLLM: one engine)
+    for all settings, on the backend the main generation jobs use; each step resumes like the main one."""
     from argparse import Namespace
 
     from xmrc import cli
-    from xmrc.backends.commands import cmd_generate_job
+    from xmrc.backends import create_backend
+    from xmrc.backends.commands import backend_options, choose_backend
+    from xmrc.config import Registry
+    from xmrc.generation import run_generation
 
-    out_dir = Path(args.out_dir)
+    settings = []
     for setting in args.settings:
         shots, _, prompt_format = setting.partition(":")
         if not shots.isdigit() or prompt_format not in ("v1", "v2"):
             raise XmrcError(f"--settings: {setting!r} is not SHOTS:FORMAT, e.g. 2:v1")
+        settings.append((int(shots), prompt_format))
+    model = Registry.load(args.registry).get(args.model)
+    if model.backend == "api":
+        raise XmrcError(f"model '{model.key}' is an API model: it has no weights to finetune or evaluate here")
+    kind = choose_backend(model, args.backend)
+    options = Namespace(weights=args.weights, snapshot=None, lora=None, dtype=args.dtype, batch_size=args.batch_size,
+                        tensor_parallel_size=None, gpu_memory_utilization=args.gpu_memory_utilization,
+                        max_model_len=args.max_model_len)
+    out_dir, backend = Path(args.out_dir), None
+    for shots, prompt_format in settings:
         stem = f"{shots}shot-{prompt_format}.parquet"
-        model = dict(registry=args.registry, model=args.model, weights=args.weights, shots=int(shots),
-                     format=prompt_format)
-        paths = {kind: str(out_dir / kind / args.model / stem) for kind in ("prompts", "generations", "scores")}
+        paths = {part: str(out_dir / part / args.model / stem) for part in ("prompts", "generations", "scores")}
         if Path(paths["scores"]).is_file():
             continue
-        cli.cmd_prompts(Namespace(**model, data=args.data, languages=args.languages, ids=args.ids,
+        cli.cmd_prompts(Namespace(registry=args.registry, model=args.model, weights=args.weights, shots=shots,
+                                  format=prompt_format, data=args.data, languages=args.languages, ids=args.ids,
                                   demonstrations=args.demonstrations, max_items=args.max_items,
                                   out=paths["prompts"]))
-        cmd_generate_job(Namespace(**model, prompts=paths["prompts"], backend="hf", snapshot=None, lora=None,
-                                   order="prefix", max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
-                                   dtype=args.dtype, chunk_size=args.chunk_size, out=paths["generations"]))
+        if backend is None:  # loaded once, for the first setting that still needs generations
+            from xmrc.backends.gpus import claim_gpus
+
+            claim_gpus(max(model.gpus, 0))
+            backend = create_backend(kind, **backend_options(options, model, kind))
+        result = run_generation(_read_parquet(paths["prompts"]), backend, Path(paths["generations"]),
+                                model=model.name, shots=shots, prompt_format=prompt_format,
+                                max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size, order="prefix")
+        print(f"{paths['generations']}: {len(result)} generations ({kind})")
         cli.cmd_score(Namespace(generations=paths["generations"], normalization=args.normalization,
                                 out=paths["scores"]))
 
@@ -250,6 +269,10 @@ def register(command) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
     p.add_argument("--chunk-size", type=int, default=256)
+    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
+                   help="the main generation jobs' backend (auto: hf)")
+    p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm backend")
+    p.add_argument("--max-model-len", type=int, help="vllm backend")
     p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
     p.add_argument("--out-dir", required=True, help="writes {prompts,generations,scores}/<model>/<setting>.parquet")
 
