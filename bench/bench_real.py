@@ -32,7 +32,8 @@ MODEL = "smollm2-135m-instruct"
 
 
 def _worker(spec_file: str) -> None:
-    """Under the vLLM python: one engine, the requested passes, seconds per pass as JSON on stdout's last line."""
+    """Under the vLLM python: one engine, the requested passes, seconds per pass as JSON in the spec's "out"
+    (vLLM logs to stdout too)."""
     from xmrc.backends.prefix import prefix_order
     from xmrc.backends.vllm import VLLMBackend
     from xmrc.errors.judge import LABELS, VLLMJudge
@@ -44,7 +45,7 @@ def _worker(spec_file: str) -> None:
         judge = VLLMJudge(spec["weights"], dtype="float32")
         ready = time.perf_counter()
         judge.score(spec["prompts"], LABELS, True)
-        print(json.dumps({"start_s": ready - started, "judge_s": time.perf_counter() - ready}))
+        Path(spec["out"]).write_text(json.dumps({"start_s": ready - started, "judge_s": time.perf_counter() - ready}))
         return
     backend = VLLMBackend(spec["weights"], dtype="float32", enable_prefix_caching=spec["caching"], progress=False)
     result = {"start_s": time.perf_counter() - started}
@@ -55,18 +56,18 @@ def _worker(spec_file: str) -> None:
             begin = time.perf_counter()
             backend.generate(ordered, spec["max_new_tokens"], True, stop_when=answer_complete)
             result[f"{name}/{order}"] = time.perf_counter() - begin
-    print(json.dumps(result))
+    Path(spec["out"]).write_text(json.dumps(result))
 
 
 def _vllm(python: str, spec: dict) -> dict:
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(spec, handle)
-    result = subprocess.run([python, __file__, "--worker", handle.name], capture_output=True, text=True,
-                            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
-    os.unlink(handle.name)
-    if result.returncode != 0:
-        sys.exit(f"vLLM worker failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryDirectory() as scratch:
+        spec_file, out = Path(scratch) / "spec.json", Path(scratch) / "out.json"
+        spec_file.write_text(json.dumps(spec | {"out": str(out)}))
+        result = subprocess.run([python, __file__, "--worker", str(spec_file)], capture_output=True, text=True,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+        if result.returncode != 0 or not out.is_file():
+            sys.exit(f"vLLM worker failed:\n{result.stderr[-3000:]}")
+        return json.loads(out.read_text())
 
 
 def main() -> None:
