@@ -52,5 +52,8 @@ dryrun: $(STAMP)
 bench: $(STAMP)
 	PATH=$(abspath $(BIN)):$$PATH python bench/bench_scoring.py
 
+bench-real: $(STAMP) $(VLLM_STAMP)
+	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python bench/bench_real.py
+
 clean-smoke:
 	rm -rf results/smoke logs/smoke resources/tiny_models
