@@ -135,10 +135,10 @@ class VLLMJudge:
     def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16", gpus: int = 1):
         from vllm import LLM
 
-        from xmrc.backends.vllm import engine_settings, on_cpu, platform_settings
+        from xmrc.backends.vllm import cpu_platform_settings, engine_settings
 
         self.settings = engine_settings(weights, revision=revision, dtype=dtype, tensor_parallel_size=max(gpus, 1),
-                                        platform=platform_settings(on_cpu()))
+                                        platform=cpu_platform_settings())
         self.llm = LLM(**self.settings)
         self.tokenizer = self.llm.get_tokenizer()
 
