@@ -5,6 +5,8 @@ Every validation problem becomes one XmrcError line that names the file and the 
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -170,9 +172,6 @@ def check_interpreter(python: str, key: str, resolved_by_job: bool = False, base
     with a '/', relative to `base`, the workflow's working directory) must be an executable file; a bare
     command name must be on PATH, unless the job's own environment resolves it (`resolved_by_job`: Snakemake's
     --sdm conda, where `python` is the rule's conda environment's). Raises XmrcError naming the key."""
-    import os
-    import shutil
-
     if "/" in python:
         path = Path(python) if Path(python).is_absolute() else Path(base) / python
         if not path.is_file():
