@@ -33,6 +33,17 @@ def test_base_is_restricted_to_the_tuned_models_items():
     assert list(tables["x-x"].columns) == ["de-de"]
 
 
+def test_items_are_shared_per_shots_setting():
+    # 0-shot also scores the 2-shot demonstration item "c": it is shared at 0-shot, not at 2-shot
+    zero = pd.concat([items("Base", ["a", "c"], {"v1": 0.0}), items("Tuned", ["a", "c"], {"v1": 0.0})]).assign(shots=0)
+    two = pd.concat([items("Base", ["a", "c"], {"v1": 0.0}), items("Tuned", ["a"], {"v1": 0.0})])
+    both = pd.concat([zero, two])
+    assert list(compare.pair_tables(both, "Base", "Tuned", 0)["summary"]["n_items"]) == [2, 2]
+    assert list(compare.pair_tables(both, "Base", "Tuned", 2)["summary"]["n_items"]) == [1, 1]
+    with pytest.raises(XmrcError, match="no 0-shot rows for model 'Tuned'"):
+        compare.pair_tables(pd.concat([zero[zero["model"] == "Base"], two]), "Base", "Tuned", 0)
+
+
 def test_pairs_without_shared_items_are_an_error():
     frame = pd.concat([items("Base", ["a"], {"v1": 0.1}), items("Tuned", ["b"], {"v1": 0.1})])
     with pytest.raises(XmrcError, match="share no scored item"):

@@ -2,12 +2,13 @@ from pathlib import Path
 
 import pytest
 
-from xmrc import LANGUAGES, data
+from xmrc import LANGUAGES, data, tables
 from xmrc.exceptions import XmrcError
 from xmrc.prompts import (PARTS, Example, apply_template, build_body, build_prompt_table, directions,
                           hf_chat_template)
 
 SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
+FULL_XQUAD = Path("/work/shared/data/xquad")
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 INSTRUCTION_EN = ("You should only present your answer to the last question by strictly copying the corresponding "
                   "part of the context. Please provide a direct answer in English without extra output. Your "
@@ -97,11 +98,29 @@ def test_prompt_table_for_en_x_and_x_x(table):
     assert by_lang["th"].loc[DEMOS[1], "answer_text"] in xx["prompt"]
 
 
-def test_zero_shot_has_no_demonstrations(table):
+def test_zero_shot_has_no_demonstrations_and_evaluates_their_items(table):
     prompts = build_prompt_table(table, ["en", "de"], 0, "v2", DEMOS, None, max_items=3)
     assert len(prompts) == 3 * 3
     assert (prompts["demonstrations_start"] == -1).all()
-    assert not prompts["prompt"].str.contains("Rollo").any()
+    assert (prompts["prompt"].str.count("Context: ") == 1).all()
+    # the subset's first item is a demonstration: outside the prompt, it is a test item like any other
+    assert DEMOS[0] in set(prompts["id"])
+    assert not set(DEMOS) & set(build_prompt_table(table, ["en"], 2, "v2", DEMOS, None)["id"])
+
+
+@pytest.mark.skipif(not FULL_XQUAD.is_dir(), reason="the full XQuAD JSON is not on this machine")
+def test_full_xquad_scores_1190_items_at_0_shot_and_1188_at_2_shot():
+    full = data.prepare(data.load_local(FULL_XQUAD, LANGUAGES), LANGUAGES)[0]
+    counts = {}
+    for shots in (0, 2):
+        prompts = build_prompt_table(full, LANGUAGES, shots, "v1", DEMOS, None)
+        items = prompts[["id", "context_lang", "question_lang"]].assign(
+            model="m", shots=shots, prompt_format="v1", em=0.0, f1=0.0)
+        scores = tables.direction_scores(items)
+        assert len(scores) == 23
+        counts[shots] = set(scores["n"])
+    # the paper's 0-shot EM values are multiples of 1/1190; 2-shot leaves out the two demonstration items
+    assert counts == {0: {1190}, 2: {1188}}
 
 
 def test_unknown_demonstration_id(table):

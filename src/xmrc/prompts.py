@@ -26,6 +26,9 @@ _INSTRUCTION = ("You should only present your answer to the last question by str
                 "answer should be in the form of \u201cAnswer: {{Your Answer}}\u201d")
 TASK_START = "Your task starts here:"
 FORMATS = ("v1", "v2")
+# Bump when a change here alters prompt tables: the workflow passes it as a param of the prompts rule, so
+# stale prompt tables (and the generations made from them) are rebuilt. 1: 0-shot tests the demonstration items.
+CODE_VERSION = 1
 
 
 def task_description(prompt_format: str, answer_lang: str) -> str:
@@ -166,8 +169,10 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
                  max_items: int | None = None, ids: Iterable[str] | None = None) -> Iterator[dict]:
     """One record per (direction, test item): the prompt, its spans and the gold answer.
 
-    Test items are every id except the demonstrations, in table order, optionally only those in `ids` (e.g. the
-    held-out articles of a finetuned model), then optionally the first `max_items`.
+    Test items are every id except the demonstrations in the prompt (the first `shots` of `demonstration_ids`:
+    none at 0-shot, so 0-shot is scored on all items, as the paper's 0-shot EM values in multiples of 1/1190
+    show), in table order, optionally only those in `ids` (e.g. the held-out articles of a finetuned model),
+    then optionally the first `max_items`.
     """
     languages = list(languages)
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
@@ -176,10 +181,11 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
     if missing:
         raise XmrcError(f"demonstrations: id(s) {', '.join(missing)} not in the XQuAD data")
     wanted = set(ids) if ids is not None else None
-    test_ids = [item for item in english_ids if item not in set(demonstration_ids)
+    in_prompt = demonstration_ids[:shots]
+    test_ids = [item for item in english_ids if item not in set(in_prompt)
                 and (wanted is None or item in wanted)][:max_items]
     for direction in directions(languages):
-        demos = [_example(by_lang, item, direction, True) for item in demonstration_ids[:shots]]
+        demos = [_example(by_lang, item, direction, True) for item in in_prompt]
         for item_id in test_ids:
             test = _example(by_lang, item_id, direction, False)
             body = build_body(test, demos, prompt_format, direction.answer_lang, answer_cue=chat_template is None)

@@ -12,6 +12,7 @@ shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 from xmrc import __version__ as XMRC_VERSION
 from xmrc.backends import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
+from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
 from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, validate_config
 from xmrc.exceptions import XmrcError
 

@@ -1,7 +1,8 @@
 # Prompts and generation. Local models run on GPU nodes (hf or vllm backend, GPUs, memory and runtime from
 # the registry), reading weights offline from snapshots fetched on the submit host (download.smk); API
 # models run on the submit host (it has internet; they need no GPU). Params carry what changes outputs:
-# the model's registry entry digest, the settings and the code version, so a change re-runs only its jobs.
+# the model's registry entry digest, the settings and the code versions (xmrc.prompts, xmrc.generation), so a
+# change re-runs only its jobs.
 
 
 rule prompts:
@@ -23,6 +24,7 @@ rule prompts:
         ids=lambda wildcards, input: f"--ids {input.eval_ids}" if "eval_ids" in input.keys() else "",
         hub_cache=HUB_CACHE,
         model_entry=model_digest,
+        code=PROMPTS_CODE,
         version=XMRC_VERSION,
     conda:
         "../../envs/xmrc.yaml"

@@ -38,10 +38,13 @@ def restrict_to_shared_items(items: pd.DataFrame, base: str, tuned: str) -> pd.D
 
 def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int) -> dict[str, pd.DataFrame]:
     """The summary row of each model and the per-language F1 tables of one pair and shots setting."""
-    scores = tables.direction_scores(restrict_to_shared_items(items, base, tuned))
-    scores = scores[scores["shots"] == shots]
-    if scores.empty:
-        raise XmrcError(f"item scores have no {shots}-shot rows for {base!r} and {tuned!r}")
+    # shared items per shots setting: the item set differs between settings (0-shot also scores the
+    # 2-shot demonstration items)
+    at_shots = items[items["shots"] == shots]
+    for name in (base, tuned):
+        if name in set(items["model"]) and name not in set(at_shots["model"]):
+            raise XmrcError(f"item scores have no {shots}-shot rows for model {name!r}")
+    scores = tables.direction_scores(restrict_to_shared_items(at_shots, base, tuned))
     summary = tables.summary_table(scores, shots)
     n_items = scores.groupby("model")["n"].max()
     summary.insert(0, "n_items", n_items.reindex(summary.index).astype(int))

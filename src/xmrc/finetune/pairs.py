@@ -2,7 +2,8 @@
 
 The split is by article (`title`), so no question of an evaluated article, in any language, is ever trained
 on: a seeded share of the articles is held out for evaluation and the pairs come from the others only. The
-articles of the 2-shot demonstrations always go to training (their items are never evaluated anyway).
+articles of the 2-shot demonstrations always go to training (their items are in the 2-shot prompts), so the
+held-out items are the same at every shots setting.
 
 Split table (CSV): title, split (train|eval), items.  Held-out ids (text): one XQuAD id per line, the eval
 articles' items minus the demonstrations: what the tuned model (and its base, in the comparison) is scored on.
