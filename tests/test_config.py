@@ -52,10 +52,11 @@ def test_unknown_model_names_it(registry):
 
 def test_defaults_are_filled():
     config = paper_config()
-    del config["generation"], config["scoring"]
+    del config["generation"], config["scoring"], config["tables"]
     config = validate_config(config)
     assert config["generation"]["max_new_tokens"] == 64
     assert config["scoring"]["normalization"] == "mlqa"
+    assert config["tables"]["format_criterion"] == "en-x"  # the paper's xMRC performance
 
 
 @pytest.mark.parametrize("change, key", [
@@ -67,6 +68,7 @@ def test_defaults_are_filled():
     (lambda c: c["data"].update(colour="red"), "data"),
     (lambda c: c.update(colour="red"), "(top level)"),
     (lambda c: c["generation"].update(batch_size=0), "generation.batch_size"),
+    (lambda c: c["tables"].update(format_criterion="x-x"), "tables.format_criterion"),
     (lambda c: c.update(demonstrations=["only-one"]), "demonstrations"),
     (lambda c: c.pop("run"), "(top level)"),
 ])

@@ -7,7 +7,9 @@ import pytest
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
 from xmrc.tables import (
+    DEFAULT_FORMAT_CRITERION,
     DIRECTION_COLUMNS,
+    FORMAT_CRITERIA,
     PAPER_DIRECTIONS,
     SUMMARY_COLUMNS,
     direction_scores,
@@ -198,3 +200,37 @@ def test_write_run_tables_skips_absent_scenario(tmp_path):
     names = {p.name for p in write_run_tables(ds, tmp_path)}
     assert "f1_0shot_en-x.csv" in names and not any("x-x" in n for n in names)
     assert np.isnan(pd.read_csv(tmp_path / "summary_0shot.csv")["mean x-x"]).all()
+
+
+def formats_disagreeing():
+    """v1 is better on en-x (60 vs 50 F1), v2 on x-x (90 vs 10) and so on all directions together."""
+    rows = []
+    for fmt, en_x, x_x in (("v1", 60.0, 10.0), ("v2", 50.0, 90.0)):
+        for context, question in PAPER_DIRECTIONS:
+            f1 = 80.0 if question == "en" else en_x if context == "en" else x_x
+            rows.append(dict(model="M", shots=2, prompt_format=fmt, context_lang=context, question_lang=question,
+                             n=10, em=f1, f1=f1))
+    return pd.DataFrame(rows, columns=list(DIRECTION_COLUMNS))
+
+
+def test_format_criterion_en_x_and_all_directions_pick_different_formats(tmp_path):
+    ds = formats_disagreeing()
+    by_en_x = summary_table(ds)  # the default: the paper's xMRC performance
+    assert by_en_x.loc["M", "prompt_format"] == "v1" and by_en_x.loc["M", "mean en-x"] == 60.0
+    assert by_en_x.loc["M", "format_criterion"] == FORMAT_CRITERIA["en-x"] == FORMAT_CRITERIA[DEFAULT_FORMAT_CRITERION]
+    by_all = summary_table(ds, criterion="all")
+    assert by_all.loc["M", "prompt_format"] == "v2" and by_all.loc["M", "mean x-x"] == 90.0
+    assert by_all.loc["M", "format_criterion"] == FORMAT_CRITERIA["all"]
+    assert language_table(ds, "x-x", "f1", 2, criterion="all").loc["M", "de-de"] == 90.0
+    assert language_table(ds, "x-x", "f1", 2).loc["M", "de-de"] == 10.0
+    write_run_tables(ds, tmp_path, criterion="all")
+    assert "| v2 | higher mean F1 over all directions |" in (tmp_path / "summary_2shot.md").read_text()
+    with pytest.raises(XmrcError, match="unknown format criterion 'best'"):
+        summary_table(ds, criterion="best")
+
+
+def test_format_criterion_en_x_falls_back_to_all_directions_in_an_english_only_run():
+    ds = formats_disagreeing()
+    english = ds[ds["question_lang"] == "en"].copy()
+    english.loc[english["prompt_format"] == "v2", "f1"] = 90.0
+    assert summary_table(english).loc["M", "prompt_format"] == "v2"

@@ -155,7 +155,7 @@ def cmd_tables(args) -> None:
     from xmrc.tables import write_run_tables
 
     scores = _read_csv(args.direction_scores)
-    paths = write_run_tables(scores, Path(args.out_dir))
+    paths = write_run_tables(scores, Path(args.out_dir), args.format_criterion)
     print(f"{args.out_dir}: {len(paths)} tables")
 
 
@@ -164,9 +164,9 @@ def cmd_figures(args) -> None:
 
     scores = _read_csv(args.direction_scores)
     if args.kind == "heatmap":
-        figures.heatmap(scores, args.scenario, args.shots, Path(args.out))
+        figures.heatmap(scores, args.scenario, args.shots, Path(args.out), args.format_criterion)
     else:
-        figures.means_chart(scores, args.shots, Path(args.out))
+        figures.means_chart(scores, args.shots, Path(args.out), args.format_criterion)
     print(f"{args.out}: {args.kind} figure")
 
 
@@ -179,6 +179,15 @@ STAGE_COMMANDS = (
     "xmrc.analysis.oracle_commands",
     "xmrc.analysis.layer_commands",
 )
+
+
+def format_criterion(parser: argparse.ArgumentParser) -> None:
+    """--format-criterion: how each model's prompt format is chosen (config key tables.format_criterion)."""
+    from xmrc.tables import DEFAULT_FORMAT_CRITERION, FORMAT_CRITERIA
+
+    parser.add_argument("--format-criterion", choices=list(FORMAT_CRITERIA), default=DEFAULT_FORMAT_CRITERION,
+                        help="how each model's prompt format is chosen: " + "; ".join(
+                            f"{name} = {text}" for name, text in FORMAT_CRITERIA.items()))
 
 
 def _register_stage(module_name: str, command) -> None:
@@ -253,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("tables", cmd_tables, "summary and per-language tables (CSV and Markdown)")
     p.add_argument("--direction-scores", required=True)
+    format_criterion(p)
     p.add_argument("--out-dir", required=True)
 
     for module_name in STAGE_COMMANDS:
@@ -263,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", choices=["heatmap", "means"], required=True)
     p.add_argument("--shots", type=int, required=True)
     p.add_argument("--scenario", choices=["en-x", "x-x"], default="en-x")
+    format_criterion(p)
     p.add_argument("--out", required=True)
     return parser
 

@@ -16,7 +16,8 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from xmrc.tables import DIRECTION_COLUMNS, SCENARIOS, language_table, require_columns, summary_table
+from xmrc.tables import (DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, SCENARIOS, language_table, require_columns,
+                         summary_table)
 
 DPI = 150
 
@@ -28,9 +29,11 @@ def _save(fig: Figure, path: str | Path) -> Path:
     return path
 
 
-def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, path: str | Path) -> Path:
-    """Annotated F1 heatmap, model x direction; NaN cells stay blank."""
-    table = language_table(direction_scores, scenario, "f1", shots)
+def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, path: str | Path,
+            criterion: str = DEFAULT_FORMAT_CRITERION) -> Path:
+    """Annotated F1 heatmap, model x direction (each model in its format chosen by `criterion`, as in the
+    tables); NaN cells stay blank."""
+    table = language_table(direction_scores, scenario, "f1", shots, criterion=criterion)
     rows, cols = table.shape
     # ~0.75 in per column leaves room for "100.0" at fontsize 8; long model names get the left margin.
     fig = Figure(figsize=(2.5 + 0.75 * cols, 1.2 + 0.38 * rows))
@@ -46,9 +49,10 @@ def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, pa
     return _save(fig, path)
 
 
-def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | Path) -> Path:
+def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | Path,
+                criterion: str = DEFAULT_FORMAT_CRITERION) -> Path:
     """Horizontal grouped bars of mean en-x and mean x-x F1 per model (bars labelled)."""
-    summary = summary_table(direction_scores, shots)
+    summary = summary_table(direction_scores, shots, criterion)
     long = summary[["mean en-x", "mean x-x"]].reset_index().melt(
         id_vars="model", var_name="scenario", value_name="F1 (%)"
     )

@@ -4,7 +4,8 @@ Pure pandas. A *direction* is (context_lang, question_lang), labelled f"{context
 "en-de" is English context with a German question (scenario en-x), "de-de" is all-German (x-x).
 
 Files written by `write_run_tables` (each as .csv and .md, values in percent, 2 decimals):
-  summary_{shots}shot                 Table 2 (left half): en-en, means, ratios, chosen format
+  summary_{shots}shot                 Table 2 (left half): en-en, means, ratios, chosen format and the
+                                      criterion it was chosen by
   {metric}_{shots}shot_{scenario}     Tables 5/6: model x direction, metric in {f1, em},
                                       scenario in {en-x, x-x}
 """
@@ -25,8 +26,18 @@ SCENARIOS = {
 }
 PAPER_DIRECTIONS = SCENARIOS["en-x"] + SCENARIOS["x-x"]
 METRICS = ("f1", "em")
-SUMMARY_COLUMNS = ("en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en", "prompt_format")
+SUMMARY_COLUMNS = ("en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en", "prompt_format",
+                   "format_criterion")
 NO_FORMAT = "-"  # shown when the input carries no prompt_format (e.g. the paper's published numbers)
+# How each model's prompt format is chosen (the paper reports each model with its format of "higher xMRC
+# performance"): the directions whose mean F1 decides, and how the summary table states it.
+# en-x: the cross-lingual en-x directions (x != en), Table 2's "mean en-x" (the paper's xMRC score);
+# all: every direction of the setting, en-en and x-x included.
+FORMAT_CRITERIA = {
+    "en-x": "higher mean F1 over en-x (x != en)",
+    "all": "higher mean F1 over all directions",
+}
+DEFAULT_FORMAT_CRITERION = "en-x"
 
 
 def label(context_lang: str, question_lang: str) -> str:
@@ -85,13 +96,32 @@ def _select_shots(ds: pd.DataFrame, shots: int | None) -> pd.DataFrame:
     return ds[ds["shots"] == shots]
 
 
-def _with_chosen_format(ds: pd.DataFrame) -> pd.DataFrame:
-    """Keep, per model, the prompt format with the higher mean F1 over all its directions
-    (the paper reports each model with its better format). Ties go to the format that
+def check_format_criterion(criterion: str) -> str:
+    if criterion not in FORMAT_CRITERIA:
+        raise XmrcError(f"unknown format criterion {criterion!r}; expected one of {', '.join(FORMAT_CRITERIA)}")
+    return criterion
+
+
+def _criterion_rows(ds: pd.DataFrame, criterion: str) -> pd.Series:
+    """Which rows decide the format choice under `criterion`."""
+    if criterion == "all":
+        return pd.Series(True, index=ds.index)
+    return (ds["context_lang"] == "en") & (ds["question_lang"] != "en")
+
+
+def _with_chosen_format(ds: pd.DataFrame, criterion: str = DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
+    """Keep, per model, the prompt format with the higher mean F1 over the directions of `criterion`
+    (FORMAT_CRITERIA; the paper reports each model with its better format). A model without any direction
+    of the criterion (an English-only run) is decided on all its directions. Ties go to the format that
     sorts first, so the choice is deterministic."""
+    check_format_criterion(criterion)
     if "prompt_format" not in ds.columns or ds["prompt_format"].isna().all():
         return ds.assign(prompt_format=NO_FORMAT)
-    mean_f1 = ds.groupby(["model", "prompt_format"], sort=True)["f1"].mean()
+    overall = ds.groupby(["model", "prompt_format"], sort=True)["f1"].mean()
+    deciding = ds[_criterion_rows(ds, criterion)]
+    mean_f1 = deciding.groupby(["model", "prompt_format"], sort=True)["f1"].mean().reindex(overall.index)
+    undecided = mean_f1.isna().groupby(level="model").transform("all")
+    mean_f1 = mean_f1.where(~undecided, overall)
     # A model whose F1 is all NaN still needs a format; -inf keeps idxmax defined.
     best = mean_f1.fillna(float("-inf")).groupby(level="model").idxmax()
     chosen = {model: fmt for model, fmt in best}
@@ -114,22 +144,24 @@ def _wide(ds: pd.DataFrame, metric: str) -> pd.DataFrame:
     return wide
 
 
-def _prepare(ds: pd.DataFrame, metric: str, shots: int | None) -> pd.DataFrame:
+def _prepare(ds: pd.DataFrame, metric: str, shots: int | None, criterion: str) -> pd.DataFrame:
     require_columns(ds, ("model", "context_lang", "question_lang", "f1", metric))
-    ds = _with_chosen_format(_select_shots(ds, shots))
+    ds = _with_chosen_format(_select_shots(ds, shots), criterion)
     if ds.empty:
         raise XmrcError("direction scores have no rows to tabulate")
     return ds
 
 
-def summary_table(direction_scores: pd.DataFrame, shots: int | None = None) -> pd.DataFrame:
+def summary_table(direction_scores: pd.DataFrame, shots: int | None = None,
+                  criterion: str = DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
     """Table 2 (left half): en-en F1, mean F1 over the non-English languages for en-x (en-en
-    excluded) and x-x, both ratios to en-en, and the chosen prompt format, one row per model.
+    excluded) and x-x, both ratios to en-en, the chosen prompt format and the criterion it was
+    chosen by (FORMAT_CRITERIA), one row per model.
 
     shots=None uses the largest shots value present. Means are over the non-English
     languages present (all 11 in a full run). Values unrounded; F1 in percent.
     """
-    ds = _prepare(direction_scores, "f1", shots)
+    ds = _prepare(direction_scores, "f1", shots, criterion)
     wide = _wide(ds, "f1")
     non_en = [x for x in LANGUAGES if x != "en"]
     en_x = wide.reindex(columns=[label("en", x) for x in non_en])
@@ -142,6 +174,8 @@ def summary_table(direction_scores: pd.DataFrame, shots: int | None = None) -> p
     out["en-x / en-en"] = out["mean en-x"] / english
     out["x-x / en-en"] = out["mean x-x"] / english
     out["prompt_format"] = ds.groupby("model", sort=False)["prompt_format"].first().reindex(out.index)
+    out["format_criterion"] = [NO_FORMAT if fmt == NO_FORMAT else FORMAT_CRITERIA[criterion]
+                               for fmt in out["prompt_format"]]
     return out[list(SUMMARY_COLUMNS)]
 
 
@@ -151,10 +185,11 @@ def language_table(
     metric: str,
     shots: int | None,
     prompt_format: str | None = None,
+    criterion: str = DEFAULT_FORMAT_CRITERION,
 ) -> pd.DataFrame:
     """Tables 5/6: metric (percent) per model and direction of one scenario ("en-x" or "x-x").
 
-    prompt_format=None takes each model's better format by mean F1 (as summary_table does);
+    prompt_format=None takes each model's better format by `criterion` (as summary_table does);
     a name selects that format for every model. Only directions present become columns,
     in paper order.
     """
@@ -168,7 +203,7 @@ def language_table(
         ds = ds[ds["prompt_format"] == prompt_format]
         if ds.empty:
             raise XmrcError(f"direction scores have no rows for prompt_format={prompt_format!r}")
-    ds = _prepare(ds, metric, shots)
+    ds = _prepare(ds, metric, shots, criterion)
     wide = _wide(ds, metric)
     columns = [label(c, q) for c, q in SCENARIOS[scenario] if label(c, q) in wide.columns]
     return wide[columns]
@@ -212,18 +247,20 @@ def write_table(df: pd.DataFrame, path_without_suffix: str | Path, float_format:
     return [csv, md]
 
 
-def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """All tables of a run, per shots setting (see the module docstring for file names).
-    Scenarios without any direction in the run are skipped."""
+def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
+                     criterion: str = DEFAULT_FORMAT_CRITERION) -> list[Path]:
+    """All tables of a run, per shots setting (see the module docstring for file names), each model
+    in its prompt format chosen by `criterion`. Scenarios without any direction in the run are skipped."""
     require_columns(direction_scores, DIRECTION_COLUMNS)
+    check_format_criterion(criterion)
     out_dir = Path(out_dir)
     paths: list[Path] = []
     for shots in sorted(direction_scores["shots"].dropna().unique()):
         shots = int(shots)
-        paths += write_table(summary_table(direction_scores, shots), out_dir / f"summary_{shots}shot")
+        paths += write_table(summary_table(direction_scores, shots, criterion), out_dir / f"summary_{shots}shot")
         for scenario in SCENARIOS:
             for metric in METRICS:
-                table = language_table(direction_scores, scenario, metric, shots)
+                table = language_table(direction_scores, scenario, metric, shots, criterion=criterion)
                 if table.shape[1]:
                     paths += write_table(table, out_dir / f"{metric}_{shots}shot_{scenario}")
     return paths

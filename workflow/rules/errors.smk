@@ -59,6 +59,7 @@ rule wrong_answers:
         shots=ERRORS["shots"],
         scenario=ERRORS["scenario"],
         prompt_format=ERRORS["prompt_format"],
+        format_criterion=config["tables"]["format_criterion"],
         metric=ERRORS["wrong_answer"]["metric"],
         max_score=ERRORS["wrong_answer"]["max_score"],
     conda:
@@ -66,7 +67,8 @@ rule wrong_answers:
     shell:
         "python -m xmrc wrong-answers --data {input.data} --generations {input.generations}"
         " --scores {input.scores} --direction-scores {input.direction_scores} --shots {params.shots}"
-        " --scenario {params.scenario} --prompt-format {params.prompt_format} --metric {params.metric}"
+        " --scenario {params.scenario} --prompt-format {params.prompt_format}"
+        " --format-criterion {params.format_criterion} --metric {params.metric}"
         " --max-score {params.max_score} --out {output.answers} --out-counts {output.counts} > {log} 2>&1"
 
 

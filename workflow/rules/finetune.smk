@@ -183,13 +183,14 @@ rule finetune_compare:
         registry=config["registry"],
         tuned=" ".join(FT_COMPARED),
         shots=" ".join(str(shots) for shots in config["shots"]),
+        format_criterion=config["tables"]["format_criterion"],
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     conda:
         "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc finetune-compare --item-scores {input.item_scores} --heldout-scores {input.heldout}"
         " --registry {params.registry} --tuned {params.tuned} --shots {params.shots}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --format-criterion {params.format_criterion} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule finetune_figure:

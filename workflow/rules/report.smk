@@ -6,11 +6,13 @@ rule tables:
     log:
         f"logs/{RUN}/tables.log",
     params:
+        format_criterion=config["tables"]["format_criterion"],
         out_dir=lambda wildcards, input: os.path.dirname(input[0]),
     conda:
         "../../envs/xmrc.yaml"
     shell:
-        "python -m xmrc tables --direction-scores {input} --out-dir {params.out_dir} > {log} 2>&1"
+        "python -m xmrc tables --direction-scores {input} --format-criterion {params.format_criterion}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule heatmap:
@@ -28,11 +30,13 @@ rule heatmap:
         f"logs/{RUN}/figures/heatmap_f1_{{shots}}shot_{{scenario}}.log",
     wildcard_constraints:
         scenario="en-x|x-x",
+    params:
+        format_criterion=config["tables"]["format_criterion"],
     conda:
         "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc figures --direction-scores {input} --kind heatmap --shots {wildcards.shots}"
-        " --scenario {wildcards.scenario} --out {output} > {log} 2>&1"
+        " --scenario {wildcards.scenario} --format-criterion {params.format_criterion} --out {output} > {log} 2>&1"
 
 
 rule means_figure:
@@ -48,8 +52,10 @@ rule means_figure:
         ),
     log:
         f"logs/{RUN}/figures/means_{{shots}}shot.log",
+    params:
+        format_criterion=config["tables"]["format_criterion"],
     conda:
         "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc figures --direction-scores {input} --kind means --shots {wildcards.shots}"
-        " --out {output} > {log} 2>&1"
+        " --format-criterion {params.format_criterion} --out {output} > {log} 2>&1"

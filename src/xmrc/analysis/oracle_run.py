@@ -1,7 +1,7 @@
 """An oracle job: sentence-ablation attribution of one model's 2-shot en-x answers, checkpointed in shards.
 
-Inputs: the model's prompt and generation tables of its chosen prompt format (the one of higher mean F1 in
-`summary_<shots>shot.csv`), the sentence units of the contexts, and the model itself. For every sampled
+Inputs: the model's prompt and generation tables of its chosen prompt format (the one the summary table
+`summary_<shots>shot.csv` reports, chosen by its format criterion), the sentence units of the contexts, and the model itself. For every sampled
 item of every configured direction the answer is generated again greedily to recover its token ids; when
 the regenerated answer differs from the stored one (batch effects in half precision), the stored raw
 output is tokenised instead and the row says so (`target_source`).

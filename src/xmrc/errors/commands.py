@@ -46,7 +46,7 @@ def cmd_wrong_answers(args) -> None:
             raise XmrcError("--direction-scores is required with --prompt-format best")
         formats = wrong.chosen_formats(_read_csv(args.direction_scores, ["model", "shots", "prompt_format",
                                                                          "context_lang", "question_lang", "f1"]),
-                                       args.shots)
+                                       args.shots, args.format_criterion)
     else:
         formats = args.prompt_format
     scored = wrong.scored_generations(generations, scores, questions)
@@ -132,6 +132,8 @@ def cmd_error_figure(args) -> None:
 
 
 def register(command) -> None:
+    from xmrc.cli import format_criterion  # the tables' option, shared by every command that picks formats
+
     def setting(p):
         p.add_argument("--shots", type=int, choices=[0, 2], required=True)
         p.add_argument("--scenario", choices=["en-x", "x-x"], required=True)
@@ -143,7 +145,8 @@ def register(command) -> None:
     p.add_argument("--direction-scores", help="direction_scores.csv (for --prompt-format best)")
     setting(p)
     p.add_argument("--prompt-format", choices=["best", "v1", "v2"], default="best",
-                   help="best: each model's format of higher mean F1")
+                   help="best: each model's format chosen by --format-criterion, as in the tables")
+    format_criterion(p)
     p.add_argument("--metric", choices=["em", "f1"], default="em")
     p.add_argument("--max-score", type=float, default=0.0, help="an item is wrong when metric <= this (0-1)")
     p.add_argument("--out", required=True, help="wrong_answers.parquet")

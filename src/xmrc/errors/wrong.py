@@ -1,7 +1,7 @@
 """W: the wrong answers of one shots setting and one scenario, with what the error steps need.
 
-Each model is taken in one prompt format: its better one by mean F1 (`xmrc.tables.summary_table`, as the
-paper reports every model with its better format), or a fixed one. An item is wrong when its `metric`
+Each model is taken in one prompt format: its better one by the tables' format criterion
+(`xmrc.tables.summary_table`, as the paper reports every model with its better format), or a fixed one. An item is wrong when its `metric`
 (em or f1, 0-1) is at most `max_score` (default em <= 0, i.e. exact match 0).
 
 Files written by the `wrong-answers` command:
@@ -17,18 +17,18 @@ import pandas as pd
 
 from xmrc.errors import KEYS
 from xmrc.exceptions import XmrcError
-from xmrc.tables import SCENARIOS
+from xmrc.tables import DEFAULT_FORMAT_CRITERION, SCENARIOS
 
 WRONG_COLUMNS = KEYS + ["answer_lang", "question", "gold", "raw_output", "prediction", "em", "f1", "rule_blank"]
 COUNT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "n_items", "n_wrong"]
 METRICS = ("em", "f1")
 
 
-def chosen_formats(direction_scores: pd.DataFrame, shots: int) -> dict[str, str]:
-    """model name -> the prompt format with the higher mean F1 at `shots` (the tables' choice)."""
+def chosen_formats(direction_scores: pd.DataFrame, shots: int, criterion: str = DEFAULT_FORMAT_CRITERION) -> dict[str, str]:
+    """model name -> the prompt format chosen by `criterion` at `shots` (the tables' choice)."""
     from xmrc.tables import summary_table
 
-    return summary_table(direction_scores, shots)["prompt_format"].to_dict()
+    return summary_table(direction_scores, shots, criterion)["prompt_format"].to_dict()
 
 
 def in_scenario(frame: pd.DataFrame, scenario: str) -> pd.Series:

@@ -194,7 +194,7 @@ def cmd_compare(args) -> None:
         else:
             pair_items = items[items["model"].isin([base, model.name])]
         pairs.append((base, model.name, pair_items))
-    paths = write_comparison(pairs, args.shots, Path(args.out_dir))
+    paths = write_comparison(pairs, args.shots, Path(args.out_dir), args.format_criterion)
     print(f"{args.out_dir}: {len(paths)} comparison tables for {', '.join(args.tuned)}")
 
 
@@ -206,6 +206,8 @@ def cmd_compare_figure(args) -> None:
 
 
 def register(command) -> None:
+    from xmrc.cli import format_criterion  # the tables' option, shared by every command that picks formats
+
     p = command("finetune-tulu", cmd_tulu,
                 "TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id")
     p.add_argument("--source", choices=["hub", "local"], required=True)
@@ -283,6 +285,7 @@ def register(command) -> None:
     p.add_argument("--registry", required=True)
     p.add_argument("--tuned", nargs="+", required=True, metavar="MODEL", help="registry keys of tuned models")
     p.add_argument("--shots", nargs="+", type=int, required=True)
+    format_criterion(p)
     p.add_argument("--out-dir", required=True)
 
     p = command("finetune-figure", cmd_compare_figure, "base vs tuned F1 per direction (PNG)")

@@ -36,7 +36,8 @@ def restrict_to_shared_items(items: pd.DataFrame, base: str, tuned: str) -> pd.D
     return pair.sort_values("model", key=lambda s: s.map(order), kind="stable")
 
 
-def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int) -> dict[str, pd.DataFrame]:
+def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int,
+                criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> dict[str, pd.DataFrame]:
     """The summary row of each model and the per-language F1 tables of one pair and shots setting."""
     # shared items per shots setting: the item set differs between settings (0-shot also scores the
     # 2-shot demonstration items)
@@ -45,14 +46,14 @@ def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int) -> dict[
         if name in set(items["model"]) and name not in set(at_shots["model"]):
             raise XmrcError(f"item scores have no {shots}-shot rows for model {name!r}")
     scores = tables.direction_scores(restrict_to_shared_items(at_shots, base, tuned))
-    summary = tables.summary_table(scores, shots)
+    summary = tables.summary_table(scores, shots, criterion)
     n_items = scores.groupby("model")["n"].max()
     summary.insert(0, "n_items", n_items.reindex(summary.index).astype(int))
     summary.insert(0, "role", ["base" if m == base else "tuned" for m in summary.index])
     summary.insert(0, "pair", tuned)
     out = {"summary": summary}
     for scenario in tables.SCENARIOS:
-        wide = tables.language_table(scores, scenario, "f1", shots)
+        wide = tables.language_table(scores, scenario, "f1", shots, criterion=criterion)
         if wide.shape[1] and {base, tuned} <= set(wide.index):
             delta = (wide.loc[tuned] - wide.loc[base]).rename(f"\u0394 {tuned}")
             out[scenario] = pd.concat([wide, delta.to_frame().T])
@@ -61,14 +62,14 @@ def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int) -> dict[
 
 
 def write_comparison(pairs: list[tuple[str, str, pd.DataFrame]], shots_settings: list[int],
-                     out_dir: str | Path) -> list[Path]:
+                     out_dir: str | Path, criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> list[Path]:
     """Tables of every (base name, tuned name, their item scores) pair, one file set per shots setting."""
     out_dir = Path(out_dir)
     paths: list[Path] = []
     for shots in shots_settings:
         parts: dict[str, list[pd.DataFrame]] = {}
         for base, tuned, items in pairs:
-            for key, frame in pair_tables(items, base, tuned, shots).items():
+            for key, frame in pair_tables(items, base, tuned, shots, criterion).items():
                 parts.setdefault(key, []).append(frame)
         summary = pd.concat(parts.pop("summary"))
         summary.index.name = "model"
