@@ -1,13 +1,15 @@
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
 from xmrc import LANGUAGES
-from xmrc.config import Registry, load_config, model_weights, validate_config
+from xmrc.config import Registry, load_config, model_weights, table_rows, validate_config
 from xmrc.exceptions import XmrcError
 
 ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "tests/data/reference"
 
 
 def paper_config() -> dict:
@@ -26,6 +28,51 @@ def test_paper_config_is_the_full_grid(registry):
     models = registry.select(config["models"])
     assert len(models) == 18
     assert {m.name for m in models} >= {"LLaMA-3.1-8B", "LLaMA-3.1-Tuned-8B", "GPT-4o", "DeepSeek-V3"}
+
+
+def paper_rows(name: str) -> set[str]:
+    return set(pd.read_csv(REFERENCE / f"{name}.csv")["model"])
+
+
+def test_paper_config_evaluates_each_setting_for_the_rows_of_the_papers_tables(registry):
+    rows = table_rows(load_config(ROOT / "config/config.yaml"), registry)
+    names = {key: model.name for key, model in rows.all.items()}
+    zero_shot, two_shot = ({names[key] for key in rows.evaluated(shots)} for shots in (0, 2))
+    summary = {names[key] for key in rows.evaluated(2) if key in rows.models}
+    assert summary == paper_rows("table2_2shot_summary")  # the main list, no LLaMA-2-Chat-7B
+    for table in ("table5a_0shot_em_en-x", "table5b_0shot_f1_en-x", "table5c_0shot_em_x-x", "table5d_0shot_f1_x-x"):
+        assert zero_shot == paper_rows(table)  # LLaMA-2-Chat-7B in; no Tuned, no DeepSeek-V3 job
+    # 2-shot: every row of Tables 6-10 is generated; the per-language tables hold the rest too
+    for table, more in [("table6a_2shot_f1_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3", "LLaMA-2-Chat-7B"}),
+                        ("table7_2shot_language_error_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
+                        ("table8_2shot_generation_failure_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
+                        ("table9a_2shot_gibberish_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
+                        ("table10a_2shot_f1_en-x_tuned", two_shot - {"LLaMA-3.1-Tuned-8B"})]:
+        assert two_shot - paper_rows(table) == more, table
+    assert rows.extra.keys() == {"llama-2-chat-7b"} and len(two_shot) == 19
+
+
+def test_overriding_models_or_shots_of_the_paper_config_keeps_its_row_keys_valid(registry):
+    config = validate_config(dict(paper_config(), models=["gpt-4o", "llama-2-chat-7b"], shots=[2]))
+    rows = table_rows(config, registry)
+    # LLaMA-2-Chat-7B in `models` is a row of every table; the 0-shot skip does nothing without 0-shot
+    assert list(rows.models) == ["gpt-4o", "llama-2-chat-7b"] and not rows.extra
+    assert rows.evaluated(2) == ["gpt-4o", "llama-2-chat-7b"]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda c: c.update(extra_models=["llama-9"]), "config key 'extra_models[0]': unknown model 'llama-9'"),
+    (lambda c: c.update(skip_models=[{"shots": 0, "models": ["llama-3.1-70b-instruct"]}]),
+     "config key 'skip_models[0].models': unknown model"),
+    (lambda c: c.update(models=["gpt-4o"], extra_models=[], skip_models=[{"shots": 0, "models": ["gpt-4o"]}]),
+     "config key 'skip_models': no model is left to evaluate at 0-shot"),
+])
+def test_bad_table_rows_name_the_key(registry, change, message):
+    config = paper_config()
+    change(config)
+    with pytest.raises(XmrcError) as raised:
+        table_rows(validate_config(config), registry)
+    assert str(raised.value).startswith(message)
 
 
 def test_registry_holds_table4_and_main_list(registry):
@@ -69,6 +116,8 @@ def test_defaults_are_filled():
     (lambda c: c.update(colour="red"), "(top level)"),
     (lambda c: c["generation"].update(batch_size=0), "generation.batch_size"),
     (lambda c: c["tables"].update(format_criterion="x-x"), "tables.format_criterion"),
+    (lambda c: c.update(skip_models=[{"shots": 1, "models": ["gpt-4o"]}]), "skip_models[0].shots"),
+    (lambda c: c.update(extra_models="llama-2-chat-7b"), "extra_models"),
     (lambda c: c.update(demonstrations=["only-one"]), "demonstrations"),
     (lambda c: c.pop("run"), "(top level)"),
 ])

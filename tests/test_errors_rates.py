@@ -155,6 +155,16 @@ def test_write_error_tables_writes_every_named_file(hand_built, tmp_path):
     assert list(table7.columns) == ["en-de", "en-zh"] and np.isnan(table7.loc["M", "en-zh"])
 
 
+def test_models_not_in_summary_keep_their_per_direction_rows(hand_built, tmp_path):
+    counts, items = hand_built
+    rates = error_rates(counts, items[KEYS + ["rule_blank"]],
+                        items[KEYS + ["prediction_lang", "intruding_lang", "language_error"]],
+                        items[KEYS + ["verdict"]], "en-x")
+    write_error_tables(rates, 2, "en-x", tmp_path, not_in_summary=["M"])
+    assert pd.read_csv(tmp_path / "error_summary_2shot_en-x.csv").empty  # Table 2 (right): main list only
+    assert list(pd.read_csv(tmp_path / "language_error_2shot_en-x.csv")["model"]) == ["M"]  # Table 7 keeps it
+
+
 def test_figure_shares_are_exclusive_and_sum_to_100(hand_built):
     _, items = hand_built
     shares = type_shares(items)

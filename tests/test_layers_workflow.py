@@ -49,7 +49,7 @@ def test_paper_dry_run_plans_the_layer_jobs():
         parts = line.split()
         if len(parts) == 2 and parts[0].startswith("layer_") and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
-    # 5 LLaMA-3.1 models of the main list and LLaMA-2-Chat-7B (analysis only) x 2 prompt formats
+    # 5 LLaMA-3.1 models of the main list and LLaMA-2-Chat-7B (extra_models) x 2 prompt formats
     assert counts == {"layer_groups": 1, "layer_relevance": 12, "layer_hidden_states": 12, "layer_mrd": 1,
                       "layer_similarity": 1, "layer_figures": 12, "layer_change_figures": 4}
     assert "warning" not in done.stderr
@@ -57,7 +57,9 @@ def test_paper_dry_run_plans_the_layer_jobs():
 
 def test_analysis_only_model_is_evaluated_in_the_layer_settings_only():
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    done = subprocess.run(["snakemake", "-n"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    # LLaMA-2-Chat-7B as the layer analysis's model only: not a row (no extra_models)
+    done = subprocess.run(["snakemake", "-n", "--config", "extra_models=[]"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     plan = done.stdout + done.stderr
     generations = set(re.findall(r"results/paper/generations/llama-2-chat-7b/([\w-]+)\.parquet", plan))

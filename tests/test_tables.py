@@ -194,6 +194,14 @@ def test_write_run_tables(tmp_path):
         write_run_tables(ds.drop(columns=["n"]), tmp_path)
 
 
+def test_models_not_in_summary_are_rows_of_the_per_language_tables_only(tmp_path):
+    ds = direction_scores(synthetic_items())
+    write_run_tables(ds, tmp_path, not_in_summary=["A-model"])
+    for shots in (0, 2):
+        assert list(pd.read_csv(tmp_path / f"summary_{shots}shot.csv")["model"]) == ["B-model"]
+        assert list(pd.read_csv(tmp_path / f"f1_{shots}shot_en-x.csv")["model"]) == ["B-model", "A-model"]
+
+
 def test_write_run_tables_skips_absent_scenario(tmp_path):
     ds = direction_scores(synthetic_items(models=("M",), shots=(0,), formats=("v1",)))
     ds = ds[ds["context_lang"] == "en"]

@@ -29,11 +29,15 @@ def test_paper_dry_run_has_every_model_job(checkout):
     config = yaml.safe_load((checkout / "config/config.yaml").read_text())
     registry = yaml.safe_load((checkout / "config/models.yaml").read_text())
     main = {key for key, entry in registry.items() if entry.get("main")}
-    assert config["models"] == "main" and len(main) == 18
-    table_jobs = {job for job in jobs if job[0] in main}
-    assert {model for model, _, _ in table_jobs} == main and len(table_jobs) == 18 * 2 * 2
-    # and the layer analysis's LLaMA-2-Chat-7B in its two settings only
-    assert set(jobs) - table_jobs == {("llama-2-chat-7b", "2", "v1"), ("llama-2-chat-7b", "2", "v2")}
+    assert config["models"] == "main" and len(main) == 18 and len(jobs) == len(set(jobs))
+    by_setting = {(shots, fmt): {model for model, s, f in jobs if (s, f) == (shots, fmt)}
+                  for shots in ("0", "2") for fmt in ("v1", "v2")}
+    # 2-shot: the main list (Table 2) and LLaMA-2-Chat-7B (Tables 7-9 and the layer analysis)
+    assert by_setting[("2", "v1")] == by_setting[("2", "v2")] == main | {"llama-2-chat-7b"}
+    # 0-shot: the rows of Table 5, LLaMA-2-Chat-7B among them, no LLaMA-3.1-Tuned-8B or DeepSeek-V3
+    assert by_setting[("0", "v1")] == by_setting[("0", "v2")] == (
+        main - {"llama-3.1-tuned-8b", "deepseek-v3"} | {"llama-2-chat-7b"})
+    assert len(jobs) == 19 * 2 + 17 * 2
     assert elapsed < 60
 
 

@@ -52,8 +52,9 @@ def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
     registry = Registry.load(ROOT / "config/models.yaml")
     generate = [j for j in jobs if j["rule"] == "generate"]
     api = [j for j in jobs if j["rule"] == "generate_api"]
-    # 15 local models x 4 settings, and the layer analysis's LLaMA-2-Chat-7B in its 2 settings
-    assert len(generate) == 15 * 4 + 2 and len(api) == 3 * 4
+    # 2-shot: 15 local models of the main list and LLaMA-2-Chat-7B; 0-shot: without LLaMA-3.1-Tuned-8B and
+    # DeepSeek-V3 (Table 5's rows); x 2 prompt formats
+    assert len(generate) == 16 * 2 + 15 * 2 and len(api) == 3 * 2 + 2 * 2
     for job in generate:
         model = registry.get(job["wildcards"]["model"])
         expected = 4 if model.size_b >= 70 else 1

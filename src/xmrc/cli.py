@@ -155,7 +155,7 @@ def cmd_tables(args) -> None:
     from xmrc.tables import write_run_tables
 
     scores = _read_csv(args.direction_scores)
-    paths = write_run_tables(scores, Path(args.out_dir), args.format_criterion)
+    paths = write_run_tables(scores, Path(args.out_dir), args.format_criterion, args.not_in_summary)
     print(f"{args.out_dir}: {len(paths)} tables")
 
 
@@ -188,6 +188,12 @@ def format_criterion(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format-criterion", choices=list(FORMAT_CRITERIA), default=DEFAULT_FORMAT_CRITERION,
                         help="how each model's prompt format is chosen: " + "; ".join(
                             f"{name} = {text}" for name, text in FORMAT_CRITERIA.items()))
+
+
+def not_in_summary(parser: argparse.ArgumentParser) -> None:
+    """--not-in-summary: rows of the per-language tables only (config key extra_models)."""
+    parser.add_argument("--not-in-summary", nargs="+", default=[], metavar="MODEL",
+                        help="paper names of models left out of the summary table (rows of the others only)")
 
 
 def _register_stage(module_name: str, command) -> None:
@@ -263,6 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("tables", cmd_tables, "summary and per-language tables (CSV and Markdown)")
     p.add_argument("--direction-scores", required=True)
     format_criterion(p)
+    not_in_summary(p)
     p.add_argument("--out-dir", required=True)
 
     for module_name in STAGE_COMMANDS:

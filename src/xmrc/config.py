@@ -153,6 +153,56 @@ class Registry:
         return [self.get(item) for item in selection]
 
 
+@dataclass(frozen=True)
+class TableRows:
+    """Which models a run evaluates in each shots setting and which tables list them (config keys `models`,
+    `extra_models`, `skip_models`): `models` are the rows of every table, summaries included; `extra` are rows
+    of the per-language and error tables but not of the summary tables; `skipped` maps a shots setting to
+    the keys not evaluated there (no generation job, no row)."""
+    models: dict[str, Model]
+    extra: dict[str, Model]
+    skipped: dict[int, frozenset[str]]
+
+    @property
+    def all(self) -> dict[str, Model]:
+        return {**self.models, **self.extra}
+
+    def evaluated(self, shots: int) -> list[str]:
+        """Keys of the models evaluated at `shots`, in config order (`models`, then `extra_models`)."""
+        return [key for key in self.all if key not in self.skipped.get(shots, frozenset())]
+
+
+def table_rows(config: dict, registry: Registry) -> TableRows:
+    """The run's TableRows from a validated config; unknown models name the config key. An extra model that
+    is already in `models` is a row of every table; a skip of a model or setting the run does not have is a
+    no-op (so overriding `models` or `shots` of the paper config needs no edit of these keys)."""
+    try:
+        models = {model.key: model for model in registry.select(config["models"])}
+    except XmrcError as error:
+        raise XmrcError(f"config key 'models': {error}") from None
+    extra = {}
+    for number, item in enumerate(config.get("extra_models", [])):
+        try:
+            model = registry.get(item)
+        except XmrcError as error:
+            raise XmrcError(f"config key 'extra_models[{number}]': {error}") from None
+        if model.key not in models:
+            extra[model.key] = model
+    skipped: dict[int, set[str]] = {}
+    for number, entry in enumerate(config.get("skip_models", [])):
+        for item in entry["models"]:
+            try:
+                model = registry.get(item)
+            except XmrcError as error:
+                raise XmrcError(f"config key 'skip_models[{number}].models': {error}") from None
+            skipped.setdefault(entry["shots"], set()).add(model.key)
+    rows = TableRows(models, extra, {shots: frozenset(keys) for shots, keys in skipped.items()})
+    for shots in config["shots"]:
+        if not rows.evaluated(shots):
+            raise XmrcError(f"config key 'skip_models': no model is left to evaluate at {shots}-shot")
+    return rows
+
+
 def model_weights(model: Model, tiny_dir: str | Path = "resources/tiny_models",
                   finetune_dir: str | Path = "resources/finetuned", packaged_dir: str | Path = PACKAGED_DIR) -> str:
     """What `from_pretrained` receives for a local model: hub id or a directory."""

@@ -12,6 +12,7 @@ Files written by `write_run_tables` (each as .csv and .md, values in percent, 2 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 
@@ -248,16 +249,20 @@ def write_table(df: pd.DataFrame, path_without_suffix: str | Path, float_format:
 
 
 def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
-                     criterion: str = DEFAULT_FORMAT_CRITERION) -> list[Path]:
+                     criterion: str = DEFAULT_FORMAT_CRITERION, not_in_summary: Iterable[str] = ()) -> list[Path]:
     """All tables of a run, per shots setting (see the module docstring for file names), each model
-    in its prompt format chosen by `criterion`. Scenarios without any direction in the run are skipped."""
+    in its prompt format chosen by `criterion`. Models named in `not_in_summary` (the config's
+    extra_models: the paper's Table 2 is the main list) are rows of the per-language tables only.
+    Scenarios without any direction in the run are skipped."""
     require_columns(direction_scores, DIRECTION_COLUMNS)
     check_format_criterion(criterion)
     out_dir = Path(out_dir)
     paths: list[Path] = []
     for shots in sorted(direction_scores["shots"].dropna().unique()):
         shots = int(shots)
-        paths += write_table(summary_table(direction_scores, shots, criterion), out_dir / f"summary_{shots}shot")
+        summary = summary_table(direction_scores, shots, criterion)
+        summary = summary.drop(index=[name for name in not_in_summary if name in summary.index])
+        paths += write_table(summary, out_dir / f"summary_{shots}shot")
         for scenario in SCENARIOS:
             for metric in METRICS:
                 table = language_table(direction_scores, scenario, metric, shots, criterion=criterion)

@@ -13,14 +13,14 @@ from xmrc import __version__ as XMRC_VERSION
 from xmrc.backends import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
-from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, validate_config
+from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, table_rows, validate_config
 from xmrc.exceptions import XmrcError
 
 
 
 def _analysis_only_models():
-    """Models the layer analysis names that are not among the table rows (the paper's LLaMA-2-Chat-7B):
-    they are evaluated in the analysis settings only, for their per-item F1, and stay out of every table."""
+    """Models the layer analysis names that are not among the table rows (`models`, `extra_models`): they are
+    evaluated in the analysis settings only, for their per-item F1, and stay out of every table."""
     if not config["layers"]["enabled"]:
         return {}
     extra = {}
@@ -29,7 +29,7 @@ def _analysis_only_models():
             model = REGISTRY.get(item)
         except XmrcError as error:
             raise XmrcError(f"config key 'layers.models': {error}") from None
-        if model.key not in TABLE_MODELS:
+        if model.key not in ROWS.all:
             extra[model.key] = model
     return extra
 
@@ -37,10 +37,11 @@ def _analysis_only_models():
 try:
     validate_config(config, "config (" + ", ".join(map(str, workflow.configfiles)) + ")")
     REGISTRY = Registry.load(config["registry"])
-    # TABLE_MODELS: the rows of the tables (config 'models'); MODELS: every model the run evaluates
-    TABLE_MODELS = {model.key: model for model in REGISTRY.select(config["models"])}
+    # ROWS: the table rows (config 'models', 'extra_models') and the shots settings each is evaluated in
+    # ('skip_models'); MODELS: every model the run evaluates
+    ROWS = table_rows(config, REGISTRY)
     ANALYSIS_ONLY_MODELS = _analysis_only_models()
-    MODELS = {**TABLE_MODELS, **ANALYSIS_ONLY_MODELS}
+    MODELS = {**ROWS.all, **ANALYSIS_ONLY_MODELS}
 except XmrcError as error:
     print(f"xmrc: error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -183,8 +184,13 @@ def data_inputs(wildcards):
 
 
 def job_stems():
-    """Generation jobs of the table rows (analysis-only models add theirs through the analysis's inputs)."""
-    return [f"{key}/{shots}shot-{fmt}" for key in TABLE_MODELS for shots, fmt in SETTINGS]
+    """Generation jobs of the table rows in the settings they are evaluated in (analysis-only models add
+    theirs through the analysis's inputs)."""
+    return [f"{key}/{shots}shot-{fmt}" for shots, fmt in SETTINGS for key in ROWS.evaluated(shots)]
+
+
+# The extra models' paper names: rows of the per-language tables, left out of the summary tables.
+SUMMARY_LEFT_OUT = " ".join(f"'{model.name}'" for model in ROWS.extra.values())
 
 
 # Stages append their final outputs here (rule all is built after every include).

@@ -35,10 +35,11 @@ ERRORS_JUDGE_INPUTS = {
     **({"weights": ERRORS_JUDGE_WEIGHTS} if ERRORS_JUDGE.source in ("tiny", "gguf") else {}),
     **(vllm_model_inputs(ERRORS_JUDGE) if ERRORS_JUDGE_VLLM else {}),
 }
-# 'best' needs both formats' generations: the choice is made on their scores.
+# Every row evaluated in the errors' setting ('extra_models' too: Tables 7-9 have LLaMA-2-Chat-7B). 'best'
+# needs both formats' generations: the choice is made on their scores.
 ERRORS_STEMS = [
     f"{key}/{ERRORS['shots']}shot-{fmt}"
-    for key in TABLE_MODELS
+    for key in ROWS.evaluated(ERRORS["shots"])
     for fmt in (config["prompt_formats"] if ERRORS["prompt_format"] == "best" else [ERRORS["prompt_format"]])
 ]
 ERRORS_TABLES = [f"{RESULTS}/tables/{name}" for name in table_names(ERRORS["shots"], ERRORS["scenario"])]
@@ -130,13 +131,14 @@ rule error_tables:
     params:
         shots=ERRORS["shots"],
         scenario=ERRORS["scenario"],
+        summary_left_out=f"--not-in-summary {SUMMARY_LEFT_OUT}" if SUMMARY_LEFT_OUT else "",
         out_dir=lambda wildcards, output: os.path.dirname(output.tables[0]),
     conda:
         "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc error-tables --counts {input.counts} --wrong-answers {input.answers}"
         " --language {input.language} --judge {input.judge} --shots {params.shots} --scenario {params.scenario}"
-        " --out-dir {params.out_dir} --out-items {output.typed} > {log} 2>&1"
+        " {params.summary_left_out} --out-dir {params.out_dir} --out-items {output.typed} > {log} 2>&1"
 
 
 rule error_figure:

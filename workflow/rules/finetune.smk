@@ -182,7 +182,7 @@ rule finetune_compare:
     params:
         registry=config["registry"],
         tuned=" ".join(FT_COMPARED),
-        shots=" ".join(str(shots) for shots in config["shots"]),
+        shots=" ".join(str(shots) for shots in FT_COMPARE_SHOTS),
         format_criterion=config["tables"]["format_criterion"],
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     conda:
@@ -215,6 +215,6 @@ rule finetune_figure:
         " --out {output} > {log} 2>&1"
 
 
-if FT["enabled"] and FT_COMPARED:
+if FT["enabled"] and FT_COMPARED and FT_COMPARE_SHOTS:
     EXTRA_TARGETS.extend(ft_comparison_tables())
-    EXTRA_TARGETS.extend(f"{RESULTS}/figures/finetune_comparison_{shots}shot.png" for shots in config["shots"])
+    EXTRA_TARGETS.extend(f"{RESULTS}/figures/finetune_comparison_{shots}shot.png" for shots in FT_COMPARE_SHOTS)

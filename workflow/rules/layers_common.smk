@@ -6,8 +6,8 @@ LAYER_PARTS = ["question", "context", "last"]
 
 
 def _layer_models():
-    """Registry keys of the analysed models; those outside 'models' are evaluated for the analysis only
-    (common.smk: ANALYSIS_ONLY_MODELS)."""
+    """Registry keys of the analysed models; those outside 'models' and 'extra_models' are evaluated for the
+    analysis only (common.smk: ANALYSIS_ONLY_MODELS)."""
     return [REGISTRY.get(item).key for item in LAYERS["models"]]
 
 
@@ -24,9 +24,10 @@ LAYER_SERIES = {
 
 
 def layer_item_scores():
-    """Per-item F1 the groups are drawn from: the run's item table plus the analysis-only models' scores."""
+    """Per-item F1 the groups are drawn from: the run's item table plus the scores of the models it does not
+    hold in the analysed setting (analysis-only models, and rows skipped in that setting)."""
     extra = [f"{RESULTS}/scores/{key}/{shots}shot-{fmt}.parquet"
-             for key in LAYER_MODELS if key in ANALYSIS_ONLY_MODELS for shots, fmt in LAYER_SETTINGS]
+             for key in LAYER_MODELS for shots, fmt in LAYER_SETTINGS if key not in ROWS.evaluated(shots)]
     return [f"{RESULTS}/tables/item_scores.parquet"] + extra
 
 

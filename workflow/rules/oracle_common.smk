@@ -7,10 +7,12 @@ def _oracle_models():
         keys = [REGISTRY.get(name).key for name in ORACLE["models"]]
     except XmrcError as error:
         raise WorkflowError(f"config key 'oracle.models': {error}") from None
-    absent = [key for key in keys if key not in MODELS]
+    # their generations and the format the summary table chose for them are needed
+    absent = [key for key in keys if key not in ROWS.models or key not in ROWS.evaluated(ORACLE["shots"])]
     if absent:
-        raise WorkflowError(f"config key 'oracle.models': {', '.join(absent)} not in 'models' (their "
-                            "generations are needed)")
+        raise WorkflowError(f"config key 'oracle.models': {', '.join(absent)} not in 'models' or skipped at "
+                            f"{ORACLE['shots']}-shot ('skip_models'): the oracle needs their generations and "
+                            "summary row")
     return keys
 
 

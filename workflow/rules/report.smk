@@ -7,12 +7,13 @@ rule tables:
         f"logs/{RUN}/tables.log",
     params:
         format_criterion=config["tables"]["format_criterion"],
+        summary_left_out=f"--not-in-summary {SUMMARY_LEFT_OUT}" if SUMMARY_LEFT_OUT else "",
         out_dir=lambda wildcards, input: os.path.dirname(input[0]),
     conda:
         "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc tables --direction-scores {input} --format-criterion {params.format_criterion}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " {params.summary_left_out} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule heatmap:

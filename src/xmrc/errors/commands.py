@@ -116,7 +116,7 @@ def cmd_error_tables(args) -> None:
     for frame in (answers, language, judge):
         frame["id"] = frame["id"].astype(str)
     rates = error_rates(counts, answers, language, judge, args.scenario)
-    paths = write_error_tables(rates, args.shots, args.scenario, Path(args.out_dir))
+    paths = write_error_tables(rates, args.shots, args.scenario, Path(args.out_dir), args.not_in_summary)
     items = item_types(answers[in_scenario(answers, args.scenario)], language, judge)
     write_parquet_atomic(items, Path(args.out_items))
     print(f"{args.out_dir}: {len(paths)} error tables for {args.shots}-shot {args.scenario}; {args.out_items}")
@@ -132,7 +132,7 @@ def cmd_error_figure(args) -> None:
 
 
 def register(command) -> None:
-    from xmrc.cli import format_criterion  # the tables' option, shared by every command that picks formats
+    from xmrc.cli import format_criterion, not_in_summary  # options shared with the tables command
 
     def setting(p):
         p.add_argument("--shots", type=int, choices=[0, 2], required=True)
@@ -174,6 +174,7 @@ def register(command) -> None:
     p.add_argument("--language", required=True)
     p.add_argument("--judge", required=True)
     setting(p)
+    not_in_summary(p)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-items", required=True, help="typed wrong answers (Parquet), input of error-figure")
 

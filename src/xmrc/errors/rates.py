@@ -24,6 +24,7 @@ setting and scenario (`{tag}` = `{shots}shot_{scenario}`):
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -129,8 +130,11 @@ def error_rates(counts: pd.DataFrame, wrong: pd.DataFrame, language: pd.DataFram
     return direction_rates(counts, item_types(wrong, language, judge))
 
 
-def write_error_tables(rates: pd.DataFrame, shots: int, scenario: str, out_dir: str | Path) -> list[Path]:
-    """Every table of the module docstring; returns the paths written."""
+def write_error_tables(rates: pd.DataFrame, shots: int, scenario: str, out_dir: str | Path,
+                       not_in_summary: Iterable[str] = ()) -> list[Path]:
+    """Every table of the module docstring; returns the paths written. Models named in `not_in_summary`
+    (the config's extra_models: the paper's Table 2 is the main list) have rows in the per-direction tables
+    only, not in error_summary."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{shots}shot_{scenario}"
@@ -142,6 +146,7 @@ def write_error_tables(rates: pd.DataFrame, shots: int, scenario: str, out_dir: 
         paths += write_table(wide[kind], out_dir / f"{kind}_{tag}")
     table = summary(wide["language_error"], wide["generation_failure"])
     table["prompt_format"] = rates.groupby("model", sort=False)["prompt_format"].first().reindex(table.index)
+    table = table.drop(index=[name for name in not_in_summary if name in table.index])
     paths += write_table(table[list(SUMMARY_COLUMNS)], out_dir / f"error_summary_{tag}")
     paths += write_table(blank_agreement(rates), out_dir / f"blank_agreement_{tag}")
     return paths
