@@ -150,3 +150,17 @@ def test_generation_code_version_reruns_generation_only(finished_run):
         module.write_text(original)
     assert {("generate", "tiny-llama-chat"), ("generate", "tiny-llama-base")} <= jobs
     assert not {j for j in jobs if j[0] in ("prompts", "tiny_model", "xquad")}
+
+
+def test_prompts_code_version_rebuilds_prompts_and_what_follows(finished_run):
+    module = finished_run / "src/xmrc/prompts.py"
+    original = module.read_text()
+    module.write_text(re.sub(r"^CODE_VERSION = (\d+)$", lambda m: f"CODE_VERSION = {int(m.group(1)) + 1}",
+                             original, flags=re.M))
+    try:
+        jobs = planned(finished_run)
+    finally:
+        module.write_text(original)
+    # e.g. 0-shot now scores the demonstration items: stale prompt tables and their generations are rebuilt
+    assert {("prompts", "tiny-llama-chat"), ("generate", "tiny-llama-chat"), ("score", "tiny-llama-base")} <= jobs
+    assert not {j for j in jobs if j[0] in ("tiny_model", "xquad")}
