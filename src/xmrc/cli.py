@@ -178,6 +178,7 @@ STAGE_COMMANDS = (
     "xmrc.finetune.commands",
     "xmrc.analysis.oracle_commands",
     "xmrc.analysis.layer_commands",
+    "xmrc.paper.commands",
 )
 
 
