@@ -5,6 +5,7 @@ import time
 
 import pytest
 import yaml
+from helpers.browser import Browser, find_chromium
 from helpers.workflow import ROOT, assert_smoke_outputs, copy_workflow, snakemake
 
 
@@ -64,3 +65,61 @@ def test_smoke_workflow_end_to_end(checkout):
     assert_smoke_outputs(checkout)
     rerun = snakemake("--configfile", "config/smoke.yaml", "--cores", "2", "-n", cwd=checkout)
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+# Shows every image result of the report in turn (as clicking its eye button does) and waits until the browser
+# has decoded it: path -> [width, height] in pixels.
+SHOW_EVERY_FIGURE = """(async () => {
+  const shown = {};
+  for (const [path, entry] of Object.entries(results)) {
+    if (entry.mime_type !== "image/png") continue;
+    app.setView({content: "img", contentPath: entry.data_uri, resultPath: path});
+    for (let i = 0; i < 200; i++) {
+      const img = [...document.querySelectorAll("img")].find(el => el.src === entry.data_uri);
+      if (img && img.complete && img.naturalWidth > 0) { shown[path] = [img.naturalWidth, img.naturalHeight]; break; }
+      await new Promise(resolve => setTimeout(resolve, 25));
+    }
+  }
+  return shown;
+})()"""
+
+
+@pytest.mark.slow
+def test_smoke_report_renders_in_a_real_browser(checkout, tmp_path):
+    """`snakemake --report` of the smoke run above (same checkout, no second run), opened in headless Chromium:
+    no JavaScript error, every figure and main table is an item of its stage, and every figure is displayed."""
+    results = checkout / "results/smoke"
+    if not (results / "tables/paper_comparison.csv").exists():
+        pytest.skip("the smoke run (test_smoke_workflow_end_to_end) left no outputs in this module's checkout")
+    chromium = find_chromium()
+    if chromium is None:
+        pytest.skip("no Chromium on PATH: .ci/run installs Debian's chromium package")
+    report = snakemake("--configfile", "config/smoke.yaml", "--report", "report.html", cwd=checkout)
+    assert report.returncode == 0, report.stderr[-3000:]
+    figures = {str(path.relative_to(checkout)) for path in results.glob("figures/**/*.png")}
+    tables = {str(path.relative_to(checkout)) for path in results.glob("report/**/*.html")}
+    assert len(figures) >= 10 and len(tables) >= 20
+    with Browser(chromium) as browser:
+        browser.open((checkout / "report.html").as_uri())
+        assert browser.evaluate("""new Promise(resolve => { const started = Date.now(); (function wait() {
+            if (document.querySelector("#app").childElementCount > 0 || Date.now() - started > 20000)
+                resolve(document.querySelector("#app").childElementCount); else setTimeout(wait, 50); })(); })""")
+        browser.screenshot(tmp_path / "report_start.png")
+        assert set(browser.evaluate("Object.keys(results)")) == figures | tables
+        assert set(browser.evaluate("Object.keys(categories)")) == {
+            "Scores", "Errors", "Oracle", "Finetuning", "Layer-wise analysis", "Paper comparison"}
+        placed = browser.evaluate("Object.fromEntries(Object.entries(categories).map(([c, subs]) => "
+                                  "[c, Object.values(subs).flat()]))")
+        assert {"results/smoke/figures/paper_comparison.png", "results/smoke/report/paper_comparison.html",
+                "results/smoke/report/paper_comparison_summary.html"} <= set(placed["Paper comparison"])
+        assert "results/smoke/report/oracle_summary.html" in placed["Oracle"]
+        pages = browser.evaluate("Object.fromEntries(Object.entries(results).filter(([p, e]) => "
+                                 "e.mime_type === 'text/html').map(([p, e]) => [p, atob(e.data_uri.split(',')[1])]))")
+        assert all("<table" in page for page in pages.values())
+        shown = browser.evaluate(SHOW_EVERY_FIGURE)
+        assert set(shown) == figures and all(width > 100 and height > 100 for width, height in shown.values())
+        browser.evaluate("app.setView({content: 'img', contentPath: "
+                         "results['results/smoke/figures/paper_comparison.png'].data_uri}), true")
+        screenshot = browser.screenshot(tmp_path / "report_paper_comparison.png")
+        assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert browser.javascript_errors() == []
