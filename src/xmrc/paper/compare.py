@@ -66,6 +66,8 @@ def table_cells(spec: PaperTable, ours: pd.DataFrame, names: dict[str, str]) -> 
 
 
 def _largest(cells: pd.DataFrame) -> str:
+    """The largest nonzero differences, largest first ("" where every cell agrees)."""
+    cells = cells[cells["difference"] != 0]
     top = cells.reindex(cells["difference"].abs().sort_values(ascending=False, kind="stable").index)
     return "; ".join(f"{row.model} {row.column}: {row.ours:.2f} vs {row.paper:.2f} ({row.difference:+.2f})"
                      for row in top.head(LARGEST_SHOWN).itertuples())
