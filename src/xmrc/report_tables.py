@@ -41,8 +41,9 @@ REPORT_TABLES = (
     ReportTable(r"paper_comparison", "Paper comparison", None, "every compared cell", "paper_comparison"),
     ReportTable(r"error_summary_(?P<setting>\d+shot_(?:en-x|x-x))", "Errors", None,
                 "summary (Table 2, right half), {setting}", "errors"),
-    ReportTable(r"(?P<kind>language_error|generation_failure|gibberish|refusal|blank)_(?P<setting>\d+shot_(?:en-x|x-x))",
-                "Errors", None, "{kind} rate per direction, {setting} (Tables 7-9)", "errors"),
+    ReportTable(r"(?P<kind>language_error|generation_failure|gibberish|refusal|blank)_"
+                r"(?P<setting>\d+shot_(?:en-x|x-x))", "Errors", None,
+                "{kind} rate per direction, {setting} (Tables 7-9)", "errors"),
     ReportTable(r"oracle_summary", "Oracle", None, "oracle accuracy (Table 3)", "oracle"),
     ReportTable(r"oracle_(?P<kind>step|sequence)_en-x", "Oracle", None, "{kind} oracle accuracy per direction",
                 "oracle"),

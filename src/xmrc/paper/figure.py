@@ -24,8 +24,9 @@ def comparison_scatter(cells: pd.DataFrame, path: str | Path) -> Path:
     fig = Figure(figsize=(3.6 * columns + 2.5, 3.4 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     if not panels:
-        axes[0].text(0.5, 0.5, "no published cell compared:\nno model of the paper in this run,\nor none of the tables that hold its numbers\n(why: tables/paper_comparison.md)",
-                     ha="center", va="center", transform=axes[0].transAxes)
+        axes[0].text(0.5, 0.5, "no published cell compared:\nno model of the paper in this run,\nor none of the "
+                     "tables that hold its numbers\n(why: tables/paper_comparison.md)", ha="center", va="center",
+                     transform=axes[0].transAxes)
         axes[0].set_axis_off()
     labels = cells["table"] + ": " + cells["measure"] if len(cells) else pd.Series(dtype=str)
     # one colour per model in every panel, one legend for the figure
