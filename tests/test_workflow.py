@@ -1,4 +1,5 @@
-"""The Snakemake workflow itself: lint, the paper DAG (dry run), DAG-build errors, and the smoke run for real."""
+"""The Snakemake workflow itself: lint, the paper DAG (dry run), DAG-build errors, the smoke run for real and its
+HTML report in a real browser."""
 
 import re
 import time
@@ -7,6 +8,8 @@ import pytest
 import yaml
 from helpers.browser import Browser, find_chromium
 from helpers.workflow import ROOT, assert_smoke_outputs, copy_workflow, snakemake
+
+from xmrc.paper.published import our_file_names
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,9 @@ def test_paper_dry_run_has_every_model_job(checkout):
     assert {model for model, _, _ in table_jobs} == main and len(table_jobs) == 18 * 2 * 2
     # and the layer analysis's LLaMA-2-Chat-7B in its two settings only
     assert set(jobs) - table_jobs == {("llama-2-chat-7b", "2", "v1"), ("llama-2-chat-7b", "2", "v2")}
+    # the paper comparison reads every table of the run that holds cells of the paper's
+    comparison = re.search(r"rule paper_comparison:\s*input: ([^\n]+)", result.stdout)
+    assert {name.rsplit("/", 1)[-1] for name in comparison.group(1).split(", ")} == set(our_file_names())
     assert elapsed < 60
 
 
