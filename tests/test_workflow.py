@@ -124,8 +124,15 @@ def test_smoke_report_renders_in_a_real_browser(checkout, tmp_path):
         assert all("<table" in page for page in pages.values())
         shown = browser.evaluate(SHOW_EVERY_FIGURE)
         assert set(shown) == figures and all(width > 100 and height > 100 for width, height in shown.values())
-        browser.evaluate("app.setView({content: 'img', contentPath: "
-                         "results['results/smoke/figures/paper_comparison.png'].data_uri}), true")
+        # the stage's menu lists its figure and tables; a table opens as a page in the content frame
+        browser.evaluate("app.showCategory('Paper comparison'), true")
+        menu = browser.evaluate("new Promise(resolve => setTimeout(() => resolve(document.body.innerText), 300))")
+        assert all(item in menu for item in ("paper vs ours", "per published table", "every compared cell"))
+        summary = "results/smoke/report/paper_comparison_summary.html"
+        browser.evaluate(f"app.setView({{content: 'html', contentPath: results['{summary}'].data_uri, "
+                         f"resultPath: '{summary}'}}), true")
+        assert browser.evaluate(f"new Promise(resolve => setTimeout(() => resolve([...document.querySelectorAll("
+                                f"'iframe')].some(frame => frame.src === results['{summary}'].data_uri)), 300))")
         screenshot = browser.screenshot(tmp_path / "report_paper_comparison.png")
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert browser.javascript_errors() == []

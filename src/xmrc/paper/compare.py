@@ -108,6 +108,9 @@ def compare(ours_by_file: dict[str, pd.DataFrame], registry: Registry) -> tuple[
 def headline(cells: pd.DataFrame, summary: pd.DataFrame) -> str:
     """One sentence: how many cells were compared, or why none was."""
     if cells.empty:
+        reasons = summary["note"].unique()
+        if len(reasons) == 1 and reasons[0] == "no model of this run is the paper's":
+            return "No published cell compared: no model of this run is the paper's."
         return ("No published cell compared: this run has no model of the paper, or did not produce the tables "
                 "that hold the paper's numbers (see `note`).")
     tables = summary.loc[summary["cells"] > 0, "table"].nunique()
