@@ -21,6 +21,8 @@ include: "workflow/rules/errors.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/oracle.smk"
 include: "workflow/rules/layers.smk"
+include: "workflow/rules/paper.smk"
+include: "workflow/rules/report_tables.smk"
 
 
 rule all:

@@ -68,6 +68,7 @@ def test_entry_digest_ignores_scheduling_fields_only():
     model = REGISTRY.get("llama-3.1-8b")
     digest = scheduling.entry_digest(model)
     assert scheduling.entry_digest(dataclasses.replace(model, gpus=8, mem_gb=300, runtime_min=5)) == digest
+    assert scheduling.entry_digest(dataclasses.replace(model, paper_name="Another-Name")) == digest
     assert scheduling.entry_digest(dataclasses.replace(model, revision="0123abc")) != digest
     assert scheduling.entry_digest(dataclasses.replace(model, chat_template=True)) != digest
 

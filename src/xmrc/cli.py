@@ -170,6 +170,13 @@ def cmd_figures(args) -> None:
     print(f"{args.out}: {args.kind} figure")
 
 
+def cmd_report_tables(args) -> None:
+    from xmrc.report_tables import write_pages
+
+    paths = write_pages(args.tables_dir, args.stems, args.out_dir)
+    print(f"{args.out_dir}: {len(paths)} tables as HTML pages for the report")
+
+
 # Later stages add their subcommands here: each module has `register(command)`, where
 # `command(name, func, help_text)` returns an argparse subparser. Importing them must stay cheap (no torch).
 STAGE_COMMANDS = (
@@ -178,6 +185,7 @@ STAGE_COMMANDS = (
     "xmrc.finetune.commands",
     "xmrc.analysis.oracle_commands",
     "xmrc.analysis.layer_commands",
+    "xmrc.paper.commands",
 )
 
 
@@ -282,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scenario", choices=["en-x", "x-x"], default="en-x")
     format_criterion(p)
     p.add_argument("--out", required=True)
+
+    p = command("report-tables", cmd_report_tables, "a run's main tables as HTML pages (items of the HTML report)")
+    p.add_argument("--tables-dir", required=True, help="results/<run>/tables")
+    p.add_argument("--stems", nargs="+", required=True, help="tables (paths under --tables-dir, without .csv)")
+    p.add_argument("--out-dir", required=True, help="results/<run>/report: <stem>.html per table")
     return parser
 
 

@@ -122,6 +122,7 @@ class Model:
     gguf: dict | None = None  # source: gguf: the package, version and file that ship the weights
     mem_gb: float | None = None
     runtime_min: int | None = None
+    paper_name: str | None = None  # the row name in the paper's tables; None: the paper does not report it
 
 
 class Registry:

@@ -269,3 +269,8 @@ def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
                 if table.shape[1]:
                     paths += write_table(table, out_dir / f"{metric}_{shots}shot_{scenario}")
     return paths
+
+
+def markdown_table(df: pd.DataFrame, float_format: str = "%.2f") -> str:
+    """df as a GitHub pipe table (the Markdown that write_table writes), for documents of several tables."""
+    return _markdown(df, float_format)

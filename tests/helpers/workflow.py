@@ -78,3 +78,13 @@ def assert_smoke_outputs(checkout: Path, config: str = "config/smoke.yaml") -> N
         assert len(pd.read_csv(results / "layers" / name)) > 0
     assert list((results / "figures/layers").rglob("*.png"))
     assert (results / "figures/finetune_comparison_2shot.png").exists()
+    # the paper comparison: no model of the paper in the smoke run, so zero cells, and the summary says why
+    assert pd.read_csv(tables / "paper_comparison.csv").empty
+    notes = pd.read_csv(tables / "paper_comparison_summary.csv")["note"]
+    assert (notes == "no model of this run is the paper's").sum() >= 10 and notes.notna().all()
+    assert "No published cell compared" in (tables / "paper_comparison.md").read_text()
+    assert (results / "figures/paper_comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the main tables as HTML pages for the report
+    for stem in ("summary_2shot", "paper_comparison_summary", "error_summary_2shot_en-x", "oracle_summary",
+                 "finetune/comparison_2shot"):
+        assert "<table" in (results / "report" / f"{stem}.html").read_text()

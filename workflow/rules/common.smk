@@ -10,11 +10,13 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from xmrc import __version__ as XMRC_VERSION
+from xmrc import report_tables
 from xmrc.backends import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
 from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, table_rows, validate_config
 from xmrc.exceptions import XmrcError
+from xmrc.paper.published import our_file_names as paper_table_files
 
 
 
@@ -226,3 +228,26 @@ def figure_outputs():
         for shots in config["shots"]
         for scenario in scenarios()
     ] + [f"{RESULTS}/figures/means_{shots}shot.png" for shots in config["shots"]]
+
+
+def paper_comparison_tables(wildcards):
+    """The run's tables that hold cells of the paper's (the others were not produced: nothing to compare)."""
+    produced = {path for path in all_targets() if path.startswith(f"{RESULTS}/tables/")}
+    return [f"{RESULTS}/tables/{name}" for name in paper_table_files() if f"{RESULTS}/tables/{name}" in produced]
+
+
+def report_table_item(stem):
+    """results/<run>/report/<stem>.html as a report item, beside its stage's figures (xmrc.report_tables)."""
+    where = report_tables.placement(stem)
+    return report(
+        f"{RESULTS}/report/{stem}.html",
+        caption=f"../report/table_{where['caption']}.rst",
+        category=where["category"],
+        subcategory=where["subcategory"],
+        labels={"table": where["title"]},
+    )
+
+
+def folder_of(path, name):
+    """The folder of `path` = <folder>/<name>, where name may hold subfolders (finetune/comparison_2shot.csv)."""
+    return str(path)[: -len(name) - 1]

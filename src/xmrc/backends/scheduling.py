@@ -17,6 +17,8 @@ from xmrc.config import Model
 
 # Registry fields that only tell the scheduler what to reserve: changing them must not re-run a job.
 SCHEDULING_FIELDS = frozenset({"gpus", "mem_gb", "runtime_min", "main", "size_b", "gated"})
+# Fields that only name the model in reports (the paper comparison's `paper_name`): no job depends on them.
+REPORT_FIELDS = frozenset({"paper_name"})
 
 
 def uses_gpu(model: Model) -> bool:
@@ -55,5 +57,5 @@ def job_gpu_model(model: Model, settings: dict) -> str:
 def entry_digest(model: Model) -> str:
     """Digest of the registry fields that change a model's prompts or generations (not scheduling ones), for
     Snakemake params: editing one model's entry re-runs that model's jobs only."""
-    fields = {k: v for k, v in dataclasses.asdict(model).items() if k not in SCHEDULING_FIELDS}
+    fields = {k: v for k, v in dataclasses.asdict(model).items() if k not in SCHEDULING_FIELDS | REPORT_FIELDS}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]

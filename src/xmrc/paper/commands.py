@@ -1,0 +1,40 @@
+"""CLI of the paper comparison: `xmrc paper-comparison` (pandas and matplotlib only)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xmrc.exceptions import XmrcError
+
+
+def cmd_paper_comparison(args) -> None:
+    from xmrc.cli import _read_csv, _require_columns
+    from xmrc.config import Registry
+    from xmrc.paper.compare import compare, headline, write_comparison
+    from xmrc.paper.figure import comparison_scatter
+    from xmrc.paper.published import our_file_names
+
+    known = our_file_names()
+    ours = {}
+    for path in args.tables:
+        name = Path(path).name
+        if name not in known:
+            raise XmrcError(f"{path}: not a table the paper comparison reads (expected one of: {', '.join(known)})")
+        frame = _read_csv(path)
+        _require_columns(frame, ["model"], path)
+        ours[name] = frame
+    cells, summary = compare(ours, Registry.load(args.registry))
+    write_comparison(cells, summary, args.out_dir)
+    comparison_scatter(cells, args.figure)
+    print(f"{args.out_dir}/paper_comparison.{{csv,md}}, {args.figure}: {headline(cells, summary)}")
+
+
+def register(command) -> None:
+    p = command("paper-comparison", cmd_paper_comparison,
+                "the paper's published numbers beside this run's, cell by cell (CSV, Markdown, scatter PNG)")
+    p.add_argument("--tables", nargs="*", default=[],
+                   help="our tables (results/<run>/tables/<name>.csv) that hold the paper's cells; a table not "
+                        "given is one the run did not produce")
+    p.add_argument("--registry", required=True, help="model registry YAML (paper_name maps our models)")
+    p.add_argument("--out-dir", required=True, help="directory of paper_comparison.{csv,md}")
+    p.add_argument("--figure", required=True, help="scatter PNG, paper vs ours")
