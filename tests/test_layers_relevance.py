@@ -10,7 +10,7 @@ pytest.importorskip("lxt")
 from layers_prompts import TESTS, prompt_rows  # noqa: E402
 
 from xmrc.analysis.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
-from xmrc.analysis.layer_inputs import encode, load_model  # noqa: E402
+from xmrc.analysis.layer_inputs import encode, encode_to_answer, load_model  # noqa: E402
 from xmrc.analysis.mrd import major_relevance_depths, part_mrds  # noqa: E402
 from xmrc.analysis.relevance import (  # noqa: E402
     RELEVANCE_COLUMNS,
@@ -165,7 +165,7 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
 def test_pooled_hidden_states(llama, tmp_path):
     model, tokenizer = llama
     rows = prompt_rows(tokenizer, chat=True)
-    batch = [encode(tokenizer, row) for _, row in rows.iterrows()]
+    batch = [encode_to_answer(tokenizer, row)[0] for _, row in rows.iterrows()]
     pooled = pooled_hidden_states(model, batch, tokenizer.pad_token_id)
     layers, width = model.config.num_hidden_layers, model.config.hidden_size
     assert pooled.shape == (3, layers + 1, 3, width) and pooled.dtype == np.float16
@@ -185,7 +185,30 @@ def test_pooled_hidden_states(llama, tmp_path):
     stored = np.load(vectors)
     assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
     np.testing.assert_allclose(stored.astype(np.float32), pooled.astype(np.float32), rtol=1e-2, atol=1e-3)
-    assert read_parquet(index)["id"].tolist() == rows["id"].tolist()
+    table = read_parquet(index)
+    assert table["id"].tolist() == rows["id"].tolist()
+    # the chat model's label is teacher-forced: the last input token ends "Answer: " (the tiny BPE keeps the
+    # space apart where it has no merge with the answer's first word) and predicts the answer
+    assert (table["forced_prefix"].str.strip() == "Answer:").all()
+    assert all(prefix.endswith(last) and last.strip() in (":", "")
+               for prefix, last in zip(table["forced_prefix"], table["last_token"]))
+    bare = pooled_hidden_states(model, [encode(tokenizer, rows.iloc[1])], tokenizer.pad_token_id)[0]
+    np.testing.assert_allclose(bare[:, :2], pooled[1, :, :2], rtol=1e-2, atol=1e-3)  # causal: parts unchanged
+    assert not np.allclose(bare[:, 2], pooled[1, :, 2], rtol=1e-2, atol=1e-3)  # the last token is another one
+
+
+def test_empty_answer_has_no_last_token_state(llama, tmp_path):
+    model, tokenizer = llama
+    rows = prompt_rows(tokenizer, chat=True)
+    rows.loc[1, "raw_output"] = "Answer:\n"
+    vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
+    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
+                      progress=False)
+    stored, table = np.load(vectors), read_parquet(index)
+    assert table["target_status"].tolist() == ["answer", "empty_answer", "answer"]
+    assert table["last_token"].tolist()[1] == "" and table["forced_prefix"].tolist()[1] == ""
+    assert np.isnan(stored[1, :, 2]).all() and np.isfinite(stored[1, :, :2]).all()
+    assert np.isfinite(stored[[0, 2]]).all()
 
 
 def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
