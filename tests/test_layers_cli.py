@@ -230,3 +230,43 @@ def test_similarity_command_checks_vectors_against_index(tmp_path, capsys):
     code, _, err = run(capsys, "layer-similarity", "--vectors", tmp_path / "h.npy", "--index", tmp_path / "h.parquet",
                        "--groups", tmp_path / "groups.parquet", "--out", tmp_path / "s.csv")
     assert code == 2 and "does not match 2 rows" in err and err.count("\n") == 1
+
+
+def synthetic_tokens(layers=5):
+    rng = np.random.default_rng(2)
+    rows = []
+    for item in ("first", "second"):
+        for lang in ("en", "zh", "de"):
+            parts = ["", "task_description", "demonstrations", "context", "question"] * 4
+            for position, part in enumerate(parts):
+                profile = rng.uniform(0, 1, layers)
+                rows.append(dict(model="m", shots=2, prompt_format="v2", context_lang="en", question_lang=lang,
+                                 id=item, position=position, token_id=position, token=f" t{position}", part=part,
+                                 target_token=" The", mrd=int(rng.integers(1, layers + 1)),
+                                 total=float(profile.sum()), relevance=profile.tolist()))
+    return pd.DataFrame(rows)
+
+
+def test_example_draws_the_top_tokens_of_each_part_of_one_en_x_prompt(tmp_path, capsys):
+    from xmrc.analysis.attribution_example import example_prompt, top_tokens
+
+    tokens = synthetic_tokens()
+    prompt = example_prompt(tokens)
+    # the first item, its first non-English direction in the paper's language order (de before zh)
+    assert set(prompt["id"]) == {"first"} and set(prompt["question_lang"]) == {"de"}
+    chosen = top_tokens(prompt, 3)
+    assert chosen["part"].tolist() == [p for p in ("task_description", "demonstrations", "context", "question")
+                                       for _ in range(3)]
+    for part, rows in chosen.groupby("part"):
+        candidates = prompt[prompt["part"] == part]["total"].sort_values(ascending=False)
+        assert rows["total"].tolist() == candidates.iloc[:3].tolist()
+    tokens.to_parquet(tmp_path / "t.parquet", index=False)
+    code, _, err = run(capsys, "layer-example-figure", "--tokens", tmp_path / "t.parquet", "--out",
+                       tmp_path / "example.png")
+    assert code == 0, err
+    assert_png(tmp_path / "example.png")
+    tokens.iloc[:0].to_parquet(tmp_path / "none.parquet", index=False)  # no example explained: a notice
+    code, _, err = run(capsys, "layer-example-figure", "--tokens", tmp_path / "none.parquet", "--out",
+                       tmp_path / "none.png")
+    assert code == 0, err
+    assert (tmp_path / "none.png").read_bytes()[:8] == PNG_MAGIC

@@ -59,7 +59,7 @@ def draw(tokens: pd.DataFrame, top: int, path) -> Path:
     fig = Figure(figsize=(max(6.0, 1.2 + 0.25 * layers), 1.4 + 0.32 * len(chosen)), layout="constrained")
     ax = fig.subplots()
     sns.heatmap(pd.DataFrame(heat, index=labels, columns=range(1, layers + 1)), ax=ax, cmap="rocket_r",
-                cbar_kws={"label": "|relevance| / |logit|"})
+                xticklabels=max(1, round(layers / 16)), cbar_kws={"label": "|relevance| / |logit|"})
     ax.scatter(chosen["mrd"].to_numpy() - 0.5, np.arange(len(chosen)) + 0.5, marker="|", s=120, color="tab:blue",
                label="MRD of the token")
     ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.12), fontsize=8, frameon=False)
