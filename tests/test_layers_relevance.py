@@ -1,5 +1,7 @@
 """AttnLRP relevance and pooled hidden states on tiny random models (real transformers, real LXT)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +13,7 @@ from layers_prompts import TESTS, prompt_rows  # noqa: E402
 
 from xmrc.analysis.answer_start import answer_start  # noqa: E402
 from xmrc.analysis.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
-from xmrc.analysis.layer_inputs import encode, encode_to_answer, load_model  # noqa: E402
+from xmrc.analysis.layer_inputs import LAYER_CODE_VERSION, encode, encode_to_answer, load_model  # noqa: E402
 from xmrc.analysis.mrd import major_relevance_depths, part_mrds  # noqa: E402
 from xmrc.analysis.relevance import (  # noqa: E402
     RELEVANCE_COLUMNS,
@@ -154,6 +156,8 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         out.unlink()
 
     killed_after_first_shard()  # the same job again: keeps the shard and computes only the missing one
+    # the layer code version is part of the job: shards of older code (another explained token) are not its own
+    assert json.loads((shard_dir / "manifest.json").read_text())["settings"]["code"] == LAYER_CODE_VERSION
     second = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
                            batch_size=2, chunk_size=2, settings={"dtype": "float32"}, progress=False)
     assert (second["target_token"].iloc[:8] == "from-shard").all()
