@@ -8,8 +8,10 @@ before its answer, teacher-forced; so the last input token is the prompt's last 
 the end of the "Answer:" label for a chat model that writes it, the position whose next token is the
 answer's first for both. Question and context vectors do not depend on the forced tokens (they come later
 in a causal model). An item with an empty answer has no such position: its last-token vectors are NaN and
-the similarity leaves it out of that part. Pooling happens inside the forward hooks, so a batch never holds more
-than one layer's full hidden states; only the pooled vectors leave the GPU, as float16.
+the similarity leaves it out of that part.
+
+Pooling happens inside the forward hooks, so a batch never holds more than one layer's full hidden states;
+only the pooled vectors leave the GPU, as float16.
 
 Files (`hidden/<model>/<shots>shot-<format>.npy` and `.parquet`):
   .npy      float16 array (prompts, L + 1, 3, d); axis 2 in POOLED_PARTS order (question, context, last);
