@@ -12,16 +12,24 @@ TESTS = [("The Normans were the people who gave their name to Normandy.", "Wer g
          ("The Normans gave their name to Normandy.", "¿Quién dio nombre a Normandía?"),
          ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy.",
           "When did the Normans name Normandy?")]
+ANSWERS = ["The Normans", "The Normans", "in the 10th and 11th centuries"]
 
 
-def prompt_rows(tokenizer, chat: bool, shots: int = 2) -> pd.DataFrame:
+def model_output(answer: str, chat: bool) -> str:
+    """A stored output as the generation stage keeps it: a chat model writes the label, a base model's prompt
+    ends with it."""
+    return f"Answer: {answer}\nQuestion: ..." if chat else f" {answer}\n"
+
+
+def prompt_rows(tokenizer, chat: bool, shots: int = 2, prompt_format: str = "v1") -> pd.DataFrame:
+    """Prompt-table rows of the three test items, each with a model output (`raw_output`) answering it."""
     template = hf_chat_template(tokenizer) if chat else None
     rows = []
     for number, (context, question) in enumerate(TESTS):
-        body = build_body(Example(context, question), DEMOS[:shots], "v1", "en", answer_cue=not chat)
+        body = build_body(Example(context, question), DEMOS[:shots], prompt_format, "en", answer_cue=not chat)
         prompt = apply_template(body, template)
         row = dict(id=f"item{number}", context_lang="en", question_lang=["de", "es", "en"][number],
-                   prompt=prompt.text, templated=chat)
+                   prompt=prompt.text, templated=chat, raw_output=model_output(ANSWERS[number], chat))
         for part in ("task_description", "demonstrations", "context", "question"):
             row[f"{part}_start"], row[f"{part}_end"] = prompt.spans.get(part, (-1, -1))
         rows.append(row)

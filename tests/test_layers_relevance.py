@@ -1,5 +1,7 @@
 """AttnLRP relevance and pooled hidden states on tiny random models (real transformers, real LXT)."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -9,17 +11,20 @@ pytest.importorskip("lxt")
 
 from layers_prompts import TESTS, prompt_rows  # noqa: E402
 
+from xmrc.analysis.answer_start import answer_start  # noqa: E402
 from xmrc.analysis.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
-from xmrc.analysis.layer_inputs import encode, load_model  # noqa: E402
+from xmrc.analysis.layer_inputs import LAYER_CODE_VERSION, encode, encode_to_answer, load_model  # noqa: E402
 from xmrc.analysis.mrd import major_relevance_depths, part_mrds  # noqa: E402
 from xmrc.analysis.relevance import (  # noqa: E402
     RELEVANCE_COLUMNS,
+    TOKEN_COLUMNS,
     attnlrp_rules,
     layer_relevance,
     part_records,
     run_relevance,
 )
 from xmrc.exceptions import XmrcError  # noqa: E402
+from xmrc.extract import extract_answer  # noqa: E402
 from xmrc.parquet import read_parquet  # noqa: E402
 
 
@@ -151,6 +156,8 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         out.unlink()
 
     killed_after_first_shard()  # the same job again: keeps the shard and computes only the missing one
+    # the layer code version is part of the job: shards of older code (another explained token) are not its own
+    assert json.loads((shard_dir / "manifest.json").read_text())["settings"]["code"] == LAYER_CODE_VERSION
     second = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
                            batch_size=2, chunk_size=2, settings={"dtype": "float32"}, progress=False)
     assert (second["target_token"].iloc[:8] == "from-shard").all()
@@ -165,7 +172,7 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
 def test_pooled_hidden_states(llama, tmp_path):
     model, tokenizer = llama
     rows = prompt_rows(tokenizer, chat=True)
-    batch = [encode(tokenizer, row) for _, row in rows.iterrows()]
+    batch = [encode_to_answer(tokenizer, row)[0] for _, row in rows.iterrows()]
     pooled = pooled_hidden_states(model, batch, tokenizer.pad_token_id)
     layers, width = model.config.num_hidden_layers, model.config.hidden_size
     assert pooled.shape == (3, layers + 1, 3, width) and pooled.dtype == np.float16
@@ -185,7 +192,30 @@ def test_pooled_hidden_states(llama, tmp_path):
     stored = np.load(vectors)
     assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
     np.testing.assert_allclose(stored.astype(np.float32), pooled.astype(np.float32), rtol=1e-2, atol=1e-3)
-    assert read_parquet(index)["id"].tolist() == rows["id"].tolist()
+    table = read_parquet(index)
+    assert table["id"].tolist() == rows["id"].tolist()
+    # the chat model's label is teacher-forced: the last input token ends "Answer: " (the tiny BPE keeps the
+    # space apart where it has no merge with the answer's first word) and predicts the answer
+    assert (table["forced_prefix"].str.strip() == "Answer:").all()
+    assert all(prefix.endswith(last) and last.strip() in (":", "")
+               for prefix, last in zip(table["forced_prefix"], table["last_token"]))
+    bare = pooled_hidden_states(model, [encode(tokenizer, rows.iloc[1])], tokenizer.pad_token_id)[0]
+    np.testing.assert_allclose(bare[:, :2], pooled[1, :, :2], rtol=1e-2, atol=1e-3)  # causal: parts unchanged
+    assert not np.allclose(bare[:, 2], pooled[1, :, 2], rtol=1e-2, atol=1e-3)  # the last token is another one
+
+
+def test_empty_answer_has_no_last_token_state(llama, tmp_path):
+    model, tokenizer = llama
+    rows = prompt_rows(tokenizer, chat=True)
+    rows.loc[1, "raw_output"] = "Answer:\n"
+    vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
+    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
+                      progress=False)
+    stored, table = np.load(vectors), read_parquet(index)
+    assert table["target_status"].tolist() == ["answer", "empty_answer", "answer"]
+    assert table["last_token"].tolist()[1] == "" and table["forced_prefix"].tolist()[1] == ""
+    assert np.isnan(stored[1, :, 2]).all() and np.isfinite(stored[1, :, :2]).all()
+    assert np.isfinite(stored[[0, 2]]).all()
 
 
 def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
@@ -208,3 +238,87 @@ def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
     assert not resumed[:2].any()  # the shard was kept, the rest recomputed
     np.testing.assert_array_equal(resumed[2:], complete[2:])
     assert not shard_dir.exists()
+
+
+@pytest.mark.parametrize("output, prefix, answer", [
+    ("Answer: The Normans\nQuestion: ...", "Answer:", "The Normans"),  # a chat model writes the label first
+    (" The Normans\n", "", "The Normans"),  # a base model's prompt ends with the label
+    ("Answer:\nParis\n", "Answer:", "Paris"),  # the label alone on its line: the answer is the next line
+])
+def test_answer_start_is_the_answers_first_token(llama, output, prefix, answer):
+    _, tokenizer = llama
+    start = answer_start(tokenizer, output)
+    assert start.status == "answer" and start.prefix_text.strip() == prefix
+    assert tokenizer.decode(list(start.prefix_ids)) == start.prefix_text
+    assert start.target_text.strip() and answer.startswith(start.target_text.strip())
+    ids = tokenizer(output, add_special_tokens=False)["input_ids"]
+    assert start.target_id == ids[len(start.prefix_ids)] and list(start.prefix_ids) == ids[:len(start.prefix_ids)]
+
+
+@pytest.mark.parametrize("output", ["", "  \n", "Answer:", "Answer:\n\n", None])
+def test_empty_answer_has_no_answer_token(llama, output):
+    _, tokenizer = llama
+    start = answer_start(tokenizer, output)
+    assert start.status == "empty_answer" and not start.explained and start.target_id == -1
+
+
+def test_relevance_explains_the_answer_token_of_every_row(llama, tmp_path):
+    model, tokenizer = llama
+    rows = prompt_rows(tokenizer, chat=True)
+    rows.loc[2, "raw_output"] = "Answer:"  # empty answer
+    result = run_relevance(rows, model, tokenizer, tmp_path / "r.parquet", model_key="m", shots=2,
+                           prompt_format="v1", batch_size=2, examples=3, tokens_output=tmp_path / "t.parquet",
+                           progress=False)
+    items = result.drop_duplicates("id").set_index("id")
+    assert items["target_status"].tolist() == ["answer", "answer", "empty_answer"]
+    for number in (0, 1):
+        row = items.loc[f"item{number}"]
+        generated = tokenizer(rows.loc[number, "raw_output"], add_special_tokens=False)["input_ids"]
+        assert row["forced_prefix"].strip() == "Answer:"
+        assert row["target_id"] == generated[row["forced_tokens"]]  # the token after the label, not the label
+        assert row["target_token"] == tokenizer.decode([row["target_id"]]) and row["target_token"].strip() == "The"
+        # the explained logit is that token's at the end of prompt + forced label
+        prompt, start = encode_to_answer(tokenizer, rows.iloc[number])
+        explained = layer_relevance(model, [prompt], tokenizer.pad_token_id, targets=[start.target_id])[0]
+        with torch.no_grad():
+            logits = model(torch.tensor([prompt.input_ids])).logits[0, -1]
+        assert explained.target_id == row["target_id"]
+        assert explained.target_logit == pytest.approx(float(logits[row["target_id"]]), rel=1e-4, abs=1e-5)
+        assert row["target_greedy"] == (int(logits.argmax()) == row["target_id"])
+    empty = result[result["id"] == "item2"]
+    assert empty["mrd"].isna().all() and (empty["target_id"] == -1).all()
+    assert empty["relevance"].map(len).eq(0).all() and (empty["n_tokens"] > 0).any()
+    tokens = read_parquet(tmp_path / "t.parquet")
+    assert list(tokens.columns) == TOKEN_COLUMNS
+    assert set(tokens["id"]) == {"item0", "item1"}  # kept items, but nothing to keep of the empty answer
+
+
+def test_real_chat_model_relevance_explains_the_token_after_its_label(smollm2, tmp_path):
+    """SmolLM2-135M-Instruct, v1 0-shot, German question: its greedy output starts with "Answer:". The
+    explained token is the one it generated right after the label, and MRD is measured for it."""
+    model, tokenizer = load_model(smollm2, dtype="float32")
+    rows = prompt_rows(tokenizer, chat=True, shots=0, prompt_format="v1").iloc[[0]].reset_index(drop=True)
+    prompt = encode(tokenizer, rows.iloc[0])
+    with torch.no_grad():
+        generated = model.generate(torch.tensor([prompt.input_ids]), attention_mask=torch.ones(
+            1, len(prompt.input_ids), dtype=torch.long), max_new_tokens=6, do_sample=False,
+            pad_token_id=tokenizer.pad_token_id)[0, len(prompt.input_ids):].tolist()
+    rows.loc[0, "raw_output"] = tokenizer.decode(generated, skip_special_tokens=True)
+    assert rows.loc[0, "raw_output"].startswith("Answer:")  # measured: "Answer: Wer gab"
+    result = run_relevance(rows, model, tokenizer, tmp_path / "r.parquet", model_key="smollm2", shots=0,
+                           prompt_format="v1", progress=False).set_index("part")
+    row = result.loc["context"]
+    assert row["target_status"] == "answer" and row["forced_prefix"] == "Answer:"
+    assert row["target_id"] == generated[row["forced_tokens"]]  # the model's own token after the label
+    assert row["target_id"] != generated[0] and tokenizer.decode([generated[0]]) == "Answer"  # not the label
+    assert row["target_token"].strip() and extract_answer(rows.loc[0, "raw_output"]).startswith(
+        row["target_token"].strip())
+    assert row["target_greedy"]  # float32 HF: the stored output is the model's greedy choice
+    assert (result["layers"] == 29).all()
+    for part in ("task_description", "context", "question"):
+        assert 1 <= result.loc[part, "mrd"] <= 29 and len(result.loc[part, "relevance"]) == 29
+    assert np.isnan(result.loc["demonstrations", "mrd"])  # 0-shot
+    last = encode_to_answer(tokenizer, rows.iloc[0])[0].input_ids[-1]
+    assert tokenizer.decode([last]) == ":"  # the hidden-state "last input token" ends the label
+    print(f"explained {row['target_token']!r} (id {row['target_id']}) after {row['forced_prefix']!r}; "
+          f"MRD {result['mrd'].to_dict()}")

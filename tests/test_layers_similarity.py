@@ -65,3 +65,20 @@ def test_similarity_table_uses_group_items_and_skips_english():
     english = vectors[[0, 2], 1, 1].astype(np.float32)
     other = vectors[[3, 5], 1, 1].astype(np.float32)
     assert row["ratio"] == pytest.approx(similarity_ratio(english, other), rel=1e-5)
+
+
+def test_similarity_table_leaves_out_items_without_a_last_token_state():
+    rng = np.random.default_rng(4)
+    ids = ["a", "b", "c"]
+    index = pd.DataFrame([dict(context_lang="en", question_lang=q, id=i) for q in ("en", "de") for i in ids])
+    vectors = rng.normal(size=(len(index), 3, 3, 4)).astype(np.float16)
+    vectors[4, :, 2] = np.nan  # item b asked in German: an empty answer, no last-token state
+    members = pd.DataFrame([dict(model="m", model_name="M", shots=2, prompt_format="v2", group="balanced", id=i,
+                                 fallback=False) for i in ids])
+    table = similarity_table(vectors, index, members)
+    k = table.groupby("part")["k"].unique().map(list).to_dict()
+    assert k == {"question": [3], "context": [3], "last": [2]}
+    assert table["ratio"].notna().all()
+    row = table[(table["layer"] == 2) & (table["part"] == "last")].iloc[0]
+    english, other = vectors[[0, 2], 2, 2].astype(np.float32), vectors[[3, 5], 2, 2].astype(np.float32)
+    assert row["ratio"] == pytest.approx(similarity_ratio(english, other), rel=1e-5)

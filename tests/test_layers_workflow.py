@@ -29,6 +29,9 @@ def test_section_defaults_and_errors():
     base.pop("layers")
     filled = validate_config(dict(base))["layers"]
     assert filled["enabled"] is False and filled["max_samples"] == 100 and filled["relevance"]["batch_size"] == 1
+    assert filled["example_items"] == 1
+    with pytest.raises(XmrcError, match=r"key 'layers.example_items'"):
+        validate_config(dict(base, layers={"example_items": -1}))
     with pytest.raises(XmrcError, match=r"key 'layers.max_samples'"):
         validate_config(dict(base, layers={"max_samples": 1}))
     with pytest.raises(XmrcError, match=r"unknown key 'cap'"):
@@ -51,7 +54,8 @@ def test_paper_dry_run_plans_the_layer_jobs():
             counts[parts[0]] = int(parts[1])
     # 5 LLaMA-3.1 models of the main list and LLaMA-2-Chat-7B (extra_models) x 2 prompt formats
     assert counts == {"layer_groups": 1, "layer_relevance": 12, "layer_hidden_states": 12, "layer_mrd": 1,
-                      "layer_similarity": 1, "layer_figures": 12, "layer_change_figures": 4}
+                      "layer_similarity": 1, "layer_figures": 12, "layer_example_figure": 12,
+                      "layer_change_figures": 4}
     assert "warning" not in done.stderr
 
 

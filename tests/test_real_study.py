@@ -302,6 +302,9 @@ def test_real_error_tables_hold_real_categories(real_study):
 def test_real_layers_show_depth(real_study):
     relevance = read_parquet(real_study / f"layers/relevance/{REAL_MODEL}/2shot-v2.parquet")
     assert (relevance["layers"] == 29).all()
+    # what is explained is the answer's first token, never the "Answer:" label the chat model may write first
+    relevance = relevance[relevance["target_status"] == "answer"]
+    assert len(relevance) and not relevance["target_token"].str.strip().str.lower().eq("answer").any()
     mrd = relevance["mrd"].dropna()
     # measured: MRD 27-29 of 29 (relevance persists to the top layers); never the tiny models' single layer
     assert mrd.between(20, 29).all() and mrd.nunique() >= 2

@@ -10,6 +10,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from xmrc.parquet import read_parquet
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
 
@@ -77,6 +79,17 @@ def assert_smoke_outputs(checkout: Path, config: str = "config/smoke.yaml") -> N
     for name in ("mrd.csv", "similarity.csv"):
         assert len(pd.read_csv(results / "layers" / name)) > 0
     assert list((results / "figures/layers").rglob("*.png"))
+    for model in smoke["layers"]["models"]:  # every explained token is the first of an extracted answer
+        stem = f"{model}/{smoke['layers']['shots']}shot-{smoke['layers']['prompt_formats'][0]}"
+        relevance = read_parquet(results / f"layers/relevance/{stem}.parquet")
+        explained = relevance[relevance["target_status"] == "answer"]
+        assert set(relevance["target_status"]) <= {"answer", "empty_answer", "unaligned"} and len(explained)
+        assert (explained["target_id"] >= 0).all()
+        # per-token relevance of the first item only (example_items: 1), wherever its answer was explained
+        tokens = read_parquet(results / f"layers/relevance/{stem}.tokens.parquet")
+        assert set(tokens["id"]) == set(explained["id"]) & {relevance["id"].iloc[0]}
+        png = results / f"figures/layers/{stem}/attribution_example.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (results / "figures/finetune_comparison_2shot.png").exists()
     # the paper comparison: no model of the paper in the smoke run, so zero cells, and the summary says why
     assert pd.read_csv(tables / "paper_comparison.csv").empty

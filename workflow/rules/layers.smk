@@ -39,9 +39,11 @@ rule layer_relevance:
     input:
         unpack(model_inputs),
         prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        generations=f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
         groups=f"{LAYER_DIR}/groups.parquet",
     output:
-        f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        parts=f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        tokens=f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.tokens.parquet",
     log:
         f"logs/{RUN}/layers/relevance/{{model}}/{{shots}}shot-{{fmt}}.log",
     params:
@@ -51,7 +53,9 @@ rule layer_relevance:
         dtype=LAYERS["relevance"]["dtype"],
         batch_size=LAYERS["relevance"]["batch_size"],
         chunk_size=LAYERS["relevance"]["chunk_size"],
+        examples=LAYERS["example_items"],
         version=XMRC_VERSION,
+        code=LAYER_CODE,
     conda:
         "../../envs/lxt.yaml"
     threads: 2
@@ -59,17 +63,19 @@ rule layer_relevance:
         gpu=gpus_of,
         mem_mb=layer_mem_mb,
     shell:
-        "python -m xmrc layer-relevance --prompts {input.prompts} --groups {input.groups}"
-        " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
-        " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
-        " --dtype {params.dtype} --batch-size {params.batch_size} --chunk-size {params.chunk_size}"
-        " --out {output} > {log} 2>&1"
+        "python -m xmrc layer-relevance --prompts {input.prompts} --generations {input.generations}"
+        " --groups {input.groups} --registry {params.registry} --model {wildcards.model}"
+        " --weights {params.weights} --shots {wildcards.shots} --format {wildcards.fmt}"
+        " --languages {params.languages} --dtype {params.dtype} --batch-size {params.batch_size}"
+        " --chunk-size {params.chunk_size} --examples {params.examples} --out {output.parts}"
+        " --out-tokens {output.tokens} > {log} 2>&1"
 
 
 rule layer_hidden_states:
     input:
         unpack(model_inputs),
         prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        generations=f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
         groups=f"{LAYER_DIR}/groups.parquet",
     output:
         vectors=f"{LAYER_DIR}/hidden/{{model}}/{{shots}}shot-{{fmt}}.npy",
@@ -84,6 +90,7 @@ rule layer_hidden_states:
         batch_size=LAYERS["hidden_states"]["batch_size"],
         chunk_size=LAYERS["hidden_states"]["chunk_size"],
         version=XMRC_VERSION,
+        code=LAYER_CODE,
     conda:
         "../../envs/xmrc.yaml"
     threads: 2
@@ -91,7 +98,8 @@ rule layer_hidden_states:
         gpu=gpus_of,
         mem_mb=layer_mem_mb,
     shell:
-        "python -m xmrc layer-hidden --prompts {input.prompts} --groups {input.groups}"
+        "python -m xmrc layer-hidden --prompts {input.prompts} --generations {input.generations}"
+        " --groups {input.groups}"
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
         " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
         " --dtype {params.dtype} --batch-size {params.batch_size} --chunk-size {params.chunk_size}"
@@ -156,6 +164,21 @@ rule layer_figures:
         " --out-similarity-question {output.similarity_question}"
         " --out-similarity-context {output.similarity_context}"
         " --out-similarity-last {output.similarity_last} > {log} 2>&1"
+
+
+rule layer_example_figure:
+    input:
+        f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.tokens.parquet",
+    output:
+        _layer_figure("attribution_example", "layers_example", {"figure": "attribution example"}),
+    log:
+        f"logs/{RUN}/layers/figures/{{model}}/{{shots}}shot-{{fmt}}.example.log",
+    params:
+        top=3,
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc layer-example-figure --tokens {input} --top {params.top} --out {output} > {log} 2>&1"
 
 
 rule layer_change_figures:

@@ -1,4 +1,6 @@
 # Stage 'layers': settings, model selection, targets and input/report helpers (included by layers.smk).
+from xmrc.analysis.layer_inputs import LAYER_CODE_VERSION as LAYER_CODE
+
 LAYERS = config["layers"]
 LAYER_DIR = f"{RESULTS}/layers"
 LAYER_FIGURES = f"{RESULTS}/figures/layers"
@@ -52,8 +54,10 @@ def layer_targets():
         for shots, fmt in LAYER_SETTINGS
         for part in LAYER_PARTS
     ]
+    examples = [f"{LAYER_FIGURES}/{stem}/attribution_example.png" for stem in layer_stems()
+                if LAYERS["example_items"]]
     tables = [f"{LAYER_DIR}/{name}" for name in ("group_sizes.csv", "mrd.csv", "similarity.csv")]
-    return tables + figures + changes if LAYER_MODELS else []
+    return tables + figures + examples + changes if LAYER_MODELS else []
 
 
 EXTRA_TARGETS.extend(layer_targets())

@@ -2,14 +2,24 @@
 
 For every prompt, at every depth 0..L (0: the input embeddings; i: the output of decoder layer i, before the
 final norm), three vectors are kept: the mean over the question's tokens, the mean over the context's
-tokens, and the last input token. Pooling happens inside the forward hooks, so a batch never holds more
-than one layer's full hidden states; only the pooled vectors leave the GPU, as float16.
+tokens, and the last input token, "predicting the start of the answer" (the paper). The input is the one the
+relevance step explains (`xmrc.analysis.layer_inputs`): the prompt, then the tokens the model generated
+before its answer, teacher-forced; so the last input token is the prompt's last token for a base model and
+the end of the "Answer:" label for a chat model that writes it, the position whose next token is the
+answer's first for both. Question and context vectors do not depend on the forced tokens (they come later
+in a causal model). An item with an empty answer has no such position: its last-token vectors are NaN and
+the similarity leaves it out of that part.
+
+Pooling happens inside the forward hooks, so a batch never holds more than one layer's full hidden states;
+only the pooled vectors leave the GPU, as float16.
 
 Files (`hidden/<model>/<shots>shot-<format>.npy` and `.parquet`):
   .npy      float16 array (prompts, L + 1, 3, d); axis 2 in POOLED_PARTS order (question, context, last);
             NaN where a part has no tokens
   .parquet  one row per prompt, in array order: model (registry key), shots, prompt_format, context_lang,
-            question_lang, id
+            question_lang, id, target_status (answer | empty_answer | unaligned: `xmrc.analysis.answer_start`),
+            forced_prefix (text teacher-forced after the prompt), last_token (text of the last input token,
+            "" where its vectors are NaN)
 Budget: prompts x (L + 1) x 3 x d x 2 bytes, e.g. 70B (L = 80, d = 8192): 4.0 MB per prompt.
 """
 
@@ -23,9 +33,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from xmrc.analysis.layer_inputs import (
+    LAYER_CODE_VERSION,
     EncodedPrompt,
     decoder_layers,
-    encode,
+    encode_to_answer,
     left_pad,
     row_keys,
 )
@@ -33,11 +44,14 @@ from xmrc.exceptions import XmrcError
 from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 POOLED_PARTS = ("question", "context", "last")
-INDEX_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+INDEX_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "target_status",
+                 "forced_prefix", "last_token"]
 
 
-def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int) -> np.ndarray:
-    """float16 array (batch, L + 1, 3, d) of pooled hidden states (see the module docstring)."""
+def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int,
+                         has_last: list[bool] | None = None) -> np.ndarray:
+    """float16 array (batch, L + 1, 3, d) of pooled hidden states (see the module docstring); the last-token
+    vectors of prompts with `has_last[b]` False are NaN."""
     import torch
 
     ids, mask = left_pad(batch, pad_id)
@@ -52,12 +66,16 @@ def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int) -> np.n
                 weights[row, slot, width - len(item.input_ids):] = part_mask / part_mask.sum()
             else:
                 weights[row, slot, :] = float("nan")
+    last_weight = torch.ones((len(batch), 1, 1))
+    if has_last is not None:
+        last_weight[~torch.tensor(has_last, dtype=torch.bool)] = float("nan")
     pooled: list[torch.Tensor] = []
 
     def pool(hidden):
         hidden = hidden.float()
         means = torch.einsum("bpt,btd->bpd", weights.to(hidden.device), hidden)
-        pooled.append(torch.cat([means, hidden[:, -1:, :]], dim=1).to("cpu", torch.float16))
+        last = hidden[:, -1:, :] * last_weight.to(hidden.device)
+        pooled.append(torch.cat([means, last], dim=1).to("cpu", torch.float16))
 
     def hook(module, args, output):
         pool(output[0] if isinstance(output, tuple) else output)
@@ -100,24 +118,24 @@ def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, i
     if getattr(model, "model", None) is None:
         raise XmrcError(f"{type(model).__name__}: expected a causal LM with a `.model` decoder")
     job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
-           "chunk_size": chunk_size, **(settings or {})}
+           "chunk_size": chunk_size, "code": LAYER_CODE_VERSION, **(settings or {})}
     shard_dir = open_shard_dir(vectors_out, fingerprint(job, row_keys(rows)), {"settings": job})
-    chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
+    inputs = [encode_to_answer(tokenizer, row) for _, row in rows.iterrows()]
+    chunks = [list(range(i, min(i + chunk_size, len(rows)))) for i in range(0, len(rows), chunk_size)]
     shards = []
     bar = tqdm(total=len(rows), desc=f"hidden states {model_key}", unit="prompt", disable=not progress)
     for number, chunk in enumerate(chunks):
         shard = shard_dir / f"shard-{number:05d}.npy"
         if not _shard_done(shard, len(chunk)):
-            encoded = [encode(tokenizer, row) for _, row in chunk.iterrows()]
-            order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))
-            parts: list[np.ndarray | None] = [None] * len(encoded)
+            order = sorted(chunk, key=lambda i: -len(inputs[i][0].input_ids))
+            parts: dict[int, np.ndarray] = {}
             for start in range(0, len(order), batch_size):
                 batch = order[start:start + batch_size]
-                for index, vectors in zip(batch, pooled_hidden_states(model, [encoded[i] for i in batch],
-                                                                      tokenizer.pad_token_id)):
-                    parts[index] = vectors
+                pooled = pooled_hidden_states(model, [inputs[i][0] for i in batch], tokenizer.pad_token_id,
+                                              [inputs[i][1].explained for i in batch])
+                parts.update(zip(batch, pooled))
                 bar.update(len(batch))
-            _save_npy_atomic(np.stack(parts), shard)
+            _save_npy_atomic(np.stack([parts[i] for i in chunk]), shard)
         else:
             bar.update(len(chunk))
         shards.append(shard)
@@ -136,6 +154,10 @@ def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, i
     del target
     os.replace(partial, vectors_out)
     index = rows[["context_lang", "question_lang", "id"]].copy()
+    index["target_status"] = [start.status for _, start in inputs]
+    index["forced_prefix"] = [start.prefix_text for _, start in inputs]
+    index["last_token"] = [tokenizer.decode(prompt.input_ids[-1:]) if start.explained else ""
+                           for prompt, start in inputs]
     index.insert(0, "prompt_format", prompt_format)
     index.insert(0, "shots", shots)
     index.insert(0, "model", model_key)

@@ -73,7 +73,7 @@ def cmd_layer_groups(args) -> None:
 
 
 def _model_job(args):
-    """(model, weights, en-x prompt rows of the grouped items) for one extraction job."""
+    """(model, weights, en-x prompt rows of the grouped items with the model's outputs) for one extraction job."""
     from xmrc.analysis.layer_inputs import prompt_rows
     from xmrc.config import Registry, model_weights
 
@@ -89,7 +89,8 @@ def _model_job(args):
                    & (members["prompt_format"] == args.format)]
     if mine.empty:
         raise XmrcError(f"{args.groups}: no sample group rows for model '{model.key}', {args.shots}-shot {args.format}")
-    rows = prompt_rows(_read_parquet(args.prompts), list(dict.fromkeys(mine["id"])), args.languages, args.prompts)
+    rows = prompt_rows(_read_parquet(args.prompts), list(dict.fromkeys(mine["id"])), args.languages, args.prompts,
+                       _read_parquet(args.generations), args.generations)
     return model, weights, rows
 
 
@@ -98,15 +99,19 @@ def cmd_layer_relevance(args) -> None:
     from xmrc.analysis.relevance import check_lxt_support, lxt_rules, run_relevance
     from xmrc.shards import job_settings
 
+    if args.examples < 0:
+        raise XmrcError(f"--examples must be 0 or more, got {args.examples}")
     model, weights, rows = _model_job(args)
     check_lxt_support(weights, model.revision)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     lxt_rules(network)
     result = run_relevance(rows, network, tokenizer, Path(args.out), model_key=model.key, shots=args.shots,
                            prompt_format=args.format, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                           settings=job_settings(args))
+                           examples=args.examples, tokens_output=Path(args.out_tokens), settings=job_settings(args))
+    explained = result.drop_duplicates(["context_lang", "question_lang", "id"])["target_status"].value_counts()
     print(f"{args.out}: AttnLRP relevance of {len(rows)} prompts ({len(result)} part rows), "
-          f"N = {int(result['layers'].max()) if len(result) else 0} layers")
+          f"N = {int(result['layers'].max()) if len(result) else 0} layers; explained token: "
+          + ", ".join(f"{status} {count}" for status, count in explained.items()))
 
 
 def cmd_layer_hidden(args) -> None:
@@ -186,6 +191,16 @@ def cmd_layer_figures(args) -> None:
     print(f"{args.model}: 5 layer-analysis figures")
 
 
+def cmd_layer_example_figure(args) -> None:
+    from xmrc.analysis.attribution_example import draw
+    from xmrc.analysis.relevance import TOKEN_COLUMNS
+
+    tokens = _read_parquet(args.tokens)
+    _require(tokens, TOKEN_COLUMNS, args.tokens)
+    draw(tokens, args.top, args.out)
+    print(f"{args.out}: attribution example, top {args.top} tokens per part")
+
+
 def cmd_layer_change_figures(args) -> None:
     from xmrc.analysis import layer_figures
 
@@ -222,6 +237,8 @@ def register(command) -> None:
 
     def extraction(p, default_batch):
         p.add_argument("--prompts", required=True)
+        p.add_argument("--generations", required=True,
+                       help="the model's generations of the setting: where each answer starts")
         p.add_argument("--groups", required=True, help="groups.parquet of layer-groups")
         p.add_argument("--registry", required=True)
         p.add_argument("--model", required=True)
@@ -234,7 +251,9 @@ def register(command) -> None:
 
     p = command("layer-relevance", cmd_layer_relevance, "AttnLRP (LXT) relevance per layer and part MRD (resumable)")
     extraction(p, 1)
+    p.add_argument("--examples", type=int, default=1, help="items whose per-token relevance is kept (first ones)")
     p.add_argument("--out", required=True)
+    p.add_argument("--out-tokens", required=True, help="per-token relevance of the example items")
 
     p = command("layer-hidden", cmd_layer_hidden, "pooled hidden states per part and layer, float16 (resumable)")
     extraction(p, 8)
@@ -261,6 +280,12 @@ def register(command) -> None:
     for name in ("mrd-context-question", "mrd-task-demos", "similarity-question", "similarity-context",
                  "similarity-last"):
         p.add_argument(f"--out-{name}", required=True)
+
+    p = command("layer-example-figure", cmd_layer_example_figure,
+                "attribution example: top tokens of each prompt part by relevance, per layer (paper Figure 11)")
+    p.add_argument("--tokens", required=True, help="per-token relevance (layer-relevance --out-tokens)")
+    p.add_argument("--top", type=int, default=3, help="tokens shown per prompt part")
+    p.add_argument("--out", required=True)
 
     p = command("layer-change-figures", cmd_layer_change_figures,
                 "similarity curves of a model series (base, instruct, tuned) and their change")

@@ -1,6 +1,10 @@
 """What both layer-wise extractions (relevance, hidden states) share: loading a model for analysis,
 tokenizing prompts with the prompt parts mapped to tokens, padding, and hooks on the decoder layers.
 
+Inputs end where the answer starts: the prompt, then the tokens the model generated before its answer
+(teacher-forced; `xmrc.analysis.answer_start`), so the last input token is the one predicting the answer's
+first token for base and chat models alike. The forced tokens belong to no part.
+
 Parts: a token belongs to a part when its character span overlaps the part's span in the prompt table
 (`{part}_start`, `{part}_end`; -1 when the part is absent). Special tokens (empty spans) belong to none.
 """
@@ -13,8 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from xmrc.analysis.answer_start import AnswerStart, answer_start
 from xmrc.exceptions import XmrcError
 from xmrc.prompts import PARTS
+
+# Bump when a change alters what the layer-wise extractions compute (inputs, explained token, outputs): the
+# workflow passes it as a param of the relevance and hidden-state rules and it enters their shard
+# fingerprints, so stale outputs and shards are never reused. 2: inputs end where the answer starts.
+LAYER_CODE_VERSION = 2
+GENERATION_INPUT_COLUMNS = ["id", "context_lang", "question_lang", "raw_output"]
 
 PROMPT_INPUT_COLUMNS = ["id", "context_lang", "question_lang", "prompt", "templated"] + [
     f"{part}_{edge}" for part in PARTS for edge in ("start", "end")]
@@ -53,6 +64,16 @@ def encode(tokenizer, row) -> EncodedPrompt:
         else:
             parts[part] = (ends > starts) & (starts < end) & (ends > start)
     return EncodedPrompt(list(encoded["input_ids"]), parts)
+
+
+def encode_to_answer(tokenizer, row) -> tuple[EncodedPrompt, AnswerStart]:
+    """The prompt of a row with the model's forced prefix appended (see the module docstring), and where its
+    answer starts; a row whose answer has no first token keeps the bare prompt."""
+    prompt = encode(tokenizer, row)
+    start = answer_start(tokenizer, row["raw_output"])
+    extra = len(start.prefix_ids)
+    parts = {part: np.concatenate([mask, np.zeros(extra, dtype=bool)]) for part, mask in prompt.parts.items()}
+    return EncodedPrompt(prompt.input_ids + list(start.prefix_ids), parts), start
 
 
 def row_keys(rows: pd.DataFrame) -> list[str]:
@@ -104,8 +125,10 @@ def layer_outputs(model, keep_grad: bool = False):
             handle.remove()
 
 
-def prompt_rows(prompts: pd.DataFrame, ids: list[str], languages: list[str], path: str) -> pd.DataFrame:
-    """The en-x rows of a prompt table for the given items and question languages, in a stable order."""
+def prompt_rows(prompts: pd.DataFrame, ids: list[str], languages: list[str], path: str,
+                generations: pd.DataFrame | None = None, generations_path: str = "") -> pd.DataFrame:
+    """The en-x rows of a prompt table for the given items and question languages, in a stable order; with
+    `generations` (the model's generation table of the same setting), each row carries its `raw_output`."""
     missing = [c for c in PROMPT_INPUT_COLUMNS if c not in prompts.columns]
     if missing:
         raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
@@ -116,4 +139,21 @@ def prompt_rows(prompts: pd.DataFrame, ids: list[str], languages: list[str], pat
     if absent:
         raise XmrcError(f"{path}: no en-x prompts for item(s) {', '.join(absent[:5])}"
                         + (f" and {len(absent) - 5} more" if len(absent) > 5 else ""))
-    return rows.reset_index(drop=True)
+    rows = rows.reset_index(drop=True)
+    return rows if generations is None else _with_outputs(rows, generations, generations_path)
+
+
+def _with_outputs(rows: pd.DataFrame, generations: pd.DataFrame, path: str) -> pd.DataFrame:
+    missing = [c for c in GENERATION_INPUT_COLUMNS if c not in generations.columns]
+    if missing:
+        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+    keys = ["id", "context_lang", "question_lang"]
+    outputs = generations[GENERATION_INPUT_COLUMNS].drop_duplicates(keys)
+    joined = rows.drop(columns=["raw_output"], errors="ignore").merge(outputs, on=keys, how="left",
+                                                                      indicator=True)
+    lost = joined[joined["_merge"] != "both"]
+    if not lost.empty:
+        first = lost.iloc[0]
+        raise XmrcError(f"{path}: no generation for {len(lost)} prompt(s), e.g. item {first['id']} "
+                        f"({first['context_lang']}-{first['question_lang']})")
+    return joined.drop(columns="_merge")

@@ -1,10 +1,16 @@
 """Layer-wise AttnLRP relevance (LXT 2.1, efficient mode) and the per-part MRD of every prompt.
 
 Recipe (LXT's efficient mode): patch the model's modules with AttnLRP rules, feed `inputs_embeds`, keep the
-gradient of every decoder layer's output hidden state, back-propagate the logit of the first answer token
-(the greedy next token at the last input position), and take relevance = hidden x gradient summed over
-the features. Under the rules, gradient x input *is* the LRP relevance; without them it is plain
-gradient x input (kept here as `lrp=False` for comparison).
+gradient of every decoder layer's output hidden state, back-propagate the logit of the first answer token,
+and take relevance = hidden x gradient summed over the features. Under the rules, gradient x input *is* the
+LRP relevance; without them it is plain gradient x input (kept here as `lrp=False` for comparison).
+
+The explained token is the first token of the model's extracted answer, for every model: the input is the
+prompt followed by the tokens the model generated before its answer (teacher-forced: "Answer:" for a chat
+model that writes the label, nothing for a base model whose prompt ends with it), and the logit explained is
+that of the answer's first token at the last position (`xmrc.analysis.answer_start`). An item whose answer
+is empty (or whose output cannot be re-tokenised to its text) is not explained: its rows say so in
+`target_status` and carry no MRD.
 
 Layers: row 0 of a relevance matrix is the input embedding; row i (1..N, N = layers - 1) the output of
 decoder layer i. The output of the last layer is what is explained, so it has no row (the paper: "N is one
@@ -14,9 +20,25 @@ The patches change classes of the transformers modeling module process-wide; `at
 them on exit, so other code in the same process (hidden-state extraction, generation) is unaffected.
 
 Output table (`relevance/<model>/<shots>shot-<format>.parquet`), one row per (direction, item, part):
-model (registry key), shots, prompt_format, context_lang, question_lang, id, part, n_tokens (tokens of the
-part), mrd (largest MRD of the part's tokens, 1..N; NaN for an absent part), layers (N), target_token
-(decoded first answer token), relevance (list of N floats: the part's summed |relevance| / |logit| per layer).
+  model (registry key), shots, prompt_format, context_lang, question_lang, id, part
+  n_tokens        tokens of the part
+  mrd             largest MRD of the part's tokens, 1..N (NaN: part absent or item not explained)
+  layers          N
+  target_status   answer (explained) | empty_answer | unaligned (see `xmrc.analysis.answer_start`)
+  target_id       token id explained: the answer's first token (-1: not explained)
+  target_token    its text
+  forced_prefix   text of the generated tokens teacher-forced before it ("" for a base model)
+  forced_tokens   how many tokens that is: the explained token's position in the generated output
+  target_greedy   the explained token is also the model's greedy choice there (false: the stored output
+                  came from another backend or precision)
+  relevance       list of N floats: the part's summed |relevance| / |logit| per layer ([] if not explained)
+
+Per-token relevance of a few example items (`relevance/<model>/<shots>shot-<format>.tokens.parquet`, for
+the attribution example figure), one row per input token of every direction of those items:
+  model, shots, prompt_format, context_lang, question_lang, id, position (index in the input), token_id,
+  token (text), part (task_description | demonstrations | context | question | "" for none: template,
+  special and forced tokens), target_token, mrd (the token's MRD, 1..N), total (sum over layers 1..N of
+  |relevance| / |logit|), relevance (list of N floats per layer)
 """
 
 from __future__ import annotations
@@ -30,9 +52,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from xmrc.analysis.answer_start import AnswerStart
 from xmrc.analysis.layer_inputs import (
+    LAYER_CODE_VERSION,
     EncodedPrompt,
-    encode,
+    decoder_layers,
+    encode_to_answer,
     layer_outputs,
     left_pad,
     row_keys,
@@ -43,8 +68,10 @@ from xmrc.parquet import read_parquet, write_parquet_atomic
 from xmrc.prompts import PARTS
 from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
-RELEVANCE_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "part", "n_tokens",
-                     "mrd", "layers", "target_token", "relevance"]
+KEY_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+RELEVANCE_COLUMNS = KEY_COLUMNS + ["part", "n_tokens", "mrd", "layers", "target_status", "target_id",
+                                   "target_token", "forced_prefix", "forced_tokens", "target_greedy", "relevance"]
+TOKEN_COLUMNS = KEY_COLUMNS + ["position", "token_id", "token", "part", "target_token", "mrd", "total", "relevance"]
 
 
 def _modeling_module(model):
@@ -103,13 +130,16 @@ def attnlrp_rules(model):
 @dataclass
 class LayerRelevance:
     relevance: np.ndarray  # (layers, tokens), signed: row 0 embeddings, row i output of decoder layer i
-    target_id: int
+    target_id: int  # the token whose logit is explained
     target_logit: float
+    greedy_id: int  # the model's own choice at that position
 
 
-def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = True) -> list[LayerRelevance]:
-    """Relevance of every token at every depth for the first answer token's logit; one backward per batch
-    (prompts in a batch do not interact, so the summed logits give each prompt its own gradients)."""
+def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = True,
+                    targets: list[int] | None = None) -> list[LayerRelevance]:
+    """Relevance of every token at every depth for the logit of `targets[b]` at the last position of prompt b
+    (default: the greedy next token); one backward per batch (prompts in a batch do not interact, so the
+    summed logits give each prompt its own gradients)."""
     import torch
 
     ids, mask = left_pad(batch, pad_id)
@@ -122,7 +152,9 @@ def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = 
         with layer_outputs(model, keep_grad=True) as hidden:
             logits = model(inputs_embeds=embeddings, attention_mask=mask, position_ids=positions,
                            use_cache=False, logits_to_keep=1).logits[:, -1, :]
-        target_logit, target_id = logits.max(dim=-1)
+        greedy_id = logits.argmax(dim=-1)
+        target_id = greedy_id if targets is None else torch.tensor(targets, device=logits.device)
+        target_logit = logits.gather(1, target_id[:, None])[:, 0]
         target_logit.sum().backward()
         # The last layer's output is the explained quantity, not an explaining representation.
         states = [embeddings] + list(hidden[:-1])
@@ -130,12 +162,17 @@ def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = 
     width = ids.shape[1]
     target_logit = target_logit.detach().float().to("cpu")
     return [LayerRelevance(stacked[:, row, width - len(item.input_ids):].numpy(), int(target_id[row]),
-                           float(target_logit[row])) for row, item in enumerate(batch)]
+                           float(target_logit[row]), int(greedy_id[row])) for row, item in enumerate(batch)]
+
+
+def normalised_relevance(result: LayerRelevance) -> np.ndarray:
+    """Rows 1..N of |relevance| / |logit|: (N layers, tokens)."""
+    return np.abs(result.relevance[1:]) / max(abs(result.target_logit), 1e-12)
 
 
 def part_records(result: LayerRelevance, prompt: EncodedPrompt) -> list[dict]:
-    """MRD and per-layer relevance profile of every prompt part (rows 1..N of |relevance| / |logit|)."""
-    relevance = np.abs(result.relevance[1:]) / max(abs(result.target_logit), 1e-12)
+    """MRD and per-layer relevance profile of every prompt part."""
+    relevance = normalised_relevance(result)
     layers = relevance.shape[0]
     depths = major_relevance_depths(relevance) if layers else np.zeros(relevance.shape[1], dtype=int)
     records = []
@@ -148,6 +185,31 @@ def part_records(result: LayerRelevance, prompt: EncodedPrompt) -> list[dict]:
     return records
 
 
+def unexplained_records(prompt: EncodedPrompt, layers: int) -> list[dict]:
+    """The part rows of an item whose answer has no first token: sizes only."""
+    return [dict(part=part, n_tokens=int(prompt.parts[part].sum()), mrd=np.nan, layers=layers, relevance=[])
+            for part in PARTS]
+
+
+def token_records(result: LayerRelevance, prompt: EncodedPrompt, tokenizer) -> list[dict]:
+    """One row per input token: its part, MRD, total and per-layer relevance (the example figure's data)."""
+    relevance = normalised_relevance(result)
+    depths = major_relevance_depths(relevance) if relevance.shape[0] else np.zeros(relevance.shape[1], dtype=int)
+    part_of = np.full(len(prompt.input_ids), "", dtype=object)
+    for part in PARTS:
+        part_of[prompt.parts[part]] = part
+    return [dict(position=position, token_id=int(token), token=tokenizer.decode([token]), part=part_of[position],
+                 mrd=int(depths[position]), total=float(relevance[:, position].sum()),
+                 relevance=relevance[:, position].astype(np.float32).tolist())
+            for position, token in enumerate(prompt.input_ids)]
+
+
+def _target_fields(start: AnswerStart, result: LayerRelevance | None) -> dict:
+    return dict(target_status=start.status, target_id=start.target_id, target_token=start.target_text,
+                forced_prefix=start.prefix_text, forced_tokens=len(start.prefix_ids),
+                target_greedy=result is not None and result.greedy_id == result.target_id)
+
+
 def _shard_done(path: Path, rows: int) -> bool:
     import pyarrow.parquet as pq
 
@@ -157,51 +219,76 @@ def _shard_done(path: Path, rows: int) -> bool:
         return False
 
 
+def example_ids(rows: pd.DataFrame, count: int) -> list[str]:
+    """The first `count` items of the job (the order of the sample groups: balanced first)."""
+    return list(dict.fromkeys(rows["id"]))[:count]
+
+
 def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_key: str, shots: int,
-                  prompt_format: str, batch_size: int = 1, chunk_size: int = 64, settings: dict | None = None,
+                  prompt_format: str, batch_size: int = 1, chunk_size: int = 64, examples: int = 0,
+                  tokens_output: Path | None = None, settings: dict | None = None,
                   progress: bool = True) -> pd.DataFrame:
-    """Relevance records of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.shards`;
-    `settings`, the command's arguments, enter the job's fingerprint)."""
+    """Relevance records of every prompt row (with its model's `raw_output`), checkpointed every `chunk_size`
+    prompts (`xmrc.shards`; `settings`, the command's arguments, enter the job's fingerprint). The per-token
+    relevance of every direction of the first `examples` items goes to `tokens_output`."""
     output = Path(output)
     lxt_rules(model)  # unsupported architectures fail before any work
+    kept = set(example_ids(rows, examples))
     job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
-           "chunk_size": chunk_size, **(settings or {})}
+           "chunk_size": chunk_size, "examples": sorted(kept), "code": LAYER_CODE_VERSION, **(settings or {})}
     shard_dir = open_shard_dir(output, fingerprint(job, row_keys(rows)), {"settings": job})
-    frames = []
+    frames, token_frames = [], []
     chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
     bar = tqdm(total=len(rows), desc=f"relevance {model_key}", unit="prompt", disable=not progress)
+    key = dict(model=model_key, shots=shots, prompt_format=prompt_format)
     for number, chunk in enumerate(chunks):
         shard = shard_dir / f"shard-{number:05d}.parquet"
-        if not _shard_done(shard, len(chunk) * len(PARTS)):
-            frames_of_chunk = _relevance_chunk(chunk, model, tokenizer, batch_size, bar)
-            frame = pd.DataFrame(frames_of_chunk)
-            frame.insert(0, "prompt_format", prompt_format)
-            frame.insert(0, "shots", shots)
-            frame.insert(0, "model", model_key)
-            write_parquet_atomic(frame[RELEVANCE_COLUMNS], shard)
+        token_shard = shard_dir / f"shard-{number:05d}.tokens.parquet"
+        if not (_shard_done(shard, len(chunk) * len(PARTS)) and token_shard.exists()):
+            parts, tokens = _relevance_chunk(chunk, model, tokenizer, batch_size, kept, bar)
+            write_parquet_atomic(_keyed(parts, key, RELEVANCE_COLUMNS), shard)
+            write_parquet_atomic(_keyed(tokens, key, TOKEN_COLUMNS), token_shard)
         else:
             bar.update(len(chunk))
         frames.append(read_parquet(shard))
+        token_frames.append(read_parquet(token_shard))
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEVANCE_COLUMNS)
     write_parquet_atomic(result, output)
+    if tokens_output is not None:
+        tokens = pd.concat(token_frames, ignore_index=True) if token_frames else pd.DataFrame(columns=TOKEN_COLUMNS)
+        write_parquet_atomic(tokens, Path(tokens_output))
     close_shard_dir(output)
     return result
 
 
-def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int, bar) -> list[dict]:
-    encoded = [encode(tokenizer, row) for _, row in chunk.iterrows()]
-    order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i].input_ids))  # similar lengths batch well
-    records: list[list[dict]] = [[] for _ in encoded]
-    for start in range(0, len(order), batch_size):
-        batch = order[start:start + batch_size]
-        results = layer_relevance(model, [encoded[i] for i in batch], tokenizer.pad_token_id)
-        for index, result in zip(batch, results):
-            row = chunk.iloc[index]
-            token = tokenizer.decode([result.target_id])
-            records[index] = [dict(context_lang=row["context_lang"], question_lang=row["question_lang"],
-                                   id=row["id"], target_token=token, **record)
-                              for record in part_records(result, encoded[index])]
-        bar.update(len(batch))
-    return [record for group in records for record in group]
+def _keyed(records: list[dict], key: dict, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([dict(key, **record) for record in records], columns=columns)
 
+
+def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int, kept: set,
+                     bar) -> tuple[list[dict], list[dict]]:
+    """(part records, token records of the kept items) of one chunk of prompt rows."""
+    inputs = [encode_to_answer(tokenizer, row) for _, row in chunk.iterrows()]
+    layers = len(decoder_layers(model)) - 1
+    explained = [i for i, (_, start) in enumerate(inputs) if start.explained]
+    order = sorted(explained, key=lambda i: -len(inputs[i][0].input_ids))  # similar lengths batch well
+    results: dict[int, LayerRelevance] = {}
+    for first in range(0, len(order), batch_size):
+        batch = order[first:first + batch_size]
+        found = layer_relevance(model, [inputs[i][0] for i in batch], tokenizer.pad_token_id,
+                                targets=[inputs[i][1].target_id for i in batch])
+        results.update(zip(batch, found))
+        bar.update(len(batch))
+    bar.update(len(inputs) - len(explained))
+    parts, tokens = [], []
+    for index, (prompt, start) in enumerate(inputs):
+        row, result = chunk.iloc[index], results.get(index)
+        item = dict(context_lang=row["context_lang"], question_lang=row["question_lang"], id=row["id"])
+        target = _target_fields(start, result)
+        records = part_records(result, prompt) if result is not None else unexplained_records(prompt, layers)
+        parts.extend(dict(item, **target, **record) for record in records)
+        if result is not None and row["id"] in kept:
+            tokens.extend(dict(item, target_token=start.target_text, **record)
+                          for record in token_records(result, prompt, tokenizer))
+    return parts, tokens

@@ -66,7 +66,8 @@ def similarity_table(vectors: np.ndarray, index, members, parts=("question", "co
 
     `vectors`: (prompts, L + 1, parts, d) as written by `xmrc.analysis.hidden_states`; `index`: its row
     table (context_lang, question_lang, id); `members`: the groups of this model and setting
-    (`xmrc.analysis.groups`). Items missing in either run are left out; k is the number used.
+    (`xmrc.analysis.groups`). Items missing in either run, or whose vectors of a part are NaN in either (the
+    last token of an empty answer, `xmrc.analysis.hidden_states`), are left out; k is the number used.
     """
     import pandas as pd
 
@@ -80,15 +81,20 @@ def similarity_table(vectors: np.ndarray, index, members, parts=("question", "co
         fallback = bool(group_rows["fallback"].iloc[0])
         for lang in languages:
             ids = [i for i in group_rows["id"] if ("en", i) in rows and (lang, i) in rows]
-            english = np.asarray(vectors[[rows[("en", i)] for i in ids]], dtype=np.float32)
-            other = np.asarray(vectors[[rows[(lang, i)] for i in ids]], dtype=np.float32)
-            # (K, L+1, P, d) -> (L+1, P, K, d): one ratio per layer and part.
-            ratios = similarity_ratios(english.transpose(1, 2, 0, 3), other.transpose(1, 2, 0, 3)) if ids else \
-                np.full((depth + 1, len(parts)), np.nan)
-            for layer in range(depth + 1):
-                for slot, part in enumerate(parts):
+            shape = (len(ids),) + vectors.shape[1:]
+            english = np.asarray(vectors[[rows[("en", i)] for i in ids]], dtype=np.float32).reshape(shape)
+            other = np.asarray(vectors[[rows[(lang, i)] for i in ids]], dtype=np.float32).reshape(shape)
+            for slot, part in enumerate(parts):
+                # (K, L+1, d) of the items whose vectors exist in both runs -> one ratio per layer
+                usable = np.isfinite(english[:, :, slot]).all(axis=(1, 2)) & np.isfinite(other[:, :, slot]).all(
+                    axis=(1, 2))
+                k = int(usable.sum())
+                ratios = similarity_ratios(english[usable, :, slot].transpose(1, 0, 2),
+                                           other[usable, :, slot].transpose(1, 0, 2)) if k else \
+                    np.full(depth + 1, np.nan)
+                for layer in range(depth + 1):
                     records.append(dict(model=model, model_name=model_name, shots=shots, prompt_format=fmt,
                                         group=group, fallback=fallback, lang=lang, part=part, layer=layer,
                                         relative_depth=layer / depth if depth else 0.0,
-                                        ratio=float(ratios[layer, slot]), k=len(ids)))
+                                        ratio=float(ratios[layer]), k=k))
     return pd.DataFrame(records, columns=SIMILARITY_COLUMNS)
