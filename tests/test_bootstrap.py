@@ -173,3 +173,30 @@ def test_intervals_commands_write_tables_and_figure(tmp_path, capsys):
     assert cli.main(["intervals-figure", "--intervals", str(out / "direction_intervals.csv"), "--shots", "1",
                      "--out", str(figure)]) == 2
     assert "no rows for shots=1" in capsys.readouterr().err
+
+
+def test_workflow_runs_the_interval_rules_only_when_enabled(tmp_path):
+    from helpers.workflow import copy_workflow, snakemake
+
+    checkout = copy_workflow(tmp_path / "checkout")
+    (checkout / "on.yaml").write_text("intervals: {enabled: true, resamples: 50, markdown: false}\n")
+    off = snakemake("-n", "--configfile", "config/smoke.yaml", cwd=checkout)
+    assert off.returncode == 0, off.stderr
+    assert "intervals" not in off.stdout
+    # the rules' own shell commands on a small item-scores table (upstream rules not run)
+    on = ["--configfile", "config/smoke.yaml", "on.yaml", "--allowed-rules", "intervals", "intervals_figure",
+          "--cores", "1", "results/smoke/figures/intervals_f1_2shot.png"]
+    names = ["Tiny-Llama-Base", "Tiny-Llama-Chat", "Tiny-Llama-TULU-SFT"]
+    rng = np.random.default_rng(0)
+    frames = [item_frame(name, shots, fmt, [("en", "en"), ("en", "de")], ["a", "b", "c"], rng.random(3))
+              for name in names for shots in (0, 2) for fmt in ("v1", "v2")]
+    tables_dir = checkout / "results/smoke/tables"
+    tables_dir.mkdir(parents=True)
+    pd.concat(frames, ignore_index=True).to_parquet(tables_dir / "item_scores.parquet")
+    result = snakemake(*on, cwd=checkout)
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tables_dir / "intervals").iterdir()) == [
+        "direction_intervals.csv", "paired_differences.csv"]
+    differences = pd.read_csv(tables_dir / "intervals/paired_differences.csv")
+    assert set(differences["comparison"]) == {"instruct vs base", "tuned vs base", "2-shot vs 0-shot"}
+    assert (checkout / "results/smoke/figures/intervals_f1_2shot.png").stat().st_size > 0
