@@ -69,32 +69,47 @@ def model_pairs(models: Iterable) -> list[ModelPair]:
     return pairs
 
 
-def _grouped(items: pd.DataFrame) -> tuple[pd.DataFrame, list[np.ndarray], np.ndarray]:
-    """Groups of GROUP_KEYS (one row each, in order of first appearance), and per group the positions of
-    its items in `ordered`, sorted by id; `ordered` holds f1, em and id of every item."""
-    tables.require_columns(items, tables.ITEM_COLUMNS, "item scores")
-    codes = items.groupby(GROUP_KEYS, sort=False).ngroup().to_numpy()
-    keys = items[GROUP_KEYS].drop_duplicates().reset_index(drop=True)
-    ids, _ = pd.factorize(items["id"].astype(str), sort=True)
-    order = np.lexsort((ids, codes))
-    bounds = np.flatnonzero(np.diff(codes[order])) + 1
-    positions = np.split(order, bounds)
-    return keys, positions, ids
+@dataclass
+class Grouped:
+    """Item scores grouped by GROUP_KEYS, computed once for both tables.
+    keys: one row per group (order of first appearance); positions: per group, the rows of its items sorted
+    by id; ids: each row's id as a rank among the sorted distinct ids; scores: tables.direction_scores;
+    chosen: (model, shots) -> the prompt format the tables show."""
+    items: pd.DataFrame
+    keys: pd.DataFrame
+    positions: list
+    ids: np.ndarray
+    scores: pd.DataFrame
+    chosen: dict
+
+    @classmethod
+    def of(cls, items: pd.DataFrame, criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> "Grouped":
+        tables.require_columns(items, tables.ITEM_COLUMNS, "item scores")
+        scores = tables.direction_scores(items)  # also rejects an item held twice
+        codes = items.groupby(GROUP_KEYS, sort=False).ngroup().to_numpy()
+        keys = items[GROUP_KEYS].drop_duplicates().reset_index(drop=True)
+        # ids ranked in sorted order (positions must not depend on row order); factorizing first keeps the
+        # sort to the distinct ids
+        codes_of_ids, distinct = pd.factorize(items["id"].astype(str))
+        ids = np.argsort(np.argsort(distinct.to_numpy(), kind="stable"))[codes_of_ids]
+        order = np.lexsort((ids, codes))
+        positions = np.split(order, np.flatnonzero(np.diff(codes[order])) + 1)
+        return cls(items, keys, positions, ids, scores, chosen_formats(scores, criterion))
 
 
-def direction_intervals(items: pd.DataFrame, settings: BootstrapSettings,
+def direction_intervals(items: "pd.DataFrame | Grouped", settings: BootstrapSettings,
                         criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
     """INTERVAL_COLUMNS per (model, shots, prompt_format, direction); rows in the order of
     tables.direction_scores."""
-    scores = tables.direction_scores(items)  # also rejects an item held twice
-    keys, positions, _ = _grouped(items)
+    grouped = items if isinstance(items, Grouped) else Grouped.of(items, criterion)
+    items, keys, positions, scores = grouped.items, grouped.keys, grouped.positions, grouped.scores
     values = {m: items[m].to_numpy(dtype=np.float64) for m in METRICS}
     out = keys.copy()
     out["n"] = [len(p) for p in positions]
     for metric in METRICS:
         result = mean_intervals([values[metric][p] for p in positions], settings) * 100.0
         out[metric], out[f"{metric}_lo"], out[f"{metric}_hi"] = result.T
-    chosen = chosen_formats(scores, criterion)
+    chosen = grouped.chosen
     out["chosen"] = [chosen.get((m, s)) == f for m, s, f in zip(out["model"], out["shots"], out["prompt_format"])]
     order = scores[GROUP_KEYS].merge(out, on=GROUP_KEYS, how="left")
     return order[INTERVAL_COLUMNS]
@@ -129,12 +144,12 @@ def _sides(items: pd.DataFrame, pairs: Iterable[ModelPair], chosen: dict) -> lis
     return out
 
 
-def paired_differences(items: pd.DataFrame, pairs: Iterable[ModelPair], settings: BootstrapSettings,
+def paired_differences(items: "pd.DataFrame | Grouped", pairs: Iterable[ModelPair], settings: BootstrapSettings,
                        criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
     """DIFFERENCE_COLUMNS for every compared pair (see the module docstring) and direction both sides have;
     pairs naming a model the item scores lack are left out (a run need not evaluate both)."""
-    chosen = chosen_formats(tables.direction_scores(items), criterion)
-    keys, positions, ids = _grouped(items)
+    grouped = items if isinstance(items, Grouped) else Grouped.of(items, criterion)
+    items, keys, positions, ids, chosen = grouped.items, grouped.keys, grouped.positions, grouped.ids, grouped.chosen
     group_of = {tuple(row): i for i, row in enumerate(keys.itertuples(index=False, name=None))}
     directions: dict[tuple, list[tuple[str, str, int]]] = {}
     for (model, shots, fmt, context, question), i in group_of.items():
@@ -209,8 +224,9 @@ def write_intervals(items: pd.DataFrame, pairs: Iterable[ModelPair], settings: B
     """Write the files of the module docstring; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    intervals = direction_intervals(items, settings, criterion)
-    differences = paired_differences(items, pairs, settings, criterion)
+    grouped = Grouped.of(items, criterion)
+    intervals = direction_intervals(grouped, settings)
+    differences = paired_differences(grouped, pairs, settings)
     paths = []
     for name, frame in zip(FILES, (intervals, differences)):
         paths.append(out_dir / f"{name}.csv")
