@@ -1,17 +1,5 @@
-# Confidence intervals (config key `intervals`, off by default): bootstrap over items of the run's item scores.
-INTERVALS = config["intervals"]
-INTERVALS_DIR = f"{RESULTS}/tables/intervals"
-
-
-def interval_tables():
-    kinds = ("csv", "md") if INTERVALS["markdown"] else ("csv",)
-    return [f"{INTERVALS_DIR}/{name}.{kind}" for kind in kinds
-            for name in ("direction_intervals", "paired_differences")]
-
-
-if INTERVALS["enabled"]:
-    EXTRA_TARGETS.extend(interval_tables())
-    EXTRA_TARGETS.extend(f"{RESULTS}/figures/intervals_f1_{shots}shot.png" for shots in config["shots"])
+# Confidence intervals (config key `intervals`, off by default): bootstrap over the items of the run's item scores.
+include: "intervals_common.smk"
 
 
 rule intervals:
@@ -29,7 +17,7 @@ rule intervals:
         seed=INTERVALS["seed"],
         markdown="--markdown" if INTERVALS["markdown"] else "--no-markdown",
         format_criterion=config["tables"]["format_criterion"],
-        out_dir=INTERVALS_DIR,
+        out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     conda:
         "../../envs/xmrc.yaml"
     shell:
