@@ -81,9 +81,11 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
         raise XmrcError(f"direction intervals have no rows for shots={shots}")
     models = list(pd.unique(rows["model"]))
     directions = list(dict.fromkeys(f"{c}-{q}" for c, q in zip(rows["context_lang"], rows["question_lang"])))
-    columns = min(3, len(models))
+    # three panels a line for the paper's 23 directions; one, with narrower directions, for an x-y run's 144
+    columns = min(3 if len(directions) <= 30 else 1, len(models))
     lines = -(-len(models) // columns)
-    fig = Figure(figsize=(columns * (1.5 + 0.28 * len(directions)), 0.6 + 2.4 * lines))
+    per_direction = min(0.28, max(0.08, 12 / len(directions)))
+    fig = Figure(figsize=(columns * (1.5 + per_direction * len(directions)), 0.6 + 2.6 * lines), layout="constrained")
     axes = fig.subplots(lines, columns, squeeze=False, sharey=True)
     where = {d: i for i, d in enumerate(directions)}
     for ax, model in zip(axes.flat, models):
@@ -92,7 +94,7 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
         error = [own["f1"] - own["f1_lo"], own["f1_hi"] - own["f1"]]
         ax.errorbar(x, own["f1"], yerr=error, fmt="o", markersize=3, capsize=2, linewidth=1)
         ax.set_title(f"{model} ({own['prompt_format'].iloc[0]})", fontsize=8)
-        ax.set_xticks(range(len(directions)), directions, rotation=90, fontsize=6)
+        ax.set_xticks(range(len(directions)), directions, rotation=90, fontsize=6 if len(directions) <= 30 else 5)
         ax.set_ylim(0, 100)
         ax.grid(axis="y", linewidth=0.3)
     for ax in axes.flat[len(models):]:
