@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from xmrc import cli
-from xmrc.bootstrap import BootstrapSettings, mean_intervals, resampled_counts
+from xmrc.bootstrap import BootstrapSettings, mean_intervals, resampled_counts, resampled_means
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
 from xmrc.intervals import ModelPair, direction_intervals, model_pairs, paired_differences
@@ -22,17 +22,20 @@ def normal_interval(vector):
 def test_interval_of_a_large_sample_matches_the_normal_approximation():
     # F1-like scores: many 0s and 1s, some partial; n large, so the bootstrap distribution of the mean is normal
     rng = np.random.default_rng(7)
-    n = 20_000
+    n = 10_000
     scores = np.where(rng.random(n) < 0.3, rng.random(n), rng.random(n) < 0.6)
-    mean, low, high = mean_intervals([scores], BootstrapSettings(resamples=4000, seed=1))[0]
+    settings = BootstrapSettings(resamples=4000, seed=1)
+    mean, low, high = mean_intervals([scores], settings)[0]
     ref_low, ref_high = normal_interval(scores)
     half = (ref_high - ref_low) / 2
     assert mean == pytest.approx(scores.mean())
     # the 2.5% and 97.5% quantiles of 4000 resamples carry a Monte Carlo error of ~2% of the half-width
     assert low == pytest.approx(ref_low, abs=0.1 * half) and high == pytest.approx(ref_high, abs=0.1 * half)
-    # and a 68% interval is about half as wide as the 95% one (z 0.994 vs 1.96)
-    _, low68, high68 = mean_intervals([scores], BootstrapSettings(4000, 0.6827, 1))[0]
-    assert (high68 - low68) / (high - low) == pytest.approx(1 / Z95, rel=0.1)
+    # and the resampled means are normal beyond the 95% quantiles: a 68% interval is mean +- 1 standard error
+    means = resampled_means(scores[None, :], settings)[0]
+    assert np.quantile(means, [0.025, 0.975]) == pytest.approx([low, high], abs=1e-12)
+    assert np.quantile(means, [0.15865, 0.84135]) == pytest.approx(
+        [mean - half / Z95, mean + half / Z95], abs=0.1 * half / Z95)
 
 
 def test_a_small_sample_interval_matches_the_exact_bootstrap_distribution():
@@ -84,7 +87,7 @@ def test_paired_difference_of_a_known_size():
     # instruct = base + 0.03 on average, per-item noise sd 0.2; base itself varies a lot between items, which
     # an unpaired comparison would pay for and the paired one must not
     rng = np.random.default_rng(5)
-    n = 20_000
+    n = 10_000
     ids = [f"i{i}" for i in range(n)]
     base = rng.random(n)
     diff = 0.03 + 0.2 * rng.standard_normal(n)
