@@ -186,6 +186,7 @@ STAGE_COMMANDS = (
     "xmrc.analysis.oracle_commands",
     "xmrc.analysis.layer_commands",
     "xmrc.paper.commands",
+    "xmrc.intervals",
 )
 
 

@@ -4,6 +4,9 @@ Files written by `write_run_figures`, per shots setting:
   heatmap_f1_{shots}shot_{scenario}.png   F1 per model x direction (scenario en-x or x-x),
                                           each model with its better prompt format
   means_{shots}shot.png                   mean en-x vs mean x-x F1 per model (grouped bars)
+and, from the bootstrap intervals (xmrc.intervals, config key `intervals`):
+  intervals_f1_{shots}shot.png            F1 per direction with its interval as error bars, one panel
+                                          per model (its chosen format)
 
 Figures are built on matplotlib.figure.Figure, not pyplot: the PNG goes through the Agg
 canvas and no global backend or open-figure state is touched.
@@ -16,6 +19,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from xmrc.exceptions import XmrcError
 from xmrc.tables import (DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, SCENARIOS, language_table, require_columns,
                          summary_table)
 
@@ -66,6 +70,38 @@ def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | P
     ax.set_ylabel("")
     ax.set_title(f"Mean F1 over non-English languages, {shots}-shot" if shots is not None else "Mean F1")
     ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Path:
+    """F1 per direction with bootstrap error bars, one panel per model (the rows of direction_intervals.csv
+    with `chosen`, i.e. the format the tables show); directions in table order, whatever they are."""
+    rows = intervals[intervals["chosen"].astype(bool) & (intervals["shots"] == shots)]
+    if rows.empty:
+        raise XmrcError(f"direction intervals have no rows for shots={shots}")
+    models = list(pd.unique(rows["model"]))
+    directions = list(dict.fromkeys(f"{c}-{q}" for c, q in zip(rows["context_lang"], rows["question_lang"])))
+    # three panels a line for the paper's 23 directions; one, with narrower directions, for an x-y run's 144
+    columns = min(3 if len(directions) <= 30 else 1, len(models))
+    lines = -(-len(models) // columns)
+    per_direction = min(0.28, max(0.08, 12 / len(directions)))
+    fig = Figure(figsize=(columns * (1.5 + per_direction * len(directions)), 0.6 + 2.6 * lines), layout="constrained")
+    axes = fig.subplots(lines, columns, squeeze=False, sharey=True)
+    where = {d: i for i, d in enumerate(directions)}
+    for ax, model in zip(axes.flat, models):
+        own = rows[rows["model"] == model]
+        x = [where[f"{c}-{q}"] for c, q in zip(own["context_lang"], own["question_lang"])]
+        error = [own["f1"] - own["f1_lo"], own["f1_hi"] - own["f1"]]
+        ax.errorbar(x, own["f1"], yerr=error, fmt="o", markersize=3, capsize=2, linewidth=1)
+        ax.set_title(f"{model} ({own['prompt_format'].iloc[0]})", fontsize=8)
+        ax.set_xticks(range(len(directions)), directions, rotation=90, fontsize=6 if len(directions) <= 30 else 5)
+        ax.set_ylim(0, 100)
+        ax.grid(axis="y", linewidth=0.3)
+    for ax in axes.flat[len(models):]:
+        ax.set_visible(False)
+    for ax in axes[:, 0]:
+        ax.set_ylabel("F1 (%)")
+    fig.suptitle(f"F1 per direction with bootstrap intervals, {shots}-shot", fontsize=10)
     return _save(fig, path)
 
 

@@ -129,6 +129,12 @@ def _with_chosen_format(ds: pd.DataFrame, criterion: str = DEFAULT_FORMAT_CRITER
     return ds[ds["prompt_format"] == ds["model"].map(chosen)]
 
 
+def chosen_rows(direction_scores: pd.DataFrame, shots: int | None,
+                criterion: str = DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
+    """The rows of one shots setting that the tables show: each model in its format chosen by `criterion`."""
+    return _with_chosen_format(_select_shots(direction_scores, shots), criterion)
+
+
 def _wide(ds: pd.DataFrame, metric: str) -> pd.DataFrame:
     """model x direction-label table of one metric, models in order of first appearance."""
     dup = ds.duplicated(["model", "context_lang", "question_lang"])
