@@ -82,3 +82,26 @@ def test_score_normalises_by_answer_language(tmp_path):
     assert scores["em"].tolist() == [1.0, 0.0, 0.0]
     assert scores["f1"].iloc[1] == pytest.approx(0.8)  # character overlap for Chinese
     assert scores["f1"].iloc[2] == 0.0
+
+
+FIVE_DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "56de0daecffd8e1900b4b595",
+              "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]
+
+
+def test_prompts_any_direction_and_any_number_of_shots(tmp_path):
+    data = tmp_path / "x.parquet"
+    assert xmrc("data", "--source", "local", "--local-dir", SUBSET, "--languages", "en", "de", "zh",
+                "--out", data, "--problems", tmp_path / "p.csv").returncode == 0
+    common = ["prompts", "--data", data, "--registry", ROOT / "config/models.yaml", "--model", "gpt-4o",
+              "--format", "v2", "--languages", "en", "de", "zh", "--max-items", 1]
+    result = xmrc(*common, "--shots", 5, "--scenarios", "x-y", "--demonstrations", *FIVE_DEMOS,
+                  "--out", tmp_path / "p.parquet")
+    assert result.returncode == 0, result.stderr
+    prompts = read_parquet(tmp_path / "p.parquet")
+    assert len(prompts) == 9 and (prompts["answer_lang"] == prompts["context_lang"]).all()
+    assert (prompts["prompt"].str.count("Context: ") == 6).all()
+    result = xmrc(*common, "--shots", 6, "--demonstrations", *FIVE_DEMOS, "--out", tmp_path / "q.parquet")
+    assert_one_line_error(result, "demonstrations: 6-shot needs at least 6 demonstration ids, 5 given")
+    assert not (tmp_path / "q.parquet").exists()
+    result = xmrc(*common, "--shots", -1, "--out", tmp_path / "q.parquet")
+    assert result.returncode == 2 and "--shots" in result.stderr and "integer >= 0" in result.stderr

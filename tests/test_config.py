@@ -107,7 +107,10 @@ def test_defaults_are_filled():
 
 
 @pytest.mark.parametrize("change, key", [
-    (lambda c: c.update(shots=[1]), "shots[0]"),
+    (lambda c: c.update(shots=[-1]), "shots[0]"),
+    (lambda c: c.update(shots=["2"]), "shots[0]"),
+    (lambda c: c.update(scenarios=["y-x"]), "scenarios[0]"),
+    (lambda c: c.update(scenarios=[]), "scenarios"),
     (lambda c: c.update(languages=["en", "xx"]), "languages[1]"),
     (lambda c: c.update(languages=["de"]), "languages"),
     (lambda c: c.update(prompt_formats=["v3"]), "prompt_formats[0]"),
@@ -116,7 +119,7 @@ def test_defaults_are_filled():
     (lambda c: c.update(colour="red"), "(top level)"),
     (lambda c: c["generation"].update(batch_size=0), "generation.batch_size"),
     (lambda c: c["tables"].update(format_criterion="x-x"), "tables.format_criterion"),
-    (lambda c: c.update(skip_models=[{"shots": 1, "models": ["gpt-4o"]}]), "skip_models[0].shots"),
+    (lambda c: c.update(skip_models=[{"shots": -1, "models": ["gpt-4o"]}]), "skip_models[0].shots"),
     (lambda c: c.update(extra_models="llama-2-chat-7b"), "extra_models"),
     (lambda c: c.update(demonstrations=["only-one"]), "demonstrations"),
     (lambda c: c.pop("run"), "(top level)"),
@@ -129,6 +132,17 @@ def test_bad_config_names_the_key(change, key):
     message = str(raised.value)
     assert "\n" not in message
     assert message.startswith(f"config/config.yaml: key '{key}'")
+
+
+def test_any_number_of_shots_needs_as_many_demonstrations():
+    five = [f"id{i}" for i in range(5)]
+    config = validate_config(dict(paper_config(), shots=[0, 5], demonstrations=five))
+    assert config["shots"] == [0, 5] and config["scenarios"] == ["en-x", "x-x"]  # the paper's, by default
+    with pytest.raises(XmrcError) as raised:
+        validate_config(dict(paper_config(), shots=[6], demonstrations=five), "six.yaml")
+    assert str(raised.value) == ("six.yaml: key 'demonstrations': 6-shot (key 'shots') needs at least 6 "
+                                 "demonstration ids, 5 configured")
+    assert validate_config(dict(paper_config(), shots=[0], demonstrations=[]))["demonstrations"] == []
 
 
 def test_local_source_needs_a_directory():

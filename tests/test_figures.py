@@ -5,7 +5,7 @@ import pytest
 pytest.importorskip("seaborn")
 
 from xmrc.exceptions import XmrcError  # noqa: E402
-from xmrc.figures import heatmap, means_chart, write_run_figures  # noqa: E402
+from xmrc.figures import direction_matrix, f1_matrix, heatmap, means_chart, write_run_figures  # noqa: E402
 from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -57,3 +57,18 @@ def test_nan_cells_and_missing_directions(tmp_path):
 def test_missing_column_is_reported(tmp_path):
     with pytest.raises(XmrcError, match="prompt_format"):
         write_run_figures(synthetic_scores(["A"]).drop(columns=["prompt_format"]), tmp_path)
+
+
+def test_context_question_matrix_of_one_model_and_setting(tmp_path):
+    languages = ["en", "zh", "de"]
+    rows = [dict(model=m, shots=5, prompt_format="v2", context_lang=c, question_lang=q, n=3, em=0.0,
+                 f1=10.0 * languages.index(c) + languages.index(q) + (50 if m == "Other" else 0))
+            for m in ("M", "Other") for c in languages for q in languages if (c, q) != ("zh", "de")]
+    scores = pd.DataFrame(rows, columns=list(DIRECTION_COLUMNS))
+    matrix = f1_matrix(scores, "M", 5, "v2")
+    assert list(matrix.index) == list(matrix.columns) == ["en", "de", "zh"]  # XQuAD order
+    assert matrix.loc["de", "zh"] == 21.0 and matrix.loc["zh", "en"] == 10.0  # row: context, column: question
+    assert np.isnan(matrix.loc["zh", "de"])  # a pair without scores stays blank
+    assert_png(direction_matrix(scores, "M", 5, "v2", tmp_path / "matrix.png"))
+    with pytest.raises(XmrcError, match="no rows for model 'M', 2-shot v2"):
+        f1_matrix(scores, "M", 2, "v2")

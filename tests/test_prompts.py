@@ -10,6 +10,8 @@ from xmrc.prompts import (PARTS, Example, apply_template, build_body, build_prom
 SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
 FULL_XQUAD = Path("/work/shared/data/xquad")
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
+# five demonstrations of the bundled subset: the paper's two first (k-shot takes the first k)
+FIVE_DEMOS = DEMOS + ["56de0daecffd8e1900b4b595", "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]
 INSTRUCTION_EN = ("You should only present your answer to the last question by strictly copying the corresponding "
                   "part of the context. Please provide a direct answer in English without extra output. Your "
                   "answer should be in the form of \u201cAnswer: {Your Answer}\u201d")
@@ -78,6 +80,42 @@ def test_23_directions():
     assert len(found) == 23
     assert [d.label for d in found[:2]] == ["en-en", "en-de"] and found[12].label == "de-de"
     assert all(d.answer_lang == d.context_lang for d in found)
+
+
+def test_x_y_is_every_pair_and_keeps_the_paper_directions_first():
+    assert len(directions(LANGUAGES, ["x-y"])) == 144
+    assert directions(LANGUAGES, ["en-x", "x-x", "x-y"])[:23] == directions(LANGUAGES)
+    assert len(directions(LANGUAGES, ["en-x", "x-x", "x-y"])) == 144  # each direction once
+    three = directions(["en", "de", "zh"], ["x-y"])
+    assert [d.label for d in three] == ["en-en", "en-de", "en-zh", "de-en", "de-de", "de-zh", "zh-en", "zh-de",
+                                        "zh-zh"]
+    assert [d.label for d in directions(["en", "de"], ["x-x"])] == ["de-de"]
+    with pytest.raises(XmrcError, match="unknown scenario 'y-x'"):
+        directions(LANGUAGES, ["y-x"])
+
+
+def test_x_y_prompts_answer_in_the_context_language(table):
+    prompts = build_prompt_table(table, ["en", "de", "zh"], 2, "v2", DEMOS, None, max_items=2, scenarios=["x-y"])
+    assert len(prompts) == 9 * 2
+    by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang")}
+    row = prompts[(prompts["context_lang"] == "de") & (prompts["question_lang"] == "zh")].iloc[0]
+    assert row["answer_lang"] == "de" and row["gold"] == by_lang["de"].loc[row["id"], "answer_text"]
+    assert row["prompt"][row["question_start"]:row["question_end"]] == by_lang["zh"].loc[row["id"], "question"]
+    assert row["prompt"][row["context_start"]:row["context_end"]] == by_lang["de"].loc[row["id"], "context"]
+    demos = row["prompt"][row["demonstrations_start"]:row["demonstrations_end"]]
+    # demonstrations in the same direction: German context and answer, Chinese question
+    assert by_lang["zh"].loc[DEMOS[1], "question"].strip() in demos
+    assert by_lang["de"].loc[DEMOS[1], "answer_text"] in demos and "in German" in row["prompt"]
+
+
+def test_k_shot_uses_the_first_k_demonstrations_and_evaluates_the_rest(table):
+    five = build_prompt_table(table, ["en"], 5, "v1", FIVE_DEMOS, None)
+    assert (five["prompt"].str.count("Context: ") == 6).all()  # five demonstrations and the test item
+    assert not set(FIVE_DEMOS) & set(five["id"]) and len(five) == 50 - 5
+    three = build_prompt_table(table, ["en"], 3, "v1", FIVE_DEMOS, None)
+    assert set(FIVE_DEMOS[3:]) <= set(three["id"]) and not set(FIVE_DEMOS[:3]) & set(three["id"])
+    with pytest.raises(XmrcError, match=r"^demonstrations: 6-shot needs at least 6 demonstration ids, 5 given$"):
+        build_prompt_table(table, ["en"], 6, "v1", FIVE_DEMOS, None)
 
 
 def test_prompt_table_for_en_x_and_x_x(table):

@@ -16,6 +16,7 @@ from xmrc.tables import (
     from_language_table,
     language_table,
     summary_table,
+    table_scenarios,
     write_run_tables,
     write_table,
 )
@@ -208,6 +209,41 @@ def test_write_run_tables_skips_absent_scenario(tmp_path):
     names = {p.name for p in write_run_tables(ds, tmp_path)}
     assert "f1_0shot_en-x.csv" in names and not any("x-x" in n for n in names)
     assert np.isnan(pd.read_csv(tmp_path / "summary_0shot.csv")["mean x-x"]).all()
+
+
+def xy_items(languages=("en", "de", "zh"), n=3):
+    """Item scores of every (context, question) pair of `languages`, one setting: F1 = 0.1 * (pair number)."""
+    pairs = [(c, q) for c in languages for q in languages]
+    return pd.DataFrame([dict(model="M", shots=0, prompt_format="v1", context_lang=c, question_lang=q,
+                              id=f"i{k}", em=0.0, f1=0.1 * number)
+                         for number, (c, q) in enumerate(pairs) for k in range(n)])
+
+
+def test_x_y_directions_sort_after_the_paper_ones_context_major():
+    ds = direction_scores(xy_items().sample(frac=1, random_state=0))
+    assert [f"{c}-{q}" for c, q in zip(ds["context_lang"], ds["question_lang"])] == [
+        "en-en", "en-de", "en-zh", "de-de", "zh-zh", "de-en", "de-zh", "zh-en", "zh-de"]
+    assert set(ds["n"]) == {3}
+
+
+def test_table_scenarios_follow_the_directions_of_the_run():
+    paper = PAPER_DIRECTIONS
+    assert table_scenarios(paper) == ["en-x", "x-x"]
+    assert table_scenarios([("en", "en"), ("en", "de")]) == ["en-x"]
+    assert table_scenarios([("de", "de")]) == ["x-x"]
+    assert table_scenarios([("de", "zh"), ("en", "en")]) == ["en-x", "x-y"]
+
+
+def test_write_run_tables_adds_x_y_beyond_the_paper_directions(tmp_path):
+    ds = direction_scores(xy_items())
+    names = {p.name for p in write_run_tables(ds, tmp_path)}
+    assert {"f1_0shot_en-x.csv", "f1_0shot_x-x.csv", "f1_0shot_x-y.csv", "em_0shot_x-y.md"} <= names
+    xy = pd.read_csv(tmp_path / "f1_0shot_x-y.csv", index_col="model")
+    assert list(xy.columns) == ["en-en", "en-de", "en-zh", "de-de", "zh-zh", "de-en", "de-zh", "zh-en", "zh-de"]
+    assert xy.loc["M", "de-zh"] == pytest.approx(50.0)  # pair number 5 of the context-major order
+    # the paper's directions alone write no x-y table (the paper run's files are unchanged)
+    paper_only = ds[[(c, q) in set(PAPER_DIRECTIONS) for c, q in zip(ds["context_lang"], ds["question_lang"])]]
+    assert not any("x-y" in p.name for p in write_run_tables(paper_only, tmp_path / "paper"))
 
 
 def formats_disagreeing():

@@ -15,6 +15,14 @@ import pandas as pd
 from xmrc import LANGUAGES, __version__
 from xmrc.exceptions import XmrcError
 from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.prompts import FORMATS, PAPER_SCENARIOS, SCENARIOS
+
+
+def shots_count(text: str) -> int:
+    """--shots: any k >= 0 (whether k demonstrations are configured is checked where they are read)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of shots (an integer >= 0)")
+    return int(text)
 
 
 def _read_parquet(path: str) -> pd.DataFrame:
@@ -116,8 +124,9 @@ def cmd_prompts(args) -> None:
             ids = Path(args.ids).read_text(encoding="utf-8").split()
         except FileNotFoundError:
             raise XmrcError(f"{args.ids}: id file not found") from None
+    scenarios = getattr(args, "scenarios", None) or PAPER_SCENARIOS
     prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
-                                 chat_template, args.max_items, ids)
+                                 chat_template, args.max_items, ids, scenarios)
     write_parquet_atomic(prompts, Path(args.out))
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
 
@@ -165,6 +174,10 @@ def cmd_figures(args) -> None:
     scores = _read_csv(args.direction_scores)
     if args.kind == "heatmap":
         figures.heatmap(scores, args.scenario, args.shots, Path(args.out), args.format_criterion)
+    elif args.kind == "matrix":
+        if not args.model or not args.format:
+            raise XmrcError("figures --kind matrix needs --model and --format (one model and setting)")
+        figures.direction_matrix(scores, args.model, args.shots, args.format, Path(args.out))
     else:
         figures.means_chart(scores, args.shots, Path(args.out), args.format_criterion)
     print(f"{args.out}: {args.kind} figure")
@@ -252,15 +265,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     def setting(p):
-        p.add_argument("--shots", type=int, choices=[0, 2], required=True)
-        p.add_argument("--format", choices=["v1", "v2"], required=True)
+        p.add_argument("--shots", type=shots_count, required=True, metavar="K", help="k-shot (any k >= 0)")
+        p.add_argument("--format", choices=list(FORMATS), required=True)
 
     p = command("prompts", cmd_prompts, "build the prompts of one (model, shots, format) for all directions")
     p.add_argument("--data", required=True)
     model(p)
     setting(p)
     languages(p)
-    p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
+    p.add_argument("--demonstrations", nargs="*", default=[], metavar="ID",
+                   help="demonstration ids: k-shot uses the first k (at least k needed)")
+    p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(PAPER_SCENARIOS),
+                   help="which directions get prompts: en-x, x-x (the paper's), x-y (every language pair)")
     p.add_argument("--max-items", type=int)
     p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
     p.add_argument("--out", required=True)
@@ -284,11 +300,14 @@ def build_parser() -> argparse.ArgumentParser:
     for module_name in STAGE_COMMANDS:
         _register_stage(module_name, command)
 
-    p = command("figures", cmd_figures, "one figure (PNG): F1 heatmap or en-x vs x-x means")
+    p = command("figures", cmd_figures,
+                "one figure (PNG): F1 heatmap, en-x vs x-x means, or one model's context x question F1 matrix")
     p.add_argument("--direction-scores", required=True)
-    p.add_argument("--kind", choices=["heatmap", "means"], required=True)
-    p.add_argument("--shots", type=int, required=True)
-    p.add_argument("--scenario", choices=["en-x", "x-x"], default="en-x")
+    p.add_argument("--kind", choices=["heatmap", "means", "matrix"], required=True)
+    p.add_argument("--shots", type=shots_count, required=True)
+    p.add_argument("--scenario", choices=["en-x", "x-x", "x-y"], default="en-x", help="heatmap: its directions")
+    p.add_argument("--model", help="matrix: the model (its name in the direction scores)")
+    p.add_argument("--format", choices=list(FORMATS), help="matrix: the prompt format")
     format_criterion(p)
     p.add_argument("--out", required=True)
 

@@ -91,6 +91,10 @@ def validate_config(config: Any, source: str = "config") -> dict:
     config = validate(config, "config.schema.yaml", source)
     if config["data"]["source"] == "local" and not config["data"].get("local_dir"):
         raise XmrcError(f"{source}: key 'data.local_dir': required when data.source is 'local'")
+    most = max(config["shots"])
+    if most > len(config["demonstrations"]):
+        raise XmrcError(f"{source}: key 'demonstrations': {most}-shot (key 'shots') needs at least {most} "
+                        f"demonstration ids, {len(config['demonstrations'])} configured")
     return config
 
 

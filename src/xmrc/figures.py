@@ -7,6 +7,8 @@ Files written by `write_run_figures`, per shots setting:
 and, from the bootstrap intervals (xmrc.intervals, config key `intervals`):
   intervals_f1_{shots}shot.png            F1 per direction with its interval as error bars, one panel
                                           per model (its chosen format)
+The workflow also draws, per model and setting when the run has x-y directions (config key `scenarios`):
+  matrix_f1/{model}/{shots}shot-{format}.png   context x question F1 matrix (`direction_matrix`)
 
 Figures are built on matplotlib.figure.Figure, not pyplot: the PNG goes through the Agg
 canvas and no global backend or open-figure state is touched.
@@ -19,6 +21,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
 from xmrc.tables import (DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, SCENARIOS, language_table, require_columns,
                          summary_table)
@@ -102,6 +105,38 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
     for ax in axes[:, 0]:
         ax.set_ylabel("F1 (%)")
     fig.suptitle(f"F1 per direction with bootstrap intervals, {shots}-shot", fontsize=10)
+    return _save(fig, path)
+
+
+def f1_matrix(direction_scores: pd.DataFrame, model: str, shots: int, prompt_format: str) -> pd.DataFrame:
+    """F1 (percent) of one model and setting as a context-language x question-language matrix (languages in
+    XQuAD order; a pair the run did not evaluate is NaN)."""
+    require_columns(direction_scores, DIRECTION_COLUMNS)
+    rows = direction_scores[(direction_scores["model"] == model) & (direction_scores["shots"] == shots)
+                            & (direction_scores["prompt_format"] == prompt_format)]
+    if rows.empty:
+        raise XmrcError(f"direction scores have no rows for model {model!r}, {shots}-shot {prompt_format}")
+    present = set(rows["context_lang"]) | set(rows["question_lang"])
+    order = [lang for lang in LANGUAGES if lang in present] + sorted(present - set(LANGUAGES))
+    matrix = rows.pivot(index="context_lang", columns="question_lang", values="f1").reindex(index=order,
+                                                                                          columns=order)
+    matrix.index.name, matrix.columns.name = "context", "question"
+    return matrix
+
+
+def direction_matrix(direction_scores: pd.DataFrame, model: str, shots: int, prompt_format: str,
+                     path: str | Path) -> Path:
+    """Annotated heatmap of f1_matrix: rows are the context (= answer) language, columns the question
+    language; the diagonal is monolingual, the en row the paper's en-x."""
+    matrix = f1_matrix(direction_scores, model, shots, prompt_format)
+    size = len(matrix)
+    fig = Figure(figsize=(2.0 + 0.6 * size, 1.6 + 0.5 * size))
+    ax = fig.subplots()
+    sns.heatmap(matrix.astype(float), ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".1f",
+                annot_kws={"fontsize": 8}, linewidths=0.5, square=True, cbar_kws={"label": "F1 (%)"})
+    ax.set_xlabel("question language")
+    ax.set_ylabel("context language (answer language)")
+    ax.set_title(f"F1, {model}, {shots}-shot {prompt_format}")
     return _save(fig, path)
 
 

@@ -1,4 +1,4 @@
-"""The paper's xMRC prompts (Appendix A.3, formats v1 and v2; 0- and 2-shot) with part spans.
+"""The paper's xMRC prompts (Appendix A.3, formats v1 and v2; 0- and 2-shot, or any k-shot) with part spans.
 
 A prompt is built from plain strings; the only model-specific step is the chat template, which the caller
 passes in as a function (a tokenizer's `apply_chat_template`), so the same text reaches every backend.
@@ -145,11 +145,41 @@ class Direction:
         return f"{self.context_lang}-{self.question_lang}"
 
 
-def directions(languages: Iterable[str]) -> list[Direction]:
-    """en-x for every language (en-en included), then x-x for the non-English ones: 23 for XQuAD."""
+# Which (context, question) pairs a scenario holds: en-x = English context, question in each language (en-en
+# included); x-x = monolingual, non-English; x-y = every pair of the configured languages (XQuAD is parallel).
+SCENARIOS = ("en-x", "x-x", "x-y")
+PAPER_SCENARIOS = ("en-x", "x-x")
+
+
+def scenario_directions(scenario: str, languages: Iterable[str]) -> list[Direction]:
     languages = list(languages)
-    return ([Direction("en", x) for x in languages] +
-            [Direction(x, x) for x in languages if x != "en"])
+    if scenario == "en-x":
+        return [Direction("en", x) for x in languages]
+    if scenario == "x-x":
+        return [Direction(x, x) for x in languages if x != "en"]
+    if scenario == "x-y":
+        return [Direction(c, q) for c in languages for q in languages]
+    raise XmrcError(f"unknown scenario {scenario!r} (expected one of {', '.join(SCENARIOS)})")
+
+
+def directions(languages: Iterable[str], scenarios: Iterable[str] = PAPER_SCENARIOS) -> list[Direction]:
+    """The directions of `scenarios`, each once, in scenario order: en-x for every language (en-en included),
+    then x-x for the non-English ones (23 for XQuAD, the paper's), then the other pairs of x-y."""
+    languages = list(languages)
+    seen: dict[Direction, None] = {}
+    for scenario in scenarios:
+        for direction in scenario_directions(scenario, languages):
+            seen.setdefault(direction, None)
+    return list(seen)
+
+
+def check_shots(shots: int, demonstration_ids: list[str]) -> None:
+    """k-shot takes the first k demonstration ids: there must be at least k."""
+    if shots < 0:
+        raise XmrcError(f"shots: {shots} is negative")
+    if shots > len(demonstration_ids):
+        raise XmrcError(f"demonstrations: {shots}-shot needs at least {shots} demonstration ids, "
+                        f"{len(demonstration_ids)} given")
 
 
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"] + [
@@ -166,8 +196,9 @@ def _example(by_lang: dict[str, pd.DataFrame], item_id: str, direction: Directio
 
 def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prompt_format: str,
                  demonstration_ids: list[str], chat_template: ChatTemplate | None,
-                 max_items: int | None = None, ids: Iterable[str] | None = None) -> Iterator[dict]:
-    """One record per (direction, test item): the prompt, its spans and the gold answer.
+                 max_items: int | None = None, ids: Iterable[str] | None = None,
+                 scenarios: Iterable[str] = PAPER_SCENARIOS) -> Iterator[dict]:
+    """One record per (direction of `scenarios`, test item): the prompt, its spans and the gold answer.
 
     Test items are every id except the demonstrations in the prompt (the first `shots` of `demonstration_ids`:
     none at 0-shot, so 0-shot is scored on all items, as the paper's 0-shot EM values in multiples of 1/1190
@@ -175,6 +206,7 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
     then optionally the first `max_items`.
     """
     languages = list(languages)
+    check_shots(shots, demonstration_ids)
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
     english_ids = list(by_lang["en"].index)
     missing = [item for item in demonstration_ids if item not in by_lang["en"].index]
@@ -184,7 +216,7 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
     in_prompt = demonstration_ids[:shots]
     test_ids = [item for item in english_ids if item not in set(in_prompt)
                 and (wanted is None or item in wanted)][:max_items]
-    for direction in directions(languages):
+    for direction in directions(languages, scenarios):
         demos = [_example(by_lang, item, direction, True) for item in in_prompt]
         for item_id in test_ids:
             test = _example(by_lang, item_id, direction, False)

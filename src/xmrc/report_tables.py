@@ -32,7 +32,7 @@ class ReportTable:
 
 
 SHOTS = r"(?P<shots>\d+)"
-SCENARIO = r"(?P<scenario>en-x|x-x)"
+SCENARIO = r"(?P<scenario>en-x|x-x|x-y)"
 REPORT_TABLES = (
     ReportTable(rf"summary_{SHOTS}shot", "Scores", "{shots}-shot", "summary (Table 2)", "scores"),
     ReportTable(rf"(?P<metric>f1|em)_{SHOTS}shot_{SCENARIO}", "Scores", "{shots}-shot",

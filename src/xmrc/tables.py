@@ -7,7 +7,8 @@ Files written by `write_run_tables` (each as .csv and .md, values in percent, 2 
   summary_{shots}shot                 Table 2 (left half): en-en, means, ratios, chosen format and the
                                       criterion it was chosen by
   {metric}_{shots}shot_{scenario}     Tables 5/6: model x direction, metric in {f1, em},
-                                      scenario in {en-x, x-x}
+                                      scenario in {en-x, x-x}; and x-y (every direction of the run) when
+                                      the run has directions beyond the paper's (config key `scenarios`)
 """
 from __future__ import annotations
 
@@ -21,11 +22,16 @@ from xmrc.exceptions import XmrcError
 
 DIRECTION_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "n", "em", "f1")
 ITEM_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1")
+# The paper's table layouts (Tables 5, 6, 10): one table per scenario.
 SCENARIOS = {
     "en-x": [("en", x) for x in LANGUAGES],
     "x-x": [(x, x) for x in LANGUAGES if x != "en"],
 }
 PAPER_DIRECTIONS = SCENARIOS["en-x"] + SCENARIOS["x-x"]
+# Beyond the paper: x-y, every (context, question) pair, the paper's 23 first, then context-major.
+ALL_DIRECTIONS = PAPER_DIRECTIONS + [(c, q) for c in LANGUAGES for q in LANGUAGES
+                                     if (c, q) not in set(PAPER_DIRECTIONS)]
+TABLE_SCENARIOS = {**SCENARIOS, "x-y": ALL_DIRECTIONS}
 METRICS = ("f1", "em")
 SUMMARY_COLUMNS = ("en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en", "prompt_format",
                    "format_criterion")
@@ -51,9 +57,17 @@ def require_columns(df: pd.DataFrame, columns, what: str = "direction scores") -
         raise XmrcError(f"{what} lack required column(s): {', '.join(missing)}")
 
 
+def table_scenarios(pairs: Iterable[tuple[str, str]]) -> list[str]:
+    """Which per-language tables a run with these (context, question) directions has: en-x and x-x where it has
+    any of their directions, x-y where it has any direction beyond the paper's (then x-y lists all of them)."""
+    pairs = set(pairs)
+    out = [scenario for scenario, members in SCENARIOS.items() if pairs & set(members)]
+    return out + (["x-y"] if pairs - set(PAPER_DIRECTIONS) else [])
+
+
 def _direction_rank(df: pd.DataFrame) -> pd.Series:
-    """Paper order of each row's direction; directions outside the paper's 23 sort last."""
-    rank = {d: i for i, d in enumerate(PAPER_DIRECTIONS)}
+    """Paper order of each row's direction, then the other pairs context-major (ALL_DIRECTIONS)."""
+    rank = {d: i for i, d in enumerate(ALL_DIRECTIONS)}
     keys = zip(df["context_lang"], df["question_lang"])
     return pd.Series([rank.get(k, len(rank)) for k in keys], index=df.index)
 
@@ -194,14 +208,14 @@ def language_table(
     prompt_format: str | None = None,
     criterion: str = DEFAULT_FORMAT_CRITERION,
 ) -> pd.DataFrame:
-    """Tables 5/6: metric (percent) per model and direction of one scenario ("en-x" or "x-x").
+    """Tables 5/6: metric (percent) per model and direction of one scenario ("en-x", "x-x" or "x-y").
 
     prompt_format=None takes each model's better format by `criterion` (as summary_table does);
     a name selects that format for every model. Only directions present become columns,
     in paper order.
     """
-    if scenario not in SCENARIOS:
-        raise XmrcError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+    if scenario not in TABLE_SCENARIOS:
+        raise XmrcError(f"unknown scenario {scenario!r}; expected one of {', '.join(TABLE_SCENARIOS)}")
     if metric not in METRICS:
         raise XmrcError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     ds = direction_scores
@@ -212,7 +226,7 @@ def language_table(
             raise XmrcError(f"direction scores have no rows for prompt_format={prompt_format!r}")
     ds = _prepare(ds, metric, shots, criterion)
     wide = _wide(ds, metric)
-    columns = [label(c, q) for c, q in SCENARIOS[scenario] if label(c, q) in wide.columns]
+    columns = [label(c, q) for c, q in TABLE_SCENARIOS[scenario] if label(c, q) in wide.columns]
     return wide[columns]
 
 
@@ -259,7 +273,7 @@ def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
     """All tables of a run, per shots setting (see the module docstring for file names), each model
     in its prompt format chosen by `criterion`. Models named in `not_in_summary` (the config's
     extra_models: the paper's Table 2 is the main list) are rows of the per-language tables only.
-    Scenarios without any direction in the run are skipped."""
+    Scenarios without any direction in the run are skipped (table_scenarios)."""
     require_columns(direction_scores, DIRECTION_COLUMNS)
     check_format_criterion(criterion)
     out_dir = Path(out_dir)
@@ -269,7 +283,7 @@ def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
         summary = summary_table(direction_scores, shots, criterion)
         summary = summary.drop(index=[name for name in not_in_summary if name in summary.index])
         paths += write_table(summary, out_dir / f"summary_{shots}shot")
-        for scenario in SCENARIOS:
+        for scenario in table_scenarios(zip(direction_scores["context_lang"], direction_scores["question_lang"])):
             for metric in METRICS:
                 table = language_table(direction_scores, scenario, metric, shots, criterion=criterion)
                 if table.shape[1]:

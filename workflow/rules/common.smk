@@ -14,6 +14,8 @@ from xmrc import report_tables
 from xmrc.backends import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
+from xmrc.prompts import PAPER_SCENARIOS, directions
+from xmrc.tables import table_scenarios
 from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, table_rows, validate_config
 from xmrc.exceptions import XmrcError
 from xmrc.paper.published import our_file_names as paper_table_files
@@ -51,6 +53,11 @@ except XmrcError as error:
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
 LANGS = config["languages"]
+SCENARIOS = config["scenarios"]
+# The prompts rule's --languages value, with --scenarios only where they are not the paper's: the paper
+# config's command and params stay as they were, so a finished paper run is not re-run.
+PROMPT_LANGUAGES = " ".join(LANGS) + (
+    "" if tuple(SCENARIOS) == PAPER_SCENARIOS else " --scenarios " + " ".join(SCENARIOS))
 SETTINGS = [(shots, fmt) for shots in config["shots"] for fmt in config["prompt_formats"]]
 TINY_DIR = "resources/tiny_models"
 FINETUNE_DIR = "resources/finetuned"
@@ -209,7 +216,15 @@ def all_targets():
 
 
 def scenarios():
-    return ["en-x"] + (["x-x"] if any(lang != "en" for lang in LANGS) else [])
+    """Per-language tables of the run: en-x and x-x where it has their directions, x-y beyond the paper's."""
+    return table_scenarios((d.context_lang, d.question_lang) for d in directions(LANGS, SCENARIOS))
+
+
+def matrix_figures():
+    """Context x question F1 matrix per model and setting, where the run has x-y directions."""
+    if "x-y" not in scenarios():
+        return []
+    return [f"{RESULTS}/figures/matrix_f1/{stem}.png" for stem in job_stems()]
 
 
 def table_outputs():
@@ -227,7 +242,7 @@ def figure_outputs():
         f"{RESULTS}/figures/heatmap_f1_{shots}shot_{scenario}.png"
         for shots in config["shots"]
         for scenario in scenarios()
-    ] + [f"{RESULTS}/figures/means_{shots}shot.png" for shots in config["shots"]]
+    ] + [f"{RESULTS}/figures/means_{shots}shot.png" for shots in config["shots"]] + matrix_figures()
 
 
 def paper_comparison_tables(wildcards):

@@ -21,6 +21,10 @@ if ERRORS["enabled"] and ERRORS["shots"] not in config["shots"]:
     print(f"xmrc: error: config key 'errors.shots': {ERRORS['shots']} is not among the run's shots "
           f"{config['shots']}", file=sys.stderr)
     sys.exit(1)
+if ERRORS["enabled"] and ERRORS["scenario"] not in scenarios():
+    print(f"xmrc: error: config key 'errors.scenario': the run has no {ERRORS['scenario']} directions "
+          f"(config key 'scenarios': {SCENARIOS})", file=sys.stderr)
+    sys.exit(1)
 if ERRORS["enabled"] and ERRORS["prompt_format"] not in ("best", *config["prompt_formats"]):
     print(f"xmrc: error: config key 'errors.prompt_format': {ERRORS['prompt_format']} is not among the run's "
           f"prompt_formats {config['prompt_formats']}", file=sys.stderr)

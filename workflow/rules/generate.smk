@@ -16,7 +16,7 @@ rule prompts:
     params:
         registry=config["registry"],
         weights=weights_of,
-        languages=" ".join(LANGS),
+        languages=PROMPT_LANGUAGES,
         demonstrations=" ".join(config["demonstrations"]),
         max_items=(
             f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""

@@ -18,6 +18,8 @@ LAYER_SETTINGS = [(LAYERS["shots"], fmt) for fmt in LAYERS["prompt_formats"]]
 if LAYER_MODELS and any(s not in SETTINGS for s in LAYER_SETTINGS):
     raise WorkflowError(
         "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats")
+if LAYER_MODELS and "en-x" not in scenarios():  # the sample groups are defined on the en-x directions
+    raise WorkflowError(f"config key 'layers': the run has no en-x directions (config key 'scenarios': {SCENARIOS})")
 LAYER_SERIES = {
     name: [REGISTRY.get(item).key for item in members]
     for name, members in LAYERS["change_sets"].items()

@@ -21,6 +21,9 @@ def _oracle_question_languages():
     absent = [lang for lang in languages if lang not in LANGS]
     if absent:
         raise WorkflowError(f"config key 'oracle.directions': language(s) {', '.join(absent)} not in 'languages'")
+    if "en-x" not in scenarios():
+        raise WorkflowError(f"config key 'oracle.directions': the run has no en-x directions (config key "
+                            f"'scenarios': {SCENARIOS})")
     return languages
 
 

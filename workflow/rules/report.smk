@@ -30,7 +30,7 @@ rule heatmap:
     log:
         f"logs/{RUN}/figures/heatmap_f1_{{shots}}shot_{{scenario}}.log",
     wildcard_constraints:
-        scenario="en-x|x-x",
+        scenario="en-x|x-x|x-y",
     params:
         format_criterion=config["tables"]["format_criterion"],
     conda:
@@ -60,3 +60,25 @@ rule means_figure:
     shell:
         "python -m xmrc figures --direction-scores {input} --kind means --shots {wildcards.shots}"
         " --format-criterion {params.format_criterion} --out {output} > {log} 2>&1"
+
+
+rule matrix_figure:
+    input:
+        f"{RESULTS}/tables/direction_scores.csv",
+    output:
+        report(
+            f"{RESULTS}/figures/matrix_f1/{{model}}/{{shots}}shot-{{fmt}}.png",
+            caption="../report/matrix.rst",
+            category="Scores",
+            subcategory="{shots}-shot",
+            labels={"figure": "context x question F1", "model": "{model}", "setting": "{shots}-shot {fmt}"},
+        ),
+    log:
+        f"logs/{RUN}/figures/matrix_f1/{{model}}/{{shots}}shot-{{fmt}}.log",
+    params:
+        name=lambda wildcards: model_of(wildcards).name,
+    conda:
+        "../../envs/xmrc.yaml"
+    shell:
+        "python -m xmrc figures --direction-scores {input} --kind matrix --model '{params.name}'"
+        " --shots {wildcards.shots} --format {wildcards.fmt} --out {output} > {log} 2>&1"

@@ -212,8 +212,10 @@ def cmd_layer_change_figures(args) -> None:
 
 
 def register(command) -> None:
+    from xmrc.cli import shots_count
+
     def setting(p, formats=False):
-        p.add_argument("--shots", type=int, choices=[0, 2], required=True)
+        p.add_argument("--shots", type=shots_count, required=True, metavar="K")
         if formats:
             p.add_argument("--formats", nargs="+", choices=["v1", "v2"], required=True)
         else:

@@ -101,6 +101,8 @@ def cmd_figure(args) -> None:
 
 
 def register(command) -> None:
+    from xmrc.cli import shots_count
+
     p = command("oracle-sentences", cmd_sentences, "split XQuAD contexts into sentence units, mark the gold one")
     p.add_argument("--data", required=True, help="XQuAD table (xmrc data)")
     p.add_argument("--languages", nargs="+", default=["en"], choices=LANGUAGES, metavar="LANG",
@@ -118,7 +120,7 @@ def register(command) -> None:
     p.add_argument("--registry", required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--weights")
-    p.add_argument("--shots", type=int, choices=[0, 2], default=2)
+    p.add_argument("--shots", type=shots_count, default=2, metavar="K")
     p.add_argument("--question-languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG",
                    help="en-x directions by question language (en = en-en)")
     p.add_argument("--sample-size", type=int, help="items per direction (default: all)")

@@ -216,6 +216,9 @@ def cmd_prefix_stats(args) -> None:
 
 
 def register(command) -> None:
+    from xmrc.cli import shots_count
+    from xmrc.prompts import FORMATS
+
     p = command("generate-job", cmd_generate_job,
                 "one generation job on any backend (hf, vllm, api): prefix-ordered, sharded, resumable")
     p.add_argument("--prompts", required=True)
@@ -223,8 +226,8 @@ def register(command) -> None:
     p.add_argument("--model", required=True, help="registry key or paper name")
     p.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
     p.add_argument("--snapshot", help="stamp written by fetch-model: load its snapshot directory (offline)")
-    p.add_argument("--shots", type=int, choices=[0, 2], required=True)
-    p.add_argument("--format", choices=["v1", "v2"], required=True)
+    p.add_argument("--shots", type=shots_count, required=True, metavar="K", help="k-shot (any k >= 0)")
+    p.add_argument("--format", choices=list(FORMATS), required=True)
     p.add_argument("--backend", choices=["auto", "hf", "vllm", "api"], default="auto",
                    help="auto: api for API models, hf otherwise")
     p.add_argument("--max-new-tokens", type=int, default=64)

@@ -132,10 +132,10 @@ def cmd_error_figure(args) -> None:
 
 
 def register(command) -> None:
-    from xmrc.cli import format_criterion, not_in_summary  # options shared with the tables command
+    from xmrc.cli import format_criterion, not_in_summary, shots_count  # options shared with the tables command
 
     def setting(p):
-        p.add_argument("--shots", type=int, choices=[0, 2], required=True)
+        p.add_argument("--shots", type=shots_count, required=True, metavar="K")
         p.add_argument("--scenario", choices=["en-x", "x-x"], required=True)
 
     p = command("wrong-answers", cmd_wrong_answers, "select the wrong answers W of one shots setting and scenario")
