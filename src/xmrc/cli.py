@@ -52,22 +52,34 @@ def cmd_check_config(args) -> None:
 
 
 def cmd_data(args) -> None:
-    from xmrc import data
+    from xmrc import data, dataset_registry
 
-    if args.source == "local":
-        if not args.local_dir:
-            raise XmrcError("--local-dir is required with --source local")
-        table = data.load_local(Path(args.local_dir), args.languages)
-    else:
-        table = data.load_hub(args.hub_id, args.languages, args.revision)
-    table, problems = data.prepare(table, args.languages)
+    dataset = dataset_registry.get(args.dataset, args.datasets)
+    dataset.check_languages(args.languages, "languages")
+    if args.source == "local" and not args.local_dir:
+        raise XmrcError("--local-dir is required with --source local")
+
+    def load(split: str):
+        if args.source == "local":
+            return data.load_local(Path(args.local_dir), args.languages, dataset, split)
+        return data.load_hub(args.hub_id, args.languages, args.revision, dataset, split)
+
+    table, problems = data.prepare(load(dataset.evaluation_split), args.languages, dataset)
     write_parquet_atomic(table, Path(args.out))
     report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
     report.to_csv(args.problems, index=False)
     for kind in sorted(set(report["kind"])):
-        print(f"xmrc: warning: XQuAD {data.describe(problems, kind)}", file=sys.stderr)
+        print(f"xmrc: warning: {dataset.name} {data.describe(problems, kind)}", file=sys.stderr)
     print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages; "
           f"{len(problems)} problem(s) reported in {args.problems}")
+    if args.demonstrations_out:
+        if dataset.demonstration_split is None:
+            raise XmrcError(f"--demonstrations-out: {dataset.name} takes its demonstrations from the evaluated "
+                            "split (registry key splits.demonstrations is null)")
+        split = dataset.demonstration_split
+        demonstrations, _ = data.prepare(load(split), args.languages, dataset, split)
+        write_parquet_atomic(demonstrations, Path(args.demonstrations_out))
+        print(f"{args.demonstrations_out}: {demonstrations['id'].nunique()} {split} items for demonstrations")
 
 
 def _corpus(table: pd.DataFrame) -> list[str]:
@@ -116,8 +128,13 @@ def cmd_prompts(args) -> None:
             ids = Path(args.ids).read_text(encoding="utf-8").split()
         except FileNotFoundError:
             raise XmrcError(f"{args.ids}: id file not found") from None
+    demonstration_table = None
+    if args.demonstration_data:
+        demonstration_table = _read_parquet(args.demonstration_data)
+        _require_columns(demonstration_table, ["id", "lang", "context", "question", "answer_text"],
+                         args.demonstration_data)
     prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
-                                 chat_template, args.max_items, ids)
+                                 chat_template, args.max_items, ids, args.alignment, demonstration_table)
     write_parquet_atomic(prompts, Path(args.out))
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
 
@@ -215,6 +232,8 @@ def _register_stage(module_name: str, command) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xmrc import dataset_registry
+
     parser = argparse.ArgumentParser(prog="xmrc", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"xmrc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -235,14 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check-config", cmd_check_config, "validate a run config and its registry")
     p.add_argument("config")
 
-    p = command("data", cmd_data, "obtain XQuAD, validate it, write one Parquet table")
+    p = command("data", cmd_data, "obtain a dataset (XQuAD, MLQA), validate it, write one Parquet table")
+    p.add_argument("--dataset", default="xquad", help="key in the dataset registry (default: xquad)")
+    p.add_argument("--datasets", default=str(dataset_registry.DEFAULT_REGISTRY),
+                   help="dataset registry YAML (default: config/datasets.yaml of this checkout)")
     p.add_argument("--source", choices=["hub", "local"], required=True)
-    p.add_argument("--hub-id", default="google/xquad")
+    p.add_argument("--hub-id", help="hub dataset id (default: the registry's)")
     p.add_argument("--revision")
-    p.add_argument("--local-dir", help="directory of original xquad.<lang>.json files")
+    p.add_argument("--local-dir", help="directory of the dataset's own JSON files (XQuAD: xquad.<lang>.json; "
+                                       "MLQA: test-context-<lang>-question-<lang>.json, dev-... for validation)")
     languages(p)
     p.add_argument("--out", required=True)
     p.add_argument("--problems", required=True, help="CSV report of data problems, by id")
+    p.add_argument("--demonstrations-out", help="also write the demonstration split's table (MLQA: validation)")
 
     p = command("tiny-model", cmd_tiny_model, "build a tiny random model of a real architecture")
     p.add_argument("--registry", required=True)
@@ -259,7 +283,10 @@ def build_parser() -> argparse.ArgumentParser:
     model(p)
     setting(p)
     languages(p)
-    p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
+    p.add_argument("--demonstrations", nargs="+", required=True, metavar="ID")
+    p.add_argument("--alignment", choices=["parallel", "by_direction"], default="parallel",
+                   help="how items align across languages (dataset registry key alignment)")
+    p.add_argument("--demonstration-data", help="table of the demonstration split (default: --data)")
     p.add_argument("--max-items", type=int)
     p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
     p.add_argument("--out", required=True)
