@@ -7,7 +7,9 @@ import datasets
 import pandas as pd
 import pytest
 
-from helpers.workflow import assert_one_line_error, xmrc
+import shutil
+
+from helpers.workflow import assert_one_line_error, copy_workflow, snakemake, xmrc
 from xmrc import data, dataset_registry
 from xmrc.cli import main
 from xmrc.exceptions import XmrcError
@@ -121,9 +123,9 @@ def test_data_command_checks_the_languages_against_the_dataset(tmp_path):
                   "el", "--out", tmp_path / "m.parquet", "--problems", tmp_path / "p.csv")
     assert_one_line_error(result, "config key 'languages'", "el not in MLQA")
     result = xmrc("data", "--dataset", "xquad", "--source", "local", "--local-dir", ROOT / "data/xquad_subset",
-                  "--languages", "en", "--out", tmp_path / "x.parquet", "--problems", tmp_path / "p.csv",
-                  "--demonstrations-out", tmp_path / "d.parquet")
-    assert_one_line_error(result, "--demonstrations-out", "XQuAD takes its demonstrations from the evaluated split")
+                  "--languages", "en", "--split", "test", "--out", tmp_path / "x.parquet", "--problems",
+                  tmp_path / "p.csv")
+    assert_one_line_error(result, "no local file name for split 'test'", "xquad.local_files")
 
 
 def run(*argv):
@@ -134,8 +136,10 @@ def test_mlqa_runs_from_prompts_to_tables_with_n_per_direction(tiny_models, tmp_
     """data -> prompts (2-shot, validation demonstrations) -> generation (tiny model) -> scores -> tables."""
     registry, weights = ROOT / "config/models.yaml", tiny_models["llama-chat"]
     run("data", "--dataset", "mlqa", "--source", "local", "--local-dir", FIXTURE, "--languages", *LANGS,
-        "--out", tmp_path / "mlqa.parquet", "--problems", tmp_path / "problems.csv",
-        "--demonstrations-out", tmp_path / "mlqa_demonstrations.parquet")
+        "--out", tmp_path / "mlqa.parquet", "--problems", tmp_path / "problems.csv")
+    run("data", "--dataset", "mlqa", "--split", "validation", "--source", "local", "--local-dir", FIXTURE,
+        "--languages", *LANGS, "--out", tmp_path / "mlqa_demonstrations.parquet", "--problems",
+        tmp_path / "demonstration_problems.csv")
     common = ["--registry", registry, "--model", "tiny-llama-chat", "--weights", weights, "--shots", 2,
               "--format", "v2"]
     run("prompts", "--data", tmp_path / "mlqa.parquet", *common, "--languages", *LANGS, "--demonstrations",
@@ -157,3 +161,24 @@ def test_mlqa_runs_from_prompts_to_tables_with_n_per_direction(tiny_models, tmp_
     assert TOKYO_COUNTRY not in set(items.loc[(items["question_lang"] == "zh"), "id"])
     f1 = pd.read_csv(tmp_path / "tables/f1_2shot_en-x.csv")
     assert len(f1) == 1 and (tmp_path / "tables/summary_2shot.md").exists()
+
+
+def test_workflow_wires_mlqa_and_stops_on_a_stage_that_needs_xquad(tmp_path):
+    """Dry run of config/mlqa_smoke.yaml: both splits' tables, prompts aligned by direction with the validation
+    demonstrations; one line naming the key when an XQuAD-only stage or XQuAD's hub id is left on."""
+    checkout = copy_workflow(tmp_path / "checkout")
+    shutil.copytree(FIXTURE, checkout / "tests/data/mlqa_fixture")
+    result = snakemake("-n", "-p", "--configfile", "config/mlqa_smoke.yaml", cwd=checkout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = result.stdout
+    assert "--dataset mlqa --datasets config/datasets.yaml --local-dir tests/data/mlqa_fixture" in out
+    assert "--split validation" in out and "dev-context-zh-question-zh.json" in out
+    prompts = [line for line in out.splitlines() if "xmrc prompts" in line]
+    assert len(prompts) == 2 and all("--alignment by_direction --demonstration-data results/mlqa-smoke/data/"
+                                     "mlqa_validation.parquet" in line for line in prompts)
+    assert "paper_comparison" not in out  # the published numbers are XQuAD's
+    for override, key in (("errors: {enabled: true}", "errors.enabled"),
+                          ("data: {dataset: mlqa, source: hub, hub_id: google/xquad}", "data.hub_id")):
+        (checkout / "override.yaml").write_text(override + "\n")
+        result = snakemake("-n", "--configfile", "config/mlqa_smoke.yaml", "override.yaml", cwd=checkout)
+        assert result.returncode != 0 and f"xmrc: error: config key '{key}'" in result.stderr, result.stderr[-2000:]

@@ -59,27 +59,19 @@ def cmd_data(args) -> None:
     if args.source == "local" and not args.local_dir:
         raise XmrcError("--local-dir is required with --source local")
 
-    def load(split: str):
-        if args.source == "local":
-            return data.load_local(Path(args.local_dir), args.languages, dataset, split)
-        return data.load_hub(args.hub_id, args.languages, args.revision, dataset, split)
-
-    table, problems = data.prepare(load(dataset.evaluation_split), args.languages, dataset)
+    split = args.split or dataset.evaluation_split
+    if args.source == "local":
+        table = data.load_local(Path(args.local_dir), args.languages, dataset, split)
+    else:
+        table = data.load_hub(args.hub_id, args.languages, args.revision, dataset, split)
+    table, problems = data.prepare(table, args.languages, dataset, args.split)
     write_parquet_atomic(table, Path(args.out))
     report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
     report.to_csv(args.problems, index=False)
     for kind in sorted(set(report["kind"])):
         print(f"xmrc: warning: {dataset.name} {data.describe(problems, kind)}", file=sys.stderr)
-    print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages; "
-          f"{len(problems)} problem(s) reported in {args.problems}")
-    if args.demonstrations_out:
-        if dataset.demonstration_split is None:
-            raise XmrcError(f"--demonstrations-out: {dataset.name} takes its demonstrations from the evaluated "
-                            "split (registry key splits.demonstrations is null)")
-        split = dataset.demonstration_split
-        demonstrations, _ = data.prepare(load(split), args.languages, dataset, split)
-        write_parquet_atomic(demonstrations, Path(args.demonstrations_out))
-        print(f"{args.demonstrations_out}: {demonstrations['id'].nunique()} {split} items for demonstrations")
+    print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages ({dataset.name} "
+          f"{split}); {len(problems)} problem(s) reported in {args.problems}")
 
 
 def _corpus(table: pd.DataFrame) -> list[str]:
@@ -266,7 +258,8 @@ def build_parser() -> argparse.ArgumentParser:
     languages(p)
     p.add_argument("--out", required=True)
     p.add_argument("--problems", required=True, help="CSV report of data problems, by id")
-    p.add_argument("--demonstrations-out", help="also write the demonstration split's table (MLQA: validation)")
+    p.add_argument("--split", help="split to load (default: the registry's evaluation split; the demonstration "
+                                   "split, e.g. MLQA's validation, for k-shot demonstrations)")
 
     p = command("tiny-model", cmd_tiny_model, "build a tiny random model of a real architecture")
     p.add_argument("--registry", required=True)
