@@ -55,6 +55,31 @@ def test_registry_names_configs_splits_and_files(mlqa):
         dataset_registry.get("squad")
 
 
+def test_a_run_config_is_checked_against_its_dataset():
+    import yaml
+
+    from xmrc.config import validate_config
+
+    def config(**overrides):
+        base = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+        for key, value in yaml.safe_load((ROOT / "config/mlqa_smoke.yaml").read_text()).items():
+            base[key] = {**base[key], **value} if isinstance(value, dict) else value
+        for key, value in overrides.items():
+            base[key] = {**base[key], **value} if isinstance(value, dict) else value
+        return validate_config(base)
+
+    assert dataset_registry.for_config(config()).key == "mlqa"
+    assert dataset_registry.for_config(validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
+                                       ).key == "xquad"
+    for overrides, message in (
+            ({"languages": ["en", "th"]}, "config key 'languages': th not in MLQA"),
+            ({"oracle": {"enabled": True}}, "config key 'oracle.enabled': the oracle stage needs XQuAD"),
+            ({"data": {"source": "hub", "hub_id": "google/xquad"}}, "config key 'data.hub_id': google/xquad is XQuAD's"),
+            ({"data": {"dataset": "squad"}}, "config key 'data.dataset': unknown dataset 'squad'")):
+        with pytest.raises(XmrcError, match=message):
+            dataset_registry.for_config(config(**overrides))
+
+
 def test_directions_hold_what_mlqas_cross_language_files_hold(mlqa, tables):
     """Direction c-q composed by id from the monolingual files = MLQA's test-context-c-question-q.json."""
     test, _ = tables
@@ -126,6 +151,10 @@ def test_data_command_checks_the_languages_against_the_dataset(tmp_path):
                   "--languages", "en", "--split", "test", "--out", tmp_path / "x.parquet", "--problems",
                   tmp_path / "p.csv")
     assert_one_line_error(result, "no local file name for split 'test'", "xquad.local_files")
+    result = xmrc("prompts", "--data", tmp_path / "x.parquet", "--registry", ROOT / "config/models.yaml", "--model",
+                  "tiny-llama-chat", "--shots", 0, "--format", "v1", "--demonstrations", BIRTHPLACE,
+                  "--demonstration-data", tmp_path / "d.parquet", "--out", tmp_path / "p.parquet")
+    assert_one_line_error(result, "--demonstration-data: only with --alignment by_direction")
 
 
 def run(*argv):
@@ -165,7 +194,7 @@ def test_mlqa_runs_from_prompts_to_tables_with_n_per_direction(tiny_models, tmp_
 
 def test_workflow_wires_mlqa_and_stops_on_a_stage_that_needs_xquad(tmp_path):
     """Dry run of config/mlqa_smoke.yaml: both splits' tables, prompts aligned by direction with the validation
-    demonstrations; one line naming the key when an XQuAD-only stage or XQuAD's hub id is left on."""
+    demonstrations; one line naming the key when an XQuAD-only stage is left on."""
     checkout = copy_workflow(tmp_path / "checkout")
     shutil.copytree(FIXTURE, checkout / "tests/data/mlqa_fixture")
     result = snakemake("-n", "-p", "--configfile", "config/mlqa_smoke.yaml", cwd=checkout)
@@ -177,8 +206,6 @@ def test_workflow_wires_mlqa_and_stops_on_a_stage_that_needs_xquad(tmp_path):
     assert len(prompts) == 2 and all("--alignment by_direction --demonstration-data results/mlqa-smoke/data/"
                                      "mlqa_validation.parquet" in line for line in prompts)
     assert "paper_comparison" not in out  # the published numbers are XQuAD's
-    for override, key in (("errors: {enabled: true}", "errors.enabled"),
-                          ("data: {dataset: mlqa, source: hub, hub_id: google/xquad}", "data.hub_id")):
-        (checkout / "override.yaml").write_text(override + "\n")
-        result = snakemake("-n", "--configfile", "config/mlqa_smoke.yaml", "override.yaml", cwd=checkout)
-        assert result.returncode != 0 and f"xmrc: error: config key '{key}'" in result.stderr, result.stderr[-2000:]
+    (checkout / "override.yaml").write_text("errors: {enabled: true}\n")
+    result = snakemake("-n", "--configfile", "config/mlqa_smoke.yaml", "override.yaml", cwd=checkout)
+    assert result.returncode != 0 and "xmrc: error: config key 'errors.enabled'" in result.stderr, result.stderr[-2000:]

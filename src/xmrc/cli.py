@@ -42,12 +42,14 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], path: str) -> None
 
 
 def cmd_check_config(args) -> None:
+    from xmrc import dataset_registry
     from xmrc.config import Registry, load_config
 
     config = load_config(args.config)
     registry = Registry.load(config["registry"])
     models = registry.select(config["models"])
-    print(f"{args.config}: valid; run '{config['run']}', {len(models)} models, "
+    dataset = dataset_registry.for_config(config)
+    print(f"{args.config}: valid; run '{config['run']}', {dataset.name}, {len(models)} models, "
           f"{len(config['languages'])} languages, shots {config['shots']}, formats {config['prompt_formats']}")
 
 
@@ -104,6 +106,9 @@ def _as_user_turn(text: str) -> str:
 def cmd_prompts(args) -> None:
     from xmrc.prompts import build_prompt_table, hf_chat_template
 
+    if args.demonstration_data and args.alignment == "parallel":
+        raise XmrcError("--demonstration-data: only with --alignment by_direction (a parallel dataset's "
+                        "demonstrations are items of --data)")
     model, weights = _model_and_weights(args)
     chat_template = None
     if model.chat_template and model.backend == "local":

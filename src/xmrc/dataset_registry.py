@@ -72,6 +72,34 @@ def get(key: str, path: str | Path = DEFAULT_REGISTRY) -> Dataset:
     return registry[key]
 
 
+# Stages built on XQuAD's articles and the paper's numbers: other datasets run prompts -> tables -> figures.
+XQUAD_ONLY_STAGES = ("errors", "finetune", "oracle", "layers")
+
+
+def for_config(config: dict) -> Dataset:
+    """The dataset a validated run config evaluates (data.dataset in the registry `datasets`), checked against
+    the config: its languages, stages that need XQuAD, and a hub id that belongs to another dataset (e.g.
+    XQuAD's, inherited from config/config.yaml by a config merged over it)."""
+    registry = load_registry(config["datasets"])
+    key = config["data"]["dataset"]
+    if key not in registry:
+        raise XmrcError(f"config key 'data.dataset': unknown dataset '{key}' (in {config['datasets']}: "
+                        f"{', '.join(registry)})")
+    dataset = registry[key]
+    dataset.check_languages(config["languages"])
+    if dataset.key != "xquad":
+        for stage in XQUAD_ONLY_STAGES:
+            if config.get(stage, {}).get("enabled"):
+                raise XmrcError(f"config key '{stage}.enabled': the {stage} stage needs XQuAD; set it to false "
+                                f"for data.dataset '{dataset.key}'")
+    hub_id = config["data"].get("hub_id")
+    owners = {d.hub_id: d.name for d in registry.values()}
+    if config["data"]["source"] == "hub" and hub_id and hub_id != dataset.hub_id and hub_id in owners:
+        raise XmrcError(f"config key 'data.hub_id': {hub_id} is {owners[hub_id]}'s, but data.dataset is "
+                        f"'{dataset.key}' (null = {dataset.hub_id})")
+    return dataset
+
+
 # --- Items per direction when they are not parallel -------------------------------------------------------
 
 def shared_ids(by_lang: dict[str, pd.DataFrame], context_lang: str, question_lang: str) -> list[str]:

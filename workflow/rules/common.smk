@@ -36,27 +36,6 @@ def _analysis_only_models():
     return extra
 
 
-# Stages built on XQuAD's articles and the paper's numbers: other datasets run prompts -> tables -> figures.
-XQUAD_ONLY_STAGES = ("errors", "finetune", "oracle", "layers")
-
-
-def _dataset():
-    """The evaluated dataset (config data.dataset, registry config datasets), checked against the config."""
-    dataset = dataset_registry.get(config["data"]["dataset"], config["datasets"])
-    dataset.check_languages(config["languages"])
-    if dataset.key != "xquad":
-        for stage in XQUAD_ONLY_STAGES:
-            if config[stage]["enabled"]:
-                raise XmrcError(f"config key '{stage}.enabled': the {stage} stage needs XQuAD; set it to false "
-                                f"for data.dataset '{dataset.key}'")
-    hub_id = config["data"]["hub_id"]
-    others = {d.hub_id: d.name for d in dataset_registry.load_registry(config["datasets"]).values()}
-    if config["data"]["source"] == "hub" and hub_id and hub_id != dataset.hub_id and hub_id in others:
-        raise XmrcError(f"config key 'data.hub_id': {hub_id} is {others[hub_id]}, but data.dataset is "
-                        f"'{dataset.key}' (null = {dataset.hub_id})")
-    return dataset
-
-
 try:
     validate_config(config, "config (" + ", ".join(map(str, workflow.configfiles)) + ")")
     REGISTRY = Registry.load(config["registry"])
@@ -65,7 +44,7 @@ try:
     ROWS = table_rows(config, REGISTRY)
     ANALYSIS_ONLY_MODELS = _analysis_only_models()
     MODELS = {**ROWS.all, **ANALYSIS_ONLY_MODELS}
-    DATASET = _dataset()
+    DATASET = dataset_registry.for_config(config)
 except XmrcError as error:
     print(f"xmrc: error: {error}", file=sys.stderr)
     sys.exit(1)
