@@ -48,7 +48,7 @@ def test_registry_names_configs_splits_and_files(mlqa):
     assert (mlqa.hub_id, mlqa.config_name("de", "zh")) == ("facebook/mlqa", "mlqa.de.zh")
     assert (mlqa.evaluation_split, mlqa.demonstration_split, mlqa.alignment) == ("test", "validation", "by_direction")
     assert mlqa.languages == ("en", "ar", "de", "es", "hi", "vi", "zh")
-    assert mlqa.local_file(FIXTURE, "validation", "de").name == "dev-context-de-question-de.json"
+    assert mlqa.local_file(FIXTURE, "validation", "de") == FIXTURE / "dev/dev-context-de-question-de.json"
     with pytest.raises(XmrcError, match="config key 'languages': el not in MLQA"):
         mlqa.check_languages(["en", "el"])
     with pytest.raises(XmrcError, match="unknown dataset 'squad'"):
@@ -89,7 +89,7 @@ def test_directions_hold_what_mlqas_cross_language_files_hold(mlqa, tables):
             ids = dataset_registry.shared_ids(by_lang, context_lang, question_lang)
             composed = {(i, by_lang[context_lang].loc[i, "context"], by_lang[question_lang].loc[i, "question"],
                          by_lang[context_lang].loc[i, "answer_text"]) for i in ids}
-            path = FIXTURE / f"test-context-{context_lang}-question-{question_lang}.json"
+            path = FIXTURE / f"test/test-context-{context_lang}-question-{question_lang}.json"
             in_file = {(r["id"], r["context"], r["question"], r["answers"]["text"][0])
                        for r in data.squad_records(path, "MLQA")}
             assert composed == in_file, (context_lang, question_lang)
@@ -201,7 +201,7 @@ def test_workflow_wires_mlqa_and_stops_on_a_stage_that_needs_xquad(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert "--dataset mlqa --datasets config/datasets.yaml --local-dir tests/data/mlqa_fixture" in out
-    assert "--split validation" in out and "dev-context-zh-question-zh.json" in out
+    assert "--split validation" in out and "mlqa_fixture/dev/dev-context-zh-question-zh.json" in out
     prompts = [line for line in out.splitlines() if "xmrc prompts" in line]
     assert len(prompts) == 2 and all("--alignment by_direction --demonstration-data results/mlqa-smoke/data/"
                                      "mlqa_validation.parquet" in line for line in prompts)

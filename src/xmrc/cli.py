@@ -259,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hub-id", help="hub dataset id (default: the registry's)")
     p.add_argument("--revision")
     p.add_argument("--local-dir", help="directory of the dataset's own JSON files (XQuAD: xquad.<lang>.json; "
-                                       "MLQA: test-context-<lang>-question-<lang>.json, dev-... for validation)")
+                                       "MLQA: the MLQA_V1 folder, test/test-context-<lang>-question-<lang>.json, dev/dev-...)")
     languages(p)
     p.add_argument("--out", required=True)
     p.add_argument("--problems", required=True, help="CSV report of data problems, by id")
