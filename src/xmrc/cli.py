@@ -50,32 +50,38 @@ def _require_columns(frame: pd.DataFrame, columns: list[str], path: str) -> None
 
 
 def cmd_check_config(args) -> None:
+    from xmrc import dataset_registry
     from xmrc.config import Registry, load_config
 
     config = load_config(args.config)
     registry = Registry.load(config["registry"])
     models = registry.select(config["models"])
-    print(f"{args.config}: valid; run '{config['run']}', {len(models)} models, "
+    dataset = dataset_registry.for_config(config)
+    print(f"{args.config}: valid; run '{config['run']}', {dataset.name}, {len(models)} models, "
           f"{len(config['languages'])} languages, shots {config['shots']}, formats {config['prompt_formats']}")
 
 
 def cmd_data(args) -> None:
-    from xmrc import data
+    from xmrc import data, dataset_registry
 
+    dataset = dataset_registry.get(args.dataset, args.datasets)
+    dataset.check_languages(args.languages, "languages")
+    if args.source == "local" and not args.local_dir:
+        raise XmrcError("--local-dir is required with --source local")
+
+    split = args.split or dataset.evaluation_split
     if args.source == "local":
-        if not args.local_dir:
-            raise XmrcError("--local-dir is required with --source local")
-        table = data.load_local(Path(args.local_dir), args.languages)
+        table = data.load_local(Path(args.local_dir), args.languages, dataset, split)
     else:
-        table = data.load_hub(args.hub_id, args.languages, args.revision)
-    table, problems = data.prepare(table, args.languages)
+        table = data.load_hub(args.hub_id, args.languages, args.revision, dataset, split)
+    table, problems = data.prepare(table, args.languages, dataset, args.split)
     write_parquet_atomic(table, Path(args.out))
     report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
     report.to_csv(args.problems, index=False)
     for kind in sorted(set(report["kind"])):
-        print(f"xmrc: warning: XQuAD {data.describe(problems, kind)}", file=sys.stderr)
-    print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages; "
-          f"{len(problems)} problem(s) reported in {args.problems}")
+        print(f"xmrc: warning: {dataset.name} {data.describe(problems, kind)}", file=sys.stderr)
+    print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages ({dataset.name} "
+          f"{split}); {len(problems)} problem(s) reported in {args.problems}")
 
 
 def _corpus(table: pd.DataFrame) -> list[str]:
@@ -108,6 +114,9 @@ def _as_user_turn(text: str) -> str:
 def cmd_prompts(args) -> None:
     from xmrc.prompts import build_prompt_table, hf_chat_template
 
+    if args.demonstration_data and args.alignment == "parallel":
+        raise XmrcError("--demonstration-data: only with --alignment by_direction (a parallel dataset's "
+                        "demonstrations are items of --data)")
     model, weights = _model_and_weights(args)
     chat_template = None
     if model.chat_template and model.backend == "local":
@@ -125,8 +134,13 @@ def cmd_prompts(args) -> None:
         except FileNotFoundError:
             raise XmrcError(f"{args.ids}: id file not found") from None
     scenarios = getattr(args, "scenarios", None) or PAPER_SCENARIOS
+    demonstration_table = None
+    if args.demonstration_data:
+        demonstration_table = _read_parquet(args.demonstration_data)
+        _require_columns(demonstration_table, ["id", "lang", "context", "question", "answer_text"],
+                         args.demonstration_data)
     prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
-                                 chat_template, args.max_items, ids, scenarios)
+                                 chat_template, args.max_items, ids, scenarios, args.alignment, demonstration_table)
     write_parquet_atomic(prompts, Path(args.out))
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
 
@@ -229,6 +243,8 @@ def _register_stage(module_name: str, command) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from xmrc import dataset_registry
+
     parser = argparse.ArgumentParser(prog="xmrc", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"xmrc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -249,14 +265,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("check-config", cmd_check_config, "validate a run config and its registry")
     p.add_argument("config")
 
-    p = command("data", cmd_data, "obtain XQuAD, validate it, write one Parquet table")
+    p = command("data", cmd_data, "obtain a dataset (XQuAD, MLQA), validate it, write one Parquet table")
+    p.add_argument("--dataset", default="xquad", help="key in the dataset registry (default: xquad)")
+    p.add_argument("--datasets", default=str(dataset_registry.DEFAULT_REGISTRY),
+                   help="dataset registry YAML (default: config/datasets.yaml of this checkout)")
     p.add_argument("--source", choices=["hub", "local"], required=True)
-    p.add_argument("--hub-id", default="google/xquad")
+    p.add_argument("--hub-id", help="hub dataset id (default: the registry's)")
     p.add_argument("--revision")
-    p.add_argument("--local-dir", help="directory of original xquad.<lang>.json files")
+    p.add_argument("--local-dir", help="directory of the dataset's own JSON files (XQuAD: xquad.<lang>.json; "
+                                       "MLQA: the MLQA_V1 folder, test/test-context-<lang>-question-<lang>.json, dev/dev-...)")
     languages(p)
     p.add_argument("--out", required=True)
     p.add_argument("--problems", required=True, help="CSV report of data problems, by id")
+    p.add_argument("--split", help="split to load (default: the registry's evaluation split; the demonstration "
+                                   "split, e.g. MLQA's validation, for k-shot demonstrations)")
 
     p = command("tiny-model", cmd_tiny_model, "build a tiny random model of a real architecture")
     p.add_argument("--registry", required=True)
@@ -277,6 +299,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="demonstration ids: k-shot uses the first k (at least k needed)")
     p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(PAPER_SCENARIOS),
                    help="which directions get prompts: en-x, x-x (the paper's), x-y (every language pair)")
+    p.add_argument("--alignment", choices=["parallel", "by_direction"], default="parallel",
+                   help="how items align across languages (dataset registry key alignment)")
+    p.add_argument("--demonstration-data", help="table of the demonstration split (default: --data)")
     p.add_argument("--max-items", type=int)
     p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
     p.add_argument("--out", required=True)

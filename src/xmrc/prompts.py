@@ -197,27 +197,42 @@ def _example(by_lang: dict[str, pd.DataFrame], item_id: str, direction: Directio
 def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prompt_format: str,
                  demonstration_ids: list[str], chat_template: ChatTemplate | None,
                  max_items: int | None = None, ids: Iterable[str] | None = None,
-                 scenarios: Iterable[str] = PAPER_SCENARIOS) -> Iterator[dict]:
+                 scenarios: Iterable[str] = PAPER_SCENARIOS, alignment: str = "parallel",
+                 demonstration_table: pd.DataFrame | None = None) -> Iterator[dict]:
     """One record per (direction of `scenarios`, test item): the prompt, its spans and the gold answer.
 
     Test items are every id except the demonstrations in the prompt (the first `shots` of `demonstration_ids`:
     none at 0-shot, so 0-shot is scored on all items, as the paper's 0-shot EM values in multiples of 1/1190
     show), in table order, optionally only those in `ids` (e.g. the held-out articles of a finetuned model),
     then optionally the first `max_items`.
+
+    `alignment` "by_direction" (MLQA, xmrc.dataset_registry): a direction's items are the ids its context and
+    question languages share, and its demonstrations the first `shots` of `demonstration_ids` that both
+    languages have in `demonstration_table` (another split; default: `table`).
     """
     languages = list(languages)
     check_shots(shots, demonstration_ids)
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
-    english_ids = list(by_lang["en"].index)
-    missing = [item for item in demonstration_ids if item not in by_lang["en"].index]
-    if missing:
-        raise XmrcError(f"demonstrations: id(s) {', '.join(missing)} not in the XQuAD data")
     wanted = set(ids) if ids is not None else None
-    in_prompt = demonstration_ids[:shots]
-    test_ids = [item for item in english_ids if item not in set(in_prompt)
-                and (wanted is None or item in wanted)][:max_items]
+    if alignment == "by_direction":
+        from xmrc.dataset_registry import direction_items
+
+        demo_by_lang = by_lang if demonstration_table is None else {
+            lang: rows.set_index("id") for lang, rows in demonstration_table.groupby("lang", sort=False)}
+        direction_select = direction_items(by_lang, demo_by_lang, demonstration_ids, shots, wanted, max_items)
+        select = lambda direction: direction_select(direction.context_lang, direction.question_lang)  # noqa: E731
+    else:
+        english_ids = list(by_lang["en"].index)
+        missing = [item for item in demonstration_ids if item not in by_lang["en"].index]
+        if missing:
+            raise XmrcError(f"demonstrations: id(s) {', '.join(missing)} not in the XQuAD data")
+        in_prompt = demonstration_ids[:shots]
+        test_ids = [item for item in english_ids if item not in set(in_prompt)
+                    and (wanted is None or item in wanted)][:max_items]
+        select, demo_by_lang = (lambda direction: (in_prompt, test_ids)), by_lang
     for direction in directions(languages, scenarios):
-        demos = [_example(by_lang, item, direction, True) for item in in_prompt]
+        in_prompt, test_ids = select(direction)
+        demos = [_example(demo_by_lang, item, direction, True) for item in in_prompt]
         for item_id in test_ids:
             test = _example(by_lang, item_id, direction, False)
             body = build_body(test, demos, prompt_format, direction.answer_lang, answer_cue=chat_template is None)

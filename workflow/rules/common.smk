@@ -10,7 +10,7 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from xmrc import __version__ as XMRC_VERSION
-from xmrc import report_tables
+from xmrc import dataset_registry, report_tables
 from xmrc.backends import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
@@ -46,6 +46,7 @@ try:
     ROWS = table_rows(config, REGISTRY)
     ANALYSIS_ONLY_MODELS = _analysis_only_models()
     MODELS = {**ROWS.all, **ANALYSIS_ONLY_MODELS}
+    DATASET = dataset_registry.for_config(config)
 except XmrcError as error:
     print(f"xmrc: error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -186,10 +187,41 @@ def model_key_pattern(keys):
     return "|".join(re.escape(key) for key in keys) or "(?!)"
 
 
-def data_inputs(wildcards):
+# The evaluated split's table (XQuAD: results/<run>/data/xquad.parquet) and, for datasets whose
+# demonstrations come from another split (MLQA: validation), that split's table.
+DATA_TABLE = f"{RESULTS}/data/{DATASET.key}.parquet"
+DEMONSTRATION_TABLE = (
+    f"{RESULTS}/data/{DATASET.key}_{DATASET.demonstration_split}.parquet" if DATASET.demonstration_split else None
+)
+
+
+def data_inputs(split):
+    """The dataset's own files of a split (local source; the hub has none to track)."""
     if config["data"]["source"] == "local":
-        return [f"{config['data']['local_dir']}/xquad.{lang}.json" for lang in LANGS]
+        return [str(DATASET.local_file(config["data"]["local_dir"], split, lang)) for lang in LANGS]
     return []
+
+
+def data_origin():
+    """Which dataset (only named when not the paper's) and where from: arguments of `xmrc data`."""
+    dataset = "" if DATASET.key == "xquad" else f"--dataset {DATASET.key} --datasets {config['datasets']} "
+    if config["data"]["source"] == "local":
+        return f"{dataset}--local-dir {config['data']['local_dir']}"
+    revision = f" --revision {config['data']['revision']}" if config["data"]["revision"] else ""
+    return f"{dataset}--hub-id {config['data']['hub_id'] or DATASET.hub_id}{revision}"
+
+
+def prompt_data_args(wildcards, input):
+    """How items align and where demonstrations come from, each with its leading space (nothing for a parallel
+    dataset like XQuAD: the paper's commands stay as they were)."""
+    if DATASET.alignment == "parallel":
+        return ""
+    demonstrations = f" --demonstration-data {input.demonstration_data}" if DEMONSTRATION_TABLE else ""
+    return f" --alignment {DATASET.alignment}{demonstrations}"
+
+
+def demonstration_data(wildcards):
+    return {"demonstration_data": DEMONSTRATION_TABLE} if DEMONSTRATION_TABLE else {}
 
 
 def job_stems():

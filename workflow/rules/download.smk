@@ -1,5 +1,5 @@
 # Downloads run on the submit host (compute nodes often have no internet): model snapshots into the shared
-# cache (config backends.hub_cache) and the XQuAD data. GPU jobs then read them with HF_HUB_OFFLINE=1.
+# cache (config backends.hub_cache) and the evaluated dataset (XQuAD, MLQA). GPU jobs then read them with HF_HUB_OFFLINE=1.
 # HF_TOKEN (gated models) is read from the environment by the command; it never appears in params or logs.
 
 

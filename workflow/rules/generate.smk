@@ -8,7 +8,8 @@
 rule prompts:
     input:
         unpack(model_inputs),
-        data=f"{RESULTS}/data/xquad.parquet",
+        unpack(demonstration_data),
+        data=DATA_TABLE,
     output:
         f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     log:
@@ -22,6 +23,7 @@ rule prompts:
             f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""
         ),
         ids=lambda wildcards, input: f"--ids {input.eval_ids}" if "eval_ids" in input.keys() else "",
+        dataset=prompt_data_args,
         hub_cache=HUB_CACHE,
         model_entry=model_digest,
         code=PROMPTS_CODE,
@@ -35,7 +37,8 @@ rule prompts:
         "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} python -m xmrc prompts --data {input.data}"
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
         " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
-        " --demonstrations {params.demonstrations} {params.max_items} {params.ids} --out {output} > {log} 2>&1"
+        " --demonstrations {params.demonstrations} {params.max_items} {params.ids}{params.dataset}"
+        " --out {output} > {log} 2>&1"
 
 
 rule generate:

@@ -1,6 +1,6 @@
 rule tiny_model:
     input:
-        data=f"{RESULTS}/data/xquad.parquet",
+        data=DATA_TABLE,
     output:
         directory(f"{TINY_DIR}/{{model}}"),
     log:
