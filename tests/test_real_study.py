@@ -176,7 +176,8 @@ def test_captum_and_batched_oracle_agree_on_the_real_model(smollm2):
     # 0-shot prompts keep Captum's token-by-token reference affordable (2-shot: about 3x the tokens and time)
     prompts = build_prompt_table(xquad, ["en", "de", "zh"], 0, "v1", REAL["demonstrations"],
                                  hf_chat_template(tokenizer), 1)
-    prompts = prompts[prompts["context_lang"] == "en"]  # en-en, en-de, en-zh: one item each
+    # one cross-lingual item (en-de): Captum's reference costs a forward pass per sentence and target token
+    prompts = prompts[(prompts["context_lang"] == "en") & (prompts["question_lang"] == "de")]
     english = xquad[xquad["lang"] == "en"].set_index("id")
     batched, captum = BatchedAblation(model, tokenizer, batch_size=4), CaptumAblation(model, tokenizer)
     differences, largest = [], []
@@ -197,7 +198,7 @@ def test_captum_and_batched_oracle_agree_on_the_real_model(smollm2):
         largest.append(float(np.abs(expected).max()))
     print(f"SmolLM2 oracle, {len(differences)} items: max |batched - Captum| {max(differences):.2e}, "
           f"largest attribution {max(largest):.2f}")
-    assert len(differences) == 3 and max(differences) < 1e-4
+    assert len(differences) == 1 and max(differences) < 1e-4
     assert min(largest) > 0.1  # a real model's answer depends on the context: the comparison is not vacuous
 
 
@@ -268,9 +269,12 @@ def test_real_model_scores_above_the_random_models_zero(real_study):
     for shots in (0, 2):
         summary = pd.read_csv(real_study / f"tables/summary_{shots}shot.csv").set_index("model")
         assert list(summary.index) == list(NAMES.values())
-        # measured en-en (better format): 12.1 (0-shot), 15.5 (2-shot); mean x-x 3.6 and 12.5
-        assert summary.loc[INSTRUCT, "en-en"] >= 5 and summary.loc[INSTRUCT, "mean x-x"] > 0
-        assert (summary["en-en"] > 0).all()
+        # measured en-en in the format chosen by mean en-x (tables.format_criterion): 7.1 (0-shot), 15.5 (2-shot)
+        assert summary.loc[INSTRUCT, "en-en"] >= 5 and (summary["en-en"] > 0).all()
+    # monolingual German and Chinese are answered too (measured mean x-x: 12.5 at 2-shot v1)
+    x_x = scores[(scores["model"] == INSTRUCT) & (scores["context_lang"] == scores["question_lang"])
+                 & (scores["context_lang"] != "en")]
+    assert x_x.groupby(["shots", "prompt_format"])["f1"].mean().max() >= 5
     # a few steps of each finetune change greedy answers: the tuned models differ from their bases somewhere
     tuned = pd.read_csv(real_study / "tables/finetune/comparison_2shot.csv")
     for key in TUNED:
