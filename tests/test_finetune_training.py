@@ -182,7 +182,9 @@ def test_paper_dry_run_trains_on_8_gpus_before_evaluating_the_tuned_model():
     assert re.search(rf"output: {weights}\n", train[0])
     for rule in ("prompts", "generate"):
         tuned = [job for job in jobs if job.startswith(f"rule {rule}:") and "model=llama-3.1-tuned-8b" in job]
-        assert len(tuned) == 4 and all(weights in job.split("output:")[0] for job in tuned)
+        # 2-shot in both formats: the paper's Tuned model has no 0-shot row (config skip_models)
+        assert len(tuned) == 2 and all(weights in job.split("output:")[0] for job in tuned)
+        assert all("shots=2" in job for job in tuned)
     assert any(job.startswith("rule finetune_compare:") for job in jobs)
     assert any(job.startswith("rule finetune_tulu:") and "--hub-id" not in job for job in jobs)
 

@@ -160,6 +160,7 @@ def cmd_heldout_eval(args) -> None:
         cli.cmd_prompts(Namespace(registry=args.registry, model=args.model, weights=args.weights, shots=shots,
                                   format=prompt_format, data=args.data, languages=args.languages, ids=args.ids,
                                   demonstrations=args.demonstrations, max_items=args.max_items,
+                                  scenarios=None, alignment="parallel", demonstration_data=None,
                                   out=paths["prompts"]))
         if backend is None:  # loaded once, for the first setting that still needs generations
             from xmrc.backends.gpus import claim_gpus
