@@ -8,6 +8,8 @@ import pytest
 import yaml
 from helpers.workflow import ROOT, snakemake
 
+from xmrc.parquet import read_parquet
+
 # The paper's two demonstrations, then three more items of the bundled subset (parallel in all 12 languages).
 FIVE_DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "56de0daecffd8e1900b4b595",
               "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]
@@ -47,7 +49,7 @@ def test_x_y_and_five_shots_run_end_to_end(work):
     assert xy.shape == (1, 9)
     png = results / "figures/matrix_f1/tiny-llama-base/5shot-v1.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    prompts = pd.read_parquet(results / "prompts/tiny-llama-base/5shot-v1.parquet")
+    prompts = read_parquet(results / "prompts/tiny-llama-base/5shot-v1.parquet")
     assert (prompts["prompt"].str.count("Context: ") == 6).all()  # five demonstrations, then the test item
     assert not set(FIVE_DEMOS) & set(prompts["id"])  # in the prompt, so not evaluated
     assert set(prompts["answer_lang"]) == set(LANGS) and (prompts["answer_lang"] == prompts["context_lang"]).all()
