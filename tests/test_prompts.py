@@ -8,7 +8,8 @@ from xmrc.prompts import (PARTS, Example, apply_template, build_body, build_prom
                           hf_chat_template)
 
 SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
-FULL_XQUAD = Path("/work/shared/data/xquad")
+# the full XQuAD JSON of the project's shared folder, beside the checkout (skipped where it is not)
+FULL_XQUAD = Path(__file__).resolve().parents[2] / "shared/data/xquad"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 # five demonstrations of the bundled subset: the paper's two first (k-shot takes the first k)
 FIVE_DEMOS = DEMOS + ["56de0daecffd8e1900b4b595", "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]
