@@ -1,12 +1,11 @@
 """Beyond the paper's en-x/x-x at 0/2 shots, through the workflow: x-y on three languages and 5-shot prompts in
 one tiny run (one tiny model, 5-shot v1, 2 items), and a config with more shots than demonstrations stopped at DAG build."""
 
-import shutil
 
 import pandas as pd
 import pytest
 import yaml
-from helpers.workflow import ROOT, snakemake
+from helpers.workflow import ROOT, copy_workflow, snakemake
 
 from xmrc.parquet import read_parquet
 
@@ -18,12 +17,7 @@ LANGS = ["en", "de", "zh"]
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
-    work = tmp_path_factory.mktemp("directions")
-    for name in ("Snakefile", "workflow", "src", "config", "envs"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, work / name, **({"symlinks": True} if source.is_dir() else {}))
-    shutil.copytree(ROOT / "data/xquad_subset", work / "data/xquad_subset")
+    work = copy_workflow(tmp_path_factory.mktemp("directions"))
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config.update(run="xy", models=["tiny-llama-base"], languages=LANGS, shots=[5], prompt_formats=["v1"],
                   scenarios=["x-y"], demonstrations=FIVE_DEMOS)

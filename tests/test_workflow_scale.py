@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from helpers.scale import ROOT
+from helpers.workflow import copy_workflow
 
 from xmrc.config import Registry
 
@@ -75,12 +75,7 @@ def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     """A small real run (2 tiny models, en/de, 0-shot v1, 2 items) in a copy of the workflow."""
-    work = tmp_path_factory.mktemp("rerun")
-    for name in ("Snakefile", "workflow", "src", "config", "envs"):
-        source = ROOT / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, work / name, **({"symlinks": True} if source.is_dir() else {}))
-    shutil.copytree(ROOT / "data/xquad_subset", work / "data/xquad_subset")
+    work = copy_workflow(tmp_path_factory.mktemp("rerun"))
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
     config.update(run="rerun", models=["tiny-llama-chat", "tiny-llama-base"], languages=["en", "de"], shots=[0],
                   prompt_formats=["v1"])
@@ -139,28 +134,26 @@ def test_changing_a_generation_setting_reruns_generation_not_prompts(finished_ru
     assert not {j for j in jobs if j[0] in ("prompts", "tiny_model", "xquad")}
 
 
-def test_generation_code_version_reruns_generation_only(finished_run):
-    module = finished_run / "src/xmrc/generation.py"
-    original = module.read_text()
-    module.write_text(re.sub(r"^CODE_VERSION = (\d+)$", lambda m: f"CODE_VERSION = {int(m.group(1)) + 1}",
-                             original, flags=re.M))
+def planned_after_code_version_bump(run: Path, module: str) -> set:
+    """The jobs a dry run plans once `module`'s CODE_VERSION is one higher (the module restored after)."""
+    path = run / "src/xmrc" / module
+    original = path.read_text()
+    path.write_text(re.sub(r"^CODE_VERSION = (\d+)$", lambda m: f"CODE_VERSION = {int(m.group(1)) + 1}",
+                           original, flags=re.M))
     try:
-        jobs = planned(finished_run)
+        return planned(run)
     finally:
-        module.write_text(original)
+        path.write_text(original)
+
+
+def test_generation_code_version_reruns_generation_only(finished_run):
+    jobs = planned_after_code_version_bump(finished_run, "generation.py")
     assert {("generate", "tiny-llama-chat"), ("generate", "tiny-llama-base")} <= jobs
     assert not {j for j in jobs if j[0] in ("prompts", "tiny_model", "xquad")}
 
 
 def test_prompts_code_version_rebuilds_prompts_and_what_follows(finished_run):
-    module = finished_run / "src/xmrc/prompts.py"
-    original = module.read_text()
-    module.write_text(re.sub(r"^CODE_VERSION = (\d+)$", lambda m: f"CODE_VERSION = {int(m.group(1)) + 1}",
-                             original, flags=re.M))
-    try:
-        jobs = planned(finished_run)
-    finally:
-        module.write_text(original)
+    jobs = planned_after_code_version_bump(finished_run, "prompts.py")
     # e.g. 0-shot now scores the demonstration items: stale prompt tables and their generations are rebuilt
     assert {("prompts", "tiny-llama-chat"), ("generate", "tiny-llama-chat"), ("score", "tiny-llama-base")} <= jobs
     assert not {j for j in jobs if j[0] in ("tiny_model", "xquad")}
