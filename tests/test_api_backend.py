@@ -20,7 +20,7 @@ from helpers.scale import ROOT, ForkServer, prompt_table
 from xmrc.backends.api import APIBackend
 from xmrc.backends.server import make_server
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 SECRET = "sk-test-9f8e7d6c5b4a-never-print-me"
 CONCURRENCY = 3

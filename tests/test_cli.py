@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from helpers.workflow import ROOT, assert_one_line_error, xmrc
 
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 SUBSET = ROOT / "data/xquad_subset"
 

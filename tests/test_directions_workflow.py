@@ -7,7 +7,7 @@ import pytest
 import yaml
 from helpers.workflow import ROOT, copy_workflow, snakemake
 
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 # The paper's two demonstrations, then three more items of the bundled subset (parallel in all 12 languages).
 FIVE_DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "56de0daecffd8e1900b4b595",

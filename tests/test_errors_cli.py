@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from helpers.workflow import assert_one_line_error, xmrc
 
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 from xmrc.tables import direction_scores
 
 ENGLISH = "The Normans gave their name to Normandy, a region in France."

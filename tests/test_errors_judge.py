@@ -23,7 +23,7 @@ from xmrc.errors.judge import (
     vllm_request,
 )
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 from xmrc.prompts import hf_chat_template
 
 PAPER_PROMPT = (Path(__file__).parent / "data" / "judge_prompt_paper.txt").read_text(encoding="utf-8")

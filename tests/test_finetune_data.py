@@ -10,7 +10,7 @@ import pytest
 
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import conversations, pairs
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "tulu3_sample" / "tulu3_sample.jsonl"

@@ -15,7 +15,7 @@ import yaml
 
 from xmrc.config import load_config
 from xmrc.finetune import conversations, lfconfig, training
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"))

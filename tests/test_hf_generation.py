@@ -7,7 +7,7 @@ from xmrc import LANGUAGES, data
 from xmrc.backends.hf import HFBackend
 from xmrc.exceptions import XmrcError
 from xmrc.generation import GENERATION_COLUMNS, run_generation
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 from xmrc.prompts import build_prompt_table, hf_chat_template
 
 SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"

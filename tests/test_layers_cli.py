@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from xmrc.cli import main
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 pytest.importorskip("seaborn")
 

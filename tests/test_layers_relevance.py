@@ -25,7 +25,7 @@ from xmrc.analysis.relevance import (  # noqa: E402
 )
 from xmrc.exceptions import XmrcError  # noqa: E402
 from xmrc.extract import extract_answer  # noqa: E402
-from xmrc.parquet import read_parquet  # noqa: E402
+from xmrc.io import read_parquet  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ from helpers.workflow import assert_one_line_error, copy_workflow, snakemake, xm
 from xmrc import data, dataset_registry
 from xmrc.cli import main
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 from xmrc.prompts import build_prompt_table
 
 ROOT = Path(__file__).resolve().parents[1]

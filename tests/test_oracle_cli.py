@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from xmrc.cli import main
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 SUBSET = Path(__file__).parents[1] / "data" / "xquad_subset"
 REGISTRY = Path(__file__).parents[1] / "config" / "models.yaml"

@@ -21,7 +21,7 @@ from helpers.workflow import ROOT, copy_workflow, snakemake, xmrc
 
 from xmrc.config import check_interpreter
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 REAL = yaml.safe_load((ROOT / "config/real.yaml").read_text())
 REGISTRY = yaml.safe_load((ROOT / "config/models.yaml").read_text())

@@ -26,7 +26,7 @@ from helpers.workflow import ROOT, assert_one_line_error, xmrc
 
 from xmrc.extract import extract_answer
 from xmrc.generation import generation_record
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 from xmrc.scoring import score_pairs
 
 MAX_NEW_TOKENS = 24

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from helpers.scale import ForkServer, prompt_table
 
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 TRIALS = 10
 

@@ -14,7 +14,7 @@ import pandas as pd
 
 from xmrc import LANGUAGES, __version__
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.io import read_parquet, write_parquet
 from xmrc.prompts import FORMATS, PAPER_SCENARIOS, SCENARIOS
 
 
@@ -75,7 +75,7 @@ def cmd_data(args) -> None:
     else:
         table = data.load_hub(args.hub_id, args.languages, args.revision, dataset, split)
     table, problems = data.prepare(table, args.languages, dataset, args.split)
-    write_parquet_atomic(table, Path(args.out))
+    write_parquet(table, Path(args.out))
     report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
     report.to_csv(args.problems, index=False)
     for kind in sorted(set(report["kind"])):
@@ -141,7 +141,7 @@ def cmd_prompts(args) -> None:
                          args.demonstration_data)
     prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations,
                                  chat_template, args.max_items, ids, scenarios, args.alignment, demonstration_table)
-    write_parquet_atomic(prompts, Path(args.out))
+    write_parquet(prompts, Path(args.out))
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
 
 
@@ -158,7 +158,7 @@ def cmd_score(args) -> None:
         frames.append(group.assign(em=em, f1=f1))
     scored = pd.concat(frames).sort_index() if frames else generations.assign(em=[], f1=[])
     columns = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1"]
-    write_parquet_atomic(scored[columns], Path(args.out))
+    write_parquet(scored[columns], Path(args.out))
     print(f"{args.out}: {len(scored)} items scored ({args.normalization}); "
           f"mean F1 {100 * scored['f1'].mean():.2f}" if len(scored) else f"{args.out}: no items")
 
@@ -167,7 +167,7 @@ def cmd_aggregate(args) -> None:
     from xmrc.tables import direction_scores
 
     items = pd.concat([_read_parquet(path) for path in args.scores], ignore_index=True)
-    write_parquet_atomic(items, Path(args.out_items))
+    write_parquet(items, Path(args.out_items))
     scores = direction_scores(items)
     Path(args.out_csv).parent.mkdir(parents=True, exist_ok=True)
     scores.to_csv(args.out_csv, index=False, float_format="%.4f")

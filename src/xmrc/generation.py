@@ -37,7 +37,7 @@ from xmrc.backends import Backend, describe_backend
 from xmrc.backends.prefix import prefix_order, shared_prefix_share
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
-from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.io import read_parquet, write_parquet
 from xmrc.shards import close_shard_dir, digest, open_shard_dir
 from xmrc.shards import fingerprint as job_fingerprint
 
@@ -123,7 +123,7 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
                 print(f"xmrc: warning: {shard}: {problem}; regenerating it", file=sys.stderr)
             frame = _generate_chunk(chunk, backend, model=model, shots=shots, prompt_format=prompt_format,
                                     max_new_tokens=max_new_tokens)
-            write_parquet_atomic(frame, shard, {SHARD_KEY: json.dumps(
+            write_parquet(frame, shard, {SHARD_KEY: json.dumps(
                 {"fingerprint": fingerprint, "chunk": number, "keys": digest(*keys)}).encode()})
         frames.append(read_parquet(shard))
 
@@ -135,7 +135,7 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
     record = {"xmrc_version": __version__, **settings, "prompts": len(table),
               "prefix_share": {"prefix_order": prefix_shares(ordered["prompt"].tolist(), backend, templated),
                                "table_order": prefix_shares(table["prompt"].tolist(), backend, templated)}}
-    write_parquet_atomic(result, output, {METADATA_KEY: json.dumps(record, sort_keys=True).encode()})
+    write_parquet(result, output, {METADATA_KEY: json.dumps(record, sort_keys=True).encode()})
     close_shard_dir(output)
     shares = record["prefix_share"]["prefix_order"]
     print(f"{output}: shared-prefix share in run order: "

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")

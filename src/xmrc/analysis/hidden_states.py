@@ -112,7 +112,7 @@ def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, i
                       settings: dict | None = None, progress: bool = True) -> tuple[int, tuple[int, ...]]:
     """Pooled states of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.shards`; `settings`,
     the command's arguments, enter the job's fingerprint); returns (prompts, shape)."""
-    from xmrc.parquet import write_parquet_atomic
+    from xmrc.io import write_parquet
 
     vectors_out, index_out = Path(vectors_out), Path(index_out)
     if getattr(model, "model", None) is None:
@@ -161,6 +161,6 @@ def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, i
     index.insert(0, "prompt_format", prompt_format)
     index.insert(0, "shots", shots)
     index.insert(0, "model", model_key)
-    write_parquet_atomic(index[INDEX_COLUMNS], index_out)
+    write_parquet(index[INDEX_COLUMNS], index_out)
     close_shard_dir(vectors_out)
     return len(rows), shape

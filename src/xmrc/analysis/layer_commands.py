@@ -31,9 +31,9 @@ def _require(frame, columns, path):
 
 
 def _write_parquet(frame, path):
-    from xmrc.parquet import write_parquet_atomic
+    from xmrc.io import write_parquet
 
-    write_parquet_atomic(frame, Path(path))
+    write_parquet(frame, Path(path))
 
 
 def _write_csv(frame, path):

@@ -26,12 +26,12 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 def cmd_sentences(args) -> None:
     from xmrc.analysis.sentences import units_table
     from xmrc.cli import _read_parquet, _require_columns
-    from xmrc.parquet import write_parquet_atomic
+    from xmrc.io import write_parquet
 
     table = _read_parquet(args.data)
     _require_columns(table, ["id", "lang", "context", "answer_text", "answer_start"], args.data)
     units, problems = units_table(table, args.languages)
-    write_parquet_atomic(units, Path(args.out))
+    write_parquet(units, Path(args.out))
     Path(args.problems).parent.mkdir(parents=True, exist_ok=True)
     problems.to_csv(args.problems, index=False)
     contexts = units.groupby(["id", "lang"]).ngroups

@@ -49,7 +49,7 @@ from xmrc.analysis.oracle import (
 )
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
-from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.io import read_parquet, write_parquet
 from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 RESULT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "implementation",
@@ -234,11 +234,11 @@ def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: d
         shard = shard_dir / f"shard-{number:05d}.parquet"
         if not _shard_done(shard, chunk):
             rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size)
-            write_parquet_atomic(pd.DataFrame(rows, columns=RESULT_COLUMNS), shard)
+            write_parquet(pd.DataFrame(rows, columns=RESULT_COLUMNS), shard)
         frames.append(read_parquet(shard))
         bar.update(len(chunk))
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
-    write_parquet_atomic(result, output)
+    write_parquet(result, output)
     close_shard_dir(output)
     return result

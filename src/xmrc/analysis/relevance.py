@@ -64,7 +64,7 @@ from xmrc.analysis.layer_inputs import (
 )
 from xmrc.analysis.mrd import major_relevance_depths
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.io import read_parquet, write_parquet
 from xmrc.prompts import PARTS
 from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
@@ -246,18 +246,18 @@ def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_k
         token_shard = shard_dir / f"shard-{number:05d}.tokens.parquet"
         if not (_shard_done(shard, len(chunk) * len(PARTS)) and token_shard.exists()):
             parts, tokens = _relevance_chunk(chunk, model, tokenizer, batch_size, kept, bar)
-            write_parquet_atomic(_keyed(parts, key, RELEVANCE_COLUMNS), shard)
-            write_parquet_atomic(_keyed(tokens, key, TOKEN_COLUMNS), token_shard)
+            write_parquet(_keyed(parts, key, RELEVANCE_COLUMNS), shard)
+            write_parquet(_keyed(tokens, key, TOKEN_COLUMNS), token_shard)
         else:
             bar.update(len(chunk))
         frames.append(read_parquet(shard))
         token_frames.append(read_parquet(token_shard))
     bar.close()
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEVANCE_COLUMNS)
-    write_parquet_atomic(result, output)
+    write_parquet(result, output)
     if tokens_output is not None:
         tokens = pd.concat(token_frames, ignore_index=True) if token_frames else pd.DataFrame(columns=TOKEN_COLUMNS)
-        write_parquet_atomic(tokens, Path(tokens_output))
+        write_parquet(tokens, Path(tokens_output))
     close_shard_dir(output)
     return result
 

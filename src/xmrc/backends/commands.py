@@ -13,7 +13,7 @@ from pathlib import Path
 
 from xmrc.config import DIRECTORY_SOURCES
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"]
 

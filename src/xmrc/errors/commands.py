@@ -33,7 +33,7 @@ def _read_csv(path: str, columns: list[str]) -> pd.DataFrame:
 
 def cmd_wrong_answers(args) -> None:
     from xmrc.errors import KEYS, wrong
-    from xmrc.parquet import write_parquet_atomic
+    from xmrc.io import write_parquet
 
     if len(args.generations) != len(args.scores):
         raise XmrcError(f"{len(args.generations)} generation file(s) but {len(args.scores)} score file(s)")
@@ -51,7 +51,7 @@ def cmd_wrong_answers(args) -> None:
         formats = args.prompt_format
     scored = wrong.scored_generations(generations, scores, questions)
     answers, counts = wrong.select(scored, args.shots, args.scenario, formats, args.metric, args.max_score)
-    write_parquet_atomic(answers, Path(args.out))
+    write_parquet(answers, Path(args.out))
     Path(args.out_counts).parent.mkdir(parents=True, exist_ok=True)
     counts.to_csv(args.out_counts, index=False)
     print(f"{args.out}: {len(answers)} wrong answers ({args.metric} <= {args.max_score}) of "
@@ -61,11 +61,11 @@ def cmd_wrong_answers(args) -> None:
 def cmd_detect_language(args) -> None:
     from xmrc.errors import KEYS
     from xmrc.errors.language import build_detector, language_errors
-    from xmrc.parquet import write_parquet_atomic
+    from xmrc.io import write_parquet
 
     answers = _read_parquet(args.wrong_answers, KEYS + ["gold", "prediction"])
     result = language_errors(answers, build_detector(threads=args.threads))
-    write_parquet_atomic(result, Path(args.out))
+    write_parquet(result, Path(args.out))
     print(f"{args.out}: {int(result['language_error'].sum())} language errors, "
           f"{int((result['prediction_lang'] == 'und').sum())} undecidable predictions in {len(result)} wrong answers")
 
@@ -107,7 +107,7 @@ def cmd_error_tables(args) -> None:
     from xmrc.errors import KEYS
     from xmrc.errors.rates import error_rates, item_types, write_error_tables
     from xmrc.errors.wrong import COUNT_COLUMNS, in_scenario
-    from xmrc.parquet import write_parquet_atomic
+    from xmrc.io import write_parquet
 
     counts = _read_csv(args.counts, COUNT_COLUMNS)
     answers = _read_parquet(args.wrong_answers, KEYS + ["rule_blank"])
@@ -118,7 +118,7 @@ def cmd_error_tables(args) -> None:
     rates = error_rates(counts, answers, language, judge, args.scenario)
     paths = write_error_tables(rates, args.shots, args.scenario, Path(args.out_dir), args.not_in_summary)
     items = item_types(answers[in_scenario(answers, args.scenario)], language, judge)
-    write_parquet_atomic(items, Path(args.out_items))
+    write_parquet(items, Path(args.out_items))
     print(f"{args.out_dir}: {len(paths)} error tables for {args.shots}-shot {args.scenario}; {args.out_items}")
 
 

@@ -34,7 +34,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from xmrc.errors import KEYS
-from xmrc.parquet import read_parquet, write_parquet_atomic
+from xmrc.io import read_parquet, write_parquet
 from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 INSTRUCTION = (
@@ -202,10 +202,10 @@ def run_judge(wrong: pd.DataFrame, scorer: Scorer, output: Path, *, judge_name: 
             for column, values in zip(SCORE_COLUMNS, scores.T):
                 frame[column] = values
             frame["judge"] = judge_name
-            write_parquet_atomic(frame[JUDGE_COLUMNS], shard)
+            write_parquet(frame[JUDGE_COLUMNS], shard)
         frames.append(read_parquet(shard))
     result = pd.concat(frames, ignore_index=True) if frames else _empty()
-    write_parquet_atomic(result, output)
+    write_parquet(result, output)
     close_shard_dir(output)
     return result
 

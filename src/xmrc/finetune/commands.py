@@ -10,9 +10,9 @@ from xmrc.exceptions import XmrcError
 
 
 def _write_parquet(frame, path: str) -> None:
-    from xmrc.parquet import write_parquet_atomic
+    from xmrc.io import write_parquet
 
-    write_parquet_atomic(frame, Path(path))
+    write_parquet(frame, Path(path))
 
 
 def _read_parquet(path: str):

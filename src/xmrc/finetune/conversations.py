@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 ROLES = ("system", "user", "assistant")
 PROBLEM_COLUMNS = ["id", "reason"]

@@ -29,7 +29,7 @@ import pandas as pd
 
 from xmrc import LANGUAGE_NAMES
 from xmrc.exceptions import XmrcError
-from xmrc.parquet import read_parquet
+from xmrc.io import read_parquet
 
 SPLIT_COLUMNS = ["title", "split", "items"]
 PAIR_COLUMNS = ["id", "origin", "source_lang", "target_lang", "source_text", "target_text", "messages"]

@@ -1,0 +1,122 @@
+"""Reading and writing the tables and arrays passed between steps: the one home of both.
+
+Reads fail as one `XmrcError` line that names the file (not found, unreadable, missing columns).
+Parquet is read by path through Arrow's own file system: `pandas.read_parquet` opens local paths as
+Python file objects, Arrow then reads them from its I/O thread pool, and about one process in thirty
+aborts at interpreter exit ("terminate called without an active exception", status 134).
+
+Writes are atomic (a partial file beside the target, fsync, rename): a reader, or a job resumed after a
+kill, never sees half a file. A partial file is `<name>.partial` (`.partial.npy` for arrays, which NumPy
+would otherwise rename), so checkpoint folders can sweep up what a kill interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from xmrc.exceptions import XmrcError
+
+PARTIAL = ".partial"
+
+
+# --- reading ---
+
+
+def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet table by path (Arrow's file system, see the module's docstring); errors are Arrow's."""
+    return pq.read_table(os.fspath(path), columns=columns).to_pandas()
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: str | Path) -> None:
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+
+
+def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str] | None = None) -> pd.DataFrame:
+    """A Parquet or CSV table (by suffix), with the `required` columns, or one error line naming the file."""
+    path = Path(path)
+    kind = "CSV" if path.suffix == ".csv" else "Parquet"
+    try:
+        frame = pd.read_csv(path, usecols=columns) if kind == "CSV" else read_parquet(path, columns)
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except Exception as error:  # Arrow and pandas raise many kinds for a damaged or foreign file
+        raise XmrcError(f"{path}: not a readable {kind} table ({type(error).__name__})") from None
+    require_columns(frame, required, path)
+    return frame
+
+
+def read_array(path: str | Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except (OSError, ValueError) as error:
+        raise XmrcError(f"{path}: not a readable .npy array ({type(error).__name__})") from None
+
+
+def read_json(path: str | Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except (OSError, ValueError) as error:
+        raise XmrcError(f"{path}: not readable JSON ({type(error).__name__})") from None
+
+
+# --- writing ---
+
+
+def partial_path(path: str | Path) -> Path:
+    path = Path(path)
+    suffix = PARTIAL + ".npy" if path.suffix == ".npy" else PARTIAL
+    return path.with_name(path.name + suffix)
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Run `write(sink)` on a partial file beside `path`, make it durable, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(path)
+    try:
+        with open(partial, "wb") as sink:
+            write(sink)
+            sink.flush()
+            os.fsync(sink.fileno())  # the rename must not reach the disk before the data (node failure)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict[bytes, bytes] | None = None) -> Path:
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
+    return write_atomic(path, lambda sink: pq.write_table(table, sink))
+
+
+def write_csv(frame: pd.DataFrame, path: str | Path, **to_csv) -> Path:
+    return write_atomic(path, lambda sink: sink.write(frame.to_csv(index=False, **to_csv).encode("utf-8")))
+
+
+def write_text(text: str, path: str | Path) -> Path:
+    return write_atomic(path, lambda sink: sink.write(text.encode("utf-8")))
+
+
+def write_json(value, path: str | Path) -> Path:
+    return write_text(json.dumps(value, indent=1, sort_keys=True, default=str) + "\n", path)
+
+
+def write_array(array: np.ndarray, path: str | Path) -> Path:
+    return write_atomic(path, lambda sink: np.save(sink, array, allow_pickle=False))
