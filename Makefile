@@ -43,7 +43,12 @@ real: $(STAMP) $(VLLM_STAMP)
 test: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python -m pytest
 
+# Configured in pyproject.toml: ruff (lint and format) for Python, snakefmt for the Snakefile and rules, then
+# Snakemake's own linter. `ruff check --fix . && ruff format . && snakefmt Snakefile workflow/rules` fixes most.
 lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/snakefmt --check Snakefile workflow/rules
 	PATH=$(abspath $(BIN)):$$PATH snakemake --lint
 
 dryrun: $(STAMP)
