@@ -2,7 +2,7 @@
 
 from argparse import Namespace
 
-from xmrc.shards import MANIFEST, close_shard_dir, fingerprint, job_settings, open_shard_dir, shard_dir
+from xmrc.jobs import MANIFEST, close_shard_dir, fingerprint, job_settings, open_shard_dir, shard_dir
 
 
 def test_same_job_resumes_other_job_discards(tmp_path, capsys):
