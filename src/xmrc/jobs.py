@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -89,7 +90,11 @@ def close_shard_dir(output: str | Path) -> None:
 
 
 class StaleShard(Exception):
-    """A shard that cannot be used for its chunk; the message says why."""
+    """A shard that cannot be used for its chunk; the message names its file and says why."""
+
+
+class MissingShard(StaleShard):
+    """A chunk not computed yet: nothing to warn about."""
 
 
 class ShardStore(Protocol):
@@ -98,7 +103,7 @@ class ShardStore(Protocol):
         ...
 
     def read(self, base: Path, stamp: dict, keys: list[str]):
-        """The value stored at `base` for the chunk of `keys`, or StaleShard."""
+        """The value stored at `base` for the chunk of `keys`; raises StaleShard when it cannot be used."""
         ...
 
 
@@ -126,9 +131,9 @@ class ParquetStore:
     def read(self, base: Path, stamp: dict, keys: list[str]) -> pd.DataFrame:
         path = self.path(base)
         if not path.exists():
-            raise StaleShard("missing")
+            raise MissingShard(path.name)
         try:
-            table = pq.read_table(path)
+            table = pq.read_table(os.fspath(path))  # by path: see xmrc.io
         except Exception as error:  # truncated, garbage, not Parquet
             raise StaleShard(f"{path.name}: unreadable ({type(error).__name__})") from None
         if _stamp_of(table.schema.metadata) != stamp:
@@ -176,7 +181,7 @@ class ArrayStore:
     def read(self, base: Path, stamp: dict, keys: list[str]) -> np.ndarray:
         path = _npy(base)
         if not path.exists():
-            raise StaleShard("missing")
+            raise MissingShard(path.name)
         try:
             written = read_json(_npy_stamp(base))
             array = np.load(path, mmap_mode="r")
@@ -229,7 +234,7 @@ def run_sharded(items: Sequence[Item] | pd.DataFrame, *, keys: Sequence[str],
         try:
             value = store.read(base, stamp, chunk_keys)
         except StaleShard as problem:
-            if str(problem) != "missing":
+            if not isinstance(problem, MissingShard):
                 print(f"xmrc: warning: {directory}/{problem}; recomputing the chunk", file=sys.stderr)
             value = compute(items.iloc[first:stop] if isinstance(items, pd.DataFrame) else items[first:stop])
             store.write(value, base, stamp)
