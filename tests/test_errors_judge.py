@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.jobs import killed_then_resumed
 
 from xmrc.errors import KEYS
 from xmrc.errors.judge import (
@@ -183,6 +184,19 @@ def test_shards_of_another_judge_are_never_reused(qwen_scorer, tmp_path):
     run_judge(answers, other, out, judge_name="J", chat_template=template, chunk_size=2,
               settings={"weights": "judge-b"}, progress=False)
     assert other.prompts == 4
+
+
+def test_judge_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(qwen_scorer, tmp_path, monkeypatch):
+    answers = wrong_answers(5)
+    options = dict(judge_name="J", chat_template=hf_chat_template(qwen_scorer.tokenizer), chunk_size=2,
+                   progress=False)
+    reference = run_judge(answers, qwen_scorer, tmp_path / "ref.parquet", **options)
+    out = tmp_path / "judge.parquet"
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.errors.judge", out, lambda: run_judge(
+        answers, qwen_scorer, out, **options))
+    assert computed == [2, 1]  # the first chunk came from its shard
+    pd.testing.assert_frame_equal(result, reference)
+    pd.testing.assert_frame_equal(read_parquet(out), read_parquet(tmp_path / "ref.parquet"))
 
 
 class OffLabel:

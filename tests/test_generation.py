@@ -5,6 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from helpers.jobs import killed_then_resumed
 from helpers.scale import prompt_table
 
 from xmrc.backends.hf import HFBackend
@@ -140,6 +141,16 @@ def test_resume_uses_intact_shards_and_leftover_partial_files(backend, prompts, 
     assert len(recording.calls) == 2
     pd.testing.assert_frame_equal(result, reference)
     assert not shards[0].parent.exists()
+
+
+def test_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(backend, prompts, reference, tmp_path,
+                                                                     monkeypatch):
+    out = tmp_path / "g.parquet"
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.generation", out, lambda: run_generation(
+        prompts, backend, out, chunk_size=6, **SETTING))
+    assert computed == [6, 6, 2]  # the first chunk came from its shard
+    pd.testing.assert_frame_equal(result, reference)
+    pd.testing.assert_frame_equal(pq.read_table(out).to_pandas(), reference)
 
 
 def test_duplicated_prompt_keys_are_an_error(backend, prompts, tmp_path):

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("lxt")
 
+from helpers.jobs import killed_then_resumed, rewrite_shard, shards_kept  # noqa: E402
 from layers_prompts import TESTS, prompt_rows  # noqa: E402
 
 from xmrc.analysis.answer_start import answer_start  # noqa: E402
@@ -147,11 +148,10 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
 
     def killed_after_first_shard():
         """The shard folder as a job killed after its first shard leaves it (marked, to tell it apart)."""
-        with monkeypatch.context() as patch:
-            patch.setattr("xmrc.analysis.relevance.close_shard_dir", lambda output: None)
+        with shards_kept(monkeypatch):
             run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
                           batch_size=2, chunk_size=2, settings={"dtype": "float32"}, progress=False)
-        first.iloc[:8].assign(target_token="from-shard").to_parquet(shard_dir / "shard-00000.parquet", index=False)
+        rewrite_shard(shard_dir / "shard-00000.parquet", first.iloc[:8].assign(target_token="from-shard"))
         (shard_dir / "shard-00001.parquet").unlink()
         out.unlink()
 
@@ -167,6 +167,36 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
     third = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
                           batch_size=2, chunk_size=2, settings={"dtype": "bfloat16"}, progress=False)
     assert (third["target_token"] != "from-shard").all()
+
+
+def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(deep_llama, tmp_path,
+                                                                               monkeypatch):
+    model, tokenizer = deep_llama
+    rows = prompt_rows(tokenizer, chat=False)
+    options = dict(model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, examples=1,
+                   progress=False)
+    reference = run_relevance(rows, model, tokenizer, tmp_path / "ref.parquet",
+                              tokens_output=tmp_path / "ref.tokens.parquet", **options)
+    out, tokens = tmp_path / "relevance.parquet", tmp_path / "relevance.tokens.parquet"
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.relevance", out, lambda: run_relevance(
+        rows, model, tokenizer, out, tokens_output=tokens, **options))
+    assert computed == [1]  # the first chunk (2 prompts) came from its shard
+    pd.testing.assert_frame_equal(result, reference)
+    pd.testing.assert_frame_equal(read_parquet(out), read_parquet(tmp_path / "ref.parquet"))
+    pd.testing.assert_frame_equal(read_parquet(tokens), read_parquet(tmp_path / "ref.tokens.parquet"))
+
+
+def test_hidden_states_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(llama, tmp_path, monkeypatch):
+    model, tokenizer = llama
+    rows = prompt_rows(tokenizer, chat=True)
+    options = dict(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
+    reference = run_hidden_states(rows, model, tokenizer, tmp_path / "ref.npy", tmp_path / "ref.parquet", **options)
+    vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.hidden_states", vectors, lambda: (
+        run_hidden_states(rows, model, tokenizer, vectors, index, **options)))
+    assert computed == [1] and result == reference
+    assert vectors.read_bytes() == (tmp_path / "ref.npy").read_bytes()
+    pd.testing.assert_frame_equal(read_parquet(index), read_parquet(tmp_path / "ref.parquet"))
 
 
 def test_pooled_hidden_states(llama, tmp_path):
@@ -224,8 +254,7 @@ def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
     shard_dir = vectors.with_name(vectors.name + ".shards")
     # a job killed after its first shard: the folder stays (marked with zeros), later shards are gone
-    with monkeypatch.context() as patch:
-        patch.setattr("xmrc.analysis.hidden_states.close_shard_dir", lambda output: None)
+    with shards_kept(monkeypatch):
         run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
                           batch_size=2, chunk_size=2, progress=False)
     complete = np.load(vectors)

@@ -5,6 +5,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.jobs import rewrite_shard, shards_kept
 
 from xmrc.cli import main
 from xmrc.io import read_parquet
@@ -90,14 +91,13 @@ def test_finished_shards_are_reused_and_stale_ones_redone(stage, monkeypatch):
     root, weights = stage
     out = root / "resumed.parquet"
     shards = root / "resumed.parquet.shards"
-    with monkeypatch.context() as patch:  # the job's shard folder stays, as a kill leaves it
-        patch.setattr("xmrc.analysis.oracle_run.close_shard_dir", lambda output: None)
+    with shards_kept(monkeypatch):  # the job's shard folder stays, as a kill leaves it
         run(*attribute_args(root, weights, "batched", out, "--chunk-size", 2))
     first = read_parquet(out)
     out.unlink()
     done = first.iloc[:2].assign(seconds=-1.0)  # marks the shard as the one a killed job left behind
-    done.to_parquet(shards / "shard-00000.parquet")
-    first.iloc[:2].to_parquet(shards / "shard-00001.parquet")  # wrong items for shard 1: recomputed
+    rewrite_shard(shards / "shard-00000.parquet", done)
+    rewrite_shard(shards / "shard-00001.parquet", first.iloc[:2])  # wrong items for shard 1: recomputed
     run(*attribute_args(root, weights, "batched", out, "--chunk-size", 2))
     resumed = read_parquet(out)
     assert (resumed["seconds"].iloc[:2] == -1.0).all()

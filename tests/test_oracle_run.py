@@ -1,8 +1,10 @@
 import pandas as pd
 import pytest
+from helpers.jobs import killed_then_resumed
 
-from xmrc.analysis.oracle_run import chosen_format, sample_ids, work_items
+from xmrc.analysis.oracle_run import chosen_format, run_oracle, sample_ids, work_items
 from xmrc.exceptions import XmrcError
+from xmrc.io import read_parquet
 
 
 def test_sample_is_seeded_ordered_and_complete_when_large():
@@ -51,3 +53,21 @@ def test_work_items_name_what_is_missing():
         work_items(prompts, generations, units.assign(end=units["end"] - 1), ["en"], None, 0)
     with pytest.raises(XmrcError, match="no units for item a"):
         work_items(prompts, generations, units[units["id"] != "a"], ["en"], None, 0)
+
+
+def test_oracle_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(tiny_models, tmp_path, monkeypatch):
+    from xmrc.analysis.layer_inputs import load_model
+
+    model, tokenizer = load_model(str(tiny_models["llama-chat"]), dtype="float32")
+    items = work_items(*tables(), ["en", "de"], None, seed=0)
+    options = dict(base={"model": "Tiny", "shots": 2, "prompt_format": "v1"}, implementation="batched",
+                   batch_size=4, max_new_tokens=4, generation_batch_size=2, chunk_size=2, progress=False)
+    reference = run_oracle(items, model, tokenizer, tmp_path / "ref.parquet", **options)
+    out = tmp_path / "oracle.parquet"
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.oracle_run", out, lambda: run_oracle(
+        items, model, tokenizer, out, **options))
+    assert computed == [2, 2]  # the first chunk came from its shard
+    assert (result["status"] == "ok").all()
+    timing = ["seconds"]  # the only column that differs between runs
+    pd.testing.assert_frame_equal(result.drop(columns=timing), reference.drop(columns=timing))
+    pd.testing.assert_frame_equal(read_parquet(out).drop(columns=timing), result.drop(columns=timing))

@@ -4,18 +4,11 @@ Order. Prompts run in prefix order (`xmrc.backends.prefix`): prompts sharing dem
 neighbours, so prefix caches hit. The output is put back in the prompt table's order, so the table does not
 depend on the order prompts ran in.
 
-Resumption. The job writes `<output>.shards/` as it goes:
-- `manifest.json`: the job's fingerprint (hash of every prompt's key and text, the chunk layout, the model,
-  setting and backend settings). A shard directory with another fingerprint is stale and removed whole, so
-  shards of a different prompt table or backend setting are never mixed in.
-- `shard-NNNNN.parquet`: the generations of chunk NNNNN, written to a `.partial` file and renamed into
-  place (atomic), with the fingerprint, chunk number and a digest of the chunk's keys in its Parquet
-  metadata. On resume a shard is used only if it parses, has the chunk's exact keys in order, and carries
-  the right fingerprint; anything else (truncated, foreign, partial, wrong rows) is regenerated and
-  reported on stderr, never used silently.
-A job killed at any point (SIGKILL, preemption) and started again therefore loses no prompt, duplicates
-none, and writes the same table as an uninterrupted run. The output is assembled only when every shard
-exists, then the shard directory is removed.
+Resumption. The job checkpoints every `chunk_size` prompts in `<output>.shards/` (`xmrc.jobs`); its
+fingerprint holds every prompt's key and text, the chunk layout, the model, setting and backend settings, and
+a shard is reused only with its chunk's exact keys in order. A job killed at any point (SIGKILL, preemption)
+and started again therefore loses no prompt, duplicates none, and writes the same table as an uninterrupted
+run.
 
 Output columns: model, shots, prompt_format, id, context_lang, question_lang, answer_lang, gold, raw_output,
 prediction, prompt_tokens, output_tokens. Parquet metadata key `xmrc.generation` holds JSON with the xmrc
@@ -30,22 +23,19 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from xmrc import __version__
 from xmrc.backends import Backend, describe_backend
 from xmrc.backends.prefix import prefix_order, shared_prefix_share
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
-from xmrc.io import read_parquet, write_parquet
-from xmrc.shards import close_shard_dir, digest, open_shard_dir
-from xmrc.shards import fingerprint as job_fingerprint
+from xmrc.io import write_parquet
+from xmrc.jobs import ParquetStore, digest, run_sharded
 
 GENERATION_COLUMNS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang", "answer_lang",
                       "gold", "raw_output", "prediction", "prompt_tokens", "output_tokens"]
 PROMPT_KEY = ["id", "context_lang", "question_lang"]
 METADATA_KEY = b"xmrc.generation"
-SHARD_KEY = b"xmrc.shard"
 # Bump when a change to generation code alters its outputs: the workflow passes it as a param of the
 # generate rules, so every generation job (and only those and their consumers) re-runs.
 CODE_VERSION = 3
@@ -63,25 +53,6 @@ def _check_prompts(prompts: pd.DataFrame) -> None:
         first = prompts.loc[duplicated, PROMPT_KEY].iloc[0].tolist()
         raise XmrcError(f"prompt table: {int(duplicated.sum())} duplicated prompt key(s) "
                         f"(id, context_lang, question_lang), e.g. {first}")
-
-
-def _shard_problem(path: Path, fingerprint: str, number: int, keys: list[str]) -> str | None:
-    """Why the shard at `path` cannot be used for chunk `number` (None: it can)."""
-    try:
-        table = pq.read_table(path)
-    except Exception as error:  # truncated, garbage, not Parquet
-        return f"unreadable ({type(error).__name__})"
-    meta = json.loads((table.schema.metadata or {}).get(SHARD_KEY, b"{}") or b"{}")
-    if meta.get("fingerprint") != fingerprint or meta.get("chunk") != number:
-        return "written by another job or chunk"
-    if table.num_rows != len(keys) or meta.get("keys") != digest(*keys):
-        return f"holds {table.num_rows} rows, not the chunk's {len(keys)} prompts"
-    missing = [c for c in GENERATION_COLUMNS if c not in table.column_names]
-    if missing:
-        return f"lacks column(s) {', '.join(missing)}"
-    if _keys(table.select(PROMPT_KEY).to_pandas()) != keys:
-        return "rows do not match the chunk's prompts"
-    return None
 
 
 def prefix_shares(prompts: list[str], backend: Backend, templated: bool) -> dict:
@@ -104,29 +75,27 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
     table = prompts.reset_index(drop=True)
     positions = prefix_order(table["prompt"].tolist()) if order == "prefix" else list(range(len(table)))
     ordered = table.iloc[positions]
-    chunks = [ordered.iloc[i:i + chunk_size] for i in range(0, len(ordered), chunk_size)]
     backend_info = describe_backend(backend)
     settings = {"model": model, "shots": shots, "prompt_format": prompt_format, "max_new_tokens": max_new_tokens,
                 "chunk_size": chunk_size, "order": order, "backend": backend_info}
-    fingerprint = job_fingerprint(settings, (k + "\t" + p for k, p in zip(_keys(ordered), ordered["prompt"])))
-    shard_dir = open_shard_dir(output, fingerprint, {"chunks": len(chunks), "prompts": len(table),
-                                                     "settings": settings})
+    # the prompt texts enter the fingerprint: a changed prompt table never resumes from the old one's shards
+    job = {**settings, "prompts": digest(*ordered["prompt"])}
 
-    frames = []
-    for number, chunk in enumerate(tqdm(chunks, desc=f"{model} {shots}-shot {prompt_format}", unit="shard",
-                                        disable=not progress)):
-        shard = shard_dir / f"shard-{number:05d}.parquet"
-        keys = _keys(chunk)
-        problem = _shard_problem(shard, fingerprint, number, keys) if shard.exists() else "missing"
-        if problem is not None:
-            if problem != "missing":
-                print(f"xmrc: warning: {shard}: {problem}; regenerating it", file=sys.stderr)
-            frame = _generate_chunk(chunk, backend, model=model, shots=shots, prompt_format=prompt_format,
-                                    max_new_tokens=max_new_tokens)
-            write_parquet(frame, shard, {SHARD_KEY: json.dumps(
-                {"fingerprint": fingerprint, "chunk": number, "keys": digest(*keys)}).encode()})
-        frames.append(read_parquet(shard))
+    def generate_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
+        return _generate_chunk(chunk, backend, model=model, shots=shots, prompt_format=prompt_format,
+                               max_new_tokens=max_new_tokens)
 
+    def write_output(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        return _write_generations(frames, positions, table, output, backend, settings, ordered)
+
+    return run_sharded(ordered, keys=_keys(ordered), compute=generate_chunk,
+                       store=ParquetStore(GENERATION_COLUMNS, key_columns=PROMPT_KEY), output=output, settings=job,
+                       chunk_size=chunk_size, write_output=write_output,
+                       label=f"{model} {shots}-shot {prompt_format}", unit="prompt", progress=progress)
+
+
+def _write_generations(frames: list[pd.DataFrame], positions: list[int], table: pd.DataFrame, output: Path,
+                       backend: Backend, settings: dict, ordered: pd.DataFrame) -> pd.DataFrame:
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GENERATION_COLUMNS)
     # back to the prompt table's order: the table does not depend on the order the prompts ran in
     result.index = positions
@@ -136,7 +105,6 @@ def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, mod
               "prefix_share": {"prefix_order": prefix_shares(ordered["prompt"].tolist(), backend, templated),
                                "table_order": prefix_shares(table["prompt"].tolist(), backend, templated)}}
     write_parquet(result, output, {METADATA_KEY: json.dumps(record, sort_keys=True).encode()})
-    close_shard_dir(output)
     shares = record["prefix_share"]["prefix_order"]
     print(f"{output}: shared-prefix share in run order: "
           + ", ".join(f"{unit} {100 * value:.1f}%" for unit, value in shares.items()), file=sys.stderr)
@@ -169,5 +137,5 @@ def generation_record(path: Path) -> dict:
     except Exception as error:
         raise XmrcError(f"{path}: not a readable Parquet table ({type(error).__name__})") from None
     if METADATA_KEY not in metadata:
-        raise XmrcError(f"{path}: no xmrc.generation metadata (not written by `xmrc generate`)")
+        raise XmrcError(f"{path}: no xmrc.generation metadata (not a generation job's table)")
     return json.loads(metadata[METADATA_KEY])

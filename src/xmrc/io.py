@@ -120,3 +120,15 @@ def write_json(value, path: str | Path) -> Path:
 
 def write_array(array: np.ndarray, path: str | Path) -> Path:
     return write_atomic(path, lambda sink: np.save(sink, array, allow_pickle=False))
+
+
+def write_array_blocks(blocks: Iterable[np.ndarray], shape: tuple[int, ...], dtype, path: str | Path) -> Path:
+    """A .npy array of `shape` written block by block (consecutive rows, e.g. a job's shards, memory-mapped):
+    the whole array never has to be in memory. The same bytes as `write_array` of the whole."""
+    def write(sink: IO[bytes]) -> None:
+        header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
+        np.lib.format.write_array_header_1_0(sink, header)
+        for block in blocks:
+            sink.write(np.ascontiguousarray(block, dtype=dtype).tobytes())
+
+    return write_atomic(path, write)

@@ -25,12 +25,10 @@ Budget: prompts x (L + 1) x 3 x d x 2 bytes, e.g. 70B (L = 80, d = 8192): 4.0 MB
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from xmrc.analysis.layer_inputs import (
     LAYER_CODE_VERSION,
@@ -40,10 +38,13 @@ from xmrc.analysis.layer_inputs import (
     left_pad,
     row_keys,
 )
+from xmrc.backends.base import longest_first_batches
 from xmrc.exceptions import XmrcError
-from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
+from xmrc.io import write_array_blocks, write_parquet
+from xmrc.jobs import ArrayStore, digest, run_sharded, table_keys
 
 POOLED_PARTS = ("question", "context", "last")
+ITEM_KEY = ["context_lang", "question_lang", "id"]
 INDEX_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "target_status",
                  "forced_prefix", "last_token"]
 
@@ -93,66 +94,44 @@ def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int,
     return torch.stack(pooled, dim=1).numpy()
 
 
-def _save_npy_atomic(array: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial.npy")
-    np.save(partial, array)
-    os.replace(partial, path)
-
-
-def _shard_done(path: Path, rows: int) -> bool:
-    try:
-        return np.load(path, mmap_mode="r").shape[0] == rows
-    except Exception:  # missing or truncated: recompute
-        return False
-
-
 def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, index_out: Path, *, model_key: str,
                       shots: int, prompt_format: str, batch_size: int = 8, chunk_size: int = 64,
                       settings: dict | None = None, progress: bool = True) -> tuple[int, tuple[int, ...]]:
-    """Pooled states of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.shards`; `settings`,
+    """Pooled states of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.jobs`; `settings`,
     the command's arguments, enter the job's fingerprint); returns (prompts, shape)."""
-    from xmrc.io import write_parquet
-
     vectors_out, index_out = Path(vectors_out), Path(index_out)
     if getattr(model, "model", None) is None:
         raise XmrcError(f"{type(model).__name__}: expected a causal LM with a `.model` decoder")
     job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
-           "chunk_size": chunk_size, "code": LAYER_CODE_VERSION, **(settings or {})}
-    shard_dir = open_shard_dir(vectors_out, fingerprint(job, row_keys(rows)), {"settings": job})
+           "chunk_size": chunk_size, "code": LAYER_CODE_VERSION, **(settings or {}), "rows": digest(*row_keys(rows))}
     inputs = [encode_to_answer(tokenizer, row) for _, row in rows.iterrows()]
-    chunks = [list(range(i, min(i + chunk_size, len(rows)))) for i in range(0, len(rows), chunk_size)]
-    shards = []
-    bar = tqdm(total=len(rows), desc=f"hidden states {model_key}", unit="prompt", disable=not progress)
-    for number, chunk in enumerate(chunks):
-        shard = shard_dir / f"shard-{number:05d}.npy"
-        if not _shard_done(shard, len(chunk)):
-            order = sorted(chunk, key=lambda i: -len(inputs[i][0].input_ids))
-            parts: dict[int, np.ndarray] = {}
-            for start in range(0, len(order), batch_size):
-                batch = order[start:start + batch_size]
-                pooled = pooled_hidden_states(model, [inputs[i][0] for i in batch], tokenizer.pad_token_id,
-                                              [inputs[i][1].explained for i in batch])
-                parts.update(zip(batch, pooled))
-                bar.update(len(batch))
-            _save_npy_atomic(np.stack([parts[i] for i in chunk]), shard)
-        else:
-            bar.update(len(chunk))
-        shards.append(shard)
-    bar.close()
-    shape = (len(rows),) + (np.load(shards[0], mmap_mode="r").shape[1:] if shards else (0, len(POOLED_PARTS), 0))
-    # Assembled through a memory map: the whole array never has to fit in RAM.
-    vectors_out.parent.mkdir(parents=True, exist_ok=True)
-    partial = vectors_out.with_name(vectors_out.name + ".partial.npy")
-    target = np.lib.format.open_memmap(partial, mode="w+", dtype=np.float16, shape=shape)
-    offset = 0
-    for shard in shards:
-        block = np.load(shard, mmap_mode="r")
-        target[offset:offset + len(block)] = block
-        offset += len(block)
-    target.flush()
-    del target
-    os.replace(partial, vectors_out)
+    trailing = (len(decoder_layers(model)) + 1, len(POOLED_PARTS), model.get_input_embeddings().weight.shape[1])
+
+    def pool_chunk(chunk: list[int]) -> np.ndarray:
+        pooled: dict[int, np.ndarray] = {}
+        for batch in longest_first_batches([len(inputs[i][0].input_ids) for i in chunk], batch_size):
+            batch = [chunk[i] for i in batch]
+            found = pooled_hidden_states(model, [inputs[i][0] for i in batch], tokenizer.pad_token_id,
+                                         [inputs[i][1].explained for i in batch])
+            pooled.update(zip(batch, found))
+        return np.stack([pooled[i] for i in chunk])
+
+    def write_output(shards: list[np.ndarray]) -> tuple[int, ...]:
+        shape = (len(rows), *trailing)
+        write_array_blocks(shards, shape, np.float16, vectors_out)
+        _write_index(rows, inputs, tokenizer, index_out, model_key=model_key, shots=shots,
+                     prompt_format=prompt_format)
+        return shape
+
+    shape = run_sharded(list(range(len(rows))), keys=table_keys(rows, ITEM_KEY), compute=pool_chunk,
+                        store=ArrayStore(trailing, "float16"), output=vectors_out, settings=job,
+                        chunk_size=chunk_size, write_output=write_output, label=f"hidden states {model_key}",
+                        unit="prompt", progress=progress)
+    return len(rows), shape
+
+
+def _write_index(rows: pd.DataFrame, inputs: list, tokenizer, index_out: Path, *, model_key: str, shots: int,
+                 prompt_format: str) -> None:
     index = rows[["context_lang", "question_lang", "id"]].copy()
     index["target_status"] = [start.status for _, start in inputs]
     index["forced_prefix"] = [start.prefix_text for _, start in inputs]
@@ -162,5 +141,3 @@ def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, i
     index.insert(0, "shots", shots)
     index.insert(0, "model", model_key)
     write_parquet(index[INDEX_COLUMNS], index_out)
-    close_shard_dir(vectors_out)
-    return len(rows), shape

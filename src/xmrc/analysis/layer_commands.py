@@ -97,7 +97,7 @@ def _model_job(args):
 def cmd_layer_relevance(args) -> None:
     from xmrc.analysis.layer_inputs import load_model
     from xmrc.analysis.relevance import check_lxt_support, lxt_rules, run_relevance
-    from xmrc.shards import job_settings
+    from xmrc.jobs import job_settings
 
     if args.examples < 0:
         raise XmrcError(f"--examples must be 0 or more, got {args.examples}")
@@ -117,7 +117,7 @@ def cmd_layer_relevance(args) -> None:
 def cmd_layer_hidden(args) -> None:
     from xmrc.analysis.hidden_states import run_hidden_states
     from xmrc.analysis.layer_inputs import load_model
-    from xmrc.shards import job_settings
+    from xmrc.jobs import job_settings
 
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))

@@ -42,7 +42,7 @@ def cmd_sentences(args) -> None:
 def cmd_attribute(args) -> None:
     from xmrc.analysis.oracle_run import chosen_format, run_oracle, work_items
     from xmrc.cli import _model_and_weights, _read_csv, _read_parquet, _require_columns
-    from xmrc.shards import job_settings
+    from xmrc.jobs import job_settings
 
     model, weights = _model_and_weights(args)
     if model.backend != "local":

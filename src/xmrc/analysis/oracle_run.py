@@ -23,8 +23,7 @@ Output (one row per item and direction):
     step_top, sequence_top          int   unit of strictly largest attribution (-1: tie or not ok)
     step_correct, sequence_correct  bool  that unit is the gold unit
     seconds           float  attribution time of the item
-Shards: `<output>.shards/shard-NNNNN.parquet` (atomic renames); a killed job resumes at the first missing
-or stale shard.
+Checkpointed in shards (`xmrc.jobs`): a killed job resumes from the shards it finished.
 """
 
 from __future__ import annotations
@@ -35,9 +34,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from xmrc.analysis.oracle import (
     Target,
@@ -49,9 +45,10 @@ from xmrc.analysis.oracle import (
 )
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
-from xmrc.io import read_parquet, write_parquet
-from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
+from xmrc.io import write_parquet
+from xmrc.jobs import ParquetStore, digest, run_sharded
 
+ITEM_KEY = ["context_lang", "question_lang", "id"]
 RESULT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "implementation",
                   "status", "n_units", "gold_unit", "merged", "prediction", "target_source", "target_ids",
                   "answer_token", "step_attr", "sequence_attr", "step_top", "sequence_top", "step_correct",
@@ -127,30 +124,12 @@ def work_items(prompts: pd.DataFrame, generations: pd.DataFrame, units: pd.DataF
 
 def generate_ids(model, tokenizer, prompts: list[str], templated: bool, max_new_tokens: int,
                  batch_size: int) -> list[list[int]]:
-    """Greedy continuations as token ids, batched and left-padded like the generation stage."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    class StopAtAnswer(StoppingCriteria):
-        def __init__(self, prompt_length: int):
-            self.prompt_length = prompt_length
-
-        def __call__(self, input_ids, scores, **kwargs):
-            texts = tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
-            return torch.tensor([answer_complete(t) for t in texts], dtype=torch.bool, device=input_ids.device)
+    """Greedy continuations as token ids, generated as the generation stage generates them."""
+    from xmrc.backends.hf import generate_until  # loads torch and transformers
 
     encoded = [encode(tokenizer, text, templated) for text in prompts]
-    results: list[list[int]] = []
-    for first in range(0, len(encoded), batch_size):
-        padded = tokenizer.pad({"input_ids": encoded[first:first + batch_size]}, return_tensors="pt")
-        input_ids = padded["input_ids"].to(model.device)
-        with torch.inference_mode():
-            output = model.generate(input_ids=input_ids, attention_mask=padded["attention_mask"].to(model.device),
-                                    do_sample=False, max_new_tokens=max_new_tokens, temperature=None, top_p=None,
-                                    top_k=None, pad_token_id=tokenizer.pad_token_id,
-                                    stopping_criteria=StoppingCriteriaList([StopAtAnswer(input_ids.shape[1])]))
-        results.extend(row.tolist() for row in output[:, input_ids.shape[1]:])
-    return results
+    return [ids.tolist() for ids in generate_until(model, tokenizer, encoded, max_new_tokens, batch_size,
+                                                   stop_when=answer_complete)]
 
 
 def choose_target(regenerated: list[int], item: WorkItem, tokenizer) -> tuple[Target | None, str]:
@@ -208,37 +187,28 @@ def attribute_items(items: list[WorkItem], model, tokenizer, evaluator, base: di
     return rows
 
 
-def _shard_done(path: Path, items: list[WorkItem]) -> bool:
-    try:
-        done = pq.read_table(path, columns=["id", "question_lang"]).to_pandas()
-    except (OSError, ValueError, pa.ArrowException):  # missing, truncated or foreign: redo it
-        return False
-    return list(zip(done["id"], done["question_lang"])) == [(i.id, i.question_lang) for i in items]
-
-
 def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: dict, implementation: str,
                batch_size: int, max_new_tokens: int, generation_batch_size: int, chunk_size: int,
                settings: dict | None = None, progress: bool = True) -> pd.DataFrame:
-    """Attributions of every item, checkpointed in shards; `settings` (the command's arguments: weights,
-    dtype, ...) enter the job's fingerprint, so shards of another job are never reused."""
+    """Attributions of every item, checkpointed in shards (`xmrc.jobs`); `settings` (the command's arguments:
+    weights, dtype, ...) enter the job's fingerprint, so shards of another job are never reused."""
     output = Path(output)
     evaluator = create_evaluator(implementation, model, tokenizer, batch_size)
     base = dict(base, implementation=implementation)
     job = {**base, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "chunk_size": chunk_size,
-           "generation_batch_size": generation_batch_size, **(settings or {})}
-    shard_dir = open_shard_dir(output, fingerprint(job, (repr(item) for item in items)), {"settings": job})
-    frames = []
-    bar = tqdm(total=len(items), desc=f"oracle {base['model']}", unit="item", disable=not progress)
-    for number, first in enumerate(range(0, len(items), chunk_size)):
-        chunk = items[first:first + chunk_size]
-        shard = shard_dir / f"shard-{number:05d}.parquet"
-        if not _shard_done(shard, chunk):
-            rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size)
-            write_parquet(pd.DataFrame(rows, columns=RESULT_COLUMNS), shard)
-        frames.append(read_parquet(shard))
-        bar.update(len(chunk))
-    bar.close()
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
-    write_parquet(result, output)
-    close_shard_dir(output)
-    return result
+           "generation_batch_size": generation_batch_size, **(settings or {}),
+           "items": digest(*(repr(item) for item in items))}
+
+    def attribute_chunk(chunk: list[WorkItem]) -> pd.DataFrame:
+        rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size)
+        return pd.DataFrame(rows, columns=RESULT_COLUMNS)
+
+    def write_output(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RESULT_COLUMNS)
+        write_parquet(result, output)
+        return result
+
+    keys = ["\t".join((item.context_lang, item.question_lang, item.id)) for item in items]
+    return run_sharded(items, keys=keys, compute=attribute_chunk, store=ParquetStore(RESULT_COLUMNS, ITEM_KEY),
+                       output=output, settings=job, chunk_size=chunk_size, write_output=write_output,
+                       label=f"oracle {base['model']}", progress=progress)

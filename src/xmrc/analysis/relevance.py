@@ -50,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
 from xmrc.analysis.answer_start import AnswerStart
 from xmrc.analysis.layer_inputs import (
@@ -64,11 +63,13 @@ from xmrc.analysis.layer_inputs import (
 )
 from xmrc.analysis.mrd import major_relevance_depths
 from xmrc.exceptions import XmrcError
-from xmrc.io import read_parquet, write_parquet
+from xmrc.backends.base import longest_first_batches
+from xmrc.io import write_parquet
+from xmrc.jobs import ParquetStore, StoreGroup, digest, run_sharded, table_keys
 from xmrc.prompts import PARTS
-from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
 
 KEY_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+ITEM_KEY = ["context_lang", "question_lang", "id"]
 RELEVANCE_COLUMNS = KEY_COLUMNS + ["part", "n_tokens", "mrd", "layers", "target_status", "target_id",
                                    "target_token", "forced_prefix", "forced_tokens", "target_greedy", "relevance"]
 TOKEN_COLUMNS = KEY_COLUMNS + ["position", "token_id", "token", "part", "target_token", "mrd", "total", "relevance"]
@@ -210,15 +211,6 @@ def _target_fields(start: AnswerStart, result: LayerRelevance | None) -> dict:
                 target_greedy=result is not None and result.greedy_id == result.target_id)
 
 
-def _shard_done(path: Path, rows: int) -> bool:
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_metadata(path).num_rows == rows
-    except Exception:  # missing or truncated: recompute
-        return False
-
-
 def example_ids(rows: pd.DataFrame, count: int) -> list[str]:
     """The first `count` items of the job (the order of the sample groups: balanced first)."""
     return list(dict.fromkeys(rows["id"]))[:count]
@@ -229,58 +221,53 @@ def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_k
                   tokens_output: Path | None = None, settings: dict | None = None,
                   progress: bool = True) -> pd.DataFrame:
     """Relevance records of every prompt row (with its model's `raw_output`), checkpointed every `chunk_size`
-    prompts (`xmrc.shards`; `settings`, the command's arguments, enter the job's fingerprint). The per-token
+    prompts (`xmrc.jobs`; `settings`, the command's arguments, enter the job's fingerprint). The per-token
     relevance of every direction of the first `examples` items goes to `tokens_output`."""
     output = Path(output)
     lxt_rules(model)  # unsupported architectures fail before any work
     kept = set(example_ids(rows, examples))
     job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
-           "chunk_size": chunk_size, "examples": sorted(kept), "code": LAYER_CODE_VERSION, **(settings or {})}
-    shard_dir = open_shard_dir(output, fingerprint(job, row_keys(rows)), {"settings": job})
-    frames, token_frames = [], []
-    chunks = [rows.iloc[i:i + chunk_size] for i in range(0, len(rows), chunk_size)]
-    bar = tqdm(total=len(rows), desc=f"relevance {model_key}", unit="prompt", disable=not progress)
+           "chunk_size": chunk_size, "examples": sorted(kept), "code": LAYER_CODE_VERSION, **(settings or {}),
+           "rows": digest(*row_keys(rows))}
     key = dict(model=model_key, shots=shots, prompt_format=prompt_format)
-    for number, chunk in enumerate(chunks):
-        shard = shard_dir / f"shard-{number:05d}.parquet"
-        token_shard = shard_dir / f"shard-{number:05d}.tokens.parquet"
-        if not (_shard_done(shard, len(chunk) * len(PARTS)) and token_shard.exists()):
-            parts, tokens = _relevance_chunk(chunk, model, tokenizer, batch_size, kept, bar)
-            write_parquet(_keyed(parts, key, RELEVANCE_COLUMNS), shard)
-            write_parquet(_keyed(tokens, key, TOKEN_COLUMNS), token_shard)
-        else:
-            bar.update(len(chunk))
-        frames.append(read_parquet(shard))
-        token_frames.append(read_parquet(token_shard))
-    bar.close()
-    result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RELEVANCE_COLUMNS)
-    write_parquet(result, output)
-    if tokens_output is not None:
-        tokens = pd.concat(token_frames, ignore_index=True) if token_frames else pd.DataFrame(columns=TOKEN_COLUMNS)
-        write_parquet(tokens, Path(tokens_output))
-    close_shard_dir(output)
-    return result
+
+    def relevance_chunk(chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+        parts, tokens = _relevance_chunk(chunk, model, tokenizer, batch_size, kept)
+        return _keyed(parts, key, RELEVANCE_COLUMNS), _keyed(tokens, key, TOKEN_COLUMNS)
+
+    def write_output(shards: list[tuple[pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
+        result = pd.concat([p for p, _ in shards], ignore_index=True) if shards else \
+            pd.DataFrame(columns=RELEVANCE_COLUMNS)
+        write_parquet(result, output)
+        if tokens_output is not None:
+            tokens = pd.concat([t for _, t in shards], ignore_index=True) if shards else \
+                pd.DataFrame(columns=TOKEN_COLUMNS)
+            write_parquet(tokens, Path(tokens_output))
+        return result
+
+    store = StoreGroup((ParquetStore(RELEVANCE_COLUMNS, key_columns=ITEM_KEY, rows_per_item=len(PARTS)),
+                        ParquetStore(TOKEN_COLUMNS, rows_per_item=None, name="tokens")))
+    return run_sharded(rows, keys=table_keys(rows, ITEM_KEY), compute=relevance_chunk, store=store, output=output,
+                       settings=job, chunk_size=chunk_size, write_output=write_output,
+                       label=f"relevance {model_key}", unit="prompt", progress=progress)
 
 
 def _keyed(records: list[dict], key: dict, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([dict(key, **record) for record in records], columns=columns)
 
 
-def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int, kept: set,
-                     bar) -> tuple[list[dict], list[dict]]:
+def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int,
+                     kept: set) -> tuple[list[dict], list[dict]]:
     """(part records, token records of the kept items) of one chunk of prompt rows."""
     inputs = [encode_to_answer(tokenizer, row) for _, row in chunk.iterrows()]
     layers = len(decoder_layers(model)) - 1
     explained = [i for i, (_, start) in enumerate(inputs) if start.explained]
-    order = sorted(explained, key=lambda i: -len(inputs[i][0].input_ids))  # similar lengths batch well
     results: dict[int, LayerRelevance] = {}
-    for first in range(0, len(order), batch_size):
-        batch = order[first:first + batch_size]
+    for batch in longest_first_batches([len(inputs[i][0].input_ids) for i in explained], batch_size):
+        batch = [explained[i] for i in batch]
         found = layer_relevance(model, [inputs[i][0] for i in batch], tokenizer.pad_token_id,
                                 targets=[inputs[i][1].target_id for i in batch])
         results.update(zip(batch, found))
-        bar.update(len(batch))
-    bar.update(len(inputs) - len(explained))
     parts, tokens = [], []
     for index, (prompt, start) in enumerate(inputs):
         row, result = chunk.iloc[index], results.get(index)

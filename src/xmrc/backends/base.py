@@ -23,3 +23,10 @@ class Backend(Protocol):
         """Greedy continuations of `prompts`, in the same order. `templated` prompts already hold the chat
         template's special tokens, so no BOS is added; `stop_when(text)` may end a sequence early."""
         ...
+
+
+def longest_first_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
+    """Positions of the inputs of `lengths` in batches of `batch_size`, longest first: neighbours have similar
+    lengths, so left padding stays small, and a batch that does not fit in memory fails first."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    return [order[first:first + batch_size] for first in range(0, len(order), batch_size)]

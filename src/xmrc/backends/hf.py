@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-from xmrc.backends.base import Generation
+from xmrc.backends.base import Generation, longest_first_batches
 from xmrc.exceptions import XmrcError
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
@@ -104,27 +104,35 @@ class HFBackend:
     def tokenize(self, prompts: Sequence[str], templated: bool) -> list[list[int]]:
         return self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
 
-    @torch.inference_mode()
     def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,
                  stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
-        encoded = self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
-        results: list[Generation | None] = [None] * len(prompts)
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
-        for batch in tqdm(batches, desc="generate", unit="batch", disable=not self.progress):
-            padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
-            input_ids = padded["input_ids"].to(self.model.device)
-            attention_mask = padded["attention_mask"].to(self.model.device)
-            criteria = StoppingCriteriaList([_StopWhen(self.tokenizer, input_ids.shape[1], stop_when)]) \
-                if stop_when else None
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
-                                         max_new_tokens=max_new_tokens, stopping_criteria=criteria,
-                                         pad_token_id=self.tokenizer.pad_token_id, temperature=None, top_p=None,
-                                         top_k=None)
-            new_tokens = output[:, input_ids.shape[1]:]
-            texts = [complete_characters(text) for text in
-                     self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-            for row, index in enumerate(batch):
-                produced = int((new_tokens[row] != self.tokenizer.pad_token_id).sum())
-                results[index] = Generation(texts[row], len(encoded[index]), produced)
-        return results
+        encoded = self.tokenize(prompts, templated)
+        new_tokens = generate_until(self.model, self.tokenizer, encoded, max_new_tokens, self.batch_size, stop_when,
+                                    self.progress)
+        texts = [complete_characters(text) for text in
+                 self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return [Generation(text, len(prompt), int((tokens != self.tokenizer.pad_token_id).sum()))
+                for text, prompt, tokens in zip(texts, encoded, new_tokens)]
+
+
+@torch.inference_mode()
+def generate_until(model, tokenizer, encoded: Sequence[list[int]], max_new_tokens: int, batch_size: int,
+                   stop_when: Callable[[str], bool] | None = None, progress: bool = False) -> list[torch.Tensor]:
+    """Greedy continuations of tokenised prompts, batched longest first and left-padded, each ended early once
+    `stop_when(its text)` holds (the answer is complete): every prompt's new token ids (pad ids after its
+    end), in the prompts' order. The generation stage and the oracle's regeneration both run here, so the
+    oracle sees the answers the generation stage produced."""
+    results: list[torch.Tensor | None] = [None] * len(encoded)
+    batches = longest_first_batches([len(ids) for ids in encoded], batch_size)
+    for batch in tqdm(batches, desc="generate", unit="batch", disable=not progress):
+        padded = tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
+        input_ids = padded["input_ids"].to(model.device)
+        attention_mask = padded["attention_mask"].to(model.device)
+        criteria = StoppingCriteriaList([_StopWhen(tokenizer, input_ids.shape[1], stop_when)]) if stop_when else None
+        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
+                                max_new_tokens=max_new_tokens, stopping_criteria=criteria,
+                                pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
+        new_tokens = output[:, input_ids.shape[1]:].to("cpu")
+        for row, index in enumerate(batch):
+            results[index] = new_tokens[row]
+    return results

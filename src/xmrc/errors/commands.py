@@ -85,7 +85,7 @@ def cmd_judge(args) -> None:
     from xmrc.config import Registry, model_weights
     from xmrc.errors import KEYS
     from xmrc.errors.judge import run_judge
-    from xmrc.shards import job_settings
+    from xmrc.jobs import job_settings
     from xmrc.prompts import hf_chat_template
 
     model = Registry.load(args.registry).get(args.model)

@@ -15,7 +15,7 @@ paper's text (its default system prompt is the one printed). A judge without a c
 followed by "\\nCategory:".
 
 A judging job covers the wrong answers of every model, so the judge loads once; it checkpoints every
-`chunk_size` answers (`<output>.shards/`, atomic renames) and resumes at the first missing shard.
+`chunk_size` answers (`xmrc.jobs`) and a killed job resumes from the shards it finished.
 
 Output (judge.parquet): KEYS + judged_text, verdict (-1..3), category, score_0..score_3 (log-probabilities),
 judge (model name).
@@ -30,12 +30,10 @@ from typing import Protocol
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
-from tqdm.auto import tqdm
 
 from xmrc.errors import KEYS
-from xmrc.io import read_parquet, write_parquet
-from xmrc.shards import close_shard_dir, fingerprint, open_shard_dir
+from xmrc.io import write_parquet
+from xmrc.jobs import ParquetStore, digest, run_sharded
 
 INSTRUCTION = (
     "You are tasked with identifying the type of a given raw answer. You will be provided with a question and a "
@@ -167,47 +165,37 @@ def build_prompts(wrong: pd.DataFrame, chat_template) -> list[str]:
     return [chat_template(text) for text in texts]
 
 
-def _shard_is_current(path: Path, keys: pd.DataFrame) -> bool:
-    """A shard counts only if it holds exactly these items (a changed W invalidates old shards)."""
-    try:
-        if pq.read_metadata(path).num_rows != len(keys):
-            return False
-        stored = read_parquet(path, columns=KEYS)
-    except Exception:  # truncated or foreign file: judge again
-        return False
-    return stored.astype(str).reset_index(drop=True).equals(keys.astype(str).reset_index(drop=True))
-
-
 def run_judge(wrong: pd.DataFrame, scorer: Scorer, output: Path, *, judge_name: str, chat_template,
               chunk_size: int = 512, settings: dict | None = None, progress: bool = True) -> pd.DataFrame:
-    """Verdicts of every wrong answer, checkpointed in shards; `settings` (the command's arguments: judge
-    weights, dtype, ...) enter the job's fingerprint, so shards of another judge are never reused."""
+    """Verdicts of every wrong answer, checkpointed in shards (`xmrc.jobs`); `settings` (the command's arguments:
+    judge weights, dtype, ...) enter the job's fingerprint, so shards of another judge are never reused."""
     output = Path(output)
     templated = chat_template is not None
-    chunks = [wrong.iloc[i:i + chunk_size] for i in range(0, len(wrong), chunk_size)]
     job = {"judge": judge_name, "scorer": getattr(scorer, "name", type(scorer).__name__), "templated": templated,
-           "chunk_size": chunk_size, "labels": list(LABELS), **(settings or {})}
-    keys = ("\t".join(map(str, row)) for row in wrong[KEYS + ["question", "raw_output"]].itertuples(index=False))
-    shard_dir = open_shard_dir(output, fingerprint(job, keys), {"settings": job, "chunks": len(chunks)})
-    frames = []
-    for number, chunk in enumerate(tqdm(chunks, desc=f"judge {judge_name}", unit="shard", disable=not progress)):
-        shard = shard_dir / f"shard-{number:05d}.parquet"
-        if not _shard_is_current(shard, chunk[KEYS]):
-            verdicts, scores = verdicts_and_scores(
-                scorer.score(build_prompts(chunk, chat_template), LABELS, templated), len(chunk))
-            frame = chunk[KEYS].copy()
-            frame["judged_text"] = [judged_answer(r) for r in chunk["raw_output"]]
-            frame["verdict"] = verdicts
-            frame["category"] = [CATEGORIES[v] for v in verdicts]
-            for column, values in zip(SCORE_COLUMNS, scores.T):
-                frame[column] = values
-            frame["judge"] = judge_name
-            write_parquet(frame[JUDGE_COLUMNS], shard)
-        frames.append(read_parquet(shard))
-    result = pd.concat(frames, ignore_index=True) if frames else _empty()
-    write_parquet(result, output)
-    close_shard_dir(output)
-    return result
+           "chunk_size": chunk_size, "labels": list(LABELS), **(settings or {}),
+           "answers": digest(*(f"{q}\t{r}" for q, r in zip(wrong["question"], wrong["raw_output"])))}
+
+    def judge_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
+        verdicts, scores = verdicts_and_scores(
+            scorer.score(build_prompts(chunk, chat_template), LABELS, templated), len(chunk))
+        frame = chunk[KEYS].copy()
+        frame["judged_text"] = [judged_answer(r) for r in chunk["raw_output"]]
+        frame["verdict"] = verdicts
+        frame["category"] = [CATEGORIES[v] for v in verdicts]
+        for column, values in zip(SCORE_COLUMNS, scores.T):
+            frame[column] = values
+        frame["judge"] = judge_name
+        return frame[JUDGE_COLUMNS]
+
+    def write_output(frames: list[pd.DataFrame]) -> pd.DataFrame:
+        result = pd.concat(frames, ignore_index=True) if frames else _empty()
+        write_parquet(result, output)
+        return result
+
+    keys = ["\t".join(map(str, row)) for row in wrong[KEYS].itertuples(index=False)]
+    return run_sharded(wrong, keys=keys, compute=judge_chunk, store=ParquetStore(JUDGE_COLUMNS, key_columns=KEYS),
+                       output=output, settings=job, chunk_size=chunk_size, write_output=write_output,
+                       label=f"judge {judge_name}", unit="answer", progress=progress)
 
 
 def _empty() -> pd.DataFrame:

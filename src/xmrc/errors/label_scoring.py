@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from xmrc.backends.base import longest_first_batches
 from xmrc.backends.hf import default_device, load_causal_lm, load_tokenizer
 from xmrc.exceptions import XmrcError
 
@@ -60,9 +61,8 @@ class LabelScorer:
         """log P(label | prompt) over the whole vocabulary, shape (len(prompts), len(labels)), float32."""
         label_ids = torch.tensor(label_token_ids(self.tokenizer, labels))
         encoded = self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
-        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         scores = np.full((len(prompts), len(labels)), np.nan, dtype=np.float32)
-        batches = [order[i:i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        batches = longest_first_batches([len(ids) for ids in encoded], self.batch_size)
         for batch in tqdm(batches, desc="judge", unit="batch", disable=not self.progress):
             padded = self.tokenizer.pad({"input_ids": [encoded[i] for i in batch]}, return_tensors="pt")
             input_ids = padded["input_ids"].to(self.model.device)
