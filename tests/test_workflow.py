@@ -49,8 +49,7 @@ def test_paper_dry_run_has_every_model_job(checkout):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("models=[not-a-model]", "unknown model 'not-a-model'"),
-    ("prompt_formats=[v3]", "key 'prompt_formats[0]'"),
+    ("models=[not-a-model]", "unknown model 'not-a-model'"),  # each config check: tests/test_config.py
 ])
 def test_bad_config_stops_the_dag_with_one_line(checkout, override, message):
     result = snakemake("-n", "--config", override, cwd=checkout)
