@@ -1,16 +1,15 @@
 import dataclasses
-from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
+from helpers import ROOT
 
 from xmrc import LANGUAGES
 from xmrc.backends import scheduling
 from xmrc.config import Registry, load_config, model_weights, table_rows, validate_config, validate_run
 from xmrc.exceptions import XmrcError
 
-ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests/data/reference"
 
 

@@ -5,7 +5,8 @@ one tiny run (one tiny model, 5-shot v1, 2 items). More shots than demonstration
 import pandas as pd
 import pytest
 import yaml
-from helpers.workflow import ROOT, copy_workflow, snakemake
+from helpers import ROOT
+from helpers.workflow import copy_workflow, snakemake
 
 from xmrc.io import read_parquet
 

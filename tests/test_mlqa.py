@@ -1,22 +1,20 @@
 """A second dataset through the dataset registry: MLQA from a fixture in its own format (tests/data/mlqa_fixture),
 items aligned by direction, demonstrations from its validation split, and the run's commands end to end."""
 
-from pathlib import Path
+import shutil
 
 import datasets
 import pandas as pd
 import pytest
-
-import shutil
-
+from helpers import ROOT
 from helpers.workflow import assert_one_line_error, copy_workflow, snakemake, xmrc
+
 from xmrc import data, dataset_registry
 from xmrc.cli import main
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
 from xmrc.prompts import build_prompt_table
 
-ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests/data/mlqa_fixture"
 LANGS = ["en", "de", "zh"]
 # Fixture ids (sha1 of a name): test items and the languages that have them, validation items likewise.

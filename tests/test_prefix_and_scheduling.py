@@ -7,7 +7,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers.scale import ROOT, prompt_table
+from helpers import ROOT
+from helpers.scale import prompt_table
 
 from xmrc.backends import scheduling
 from xmrc.backends.prefix import common_prefix_length, prefix_order, shared_prefix_share

@@ -16,8 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import ROOT
 from helpers.real import REAL_MODEL, vllm_python
-from helpers.workflow import ROOT, copy_workflow, snakemake, xmrc
+from helpers.workflow import copy_workflow, snakemake, xmrc
 
 from xmrc.config import check_interpreter
 from xmrc.exceptions import XmrcError

@@ -6,8 +6,9 @@ import time
 
 import pytest
 import yaml
+from helpers import ROOT
 from helpers.browser import Browser, find_chromium
-from helpers.workflow import ROOT, assert_smoke_outputs, copy_workflow, snakemake
+from helpers.workflow import assert_smoke_outputs, copy_workflow, snakemake
 
 from xmrc.paper.published import our_file_names
 
