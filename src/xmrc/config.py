@@ -183,6 +183,14 @@ class TableRows:
         return [key for key in self.all if key not in self.skipped.get(shots, frozenset())]
 
 
+def _registry_model(registry: Registry, item: str, key: str) -> Model:
+    """A model a config key names; an unknown one names the key."""
+    try:
+        return registry.get(item)
+    except XmrcError as error:
+        raise XmrcError(f"config key '{key}': {error}") from None
+
+
 def table_rows(config: dict, registry: Registry) -> TableRows:
     """The run's TableRows from a validated config; unknown models name the config key. An extra model that
     is already in `models` is a row of every table; a skip of a model or setting the run does not have is a
@@ -193,19 +201,13 @@ def table_rows(config: dict, registry: Registry) -> TableRows:
         raise XmrcError(f"config key 'models': {error}") from None
     extra = {}
     for number, item in enumerate(config.get("extra_models", [])):
-        try:
-            model = registry.get(item)
-        except XmrcError as error:
-            raise XmrcError(f"config key 'extra_models[{number}]': {error}") from None
+        model = _registry_model(registry, item, f"extra_models[{number}]")
         if model.key not in models:
             extra[model.key] = model
     skipped: dict[int, set[str]] = {}
     for number, entry in enumerate(config.get("skip_models", [])):
         for item in entry["models"]:
-            try:
-                model = registry.get(item)
-            except XmrcError as error:
-                raise XmrcError(f"config key 'skip_models[{number}].models': {error}") from None
+            model = _registry_model(registry, item, f"skip_models[{number}].models")
             skipped.setdefault(entry["shots"], set()).add(model.key)
     rows = TableRows(models, extra, {shots: frozenset(keys) for shots, keys in skipped.items()})
     for shots in config["shots"]:
@@ -220,6 +222,7 @@ class RunPlan:
     rows: TableRows
     analysis_only: dict[str, Model]  # models of the layer analysis that are no table row
     dataset: Dataset
+    settings: list[tuple[int, str]]  # (shots, prompt format) of the run
     scenarios: list[str]  # the per-language tables: en-x and x-x where the run has them, x-y beyond the paper's
     errors_judge: Model
     oracle_models: list[str]
@@ -246,29 +249,25 @@ def validate_run(config: dict, registry: Registry) -> RunPlan:
     analysis_only = _analysis_only_models(config, registry, rows)
     models = {**rows.all, **analysis_only}
     dataset = dataset_registry.for_config(config)
+    settings = [(shots, fmt) for shots in config["shots"] for fmt in config["prompt_formats"]]
     scenarios = table_scenarios((d.context_lang, d.question_lang)
                                 for d in directions(config["languages"], config["scenarios"]))
     judge = _errors_judge(config, registry, models, scenarios)
     tuned = {key: model for key, model in models.items() if model.source == "finetune"}
     compared = _finetune_compared(tuned, registry, models)
     oracle_models, oracle_languages = _oracle(config, registry, rows, scenarios)
-    layer_models, layer_settings, layer_series = _layers(config, registry, scenarios)
+    layer_models, layer_settings, layer_series = _layers(config, registry, settings, scenarios)
+    vllm_generation = config["backends"]["local"] == "vllm" and any(m.backend == "local" for m in models.values())
+    vllm_judge = config["errors"]["enabled"] and config["errors"]["judge_backend"] == "vllm"
     return RunPlan(
-        rows=rows, analysis_only=analysis_only, dataset=dataset, scenarios=scenarios, errors_judge=judge,
-        oracle_models=oracle_models, oracle_question_languages=oracle_languages, layer_models=layer_models,
-        layer_settings=layer_settings, layer_series=layer_series, tuned=tuned, finetune_compared=compared,
+        rows=rows, analysis_only=analysis_only, dataset=dataset, settings=settings, scenarios=scenarios,
+        errors_judge=judge, oracle_models=oracle_models, oracle_question_languages=oracle_languages,
+        layer_models=layer_models, layer_settings=layer_settings, layer_series=layer_series, tuned=tuned,
+        finetune_compared=compared,
         finetune_heldout_bases=sorted({registry.get(tuned[key].finetune["base"]).key for key in compared
                                        if tuned[key].finetune["dataset"] == "question_translation"}),
         finetune_compare_shots=_finetune_compare_shots(config, registry, rows, tuned, compared),
-        uses_vllm_python=(config["backends"]["local"] == "vllm" and any(m.backend == "local" for m in models.values())
-                          or config["errors"]["enabled"] and config["errors"]["judge_backend"] == "vllm"))
-
-
-def _registry_model(registry: Registry, item: str, key: str) -> Model:
-    try:
-        return registry.get(item)
-    except XmrcError as error:
-        raise XmrcError(f"config key '{key}': {error}") from None
+        uses_vllm_python=vllm_generation or vllm_judge)
 
 
 def _analysis_only_models(config: dict, registry: Registry, rows: TableRows) -> dict[str, Model]:
@@ -352,14 +351,13 @@ def _oracle(config: dict, registry: Registry, rows: TableRows, scenarios: list[s
     return keys, languages
 
 
-def _layers(config: dict, registry: Registry, scenarios: list[str]
+def _layers(config: dict, registry: Registry, run_settings: list[tuple[int, str]], scenarios: list[str]
             ) -> tuple[list[str], list[tuple[int, str]], dict[str, list[str]]]:
     """The analysed models, their settings and the change series. The sample groups are drawn from the en-x
     directions, in settings the run evaluates."""
     layers = config["layers"]
     models = [registry.get(item).key for item in layers["models"]] if layers["enabled"] else []
     settings = [(layers["shots"], fmt) for fmt in layers["prompt_formats"]]
-    run_settings = [(shots, fmt) for shots in config["shots"] for fmt in config["prompt_formats"]]
     if models and any(setting not in run_settings for setting in settings):
         raise XmrcError("config key 'layers': shots/prompt_formats must be among the run's shots and "
                         "prompt_formats")

@@ -51,7 +51,7 @@ SCENARIOS = config["scenarios"]
 # config's command and params stay as they were, so a finished paper run is not re-run.
 PROMPT_LANGUAGES = " ".join(LANGS) + (
     "" if tuple(SCENARIOS) == PAPER_SCENARIOS else " --scenarios " + " ".join(SCENARIOS))
-SETTINGS = [(shots, fmt) for shots in config["shots"] for fmt in config["prompt_formats"]]
+SETTINGS = PLAN.settings
 TINY_DIR = "resources/tiny_models"
 FINETUNE_DIR = "resources/finetuned"
 
