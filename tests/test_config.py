@@ -1,12 +1,9 @@
-import dataclasses
-
 import pandas as pd
 import pytest
 import yaml
 from helpers import ROOT
 
 from xmrc import LANGUAGES
-from xmrc.backends import scheduling
 from xmrc.config import Registry, load_config, model_weights, table_rows, validate_config, validate_run
 from xmrc.exceptions import XmrcError
 
@@ -285,19 +282,3 @@ def test_bad_run_names_the_key(registry, change, message):
     with pytest.raises(XmrcError) as raised:
         validate_run(config, registry)
     assert str(raised.value) == (message(registry) if callable(message) else message)
-
-
-def test_finetune_resources_come_from_its_registry_block(registry):
-    def resources(model):
-        return (scheduling.finetune_gpus(model), scheduling.finetune_threads(model),
-                scheduling.finetune_mem_mb(model), scheduling.finetune_runtime_min(model))
-
-    assert resources(registry.get("llama-3.1-tuned-8b")) == (8, 32, 256 * 1024, 24 * 60)  # 4 workers per GPU
-    assert resources(registry.get("tiny-llama-tulu-sft")) == (0, 1, 4 * 1024, 60)  # on CPU: one worker
-    defaults = dataclasses.replace(registry.get("tiny-llama-tulu-sft"), finetune={"method": "full"})
-    assert resources(defaults) == (1, 4, 64 * 1024, 24 * 60)
-
-
-def test_layer_extraction_memory_grows_with_size(registry):
-    assert scheduling.layer_mem_mb(registry.get("tiny-llama-base")) == 4096
-    assert scheduling.layer_mem_mb(registry.get("llama-3.1-8b")) == 4096 + 8 * 1024
