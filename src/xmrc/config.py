@@ -284,6 +284,8 @@ def _analysis_only_models(config: dict, registry: Registry, rows: TableRows) -> 
 
 
 def _errors_judge(config: dict, registry: Registry, models: dict[str, Model], scenarios: list[str]) -> Model:
+    """The error stage's judge, looked up even when the stage is off (the rules name its weights either way),
+    and the stage's setting checked against the run's."""
     errors = config["errors"]
     judge = _registry_model(registry, errors["judge_model"], "errors.judge_model")
     if not errors["enabled"]:
