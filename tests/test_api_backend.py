@@ -15,7 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers.scale import ROOT, ForkServer, prompt_table
+from helpers import ROOT
+from helpers.scale import ForkServer, prompt_table
 
 from xmrc.backends.api import APIBackend
 from xmrc.backends.server import make_server

@@ -4,6 +4,7 @@ the compared pairs from the registry, and the `intervals` commands end to end.""
 import numpy as np
 import pandas as pd
 import pytest
+from helpers.workflow import copy_workflow, snakemake
 
 from xmrc import cli
 from xmrc.bootstrap import BootstrapSettings, mean_intervals, resampled_counts, resampled_means
@@ -179,8 +180,6 @@ def test_intervals_commands_write_tables_and_figure(tmp_path, capsys):
 
 
 def test_workflow_runs_the_interval_rules_only_when_enabled(tmp_path):
-    from helpers.workflow import copy_workflow, snakemake
-
     checkout = copy_workflow(tmp_path / "checkout")
     (checkout / "on.yaml").write_text("intervals: {enabled: true, resamples: 50, markdown: false}\n")
     off = snakemake("-n", cwd=checkout)  # the paper config: the option is off, no interval job or file

@@ -5,7 +5,8 @@ import shutil
 
 import pandas as pd
 import pytest
-from helpers.workflow import ROOT, assert_one_line_error, xmrc
+from helpers import ROOT
+from helpers.workflow import assert_one_line_error, xmrc
 
 from xmrc.io import read_parquet
 

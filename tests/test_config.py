@@ -1,14 +1,12 @@
-from pathlib import Path
-
 import pandas as pd
 import pytest
 import yaml
+from helpers import ROOT
 
 from xmrc import LANGUAGES
-from xmrc.config import Registry, load_config, model_weights, table_rows, validate_config
+from xmrc.config import Registry, load_config, model_weights, table_rows, validate_config, validate_run
 from xmrc.exceptions import XmrcError
 
-ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "tests/data/reference"
 
 
@@ -175,3 +173,112 @@ def test_weights_location_by_source(registry):
     assert model_weights(registry.get("llama-3.1-8b")) == "meta-llama/Llama-3.1-8B"
     assert model_weights(registry.get("tiny-llama-chat"), "models/tiny") == "models/tiny/tiny-llama-chat"
     assert model_weights(registry.get("llama-3.1-tuned-8b"), finetune_dir="ft") == "ft/llama-3.1-tuned-8b"
+
+
+def merged(base: dict, change: dict) -> dict:
+    """`change` over `base`, sections merged key by key (as Snakemake merges a --configfile over the default)."""
+    return {**base, **{key: merged(base.get(key, {}), value) if isinstance(value, dict) else value
+                       for key, value in change.items()}}
+
+
+def smoke_run(**change) -> dict:
+    """The smoke run's config (config/smoke.yaml over config/config.yaml) with `change` merged in, schema-valid."""
+    smoke = merged(paper_config(), yaml.safe_load((ROOT / "config/smoke.yaml").read_text()))
+    return validate_config(merged(smoke, change))
+
+
+OFF = {"enabled": False}
+
+
+def test_smoke_run_plan(registry):
+    plan = validate_run(smoke_run(), registry)
+    assert list(plan.rows.models) == ["tiny-llama-chat", "tiny-llama-base", "tiny-qwen2-chat", "tiny-llama-tulu-sft",
+                                      "tiny-llama-qt-lora"]
+    assert plan.models == plan.rows.all and not plan.analysis_only and plan.dataset.key == "xquad"
+    assert plan.scenarios == ["en-x", "x-x"] and plan.errors_judge.key == "tiny-qwen2-chat"
+    assert plan.oracle_models == ["tiny-llama-chat", "tiny-llama-base"]
+    assert plan.oracle_question_languages == ["en", "de", "zh", "ar"]
+    assert plan.layer_models == ["tiny-llama-base", "tiny-llama-chat"] and plan.layer_settings == [(2, "v2")]
+    assert plan.layer_series == {"tiny-llama": ["tiny-llama-base", "tiny-llama-chat"]}
+    assert list(plan.tuned) == plan.finetune_compared == ["tiny-llama-tulu-sft", "tiny-llama-qt-lora"]
+    assert plan.finetune_heldout_bases == ["tiny-llama-chat"] and plan.finetune_compare_shots == [2]
+    assert not plan.uses_vllm_python
+
+
+def test_paper_run_plan(registry):
+    plan = validate_run(load_config(ROOT / "config/config.yaml"), registry)
+    assert len(plan.rows.models) == 18 and list(plan.rows.extra) == ["llama-2-chat-7b"]
+    assert plan.errors_judge.key == "qwen-2.5-instruct-72b" and plan.finetune_compare_shots == [2]
+    assert len(plan.layer_models) == 6 and plan.layer_settings == [(2, "v2"), (2, "v1")]
+    assert plan.uses_vllm_python  # generation on vLLM
+
+
+def test_analysis_only_model_is_evaluated_but_no_row(registry):
+    plan = validate_run(smoke_run(models=["tiny-llama-chat", "tiny-qwen2-chat"], oracle=OFF, finetune=OFF),
+                        registry)
+    assert list(plan.analysis_only) == ["tiny-llama-base"] and "tiny-llama-base" not in plan.rows.all
+    assert list(plan.models) == ["tiny-llama-chat", "tiny-qwen2-chat", "tiny-llama-base"]
+
+
+def test_the_vllm_python_is_used_only_where_a_vllm_job_runs(registry):
+    # the hf backend and the hf judge never run it; vLLM generation of a local model or a vLLM judge do
+    assert not validate_run(smoke_run(backends={"local": "hf"}, errors={"judge_backend": "hf"}), registry
+                            ).uses_vllm_python
+    assert validate_run(smoke_run(backends={"local": "vllm"}), registry).uses_vllm_python
+    assert validate_run(smoke_run(errors={"judge_backend": "vllm"}), registry).uses_vllm_python
+    assert not validate_run(smoke_run(errors={"judge_backend": "vllm", "enabled": False}), registry
+                            ).uses_vllm_python
+
+
+def unknown(item: str, registry: Registry) -> str:
+    return (f"unknown model '{item}': not in {registry.source} (add an entry there, or use one of its "
+            f"{len(registry.models)} keys)")
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"models": ["not-a-model"]}, lambda r: f"config key 'models': {unknown('not-a-model', r)}"),
+    ({"layers": {"models": ["not-a-model"]}}, lambda r: f"config key 'layers.models': {unknown('not-a-model', r)}"),
+    ({"errors": {"judge_model": "no-such-judge"}},
+     lambda r: f"config key 'errors.judge_model': {unknown('no-such-judge', r)}"),
+    ({"errors": {"judge_model": "no-such-judge", "enabled": False}},
+     lambda r: f"config key 'errors.judge_model': {unknown('no-such-judge', r)}"),
+    ({"errors": {"judge_model": "tiny-gemma2-chat"}},
+     "config key 'errors.judge_model': tiny model 'tiny-gemma2-chat' is built only when it is one of the run's "
+     "`models:`; add it there or pick another judge"),
+    ({"shots": [0]}, "config key 'errors.shots': 2 is not among the run's shots [0]"),
+    ({"scenarios": ["x-x"]},
+     "config key 'errors.scenario': the run has no en-x directions (config key 'scenarios': ['x-x'])"),
+    ({"prompt_formats": ["v1"], "errors": {"prompt_format": "v2"}},
+     "config key 'errors.prompt_format': v2 is not among the run's prompt_formats ['v1']"),
+    ({"models": ["tiny-llama-chat", "tiny-llama-tulu-sft"], "layers": OFF, "oracle": OFF, "errors": OFF},
+     "config key 'models': model 'tiny-llama-tulu-sft': its base 'tiny-llama-base' is a tiny model; add it to "
+     "`models:` so it is built"),
+    ({"oracle": {"models": ["not-a-model"]}}, lambda r: f"config key 'oracle.models': {unknown('not-a-model', r)}"),
+    ({"oracle": {"models": ["tiny-llama-chat", "tiny-llama-tulu-sft"], "shots": 0}},
+     "config key 'oracle.models': tiny-llama-tulu-sft not in 'models' or skipped at 0-shot ('skip_models'): the "
+     "oracle needs their generations and summary row"),
+    ({"models": ["tiny-llama-chat", "tiny-qwen2-chat"], "finetune": OFF},
+     "config key 'oracle.models': tiny-llama-base not in 'models' or skipped at 2-shot ('skip_models'): the "
+     "oracle needs their generations and summary row"),
+    ({"languages": ["en", "de", "zh"], "oracle": {"directions": ["en-de", "en-ar", "en-th"]}},
+     "config key 'oracle.directions': language(s) ar, th not in 'languages'"),
+    ({"scenarios": ["x-x"], "errors": OFF},
+     "config key 'oracle.directions': the run has no en-x directions (config key 'scenarios': ['x-x'])"),
+    ({"oracle": {"shots": 5}}, "config key 'oracle.shots': 5 not in 'shots' [0, 2]"),
+    ({"layers": {"shots": 5}},
+     "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats"),
+    ({"prompt_formats": ["v1"], "errors": {"prompt_format": "v1"}},
+     "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats"),
+    ({"scenarios": ["x-x"], "errors": OFF, "oracle": OFF},
+     "config key 'layers': the run has no en-x directions (config key 'scenarios': ['x-x'])"),
+    ({"layers": {"change_sets": {"pair": ["tiny-llama-base", "not-a-model"]}}},
+     lambda r: f"config key 'layers.change_sets.pair': {unknown('not-a-model', r)}"),
+    ({"data": {"dataset": "mlqa"}, "languages": ["en", "de"]},
+     "config key 'errors.enabled': the errors stage needs XQuAD; set it to false for data.dataset 'mlqa'"),
+])
+def test_bad_run_names_the_key(registry, change, message):
+    """Each check across keys: one XmrcError line, the bad key first."""
+    config = smoke_run(**change)
+    with pytest.raises(XmrcError) as raised:
+        validate_run(config, registry)
+    assert str(raised.value) == (message(registry) if callable(message) else message)

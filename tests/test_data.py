@@ -1,14 +1,14 @@
 import json
 import shutil
-from pathlib import Path
 
 import datasets
 import pytest
+from helpers import ROOT
 
 from xmrc import LANGUAGES, data
 from xmrc.exceptions import XmrcError
 
-SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
+SUBSET = ROOT / "data/xquad_subset"
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,12 @@
 """The LLM judge: verbatim prompt, label scoring on real tiny models, verdicts always labels or 'invalid',
 resumable shards, and the vLLM request (vLLM itself does not run here)."""
 
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT
 from helpers.jobs import killed_then_resumed
 
 from xmrc.errors import KEYS
@@ -27,7 +27,7 @@ from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
 from xmrc.prompts import hf_chat_template
 
-PAPER_PROMPT = (Path(__file__).parent / "data" / "judge_prompt_paper.txt").read_text(encoding="utf-8")
+PAPER_PROMPT = (ROOT / "tests" / "data" / "judge_prompt_paper.txt").read_text(encoding="utf-8")
 
 # Qwen-2.5-Instruct's template, reduced to what the judge uses: its default system prompt and the turns.
 QWEN25_TEMPLATE = (

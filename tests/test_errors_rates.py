@@ -1,10 +1,10 @@
 """Error-rate formulas on hand-built cases, and Table 2 (right half) from the paper's Tables 7 and 8."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT
 
 from xmrc.errors import KEYS
 from xmrc.errors.figure import type_shares
@@ -20,7 +20,7 @@ from xmrc.errors.rates import (
 )
 from xmrc.exceptions import XmrcError
 
-REF = Path(__file__).parent / "data" / "reference"
+REF = ROOT / "tests" / "data" / "reference"
 
 
 def counts_frame(rows):

@@ -1,9 +1,8 @@
-"""The error stage in the DAG: its jobs in the paper run, and its config problems as one line."""
+"""The error stage in the DAG: its jobs in the paper run (its config problems: tests/test_config.py)."""
 
 import re
 
 import pytest
-import yaml
 from helpers.workflow import copy_workflow, snakemake
 
 
@@ -29,23 +28,3 @@ def test_paper_run_judges_once_with_the_72b_judge_on_its_gpus(checkout):
         line = re.search(rf"python -m xmrc {command} .*", result.stdout).group(0)
         assert "--not-in-summary 'LLaMA-2-Chat-7B'" in line, line
     assert "--format-criterion en-x" in re.search(r"python -m xmrc tables .*", result.stdout).group(0)
-
-
-@pytest.mark.parametrize("override, message", [
-    ({"errors": {"judge_model": "no-such-judge"}}, "config key 'errors.judge_model': unknown model 'no-such-judge'"),
-    ({"errors": {"judge_model": "tiny-gemma2-chat"}}, "tiny model 'tiny-gemma2-chat' is built only when"),
-    ({"shots": [0]}, "config key 'errors.shots': 2 is not among the run's shots [0]"),
-    ({"prompt_formats": ["v1"], "errors": {"prompt_format": "v2"}},
-     "config key 'errors.prompt_format': v2 is not among the run's prompt_formats ['v1']"),
-])
-def test_error_config_problems_stop_the_dag_with_one_line(checkout, tmp_path, override, message):
-    config = yaml.safe_load((checkout / "config/smoke.yaml").read_text())
-    for key, value in override.items():
-        config[key] = {**config[key], **value} if isinstance(value, dict) else value
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(config))
-    result = snakemake("-n", "--configfile", path, cwd=checkout)
-    assert result.returncode != 0
-    errors = [line for line in result.stderr.splitlines() if line.startswith("xmrc: error:")]
-    assert len(errors) == 1 and message in errors[0], result.stderr
-    assert "Traceback" not in result.stderr

@@ -13,7 +13,8 @@ import sys
 
 import pytest
 import yaml
-from helpers.scale import DEMONSTRATIONS, ROOT
+from helpers import ROOT
+from helpers.scale import DEMONSTRATIONS
 
 from xmrc.backends.fetch import read_stamp
 from xmrc.config import Registry

@@ -2,6 +2,7 @@
 
 import pandas as pd
 import pytest
+from helpers import ROOT
 
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import compare
@@ -68,7 +69,6 @@ def test_comparison_files_and_figure(tmp_path):
 
 
 def test_per_language_tables_have_the_layout_of_the_papers_table_10():
-    from pathlib import Path
 
     from xmrc import LANGUAGES
 
@@ -76,7 +76,7 @@ def test_per_language_tables_have_the_layout_of_the_papers_table_10():
     frame = pd.concat([items("LLaMA-3.1-8B", ["a"], {"v1": 0.5}, directions),
                        items("LLaMA-3.1-Tuned-8B", ["a"], {"v1": 0.7}, directions)])
     tables = compare.pair_tables(frame, "LLaMA-3.1-8B", "LLaMA-3.1-Tuned-8B", 2)
-    reference = Path(__file__).parent / "data" / "reference"
+    reference = ROOT / "tests" / "data" / "reference"
     for scenario, name in (("en-x", "table10a_2shot_f1_en-x_tuned.csv"), ("x-x", "table10b_2shot_f1_x-x_tuned.csv")):
         paper = pd.read_csv(reference / name, index_col="model")
         assert list(tables[scenario].columns) == list(paper.columns)

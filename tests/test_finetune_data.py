@@ -3,16 +3,15 @@
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import ROOT
 
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import conversations, pairs
 from xmrc.io import read_parquet
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "data" / "tulu3_sample" / "tulu3_sample.jsonl"
 DEMOS = ["d1", "d2"]
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT
+from helpers.workflow import snakemake, with_venv_on_path
 
 from xmrc.config import load_config
 from xmrc.finetune import conversations, lfconfig, training
 from xmrc.io import read_parquet
 
-ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
 
 
@@ -170,9 +171,7 @@ def test_killed_training_resumes_from_its_last_complete_checkpoint(tmp_path, tin
 
 
 def test_paper_dry_run_trains_on_8_gpus_before_evaluating_the_tuned_model():
-    result = subprocess.run([Path(sys.executable).with_name("snakemake"), "-n", "--forceall"],
-                            capture_output=True, text=True, cwd=ROOT,
-                            env=dict(ENV, PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}"))
+    result = snakemake("-n", "--forceall", cwd=ROOT, env=with_venv_on_path(ENV))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     jobs = re.split(r"\n(?=rule |localrule )", result.stdout)
     train = [job for job in jobs if job.startswith("rule finetune_train:")]

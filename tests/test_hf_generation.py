@@ -1,7 +1,7 @@
-from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import ROOT
 
 from xmrc import LANGUAGES, data
 from xmrc.backends.hf import HFBackend
@@ -10,7 +10,7 @@ from xmrc.generation import GENERATION_COLUMNS, run_generation
 from xmrc.io import read_parquet
 from xmrc.prompts import build_prompt_table, hf_chat_template
 
-SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
+SUBSET = ROOT / "data/xquad_subset"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 

@@ -1,13 +1,11 @@
 """Tables are read through Arrow's file system, never through a Python file object (see xmrc.io)."""
 
 import re
-from pathlib import Path
 
 import pandas as pd
+from helpers import ROOT
 
 from xmrc.io import read_parquet
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_read_parquet_round_trips_columns_and_types(tmp_path):

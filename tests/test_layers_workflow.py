@@ -3,17 +3,15 @@
 import os
 import re
 import shutil
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
+from helpers import ROOT
+from helpers.workflow import snakemake, with_venv_on_path
 
 from xmrc.config import load_config, validate_config
 from xmrc.exceptions import XmrcError
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_configs_carry_the_layers_section():
@@ -43,9 +41,7 @@ def test_section_defaults_and_errors():
 @pytest.mark.skipif(shutil.which("snakemake", path=os.path.dirname(sys.executable) + os.pathsep
                                  + os.environ.get("PATH", "")) is None, reason="snakemake not installed")
 def test_paper_dry_run_plans_the_layer_jobs():
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
-    done = subprocess.run(["snakemake", "-n", "--quiet", "rules"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = snakemake("-n", "--quiet", "rules", cwd=ROOT, env=with_venv_on_path(), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     counts = {}
     for line in (done.stdout + done.stderr).splitlines():
@@ -60,10 +56,8 @@ def test_paper_dry_run_plans_the_layer_jobs():
 
 
 def test_analysis_only_model_is_evaluated_in_the_layer_settings_only():
-    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
     # LLaMA-2-Chat-7B as the layer analysis's model only: not a row (no extra_models)
-    done = subprocess.run(["snakemake", "-n", "--config", "extra_models=[]"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = snakemake("-n", "--config", "extra_models=[]", cwd=ROOT, env=with_venv_on_path(), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     plan = done.stdout + done.stderr
     generations = set(re.findall(r"results/paper/generations/llama-2-chat-7b/([\w-]+)\.parquet", plan))

@@ -1,9 +1,9 @@
 """The batched evaluator against Captum's FeatureAblation on real prompts and tiny models."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT
 
 from xmrc.analysis.oracle import (
     BatchedAblation,
@@ -20,7 +20,7 @@ from xmrc.analysis.sentences import context_units
 from xmrc.data import load_local
 from xmrc.prompts import build_prompt_table, hf_chat_template
 
-SUBSET = Path(__file__).parents[1] / "data" / "xquad_subset"
+SUBSET = ROOT / "data" / "xquad_subset"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 

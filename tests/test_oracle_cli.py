@@ -1,17 +1,17 @@
 """The oracle commands end to end on a tiny model: real prompts, generations, attributions, tables, figure."""
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT
 from helpers.jobs import rewrite_shard, shards_kept
 
 from xmrc.cli import main
 from xmrc.io import read_parquet
 
-SUBSET = Path(__file__).parents[1] / "data" / "xquad_subset"
-REGISTRY = Path(__file__).parents[1] / "config" / "models.yaml"
+SUBSET = ROOT / "data" / "xquad_subset"
+REGISTRY = ROOT / "config" / "models.yaml"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 

@@ -1,8 +1,8 @@
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT
 
 from xmrc import LANGUAGES
 from xmrc.analysis.oracle_figures import oracle_vs_f1
@@ -15,7 +15,7 @@ from xmrc.analysis.oracle_tables import (
 )
 from xmrc.exceptions import XmrcError
 
-REF = Path(__file__).parent / "data" / "reference"
+REF = ROOT / "tests" / "data" / "reference"
 
 
 def results(models=("Model-B", "Model-A"), n=4):

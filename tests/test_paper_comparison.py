@@ -6,12 +6,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers.workflow import ROOT, assert_one_line_error, xmrc
+from helpers import ROOT
+from helpers.workflow import assert_one_line_error, xmrc
 
 from xmrc.paper.published import PAPER_TABLES, published_cells, published_table
 from xmrc.tables import write_table
 
-REFERENCE = Path(__file__).parent / "data" / "reference"
+REFERENCE = ROOT / "tests" / "data" / "reference"
 REGISTRY = ROOT / "config/models.yaml"
 
 

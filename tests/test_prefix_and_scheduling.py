@@ -1,4 +1,5 @@
-"""Prefix order and shares; what generation jobs ask the scheduler for; which registry fields re-run jobs."""
+"""Prefix order and shares; what generation, finetune and layer jobs ask the scheduler for; which registry
+fields re-run jobs."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from helpers.scale import ROOT, prompt_table
+from helpers import ROOT
+from helpers.scale import prompt_table
 
 from xmrc.backends import scheduling
 from xmrc.backends.prefix import common_prefix_length, prefix_order, shared_prefix_share
@@ -62,6 +64,22 @@ def test_memory_and_runtime_grow_with_size_and_attempt():
     pinned = dataclasses.replace(small, mem_gb=100, runtime_min=30)
     assert scheduling.job_mem_mb(pinned, PAPER) == 102400 and scheduling.job_runtime_min(pinned, PAPER) == 30
     assert scheduling.job_gpu_model(small, {**PAPER, "gpu_model": "h100"}) == "h100"
+
+
+def test_finetune_resources_come_from_its_registry_block():
+    def resources(model):
+        return (scheduling.finetune_gpus(model), scheduling.finetune_threads(model),
+                scheduling.finetune_mem_mb(model), scheduling.finetune_runtime_min(model))
+
+    assert resources(REGISTRY.get("llama-3.1-tuned-8b")) == (8, 32, 256 * 1024, 24 * 60)  # 4 workers per GPU
+    assert resources(REGISTRY.get("tiny-llama-tulu-sft")) == (0, 1, 4 * 1024, 60)  # on CPU: one worker
+    defaults = dataclasses.replace(REGISTRY.get("tiny-llama-tulu-sft"), finetune={"method": "full"})
+    assert resources(defaults) == (1, 4, 64 * 1024, 24 * 60)
+
+
+def test_layer_extraction_memory_grows_with_size():
+    assert scheduling.layer_mem_mb(REGISTRY.get("tiny-llama-base")) == 4096
+    assert scheduling.layer_mem_mb(REGISTRY.get("llama-3.1-8b")) == 4096 + 8 * 1024
 
 
 def test_entry_digest_ignores_scheduling_fields_only():

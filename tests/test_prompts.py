@@ -1,15 +1,15 @@
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from xmrc import LANGUAGES, data, tables
 from xmrc.exceptions import XmrcError
 from xmrc.prompts import (PARTS, Example, apply_template, build_body, build_prompt_table, directions,
                           hf_chat_template)
 
-SUBSET = Path(__file__).resolve().parents[1] / "data/xquad_subset"
+SUBSET = ROOT / "data/xquad_subset"
 # the full XQuAD JSON of the project's shared folder, beside the checkout (skipped where it is not)
-FULL_XQUAD = Path(__file__).resolve().parents[2] / "shared/data/xquad"
+FULL_XQUAD = ROOT.parent / "shared/data/xquad"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 # five demonstrations of the bundled subset: the paper's two first (k-shot takes the first k)
 FIVE_DEMOS = DEMOS + ["56de0daecffd8e1900b4b595", "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]

@@ -20,9 +20,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT
 from helpers.real import REAL_MODEL, REGISTRY, run_in_vllm_env
 from helpers.scale import prompt_table
-from helpers.workflow import ROOT, assert_one_line_error, xmrc
+from helpers.workflow import assert_one_line_error, xmrc
 
 from xmrc.extract import extract_answer
 from xmrc.generation import generation_record

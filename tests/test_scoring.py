@@ -1,13 +1,12 @@
 import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
+from helpers import ROOT
 
 from xmrc.scoring import LANGUAGES, exact_match, f1, score_pairs
 
-ROOT = Path(__file__).resolve().parents[1]
 PAIRS = [json.loads(line) for line in (ROOT / "tests/data/scoring_pairs.jsonl").open(encoding="utf-8")]
 # Languages where our "mlqa" normalisation is the official MLQA script (ar is excluded: we fix its
 # article bug on purpose).

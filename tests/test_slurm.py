@@ -15,12 +15,11 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import yaml
-from helpers.workflow import ROOT, WORKFLOW_PARTS, assert_smoke_outputs, copy_workflow
+from helpers import ROOT
+from helpers.workflow import WORKFLOW_PARTS, assert_smoke_outputs, copy_workflow, snakemake, with_venv_on_path
 
 GPU_MODEL = "tiny-llama-chat"
 pytestmark = pytest.mark.slow
@@ -41,8 +40,7 @@ def slurm_cluster():
 
 
 def environment() -> dict:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = with_venv_on_path()
     for variable in ("XMRC_SLURM_PARTITION", "XMRC_SLURM_GPU_PARTITION", "XMRC_SLURM_ACCOUNT"):
         env.pop(variable, None)
     return env
@@ -62,10 +60,9 @@ def test_smoke_workflow_through_slurm_profile(slurm_cluster, tmp_path):
     (work / "config/slurm_smoke.yaml").write_text(yaml.safe_dump(smoke, sort_keys=False))
     settings = 1
 
-    run = subprocess.run(
-        ["snakemake", "--profile", "profiles/slurm", "--configfile", "config/slurm_smoke.yaml", "--jobs", "8", "--cores", "2",
-         "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5", "--retries", "0"],
-        cwd=work, env=environment(), capture_output=True, text=True, timeout=2400)
+    run = snakemake("--profile", "profiles/slurm", "--configfile", "config/slurm_smoke.yaml", "--jobs", "8", "--cores",
+                    "2", "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5", "--retries", "0",
+                    cwd=work, env=environment(), timeout=2400)
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-6000:]
     assert_smoke_outputs(work, "config/slurm_smoke.yaml")

@@ -1,8 +1,8 @@
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import ROOT
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
@@ -21,7 +21,7 @@ from xmrc.tables import (
     write_table,
 )
 
-REF = Path(__file__).parent / "data" / "reference"
+REF = ROOT / "tests" / "data" / "reference"
 RATIO_COLUMNS = ["en-x / en-en", "x-x / en-en"]
 MEAN_COLUMNS = ["en-en", "mean en-x", "mean x-x"]
 

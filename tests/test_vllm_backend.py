@@ -11,7 +11,8 @@ import sys
 
 import pytest
 from helpers.real import run_in_vllm_env
-from helpers.scale import ROOT, prompt_table
+from helpers import ROOT
+from helpers.scale import prompt_table
 
 from xmrc.backends.base import Generation
 from xmrc.backends.vllm import (MAX_ROUNDS, adapter_rank, engine_settings, generate_until_complete,

@@ -6,8 +6,9 @@ import time
 
 import pytest
 import yaml
+from helpers import ROOT
 from helpers.browser import Browser, find_chromium
-from helpers.workflow import ROOT, assert_smoke_outputs, copy_workflow, snakemake
+from helpers.workflow import assert_smoke_outputs, copy_workflow, snakemake
 
 from xmrc.paper.published import our_file_names
 
@@ -49,8 +50,7 @@ def test_paper_dry_run_has_every_model_job(checkout):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("models=[not-a-model]", "unknown model 'not-a-model'"),
-    ("prompt_formats=[v3]", "key 'prompt_formats[0]'"),
+    ("models=[not-a-model]", "unknown model 'not-a-model'"),  # each config check: tests/test_config.py
 ])
 def test_bad_config_stops_the_dag_with_one_line(checkout, override, message):
     result = snakemake("-n", "--config", override, cwd=checkout)

@@ -3,25 +3,20 @@ re-runs (one model's entry, one setting, the generation code version) after a sm
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-from helpers.scale import ROOT
-from helpers.workflow import copy_workflow
+from helpers import ROOT
+from helpers.workflow import copy_workflow, snakemake, with_venv_on_path
 
 from xmrc.config import Registry
 
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
-
-def snakemake(*args, cwd=ROOT, check=True):
-    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    result = subprocess.run([*SNAKEMAKE, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=600)
+def snakemake_log(*args, cwd=ROOT, check=True):
+    """Stdout and stderr of a Snakemake run, asserted to succeed unless `check` is false."""
+    result = snakemake(*args, cwd=cwd, env=with_venv_on_path(), timeout=600)
     if check:
         assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
     return result.stdout + result.stderr
@@ -44,11 +39,11 @@ def dry_run_jobs(output: str) -> list[dict]:
 
 
 def test_lint_is_clean():
-    assert "Congratulations" in snakemake("--lint")
+    assert "Congratulations" in snakemake_log("--lint")
 
 
 def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
-    jobs = dry_run_jobs(snakemake("-n", "--profile", "profiles/slurm"))
+    jobs = dry_run_jobs(snakemake_log("-n", "--profile", "profiles/slurm"))
     registry = Registry.load(ROOT / "config/models.yaml")
     generate = [j for j in jobs if j["rule"] == "generate"]
     api = [j for j in jobs if j["rule"] == "generate_api"]
@@ -83,13 +78,13 @@ def finished_run(tmp_path_factory):
     for stage in ("errors", "layers", "oracle", "finetune"):  # the generation DAG only
         config[stage]["enabled"] = False
     (work / "config/rerun.yaml").write_text(yaml.safe_dump(config))
-    snakemake("--configfile", "config/rerun.yaml", "--cores", "2", cwd=work)
-    assert "Nothing to be done" in snakemake("-n", "--configfile", "config/rerun.yaml", cwd=work)
+    snakemake_log("--configfile", "config/rerun.yaml", "--cores", "2", cwd=work)
+    assert "Nothing to be done" in snakemake_log("-n", "--configfile", "config/rerun.yaml", cwd=work)
     return work
 
 
 def planned(work, *extra):
-    jobs = dry_run_jobs(snakemake("-n", "--configfile", "config/rerun.yaml",
+    jobs = dry_run_jobs(snakemake_log("-n", "--configfile", "config/rerun.yaml",
                                   "--rerun-triggers", "mtime", "params", "input", "code", *extra, cwd=work))
     return {(j["rule"], j["wildcards"].get("model")) for j in jobs}
 

@@ -1,6 +1,8 @@
 """Run configuration and model registry: loaded from YAML, validated by JSON schema, defaults filled in.
 
-Every validation problem becomes one XmrcError line that names the file and the offending key.
+Every validation problem becomes one XmrcError line that names the file and the offending key; the checks
+across keys (a stage's models, shots and directions against the run's) are `validate_run`, which also derives
+what the workflow's rules need (`RunPlan`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from typing import Any
 import jsonschema
 import yaml
 
+from xmrc import dataset_registry
+from xmrc.dataset_registry import Dataset
 from xmrc.exceptions import XmrcError
+from xmrc.prompts import directions
+from xmrc.tables import table_scenarios
 
 
 def read_yaml(path: str | Path) -> Any:
@@ -177,6 +183,14 @@ class TableRows:
         return [key for key in self.all if key not in self.skipped.get(shots, frozenset())]
 
 
+def _registry_model(registry: Registry, item: str, key: str) -> Model:
+    """A model a config key names; an unknown one names the key."""
+    try:
+        return registry.get(item)
+    except XmrcError as error:
+        raise XmrcError(f"config key '{key}': {error}") from None
+
+
 def table_rows(config: dict, registry: Registry) -> TableRows:
     """The run's TableRows from a validated config; unknown models name the config key. An extra model that
     is already in `models` is a row of every table; a skip of a model or setting the run does not have is a
@@ -187,25 +201,177 @@ def table_rows(config: dict, registry: Registry) -> TableRows:
         raise XmrcError(f"config key 'models': {error}") from None
     extra = {}
     for number, item in enumerate(config.get("extra_models", [])):
-        try:
-            model = registry.get(item)
-        except XmrcError as error:
-            raise XmrcError(f"config key 'extra_models[{number}]': {error}") from None
+        model = _registry_model(registry, item, f"extra_models[{number}]")
         if model.key not in models:
             extra[model.key] = model
     skipped: dict[int, set[str]] = {}
     for number, entry in enumerate(config.get("skip_models", [])):
         for item in entry["models"]:
-            try:
-                model = registry.get(item)
-            except XmrcError as error:
-                raise XmrcError(f"config key 'skip_models[{number}].models': {error}") from None
+            model = _registry_model(registry, item, f"skip_models[{number}].models")
             skipped.setdefault(entry["shots"], set()).add(model.key)
     rows = TableRows(models, extra, {shots: frozenset(keys) for shots, keys in skipped.items()})
     for shots in config["shots"]:
         if not rows.evaluated(shots):
             raise XmrcError(f"config key 'skip_models': no model is left to evaluate at {shots}-shot")
     return rows
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What the rules derive from a checked run config (see validate_run)."""
+    rows: TableRows
+    analysis_only: dict[str, Model]  # models of the layer analysis that are no table row
+    dataset: Dataset
+    settings: list[tuple[int, str]]  # (shots, prompt format) of the run
+    scenarios: list[str]  # the per-language tables: en-x and x-x where the run has them, x-y beyond the paper's
+    errors_judge: Model
+    oracle_models: list[str]
+    oracle_question_languages: list[str]
+    layer_models: list[str]
+    layer_settings: list[tuple[int, str]]
+    layer_series: dict[str, list[str]]  # layers.change_sets whose members are all analysed
+    tuned: dict[str, Model]  # the run's finetuned models
+    finetune_compared: list[str]  # tuned models whose base is evaluated too
+    finetune_heldout_bases: list[str]  # bases of compared question-translation models
+    finetune_compare_shots: list[int]
+    uses_vllm_python: bool  # a job runs under backends.vllm.python: local generation on vLLM, or the vLLM judge
+
+    @property
+    def models(self) -> dict[str, Model]:
+        """Every model the run evaluates."""
+        return {**self.rows.all, **self.analysis_only}
+
+
+def validate_run(config: dict, registry: Registry) -> RunPlan:
+    """Every check of a schema-valid config's keys against each other and the registry, in the order the
+    stages are planned; the first problem is one XmrcError naming the config key."""
+    rows = table_rows(config, registry)
+    analysis_only = _analysis_only_models(config, registry, rows)
+    models = {**rows.all, **analysis_only}
+    dataset = dataset_registry.for_config(config)
+    settings = [(shots, fmt) for shots in config["shots"] for fmt in config["prompt_formats"]]
+    scenarios = table_scenarios((d.context_lang, d.question_lang)
+                                for d in directions(config["languages"], config["scenarios"]))
+    judge = _errors_judge(config, registry, models, scenarios)
+    tuned = {key: model for key, model in models.items() if model.source == "finetune"}
+    compared = _finetune_compared(tuned, registry, models)
+    oracle_models, oracle_languages = _oracle(config, registry, rows, scenarios)
+    layer_models, layer_settings, layer_series = _layers(config, registry, settings, scenarios)
+    vllm_generation = config["backends"]["local"] == "vllm" and any(m.backend == "local" for m in models.values())
+    vllm_judge = config["errors"]["enabled"] and config["errors"]["judge_backend"] == "vllm"
+    return RunPlan(
+        rows=rows, analysis_only=analysis_only, dataset=dataset, settings=settings, scenarios=scenarios,
+        errors_judge=judge, oracle_models=oracle_models, oracle_question_languages=oracle_languages,
+        layer_models=layer_models, layer_settings=layer_settings, layer_series=layer_series, tuned=tuned,
+        finetune_compared=compared,
+        finetune_heldout_bases=sorted({registry.get(tuned[key].finetune["base"]).key for key in compared
+                                       if tuned[key].finetune["dataset"] == "question_translation"}),
+        finetune_compare_shots=_finetune_compare_shots(config, registry, rows, tuned, compared),
+        uses_vllm_python=vllm_generation or vllm_judge)
+
+
+def _analysis_only_models(config: dict, registry: Registry, rows: TableRows) -> dict[str, Model]:
+    """Models the layer analysis names that are not among the table rows (`models`, `extra_models`): they are
+    evaluated in the analysis settings only, for their per-item F1, and stay out of every table."""
+    if not config["layers"]["enabled"]:
+        return {}
+    extra = {}
+    for item in config["layers"]["models"]:
+        model = _registry_model(registry, item, "layers.models")
+        if model.key not in rows.all:
+            extra[model.key] = model
+    return extra
+
+
+def _errors_judge(config: dict, registry: Registry, models: dict[str, Model], scenarios: list[str]) -> Model:
+    """The error stage's judge, looked up even when the stage is off (the rules name its weights either way),
+    and the stage's setting checked against the run's."""
+    errors = config["errors"]
+    judge = _registry_model(registry, errors["judge_model"], "errors.judge_model")
+    if not errors["enabled"]:
+        return judge
+    if judge.source == "tiny" and judge.key not in models:
+        raise XmrcError(f"config key 'errors.judge_model': tiny model '{judge.key}' is built only when it is one "
+                        "of the run's `models:`; add it there or pick another judge")
+    if errors["shots"] not in config["shots"]:
+        raise XmrcError(f"config key 'errors.shots': {errors['shots']} is not among the run's shots "
+                        f"{config['shots']}")
+    if errors["scenario"] not in scenarios:
+        raise XmrcError(f"config key 'errors.scenario': the run has no {errors['scenario']} directions "
+                        f"(config key 'scenarios': {config['scenarios']})")
+    if errors["prompt_format"] not in ("best", *config["prompt_formats"]):
+        raise XmrcError(f"config key 'errors.prompt_format': {errors['prompt_format']} is not among the run's "
+                        f"prompt_formats {config['prompt_formats']}")
+    return judge
+
+
+def _finetune_compared(tuned: dict[str, Model], registry: Registry, models: dict[str, Model]) -> list[str]:
+    """The tuned models compared with their base: those whose base the run evaluates. A tiny base is built
+    only when it is one of the run's models."""
+    for key, model in tuned.items():
+        base = registry.get(model.finetune["base"])
+        if base.source == "tiny" and base.key not in models:
+            raise XmrcError(f"config key 'models': model '{key}': its base '{base.key}' is a tiny model; add it "
+                            "to `models:` so it is built")
+    return [key for key, model in tuned.items() if registry.get(model.finetune["base"]).key in models]
+
+
+def _finetune_compare_shots(config: dict, registry: Registry, rows: TableRows, tuned: dict[str, Model],
+                            compared: list[str]) -> list[int]:
+    """Shots settings where every compared tuned model and its base are evaluated (the held-out rule evaluates
+    a question-translation model's base in every setting). The paper compares at 2-shot only (Table 10): its
+    0-shot Table 5 has no LLaMA-3.1-Tuned-8B ('skip_models')."""
+    def evaluated(key: str, shots: int) -> bool:
+        model = tuned[key]
+        return key in rows.evaluated(shots) and (model.finetune["dataset"] == "question_translation"
+                                                 or registry.get(model.finetune["base"]).key in rows.evaluated(shots))
+
+    return [shots for shots in config["shots"] if all(evaluated(key, shots) for key in compared)]
+
+
+def _oracle(config: dict, registry: Registry, rows: TableRows, scenarios: list[str]) -> tuple[list[str], list[str]]:
+    """The oracle's models and question languages. Its models need their generations and the format the summary
+    table chose for them; its directions are en-x ones of the run's languages."""
+    oracle = config["oracle"]
+    if not oracle["enabled"]:
+        return [], []
+    keys = [_registry_model(registry, item, "oracle.models").key for item in oracle["models"]]
+    absent = [key for key in keys if key not in rows.models or key not in rows.evaluated(oracle["shots"])]
+    if absent:
+        raise XmrcError(f"config key 'oracle.models': {', '.join(absent)} not in 'models' or skipped at "
+                        f"{oracle['shots']}-shot ('skip_models'): the oracle needs their generations and "
+                        "summary row")
+    languages = [direction.split("-", 1)[1] for direction in oracle["directions"]]
+    absent = [lang for lang in languages if lang not in config["languages"]]
+    if absent:
+        raise XmrcError(f"config key 'oracle.directions': language(s) {', '.join(absent)} not in 'languages'")
+    if "en-x" not in scenarios:
+        raise XmrcError(f"config key 'oracle.directions': the run has no en-x directions (config key "
+                        f"'scenarios': {config['scenarios']})")
+    if oracle["shots"] not in config["shots"]:
+        raise XmrcError(f"config key 'oracle.shots': {oracle['shots']} not in 'shots' {config['shots']}")
+    return keys, languages
+
+
+def _layers(config: dict, registry: Registry, run_settings: list[tuple[int, str]], scenarios: list[str]
+            ) -> tuple[list[str], list[tuple[int, str]], dict[str, list[str]]]:
+    """The analysed models, their settings and the change series. The sample groups are drawn from the en-x
+    directions, in settings the run evaluates."""
+    layers = config["layers"]
+    models = [registry.get(item).key for item in layers["models"]] if layers["enabled"] else []
+    settings = [(layers["shots"], fmt) for fmt in layers["prompt_formats"]]
+    if models and any(setting not in run_settings for setting in settings):
+        raise XmrcError("config key 'layers': shots/prompt_formats must be among the run's shots and "
+                        "prompt_formats")
+    if models and "en-x" not in scenarios:
+        raise XmrcError(f"config key 'layers': the run has no en-x directions (config key 'scenarios': "
+                        f"{config['scenarios']})")
+    series = {}
+    for name, members in layers["change_sets"].items():
+        keys = [_registry_model(registry, item, f"layers.change_sets.{name}").key for item in members]
+        if all(key in models for key in keys):
+            series[name] = keys
+    return models, settings, series
 
 
 def model_weights(model: Model, tiny_dir: str | Path = "resources/tiny_models",

@@ -12,7 +12,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from helpers.workflow import ROOT
+from helpers import ROOT
 
 REAL_MODEL = "smollm2-135m-instruct"
 REGISTRY = ROOT / "config" / "models.yaml"

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+from helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMONSTRATIONS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Mapping
 
 import pandas as pd
 import yaml
+from helpers import ROOT
 
 from xmrc.io import read_parquet
 
-ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
 
 
@@ -29,10 +31,19 @@ def copy_workflow(destination: Path, parts=WORKFLOW_PARTS) -> Path:
     return destination
 
 
-def snakemake(*args, cwd: Path) -> subprocess.CompletedProcess:
+def with_venv_on_path(base: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """`base` with this interpreter's bin first on PATH (its snakemake, and the rules' `python`)."""
+    return dict(base, PATH=f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}")
+
+
+def snakemake(*args, cwd: Path, env: Mapping[str, str] | None = None,
+              timeout: float | None = None) -> subprocess.CompletedProcess:
+    """The one way tests run Snakemake: under this interpreter, in `cwd`. By default in a bare environment (this
+    interpreter's bin, /usr/bin and /bin on PATH; HOME in `cwd`), so a developer's settings cannot change the run;
+    `env` where a test needs the caller's (e.g. a SLURM cluster's tools)."""
+    env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)} if env is None else env
     return subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, check=False,
-                          env={"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)})
+                          text=True, check=False, env=env, timeout=timeout)
 
 
 def xmrc(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -10,46 +10,38 @@ sys.path.insert(0, SRC)
 shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from xmrc import __version__ as XMRC_VERSION
-from xmrc import dataset_registry, report_tables
+from xmrc import report_tables
 from xmrc.backends import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
-from xmrc.prompts import PAPER_SCENARIOS, directions
-from xmrc.tables import table_scenarios
-from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, table_rows, validate_config
+from xmrc.prompts import PAPER_SCENARIOS
+from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, validate_config, validate_run
 from xmrc.exceptions import XmrcError
 from xmrc.paper.published import our_file_names as paper_table_files
 
 
-
-def _analysis_only_models():
-    """Models the layer analysis names that are not among the table rows (`models`, `extra_models`): they are
-    evaluated in the analysis settings only, for their per-item F1, and stay out of every table."""
-    if not config["layers"]["enabled"]:
-        return {}
-    extra = {}
-    for item in config["layers"]["models"]:
-        try:
-            model = REGISTRY.get(item)
-        except XmrcError as error:
-            raise XmrcError(f"config key 'layers.models': {error}") from None
-        if model.key not in ROWS.all:
-            extra[model.key] = model
-    return extra
+def _conda_deployment():
+    methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
+    return any(str(getattr(method, "name", method)).lower() == "conda" for method in methods)
 
 
+# Every config problem stops the run here, before any rule is defined, with one line naming the key.
 try:
     validate_config(config, "config (" + ", ".join(map(str, workflow.configfiles)) + ")")
     REGISTRY = Registry.load(config["registry"])
-    # ROWS: the table rows (config 'models', 'extra_models') and the shots settings each is evaluated in
-    # ('skip_models'); MODELS: every model the run evaluates
-    ROWS = table_rows(config, REGISTRY)
-    ANALYSIS_ONLY_MODELS = _analysis_only_models()
-    MODELS = {**ROWS.all, **ANALYSIS_ONLY_MODELS}
-    DATASET = dataset_registry.for_config(config)
+    PLAN = validate_run(config, REGISTRY)
+    if PLAN.uses_vllm_python:
+        check_interpreter(config["backends"]["vllm"]["python"], "backends.vllm.python",
+                          resolved_by_job=_conda_deployment())
 except XmrcError as error:
     print(f"xmrc: error: {error}", file=sys.stderr)
     sys.exit(1)
+
+# ROWS: the table rows (config 'models', 'extra_models') and the shots settings each is evaluated in
+# ('skip_models'); MODELS: every model the run evaluates
+ROWS = PLAN.rows
+MODELS = PLAN.models
+DATASET = PLAN.dataset
 
 RUN = config["run"]
 RESULTS = f"results/{RUN}"
@@ -59,7 +51,7 @@ SCENARIOS = config["scenarios"]
 # config's command and params stay as they were, so a finished paper run is not re-run.
 PROMPT_LANGUAGES = " ".join(LANGS) + (
     "" if tuple(SCENARIOS) == PAPER_SCENARIOS else " --scenarios " + " ".join(SCENARIOS))
-SETTINGS = [(shots, fmt) for shots in config["shots"] for fmt in config["prompt_formats"]]
+SETTINGS = PLAN.settings
 TINY_DIR = "resources/tiny_models"
 FINETUNE_DIR = "resources/finetuned"
 
@@ -105,26 +97,7 @@ def model_inputs(wildcards):
     return inputs
 
 
-def uses_vllm_python():
-    """Whether a job of this run runs under backends.vllm.python: generation of a local model on vLLM, or the
-    vLLM judge."""
-    generation = BACKENDS["local"] == "vllm" and bool(LOCAL_MODELS)
-    judge = config["errors"]["enabled"] and config["errors"]["judge_backend"] == "vllm"
-    return generation or judge
-
-
-def _conda_deployment():
-    methods = getattr(getattr(workflow, "deployment_settings", None), "deployment_method", None) or ()
-    return any(str(getattr(method, "name", method)).lower() == "conda" for method in methods)
-
-
-try:
-    VLLM_PYTHON = BACKENDS["vllm"]["python"]
-    if uses_vllm_python():
-        check_interpreter(VLLM_PYTHON, "backends.vllm.python", resolved_by_job=_conda_deployment())
-except XmrcError as error:
-    print(f"xmrc: error: {error}", file=sys.stderr)
-    sys.exit(1)
+VLLM_PYTHON = BACKENDS["vllm"]["python"]
 
 
 # Engine options of every vLLM generation command (generate-job, finetune-heldout-eval).
@@ -247,14 +220,9 @@ def all_targets():
     ]
 
 
-def scenarios():
-    """Per-language tables of the run: en-x and x-x where it has their directions, x-y beyond the paper's."""
-    return table_scenarios((d.context_lang, d.question_lang) for d in directions(LANGS, SCENARIOS))
-
-
 def matrix_figures():
     """Context x question F1 matrix per model and setting, where the run has x-y directions."""
-    if "x-y" not in scenarios():
+    if "x-y" not in PLAN.scenarios:
         return []
     return [f"{RESULTS}/figures/matrix_f1/{stem}.png" for stem in job_stems()]
 
@@ -263,7 +231,7 @@ def table_outputs():
     stems = [f"summary_{shots}shot" for shots in config["shots"]] + [
         f"{metric}_{shots}shot_{scenario}"
         for shots in config["shots"]
-        for scenario in scenarios()
+        for scenario in PLAN.scenarios
         for metric in ("f1", "em")
     ]
     return [f"{RESULTS}/tables/{stem}.{ext}" for stem in stems for ext in ("csv", "md")]
@@ -273,7 +241,7 @@ def figure_outputs():
     return [
         f"{RESULTS}/figures/heatmap_f1_{shots}shot_{scenario}.png"
         for shots in config["shots"]
-        for scenario in scenarios()
+        for scenario in PLAN.scenarios
     ] + [f"{RESULTS}/figures/means_{shots}shot.png" for shots in config["shots"]] + matrix_figures()
 
 

@@ -6,29 +6,7 @@ ERRORS = config["errors"]
 ERRORS_TAG = f"{ERRORS['shots']}shot_{ERRORS['scenario']}"
 ERRORS_DIR = f"{RESULTS}/errors/{ERRORS_TAG}"
 
-# Config problems stop the DAG with one line, like common.smk's (no traceback).
-try:
-    ERRORS_JUDGE = REGISTRY.get(ERRORS["judge_model"])
-    if ERRORS["enabled"] and ERRORS_JUDGE.source == "tiny" and ERRORS_JUDGE.key not in MODELS:
-        raise XmrcError(
-            f"tiny model '{ERRORS_JUDGE.key}' is built only when it is one of the run's `models:`; "
-            "add it there or pick another judge"
-        )
-except XmrcError as error:
-    print(f"xmrc: error: config key 'errors.judge_model': {error}", file=sys.stderr)
-    sys.exit(1)
-if ERRORS["enabled"] and ERRORS["shots"] not in config["shots"]:
-    print(f"xmrc: error: config key 'errors.shots': {ERRORS['shots']} is not among the run's shots "
-          f"{config['shots']}", file=sys.stderr)
-    sys.exit(1)
-if ERRORS["enabled"] and ERRORS["scenario"] not in scenarios():
-    print(f"xmrc: error: config key 'errors.scenario': the run has no {ERRORS['scenario']} directions "
-          f"(config key 'scenarios': {SCENARIOS})", file=sys.stderr)
-    sys.exit(1)
-if ERRORS["enabled"] and ERRORS["prompt_format"] not in ("best", *config["prompt_formats"]):
-    print(f"xmrc: error: config key 'errors.prompt_format': {ERRORS['prompt_format']} is not among the run's "
-          f"prompt_formats {config['prompt_formats']}", file=sys.stderr)
-    sys.exit(1)
+ERRORS_JUDGE = PLAN.errors_judge
 ERRORS_JUDGE_WEIGHTS = model_weights(ERRORS_JUDGE, TINY_DIR, FINETUNE_DIR)
 ERRORS_JUDGE_VLLM = ERRORS["judge_backend"] == "vllm"
 # The vLLM judge runs in the generation stage's vLLM environment (envs/vllm.yaml; backends.vllm.python).

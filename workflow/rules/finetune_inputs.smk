@@ -6,7 +6,12 @@ FT_DATA = f"{RESULTS}/finetune/data"
 FT_CONFIGS = f"{RESULTS}/finetune/configs"
 FT_HELDOUT = f"{RESULTS}/finetune/heldout"
 FT_WORK = "resources/finetune_work"  # LLaMA-Factory checkpoints: never a rule output, so a re-run resumes
-TUNED = {key: model for key, model in MODELS.items() if model.source == "finetune"}
+TUNED = PLAN.tuned
+# Pairs compared: both models selected. Bases of question-translation models are also scored on the held-out
+# articles (the tuned model is evaluated on those only), by rule finetune_heldout_eval.
+FT_COMPARED = PLAN.finetune_compared
+FT_HELDOUT_BASES = PLAN.finetune_heldout_bases
+FT_COMPARE_SHOTS = PLAN.finetune_compare_shots
 
 
 def ft_base(key):
@@ -17,24 +22,6 @@ def ft_is_qt(key):
     return TUNED[key].finetune["dataset"] == "question_translation"
 
 
-for _key in TUNED:
-    if ft_base(_key).source == "tiny" and ft_base(_key).key not in MODELS:
-        raise WorkflowError(
-            f"model '{_key}': its base '{ft_base(_key).key}' is a tiny model; add it to `models:` so it is built"
-        )
-
-# Pairs compared: both models selected. Bases of question-translation models are also scored on the held-out
-# articles (the tuned model is evaluated on those only), by rule finetune_heldout_eval.
-FT_COMPARED = [key for key in TUNED if ft_base(key).key in MODELS]
-FT_HELDOUT_BASES = sorted({ft_base(key).key for key in FT_COMPARED if ft_is_qt(key)})
-# Shots settings of the comparison: those where every compared tuned model and its base are evaluated (the
-# held-out rule evaluates a question-translation model's base in every setting). The paper compares at
-# 2-shot only (Table 10): its 0-shot Table 5 has no LLaMA-3.1-Tuned-8B ('skip_models').
-FT_COMPARE_SHOTS = [
-    shots for shots in config["shots"]
-    if all(key in ROWS.evaluated(shots) and (ft_is_qt(key) or ft_base(key).key in ROWS.evaluated(shots))
-           for key in FT_COMPARED)
-]
 # Rule-level constraint of finetune_heldout_eval's {base} wildcard (never matches when there is none).
 FT_BASE_PATTERN = "|".join(re.escape(key) for key in FT_HELDOUT_BASES) or "(?!)"
 
@@ -55,20 +42,19 @@ def ft_base_inputs(wildcards):
 
 
 def ft_gpus(wildcards):
-    return TUNED[wildcards.model].finetune.get("gpus", 1)
+    return scheduling.finetune_gpus(TUNED[wildcards.model])
 
 
 def ft_threads(wildcards):
-    """Data loading and tokenisation workers per GPU; one on CPU (the smoke run trains both tiny models at once)."""
-    return max(1, 4 * ft_gpus(wildcards))
+    return scheduling.finetune_threads(TUNED[wildcards.model])
 
 
 def ft_mem_mb(wildcards):
-    return 1024 * TUNED[wildcards.model].finetune.get("mem_gb", 64)
+    return scheduling.finetune_mem_mb(TUNED[wildcards.model])
 
 
 def ft_runtime(wildcards):
-    return int(60 * TUNED[wildcards.model].finetune.get("runtime_h", 24))
+    return scheduling.finetune_runtime_min(TUNED[wildcards.model])
 
 
 def ft_hyperparameters(wildcards):

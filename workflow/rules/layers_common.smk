@@ -7,24 +7,10 @@ LAYER_FIGURES = f"{RESULTS}/figures/layers"
 LAYER_PARTS = ["question", "context", "last"]
 
 
-def _layer_models():
-    """Registry keys of the analysed models; those outside 'models' and 'extra_models' are evaluated for the
-    analysis only (common.smk: ANALYSIS_ONLY_MODELS)."""
-    return [REGISTRY.get(item).key for item in LAYERS["models"]]
-
-
-LAYER_MODELS = _layer_models() if LAYERS["enabled"] else []
-LAYER_SETTINGS = [(LAYERS["shots"], fmt) for fmt in LAYERS["prompt_formats"]]
-if LAYER_MODELS and any(s not in SETTINGS for s in LAYER_SETTINGS):
-    raise WorkflowError(
-        "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats")
-if LAYER_MODELS and "en-x" not in scenarios():  # the sample groups are defined on the en-x directions
-    raise WorkflowError(f"config key 'layers': the run has no en-x directions (config key 'scenarios': {SCENARIOS})")
-LAYER_SERIES = {
-    name: [REGISTRY.get(item).key for item in members]
-    for name, members in LAYERS["change_sets"].items()
-    if all(REGISTRY.get(item).key in LAYER_MODELS for item in members)
-}
+# The analysed models; those outside 'models' and 'extra_models' are evaluated for the analysis only
+LAYER_MODELS = PLAN.layer_models
+LAYER_SETTINGS = PLAN.layer_settings
+LAYER_SERIES = PLAN.layer_series
 
 
 def layer_item_scores():
@@ -40,8 +26,7 @@ def layer_stems():
 
 
 def layer_mem_mb(wildcards):
-    """Host memory of an extraction job: a floor plus 1 GB per billion parameters (weights stream to GPUs)."""
-    return 4096 + int(1024 * (model_of(wildcards).size_b or 0))
+    return scheduling.layer_mem_mb(model_of(wildcards))
 
 
 def layer_targets():

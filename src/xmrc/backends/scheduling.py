@@ -1,10 +1,11 @@
-"""What one generation job asks a scheduler for, and which registry fields change its outputs.
+"""What a job asks a scheduler for (generation, finetuning, layer extraction), and which registry fields change
+its outputs.
 
-Used by the workflow's resource and params functions (workflow/rules/common.smk); plain functions so they
+Used by the workflow's resource and params functions (workflow/rules/*.smk); plain functions so they
 are tested without Snakemake. GPUs come from the registry (`gpus`: 1 for 7-16B, 4 for 70B+, 0 for API and
 tiny models); host memory and runtime from the registry's `mem_gb` / `runtime_min` where given, otherwise
 from `size_b`, and both grow with each retry (`attempt`), so a job killed for memory or time comes back bigger
-and resumes from its shards.
+and resumes from its shards. A finetune takes its resources from its registry `finetune` block.
 """
 
 from __future__ import annotations
@@ -59,3 +60,26 @@ def entry_digest(model: Model) -> str:
     Snakemake params: editing one model's entry re-runs that model's jobs only."""
     fields = {k: v for k, v in dataclasses.asdict(model).items() if k not in SCHEDULING_FIELDS | REPORT_FIELDS}
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finetune_gpus(model: Model) -> int:
+    return model.finetune.get("gpus", 1)
+
+
+def finetune_threads(model: Model) -> int:
+    """Data loading and tokenisation workers per GPU; one on CPU (the smoke run trains both tiny models at once)."""
+    return max(1, 4 * finetune_gpus(model))
+
+
+def finetune_mem_mb(model: Model) -> int:
+    return 1024 * model.finetune.get("mem_gb", 64)
+
+
+def finetune_runtime_min(model: Model) -> int:
+    return int(60 * model.finetune.get("runtime_h", 24))
+
+
+def layer_mem_mb(model: Model) -> int:
+    """Host memory of a layer-analysis extraction job: a floor plus 1 GB per billion parameters (the weights
+    stream to the GPUs)."""
+    return 4096 + int(1024 * (model.size_b or 0))
