@@ -18,7 +18,7 @@ import yaml
 from helpers.scale import ROOT, ForkServer, prompt_table
 
 from xmrc.backends.api import APIBackend
-from xmrc.backends.server import make_server
+from xmrc.hub.server import make_server
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
 

@@ -39,7 +39,7 @@ def _weights(args, model) -> str:
     from xmrc.config import model_weights
 
     if args.snapshot:
-        from xmrc.backends.fetch import read_stamp
+        from xmrc.hub.fetch import read_stamp
 
         return read_stamp(args.snapshot)["path"]
     weights = args.weights or model_weights(model)
@@ -85,7 +85,7 @@ def cmd_generate_job(args) -> None:
               f"{os.environ.get('SLURM_JOB_GPUS') or os.environ.get('CUDA_VISIBLE_DEVICES') or 'none'}",
               file=sys.stderr)
     elif kind != "api":
-        from xmrc.backends.gpus import claim_gpus
+        from xmrc.hub.gpus import claim_gpus
 
         devices = claim_gpus(max(model.gpus, 0))
         if devices is not None:
@@ -98,7 +98,7 @@ def cmd_generate_job(args) -> None:
 
 
 def cmd_fetch_model(args) -> None:
-    from xmrc.backends.fetch import fetch_snapshot
+    from xmrc.hub.fetch import fetch_snapshot
 
     stamp = fetch_snapshot(_model(args), args.cache_dir)
     out = Path(args.out)
@@ -110,7 +110,7 @@ def cmd_fetch_model(args) -> None:
 
 
 def cmd_convert_gguf(args) -> None:
-    from xmrc.backends.packaged import convert_packaged_model
+    from xmrc.hub.packaged import convert_packaged_model
 
     stamp = convert_packaged_model(_model(args), args.out)
     print(f"{args.out}: {stamp['package']}=={stamp['version']} {stamp['file']} converted "
@@ -118,7 +118,7 @@ def cmd_convert_gguf(args) -> None:
 
 
 def cmd_check_tokenizer(args) -> None:
-    from xmrc.backends.packaged import check_tokenizer
+    from xmrc.hub.packaged import check_tokenizer
 
     summary = check_tokenizer(args.weights)
     if args.out:
@@ -128,7 +128,7 @@ def cmd_check_tokenizer(args) -> None:
 
 
 def cmd_pin_revisions(args) -> None:
-    from xmrc.backends.pin import pin_revisions, read_stamps
+    from xmrc.hub.pin import pin_revisions, read_stamps
     from xmrc.config import Registry
 
     registry = Path(args.registry)
@@ -156,7 +156,7 @@ def cmd_pin_revisions(args) -> None:
 
 def cmd_serve(args) -> None:
     from xmrc.backends.hf import HFBackend
-    from xmrc.backends.server import make_server
+    from xmrc.hub.server import make_server
     from xmrc.prompts import hf_chat_template
 
     api_key = None

@@ -163,7 +163,7 @@ def cmd_heldout_eval(args) -> None:
                                   scenarios=None, alignment="parallel", demonstration_data=None,
                                   out=paths["prompts"]))
         if backend is None:  # loaded once, for the first setting that still needs generations
-            from xmrc.backends.gpus import claim_gpus
+            from xmrc.hub.gpus import claim_gpus
 
             claim_gpus(max(model.gpus, 0))
             backend = create_backend(kind, **backend_options(options, model, kind))
