@@ -56,9 +56,9 @@ def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str
     return frame
 
 
-def read_array(path: str | Path) -> np.ndarray:
+def read_array(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except FileNotFoundError:
         raise XmrcError(f"{path}: file not found") from None
     except (OSError, ValueError) as error:

@@ -10,6 +10,7 @@ task_description, demonstrations (the whole demonstration block), context and qu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pandas as pd
@@ -104,6 +105,8 @@ def build_body(test: Example, demonstrations: Iterable[Example], prompt_format: 
 
 
 ChatTemplate = Callable[[str], str]
+# An API applies its own chat template to the user message: the prompt goes as it is, marked templated.
+API_CHAT_TEMPLATE: ChatTemplate = str
 
 
 def apply_template(body: Prompt, chat_template: ChatTemplate | None) -> Prompt:
@@ -182,6 +185,7 @@ def check_shots(shots: int, demonstration_ids: list[str]) -> None:
                         f"{len(demonstration_ids)} given")
 
 
+DATA_COLUMNS = ["id", "lang", "context", "question", "answer_text"]  # what prompts read of a data table
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"] + [
     f"{part}_{edge}" for part in PARTS for edge in ("start", "end")]
 
@@ -245,6 +249,14 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
                 start, end = prompt.spans.get(part, (-1, -1))
                 record[f"{part}_start"], record[f"{part}_end"] = start, end
             yield record
+
+
+def read_ids(path: str | Path) -> list[str]:
+    """Item ids, one per line (e.g. the held-out articles' items written by finetune-split)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: id file not found") from None
 
 
 def build_prompt_table(*args, **kwargs) -> pd.DataFrame:
