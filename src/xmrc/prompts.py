@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 import pandas as pd
 
 from xmrc import LANGUAGE_NAMES
+from xmrc.dataset_registry import direction_items
 from xmrc.exceptions import XmrcError
 
 PARTS = ("task_description", "demonstrations", "context", "question")
@@ -219,8 +220,6 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
     wanted = set(ids) if ids is not None else None
     if alignment == "by_direction":
-        from xmrc.dataset_registry import direction_items
-
         demo_by_lang = by_lang if demonstration_table is None else {
             lang: rows.set_index("id") for lang, rows in demonstration_table.groupby("lang", sort=False)}
         direction_select = direction_items(by_lang, demo_by_lang, demonstration_ids, shots, wanted, max_items)

@@ -11,6 +11,7 @@ the sample's content across languages rather than only "this is language x".
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 # Norms below this count as zero vectors: their cosine is undefined.
 _EPS = 1e-12
@@ -69,8 +70,6 @@ def similarity_table(vectors: np.ndarray, index, members, parts=("question", "co
     (`xmrc.analysis.groups`). Items missing in either run, or whose vectors of a part are NaN in either (the
     last token of an empty answer, `xmrc.analysis.hidden_states`), are left out; k is the number used.
     """
-    import pandas as pd
-
     rows = {(q, i): r for r, (c, q, i) in enumerate(zip(index["context_lang"], index["question_lang"], index["id"]))
             if c == "en"}
     depth = vectors.shape[1] - 1
