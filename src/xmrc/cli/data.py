@@ -42,9 +42,8 @@ def cmd_data(args) -> None:
         table = data.load_hub(args.hub_id, args.languages, args.revision, dataset, split)
     table, problems = data.prepare(table, args.languages, dataset, args.split)
     write_parquet(table, args.out)
-    report = pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
-    write_csv(report, args.problems)
-    for kind in sorted(set(report["kind"])):
+    write_csv(data.problems_table(problems), args.problems)
+    for kind in sorted({problem.kind for problem in problems}):
         print(f"xmrc: warning: {dataset.name} {data.describe(problems, kind)}", file=sys.stderr)
     print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages ({dataset.name} "
           f"{split}); {len(problems)} problem(s) reported in {args.problems}")

@@ -8,17 +8,17 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc.analysis.attribution_example import draw
-from xmrc.analysis.groups import ITEM_COLUMNS, sample_groups
+from xmrc.analysis.groups import ITEM_COLUMNS, sample_models
 from xmrc.analysis.hidden_states import run_hidden_states
-from xmrc.analysis.layer_inputs import load_model, prompt_rows
+from xmrc.analysis.layer_inputs import group_ids, load_model, prompt_rows
 from xmrc.analysis.mrd import group_mrd_table
 from xmrc.analysis.relevance import TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
-from xmrc.analysis.similarity import similarity_table
+from xmrc.analysis.similarity import similarity_of_runs
 from xmrc.cli import args as shared
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
 from xmrc.hub.models import local_model_and_weights
-from xmrc.io import read_array, read_table, write_csv, write_parquet
+from xmrc.io import read_table, write_csv, write_parquet
 from xmrc.shards import job_settings
 
 PART_CHOICES = ("question", "context", "last")
@@ -28,15 +28,8 @@ MEMBER_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "id"
 def cmd_layer_groups(args) -> None:
     items = pd.concat([read_table(path, required=ITEM_COLUMNS) for path in args.item_scores], ignore_index=True)
     registry = Registry.load(args.registry)
-    members, sizes = [], []
-    for key in args.models:
-        model = registry.get(key)
-        for fmt in args.formats:
-            m, s = sample_groups(items, model.key, model.name, args.shots, fmt, args.languages, args.groups,
-                                 args.cap, args.seed)
-            members.append(m)
-            sizes.append(s)
-    members, sizes = pd.concat(members, ignore_index=True), pd.concat(sizes, ignore_index=True)
+    members, sizes = sample_models(items, [registry.get(key) for key in args.models], args.shots, args.formats,
+                                   args.languages, args.groups, args.cap, args.seed)
     write_parquet(members, args.out_members)
     write_csv(sizes, args.out_sizes, float_format="%.6g")
     for row in sizes.itertuples():
@@ -49,12 +42,9 @@ def _model_job(args):
     """(model, weights, en-x prompt rows of the grouped items with the model's outputs) for one extraction job."""
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "the layer analysis")
     members = read_table(args.groups, required=["model", "shots", "prompt_format", "id"])
-    mine = members[(members["model"] == model.key) & (members["shots"] == args.shots)
-                   & (members["prompt_format"] == args.format)]
-    if mine.empty:
-        raise XmrcError(f"{args.groups}: no sample group rows for model '{model.key}', {args.shots}-shot {args.format}")
-    rows = prompt_rows(read_table(args.prompts), list(dict.fromkeys(mine["id"])), args.languages, args.prompts,
-                       read_table(args.generations), args.generations)
+    ids = group_ids(members, model.key, args.shots, args.format, args.groups)
+    rows = prompt_rows(read_table(args.prompts), ids, args.languages, args.prompts, read_table(args.generations),
+                       args.generations)
     return model, weights, rows
 
 
@@ -93,23 +83,7 @@ def cmd_layer_mrd(args) -> None:
 
 
 def cmd_layer_similarity(args) -> None:
-    if len(args.vectors) != len(args.index):
-        raise XmrcError("--vectors and --index must name the same number of files, in the same order")
-    members = read_table(args.groups, required=MEMBER_COLUMNS)
-    tables = []
-    for vectors_path, index_path in zip(args.vectors, args.index):
-        index = read_table(index_path, required=["model", "shots", "prompt_format", "context_lang", "question_lang",
-                                                 "id"])
-        vectors = read_array(vectors_path, mmap_mode="r")
-        if vectors.ndim != 4 or vectors.shape[0] != len(index):
-            raise XmrcError(f"{vectors_path}: shape {vectors.shape} does not match {len(index)} rows of {index_path}")
-        if index.empty:
-            continue
-        key = index.iloc[0]
-        mine = members[(members["model"] == key["model"]) & (members["shots"] == key["shots"])
-                       & (members["prompt_format"] == key["prompt_format"])]
-        tables.append(similarity_table(vectors, index, mine))
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
+    table = similarity_of_runs(args.vectors, args.index, read_table(args.groups, required=MEMBER_COLUMNS))
     write_csv(table, args.out, float_format="%.6g")
     print(f"{args.out}: {len(table)} similarity ratios")
 
