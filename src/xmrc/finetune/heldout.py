@@ -16,7 +16,7 @@ from xmrc.io import read_table, write_parquet
 from xmrc.prompts import build_prompt_table
 from xmrc.scoring import score_table
 
-PARTS = ("prompts", "generations", "scores")
+OUTPUTS = ("prompts", "generations", "scores")
 
 
 @dataclass(frozen=True)
@@ -32,12 +32,12 @@ class HeldOutItems:
 def setting_paths(out_dir: str | Path, model_key: str, shots: int, prompt_format: str) -> dict[str, Path]:
     """{prompts,generations,scores}/<model>/<shots>shot-<format>.parquet under `out_dir`."""
     stem = f"{shots}shot-{prompt_format}.parquet"
-    return {part: Path(out_dir) / part / model_key / stem for part in PARTS}
+    return {output: Path(out_dir) / output / model_key / stem for output in OUTPUTS}
 
 
 def evaluate_heldout(registry: str | Path, model_key: str, weights: str | None, items: HeldOutItems,
                      settings: list[tuple[int, str]], out_dir: str | Path, *, backend: str = "auto",
-                     backend_settings: BackendSettings = BackendSettings(), max_new_tokens: int = 64,
+                     backend_settings: BackendSettings | None = None, max_new_tokens: int = 64,
                      chunk_size: int = 256, normalization: str = "mlqa") -> list[dict]:
     """Score `model_key` on `items` at each (shots, format) of `settings`; a setting whose scores exist is
     skipped. Returns, per setting evaluated, its paths and row counts."""
@@ -54,7 +54,7 @@ def evaluate_heldout(registry: str | Path, model_key: str, weights: str | None, 
                                      template, items.max_items, items.ids)
         write_parquet(prompts, paths["prompts"])
         if generator is None:  # loaded once, for the first setting that still needs generations
-            generator = open_backend(model, kind, backend_settings, weights)
+            generator = open_backend(model, kind, backend_settings or BackendSettings(), weights)
         generations = run_generation(read_table(paths["prompts"]), generator, paths["generations"],
                                      model=model.name, shots=shots, prompt_format=prompt_format,
                                      max_new_tokens=max_new_tokens, chunk_size=chunk_size, order="prefix")
