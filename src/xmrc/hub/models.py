@@ -84,6 +84,7 @@ def open_backend(model: Model, kind: str, settings: BackendSettings, weights: st
     machine's GPUs when no scheduler assigned them."""
     if settings.lora and kind != "vllm":
         raise XmrcError("--lora needs the vllm backend (LoRA adapters are served with LoRARequest)")
+    _gpus_of_this_job(model, kind)
     if kind == "api":
         return create_backend(kind, model=model.hub_id, provider=model.api_provider or "openai",
                               concurrency=settings.concurrency, max_retries=settings.max_retries,
@@ -92,7 +93,6 @@ def open_backend(model: Model, kind: str, settings: BackendSettings, weights: st
         weights, revision = read_stamp(snapshot)["path"], None
     else:
         weights, revision = check_weights(model, weights or model_weights(model)), model.revision
-    _lock_gpus(model)
     options = {"weights": weights, "revision": revision, "dtype": settings.dtype}
     if kind == "hf":
         options.update(batch_size=settings.batch_size, gpus=max(model.gpus, 1))
@@ -103,12 +103,13 @@ def open_backend(model: Model, kind: str, settings: BackendSettings, weights: st
     return create_backend(kind, **options)
 
 
-def _lock_gpus(model: Model) -> None:
+def _gpus_of_this_job(model: Model, kind: str) -> None:
+    """Under SLURM, log the GPUs it assigned; elsewhere a local backend locks free ones (xmrc.hub.gpus)."""
     if os.environ.get("SLURM_JOB_ID"):  # what the scheduler gave this job, for the log
         print(f"SLURM job {os.environ['SLURM_JOB_ID']}: GPUs "
               f"{os.environ.get('SLURM_JOB_GPUS') or os.environ.get('CUDA_VISIBLE_DEVICES') or 'none'}",
               file=sys.stderr)
         return
-    devices = claim_gpus(max(model.gpus, 0))
+    devices = claim_gpus(max(model.gpus, 0)) if kind != "api" else None
     if devices is not None:
         print(f"GPUs {','.join(map(str, devices))} locked for this job", file=sys.stderr)
