@@ -86,7 +86,7 @@ def main() -> None:
 
     from xmrc import data
     from xmrc.backends.hf import HFBackend, load_tokenizer
-    from xmrc.backends.packaged import convert_packaged_model
+    from xmrc.hub.packaged import convert_packaged_model
     from xmrc.config import Registry, model_weights
     from xmrc.errors.judge import LABELS, build_prompts
     from xmrc.errors.label_scoring import LabelScorer

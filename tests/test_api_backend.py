@@ -19,7 +19,7 @@ from helpers import ROOT
 from helpers.scale import ForkServer, prompt_table
 
 from xmrc.backends.api import APIBackend
-from xmrc.backends.server import make_server
+from xmrc.hub.server import make_server
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
 

@@ -16,7 +16,7 @@ import yaml
 from helpers import ROOT
 from helpers.scale import DEMONSTRATIONS
 
-from xmrc.backends.fetch import read_stamp
+from xmrc.hub.fetch import read_stamp
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
 
@@ -96,7 +96,7 @@ def test_cache_miss_offline_is_one_line(hub, tmp_path):
 
 
 def test_api_and_tiny_models_have_nothing_to_fetch(tmp_path):
-    from xmrc.backends.fetch import fetch_snapshot
+    from xmrc.hub.fetch import fetch_snapshot
 
     registry = Registry.load(ROOT / "config/models.yaml")
     for key in ("gpt-4o", "tiny-llama-chat"):

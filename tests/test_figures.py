@@ -4,9 +4,10 @@ import pytest
 
 pytest.importorskip("seaborn")
 
+from xmrc.cli import main  # noqa: E402
 from xmrc.exceptions import XmrcError  # noqa: E402
-from xmrc.figures import direction_matrix, f1_matrix, heatmap, means_chart, write_run_figures  # noqa: E402
-from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS  # noqa: E402
+from xmrc.figures import direction_matrix, f1_matrix, heatmap, means_chart  # noqa: E402
+from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS, table_scenarios  # noqa: E402
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -27,9 +28,28 @@ def assert_png(path, min_bytes=5_000):
     assert path.stat().st_size > min_bytes
 
 
-def test_write_run_figures_full_run(tmp_path):
+def run_figures(direction_scores, out_dir):
+    """What the workflow's report rules draw with `xmrc figures`: per shots setting, a heatmap of each scenario
+    the run's directions have and the means chart; returns the paths."""
+    scores_csv = out_dir / "direction_scores.csv"
+    direction_scores.to_csv(scores_csv, index=False)
+    scenarios = table_scenarios(zip(direction_scores["context_lang"], direction_scores["question_lang"]))
+    paths = []
+    for shots in sorted(direction_scores["shots"].unique()):
+        figures = [(["--kind", "heatmap", "--scenario", scenario], f"heatmap_f1_{shots}shot_{scenario}.png")
+                   for scenario in scenarios] + [(["--kind", "means"], f"means_{shots}shot.png")]
+        for options, name in figures:
+            paths.append(out_dir / name)
+            code = main(["figures", "--direction-scores", str(scores_csv), "--shots", str(shots), *options,
+                         "--out", str(paths[-1])])
+            if code:
+                return code
+    return paths
+
+
+def test_run_figures_full_run(tmp_path):
     models = [f"Model-Name-{i}-Instruct-8B" for i in range(18)]
-    paths = write_run_figures(synthetic_scores(models), tmp_path)
+    paths = run_figures(synthetic_scores(models), tmp_path)
     assert sorted(p.name for p in paths) == sorted(
         name for s in (0, 2)
         for name in (f"heatmap_f1_{s}shot_en-x.png", f"heatmap_f1_{s}shot_x-x.png", f"means_{s}shot.png")
@@ -39,7 +59,7 @@ def test_write_run_figures_full_run(tmp_path):
 
 
 def test_single_model_single_format(tmp_path):
-    paths = write_run_figures(synthetic_scores(["Only"], shots=(2,), formats=("v1",)), tmp_path)
+    paths = run_figures(synthetic_scores(["Only"], shots=(2,), formats=("v1",)), tmp_path)
     assert [p.name for p in paths] == ["heatmap_f1_2shot_en-x.png", "heatmap_f1_2shot_x-x.png", "means_2shot.png"]
     for path in paths:
         assert_png(path)
@@ -54,9 +74,9 @@ def test_nan_cells_and_missing_directions(tmp_path):
     assert_png(means_chart(ds, 0, tmp_path / "m.png"))
 
 
-def test_missing_column_is_reported(tmp_path):
-    with pytest.raises(XmrcError, match="prompt_format"):
-        write_run_figures(synthetic_scores(["A"]).drop(columns=["prompt_format"]), tmp_path)
+def test_missing_column_is_reported(tmp_path, capsys):
+    assert run_figures(synthetic_scores(["A"]).drop(columns=["prompt_format"]), tmp_path) == 2
+    assert "prompt_format" in capsys.readouterr().err
 
 
 def test_context_question_matrix_of_one_model_and_setting(tmp_path):

@@ -4,7 +4,6 @@ agree in every cell, a changed number shows as its difference, a run without a p
 from pathlib import Path
 
 import pandas as pd
-import pytest
 import yaml
 from helpers import ROOT
 from helpers.workflow import assert_one_line_error, xmrc

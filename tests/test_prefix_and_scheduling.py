@@ -11,7 +11,7 @@ import pytest
 from helpers import ROOT
 from helpers.scale import prompt_table
 
-from xmrc.backends import scheduling
+from xmrc.hub import scheduling
 from xmrc.backends.prefix import common_prefix_length, prefix_order, shared_prefix_share
 from xmrc.config import Registry, load_config
 
@@ -110,7 +110,7 @@ def test_cli_prefix_stats(tmp_path, tiny_models):
 def test_gpu_claims_do_not_overlap_and_respect_an_existing_allocation(tmp_path):
     import multiprocessing
 
-    from xmrc.backends.gpus import claim_gpus
+    from xmrc.hub.gpus import claim_gpus
 
     first: dict = {}
     assert claim_gpus(2, total=3, lock_dir=tmp_path, environ=first) == [0, 1]

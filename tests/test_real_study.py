@@ -118,7 +118,7 @@ def test_a_tokenizer_that_does_not_round_trip_under_vllm_stops_the_run_naming_it
     """The failure the issue found: GGUF loading leaves `tokenizer_class: LlamaTokenizer` and a `tokenizer.model`
     (a copy of the GGUF); transformers 5 (the vLLM environment) then tokenises SmolLM2 with other ids. Placed as
     the converted model of a checkout, the workflow's check stops the run before any vLLM job."""
-    from xmrc.backends.packaged import locate_gguf
+    from xmrc.hub.packaged import locate_gguf
     from xmrc.config import Registry
 
     checkout = copy_workflow(tmp_path / "checkout")

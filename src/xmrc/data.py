@@ -174,6 +174,11 @@ def describe(problems: list[Problem], kind: str, limit: int = 5) -> str:
     return f"{len(chosen)} {kind.replace('_', ' ')}: {shown}{more}"
 
 
+def problems_table(problems: list[Problem]) -> pd.DataFrame:
+    """The problems report of the data command (CSV): id, lang, kind, detail."""
+    return pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
+
+
 def prepare(table: pd.DataFrame, languages: Iterable[str], dataset: Dataset | None = None,
             split: str | None = None) -> tuple[pd.DataFrame, list[Problem]]:
     """Validated table in the given language order. Duplicate ids are fatal, and so are non-parallel ids of a

@@ -15,6 +15,8 @@ from typing import Iterable
 import pandas as pd
 
 from xmrc.exceptions import XmrcError
+from xmrc.io import read_yaml
+from xmrc.validation import validate
 
 # The checkout's registry: rules pass config key `datasets`; commands run by hand find it here by default.
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "config" / "datasets.yaml"
@@ -55,8 +57,6 @@ class Dataset:
 
 
 def load_registry(path: str | Path = DEFAULT_REGISTRY) -> dict[str, Dataset]:
-    from xmrc.config import read_yaml, validate
-
     entries = validate(read_yaml(path), "datasets.schema.yaml", str(path))
     return {key: Dataset(key, e["name"], e["hub_id"], e["hub_config"], e["splits"]["evaluation"],
                          e["splits"]["demonstrations"], dict(e["local_files"]), tuple(e["languages"]),

@@ -1,6 +1,6 @@
 """Figures of a run, drawn from direction scores (PNG).
 
-Files written by `write_run_figures`, per shots setting:
+Files the workflow draws with these functions (`xmrc figures`), per shots setting:
   heatmap_f1_{shots}shot_{scenario}.png   F1 per model x direction (scenario en-x or x-x),
                                           each model with its better prompt format
   means_{shots}shot.png                   mean en-x vs mean x-x F1 per model (grouped bars)
@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
-from xmrc.tables import (DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, SCENARIOS, language_table, require_columns,
+from xmrc.tables import (DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, require_columns,
                          summary_table)
 
 DPI = 150
@@ -138,18 +138,3 @@ def direction_matrix(direction_scores: pd.DataFrame, model: str, shots: int, pro
     ax.set_ylabel("context language (answer language)")
     ax.set_title(f"F1, {model}, {shots}-shot {prompt_format}")
     return _save(fig, path)
-
-
-def write_run_figures(direction_scores: pd.DataFrame, out_dir: str | Path) -> list[Path]:
-    """All figures of a run (file names in the module docstring); returns the paths written.
-    A scenario with no direction in the run gets no heatmap."""
-    require_columns(direction_scores, DIRECTION_COLUMNS)
-    out_dir = Path(out_dir)
-    paths: list[Path] = []
-    for shots in sorted(direction_scores["shots"].dropna().unique()):
-        shots = int(shots)
-        for scenario in SCENARIOS:
-            if language_table(direction_scores, scenario, "f1", shots).shape[1]:
-                paths.append(heatmap(direction_scores, scenario, shots, out_dir / f"heatmap_f1_{shots}shot_{scenario}.png"))
-        paths.append(means_chart(direction_scores, shots, out_dir / f"means_{shots}shot.png"))
-    return paths

@@ -17,7 +17,6 @@ matched by id: the paired bootstrap of two sides resamples the ids both sides we
 """
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -246,46 +245,3 @@ def read_intervals(path: str | Path) -> pd.DataFrame:
         raise XmrcError(f"{path}: file not found") from None
     tables.require_columns(frame, INTERVAL_COLUMNS, f"{path}")
     return frame
-
-
-# --- command line (registered by xmrc.cli) ---
-
-def cmd_intervals(args) -> None:
-    from xmrc.cli import _read_parquet
-    from xmrc.config import Registry
-
-    registry = Registry.load(args.registry)
-    pairs = model_pairs(registry.get(key) for key in args.models)
-    settings = BootstrapSettings(args.resamples, args.confidence, args.seed)
-    paths = write_intervals(_read_parquet(args.item_scores), pairs, settings, args.out_dir,
-                            args.format_criterion, args.markdown)
-    print(f"{args.out_dir}: {len(paths)} interval tables ({settings.resamples} resamples, "
-          f"{settings.confidence:.0%} intervals, seed {settings.seed})")
-
-
-def cmd_intervals_figure(args) -> None:
-    from xmrc.figures import interval_chart
-
-    path = interval_chart(read_intervals(args.intervals), args.shots, args.out)
-    print(f"{path}: F1 with bootstrap intervals, {args.shots}-shot")
-
-
-def register(command) -> None:
-    from xmrc.cli import format_criterion
-
-    p = command("intervals", cmd_intervals,
-                "bootstrap intervals of F1/EM per direction and paired differences of compared models/settings")
-    p.add_argument("--item-scores", required=True, help="results/<run>/tables/item_scores.parquet")
-    p.add_argument("--registry", required=True, help="model registry YAML (which models a table compares)")
-    p.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="the run's models (keys or names)")
-    p.add_argument("--resamples", type=int, default=1000)
-    p.add_argument("--confidence", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--markdown", action=argparse.BooleanOptionalAction, default=True)
-    format_criterion(p)
-    p.add_argument("--out-dir", required=True)
-
-    p = command("intervals-figure", cmd_intervals_figure, "F1 per direction with bootstrap error bars (PNG)")
-    p.add_argument("--intervals", required=True, help="direction_intervals.csv")
-    p.add_argument("--shots", type=int, required=True)
-    p.add_argument("--out", required=True)

@@ -16,12 +16,13 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import yaml
 
 from xmrc.exceptions import XmrcError
 
@@ -56,9 +57,9 @@ def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str
     return frame
 
 
-def read_array(path: str | Path) -> np.ndarray:
+def read_array(path: str | Path, mmap_mode: str | None = None) -> np.ndarray:
     try:
-        return np.load(path, allow_pickle=False)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except FileNotFoundError:
         raise XmrcError(f"{path}: file not found") from None
     except (OSError, ValueError) as error:
@@ -72,6 +73,17 @@ def read_json(path: str | Path):
         raise XmrcError(f"{path}: file not found") from None
     except (OSError, ValueError) as error:
         raise XmrcError(f"{path}: not readable JSON ({type(error).__name__})") from None
+
+
+def read_yaml(path: str | Path) -> Any:
+    try:
+        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: file not found") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark else ""
+        raise XmrcError(f"{path}: not valid YAML{where}") from None
 
 
 # --- writing ---

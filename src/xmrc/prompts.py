@@ -10,11 +10,13 @@ task_description, demonstrations (the whole demonstration block), context and qu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
 from xmrc import LANGUAGE_NAMES
+from xmrc.dataset_registry import direction_items
 from xmrc.exceptions import XmrcError
 
 PARTS = ("task_description", "demonstrations", "context", "question")
@@ -104,6 +106,8 @@ def build_body(test: Example, demonstrations: Iterable[Example], prompt_format: 
 
 
 ChatTemplate = Callable[[str], str]
+# An API applies its own chat template to the user message: the prompt goes as it is, marked templated.
+API_CHAT_TEMPLATE: ChatTemplate = str
 
 
 def apply_template(body: Prompt, chat_template: ChatTemplate | None) -> Prompt:
@@ -182,6 +186,7 @@ def check_shots(shots: int, demonstration_ids: list[str]) -> None:
                         f"{len(demonstration_ids)} given")
 
 
+DATA_COLUMNS = ["id", "lang", "context", "question", "answer_text"]  # what prompts read of a data table
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"] + [
     f"{part}_{edge}" for part in PARTS for edge in ("start", "end")]
 
@@ -215,8 +220,6 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
     wanted = set(ids) if ids is not None else None
     if alignment == "by_direction":
-        from xmrc.dataset_registry import direction_items
-
         demo_by_lang = by_lang if demonstration_table is None else {
             lang: rows.set_index("id") for lang, rows in demonstration_table.groupby("lang", sort=False)}
         direction_select = direction_items(by_lang, demo_by_lang, demonstration_ids, shots, wanted, max_items)
@@ -245,6 +248,14 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
                 start, end = prompt.spans.get(part, (-1, -1))
                 record[f"{part}_start"], record[f"{part}_end"] = start, end
             yield record
+
+
+def read_ids(path: str | Path) -> list[str]:
+    """Item ids, one per line (e.g. the held-out articles' items written by finetune-split)."""
+    try:
+        return Path(path).read_text(encoding="utf-8").split()
+    except FileNotFoundError:
+        raise XmrcError(f"{path}: id file not found") from None
 
 
 def build_prompt_table(*args, **kwargs) -> pd.DataFrame:

@@ -55,7 +55,9 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["LANGUAGES", "NORMALIZATIONS", "exact_match", "f1", "score_pairs"]
+import pandas as pd
+
+__all__ = ["LANGUAGES", "NORMALIZATIONS", "exact_match", "f1", "score_pairs", "score_table"]
 
 LANGUAGES = ("en", "de", "es", "vi", "zh", "hi", "ar", "el", "ro", "ru", "th", "tr")
 NORMALIZATIONS = ("mlqa", "squad")
@@ -173,3 +175,20 @@ def score_pairs(
     tokens = functools.lru_cache(maxsize=None)(_normalizer(normalization, lang).tokens)
     scores = [_score(p, g, tokens) for p, g in zip(predictions, golds)]
     return [em for em, _ in scores], [f for _, f in scores]
+
+
+GENERATION_COLUMNS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang", "answer_lang", "gold",
+                      "prediction"]
+SCORE_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1"]
+
+
+def score_table(generations: pd.DataFrame, normalization: str = "mlqa") -> pd.DataFrame:
+    """SCORE_COLUMNS of a generation table (GENERATION_COLUMNS): each prediction scored against its gold in
+    the language of its answer, rows in the table's order."""
+    frames = []
+    for lang, group in generations.groupby("answer_lang", sort=False):
+        em, f1 = score_pairs(group["prediction"].tolist(), group["gold"].tolist(), lang=lang,
+                             normalization=normalization)
+        frames.append(group.assign(em=em, f1=f1))
+    scored = pd.concat(frames).sort_index() if frames else generations.assign(em=[], f1=[])
+    return scored[SCORE_COLUMNS]

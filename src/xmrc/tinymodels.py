@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+import pandas as pd
+
 from xmrc.exceptions import XmrcError
 
 ARCHITECTURES = ("llama", "qwen2", "mistral", "gemma2")
@@ -237,3 +239,13 @@ def build_from_spec(spec: dict, texts: Iterable[str], out_dir) -> Path:
         spec["architecture"], bool(spec.get("chat", False)), texts, out_dir,
         seed=int(spec.get("seed", 0)), vocab_size=int(spec.get("vocab_size", 2048)),
     )
+
+
+def build_registry_model(model, table: pd.DataFrame, out_dir) -> dict:
+    """The tiny model of a registry entry (xmrc.config.Model, source: tiny), its tokenizer trained on the
+    contexts and questions of a data table; returns the spec it was built from."""
+    if model.source != "tiny":
+        raise XmrcError(f"model '{model.key}' is not a tiny model (source: {model.source})")
+    spec = dict(model.tiny, chat=model.mode == "chat")
+    build_from_spec(spec, list(pd.unique(table["context"])) + table["question"].tolist(), Path(out_dir))
+    return spec

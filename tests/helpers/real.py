@@ -35,7 +35,7 @@ def run_in_vllm_env(*args, timeout: int = 900, **kwargs) -> subprocess.Completed
 
 def convert_real_model(out: Path) -> Path:
     """Convert the packaged GGUF once (about 25 s) into `out` through the CLI, as the workflow's rule does."""
-    from xmrc.backends.packaged import convert_packaged_model
+    from xmrc.hub.packaged import convert_packaged_model
     from xmrc.config import Registry
 
     convert_packaged_model(Registry.load(REGISTRY).get(REAL_MODEL), out)

@@ -11,7 +11,7 @@ shell.prefix(f'export PYTHONPATH="{SRC}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 from xmrc import __version__ as XMRC_VERSION
 from xmrc import report_tables
-from xmrc.backends import scheduling
+from xmrc.hub import scheduling
 from xmrc.generation import CODE_VERSION as GENERATION_CODE
 from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
 from xmrc.prompts import PAPER_SCENARIOS

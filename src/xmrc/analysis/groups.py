@@ -81,3 +81,16 @@ def sample_groups(items: pd.DataFrame, model_key: str, model_name: str, shots: i
         members += [dict(key, id=item, fallback=fallback) for item in chosen]
         sizes.append(dict(key, eligible=len(eligible), selected=len(chosen), fallback=fallback))
     return (pd.DataFrame(members, columns=GROUP_COLUMNS), pd.DataFrame(sizes, columns=SIZE_COLUMNS))
+
+
+def sample_models(items: pd.DataFrame, models: Iterable, shots: int, prompt_formats: Iterable[str],
+                  languages: Iterable[str], groups: Iterable[str] = GROUPS, cap: int | None = None,
+                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """sample_groups of every model (xmrc.config.Model) in every prompt format, as one (members, sizes)."""
+    members, sizes = [], []
+    for model in models:
+        for prompt_format in prompt_formats:
+            m, s = sample_groups(items, model.key, model.name, shots, prompt_format, languages, groups, cap, seed)
+            members.append(m)
+            sizes.append(s)
+    return pd.concat(members, ignore_index=True), pd.concat(sizes, ignore_index=True)

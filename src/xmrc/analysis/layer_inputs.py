@@ -157,3 +157,12 @@ def _with_outputs(rows: pd.DataFrame, generations: pd.DataFrame, path: str) -> p
         raise XmrcError(f"{path}: no generation for {len(lost)} prompt(s), e.g. item {first['id']} "
                         f"({first['context_lang']}-{first['question_lang']})")
     return joined.drop(columns="_merge")
+
+
+def group_ids(members: pd.DataFrame, model_key: str, shots: int, prompt_format: str, path: str) -> list[str]:
+    """The ids of the sample groups (`members`, from layer-groups at `path`) of one model and setting, in order."""
+    mine = members[(members["model"] == model_key) & (members["shots"] == shots)
+                   & (members["prompt_format"] == prompt_format)]
+    if mine.empty:
+        raise XmrcError(f"{path}: no sample group rows for model '{model_key}', {shots}-shot {prompt_format}")
+    return list(dict.fromkeys(mine["id"]))

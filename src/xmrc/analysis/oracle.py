@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from xmrc.exceptions import XmrcError
 from xmrc.extract import _LABEL, extract_answer
 
 # --- The target: generated token ids and where the answer starts in them ------------------------------
@@ -244,8 +245,6 @@ def create_evaluator(implementation: str, model, tokenizer, batch_size: int = 16
         return BatchedAblation(model, tokenizer, batch_size)
     if implementation == "captum":
         return CaptumAblation(model, tokenizer)
-    from xmrc.exceptions import XmrcError
-
     raise XmrcError(f"unknown oracle implementation '{implementation}' (expected batched or captum)")
 
 

@@ -43,6 +43,7 @@ the attribution example figure), one row per input token of every direction of t
 
 from __future__ import annotations
 
+import importlib
 import contextlib
 import sys
 from dataclasses import dataclass
@@ -86,7 +87,6 @@ def lxt_rules(model) -> dict:
 
 def check_lxt_support(weights: str, revision: str | None = None) -> None:
     """Fail before loading any weights when the checkpoint's architecture has no LXT rules."""
-    import importlib
 
     from transformers import AutoConfig
 

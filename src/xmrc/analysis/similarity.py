@@ -11,6 +11,10 @@ the sample's content across languages rather than only "this is language x".
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
+
+from xmrc.exceptions import XmrcError
+from xmrc.io import read_array, read_table
 
 # Norms below this count as zero vectors: their cosine is undefined.
 _EPS = 1e-12
@@ -69,8 +73,6 @@ def similarity_table(vectors: np.ndarray, index, members, parts=("question", "co
     (`xmrc.analysis.groups`). Items missing in either run, or whose vectors of a part are NaN in either (the
     last token of an empty answer, `xmrc.analysis.hidden_states`), are left out; k is the number used.
     """
-    import pandas as pd
-
     rows = {(q, i): r for r, (c, q, i) in enumerate(zip(index["context_lang"], index["question_lang"], index["id"]))
             if c == "en"}
     depth = vectors.shape[1] - 1
@@ -98,3 +100,26 @@ def similarity_table(vectors: np.ndarray, index, members, parts=("question", "co
                                         relative_depth=layer / depth if depth else 0.0,
                                         ratio=float(ratios[layer]), k=k))
     return pd.DataFrame(records, columns=SIMILARITY_COLUMNS)
+
+
+INDEX_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+
+
+def similarity_of_runs(vector_files: list[str], index_files: list[str], members: pd.DataFrame) -> pd.DataFrame:
+    """similarity_table of each (vectors, index) file pair of layer-hidden, against its model's and setting's
+    groups in `members`, as one table."""
+    if len(vector_files) != len(index_files):
+        raise XmrcError("--vectors and --index must name the same number of files, in the same order")
+    tables = []
+    for vectors_path, index_path in zip(vector_files, index_files):
+        index = read_table(index_path, required=INDEX_COLUMNS)
+        vectors = read_array(vectors_path, mmap_mode="r")  # one part and layer at a time reaches memory
+        if vectors.ndim != 4 or vectors.shape[0] != len(index):
+            raise XmrcError(f"{vectors_path}: shape {vectors.shape} does not match {len(index)} rows of {index_path}")
+        if index.empty:
+            continue
+        key = index.iloc[0]
+        mine = members[(members["model"] == key["model"]) & (members["shots"] == key["shots"])
+                       & (members["prompt_format"] == key["prompt_format"])]
+        tables.append(similarity_table(vectors, index, mine))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -4,11 +4,12 @@ order. Backends know nothing about prompts' meaning, extraction or scoring.
 - `hf`: transformers on CPU or GPU (`xmrc.backends.hf`).
 - `vllm`: vLLM offline engine, tensor parallel, prefix caching, LoRA (`xmrc.backends.vllm`; GPU only).
 - `api`: OpenAI-compatible chat completions (`xmrc.backends.api`: GPT-3.5/4o, DeepSeek-V3).
-Imports are lazy: choosing one backend never imports another's heavy dependencies.
+hf and vllm are imported when chosen: choosing one backend never imports another's heavy dependencies.
 """
 
 from __future__ import annotations
 
+from xmrc.backends.api import APIBackend
 from xmrc.backends.base import Backend, Generation
 from xmrc.exceptions import XmrcError
 
@@ -25,7 +26,6 @@ def create_backend(kind: str, **options) -> Backend:
         from xmrc.backends.vllm import VLLMBackend
         return VLLMBackend(**options)
     if kind == "api":
-        from xmrc.backends.api import APIBackend
         return APIBackend(**options)
     raise XmrcError(f"backend '{kind}' is not available (available: {', '.join(BACKENDS)})")
 

@@ -19,7 +19,9 @@ without vLLM; `vllm` itself is imported only when an engine is built (envs/vllm.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 from typing import Callable, Sequence
 
 from xmrc.backends.base import Generation
@@ -82,9 +84,6 @@ def sampling_settings(max_tokens: int) -> dict:
 
 def adapter_rank(adapter: str, default: int = 16) -> int:
     """The engine's `max_lora_rank` for an adapter: its own rank `r` (adapter_config.json), at least 8."""
-    import json
-    from pathlib import Path
-
     try:
         rank = int(json.loads((Path(adapter) / "adapter_config.json").read_text())["r"])
     except FileNotFoundError:

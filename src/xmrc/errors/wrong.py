@@ -17,7 +17,7 @@ import pandas as pd
 
 from xmrc.errors import KEYS
 from xmrc.exceptions import XmrcError
-from xmrc.tables import DEFAULT_FORMAT_CRITERION, SCENARIOS
+from xmrc.tables import DEFAULT_FORMAT_CRITERION, SCENARIOS, summary_table
 
 WRONG_COLUMNS = KEYS + ["answer_lang", "question", "gold", "raw_output", "prediction", "em", "f1", "rule_blank"]
 COUNT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "n_items", "n_wrong"]
@@ -26,8 +26,6 @@ METRICS = ("em", "f1")
 
 def chosen_formats(direction_scores: pd.DataFrame, shots: int, criterion: str = DEFAULT_FORMAT_CRITERION) -> dict[str, str]:
     """model name -> the prompt format chosen by `criterion` at `shots` (the tables' choice)."""
-    from xmrc.tables import summary_table
-
     return summary_table(direction_scores, shots, criterion)["prompt_format"].to_dict()
 
 

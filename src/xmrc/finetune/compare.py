@@ -18,7 +18,9 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc import tables
+from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
+from xmrc.finetune import finetuned_model
 
 
 def restrict_to_shared_items(items: pd.DataFrame, base: str, tuned: str) -> pd.DataFrame:
@@ -59,6 +61,25 @@ def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int,
             out[scenario] = pd.concat([wide, delta.to_frame().T])
             out[scenario].index.name = "model"
     return out
+
+
+def comparison_pairs(items: pd.DataFrame, heldout: pd.DataFrame, registry: Registry,
+                     tuned: list[str]) -> list[tuple[str, str, pd.DataFrame]]:
+    """(base name, tuned name, their item scores) of each tuned model's key: the run's items of both, except for a
+    question-translation model, whose base was scored on the held-out articles (`heldout`) by the finetune
+    stage's own rules."""
+    pairs = []
+    for key in tuned:
+        model = finetuned_model(registry, key)
+        base = registry.get(model.finetune["base"]).name
+        if model.finetune["dataset"] == "question_translation":
+            if base not in set(heldout["model"]):
+                raise XmrcError(f"no held-out scores of {base!r} for {model.name!r} (--heldout-scores)")
+            pair_items = pd.concat([items[items["model"] == model.name], heldout[heldout["model"] == base]])
+        else:
+            pair_items = items[items["model"].isin([base, model.name])]
+        pairs.append((base, model.name, pair_items))
+    return pairs
 
 
 def write_comparison(pairs: list[tuple[str, str, pd.DataFrame]], shots_settings: list[int],

@@ -60,14 +60,6 @@ def held_out_ids(table: pd.DataFrame, split: pd.DataFrame, demonstration_ids: li
             if title in eval_titles and item not in set(demonstration_ids)]
 
 
-def read_ids(path: str | Path) -> list[str]:
-    path = Path(path)
-    try:
-        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    except FileNotFoundError:
-        raise XmrcError(f"{path}: id file not found") from None
-
-
 def instruction_messages(source_text: str, target_text: str, target_lang: str,
                          instruction: str = DEFAULT_INSTRUCTION) -> list[dict]:
     prompt = instruction.format(target=LANGUAGE_NAMES.get(target_lang, target_lang), question=source_text)

@@ -16,11 +16,14 @@ import re
 import shutil
 import subprocess
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
 
+from xmrc.io import read_yaml
 from xmrc.exceptions import XmrcError
+from xmrc.finetune.lfconfig import export_config
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 FINISHED = "train_results.json"  # written by LLaMA-Factory after the last step and the final save
@@ -77,8 +80,6 @@ def _run(command: list[str], env: dict, what: str) -> None:
 
 
 def _read_yaml(path: str | Path) -> dict:
-    from xmrc.config import read_yaml
-
     data = read_yaml(path)
     if not isinstance(data, dict) or "output_dir" not in data:
         raise XmrcError(f"{path}: not a LLaMA-Factory train config (no output_dir)")
@@ -125,8 +126,6 @@ def finalize(train_config: str | Path, out: str | Path, cli: str | None = None, 
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     if config["finetuning_type"] == "lora":
-        from xmrc.finetune.lfconfig import export_config
-
         export = export_config(config, config["model_name_or_path"], output_dir, partial)
         run_path = output_dir / "xmrc_export.yaml"
         run_path.write_text(yaml.safe_dump(export, sort_keys=False), encoding="utf-8")
@@ -154,8 +153,6 @@ def finalize(train_config: str | Path, out: str | Path, cli: str | None = None, 
 
 
 def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
     try:
         return version(package)
     except PackageNotFoundError:

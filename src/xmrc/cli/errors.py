@@ -1,7 +1,4 @@
-"""CLI of the error stage: wrong-answers -> detect-language, judge -> error-tables -> error-figure.
-
-Imports here stay cheap (pandas only); torch, transformers, Lingua and vLLM load inside the commands.
-"""
+"""Commands of the error stage: wrong-answers -> detect-language, judge -> error-tables -> error-figure."""
 
 from __future__ import annotations
 
@@ -9,63 +6,45 @@ from pathlib import Path
 
 import pandas as pd
 
-from xmrc.config import DIRECTORY_SOURCES
+from xmrc.cli import args as shared
+from xmrc.errors import KEYS, wrong
+from xmrc.errors.judge import run_judge
+from xmrc.errors.language import build_detector, language_errors
+from xmrc.errors.rates import error_rates, item_types, write_error_tables
 from xmrc.exceptions import XmrcError
-
-
-def _read_parquet(path: str, columns: list[str]) -> pd.DataFrame:
-    from xmrc.cli import _read_parquet as read
-    from xmrc.cli import _require_columns
-
-    frame = read(path)
-    _require_columns(frame, columns, path)
-    return frame
-
-
-def _read_csv(path: str, columns: list[str]) -> pd.DataFrame:
-    from xmrc.cli import _read_csv as read
-    from xmrc.cli import _require_columns
-
-    frame = read(path)
-    _require_columns(frame, columns, path)
-    return frame
+from xmrc.hub.models import local_model_and_weights
+from xmrc.io import read_table, write_csv, write_parquet
+from xmrc.prompts import hf_chat_template
+from xmrc.jobs import job_settings
 
 
 def cmd_wrong_answers(args) -> None:
-    from xmrc.errors import KEYS, wrong
-    from xmrc.io import write_parquet
-
     if len(args.generations) != len(args.scores):
         raise XmrcError(f"{len(args.generations)} generation file(s) but {len(args.scores)} score file(s)")
-    generations = pd.concat([_read_parquet(p, KEYS + ["answer_lang", "gold", "raw_output", "prediction"])
+    generations = pd.concat([read_table(p, required=KEYS + ["answer_lang", "gold", "raw_output", "prediction"])
                              for p in args.generations], ignore_index=True)
-    scores = pd.concat([_read_parquet(p, KEYS + ["em", "f1"]) for p in args.scores], ignore_index=True)
-    questions = _read_parquet(args.data, ["id", "lang", "question"])
+    scores = pd.concat([read_table(p, required=KEYS + ["em", "f1"]) for p in args.scores], ignore_index=True)
+    questions = read_table(args.data, required=["id", "lang", "question"])
     if args.prompt_format == "best":
         if not args.direction_scores:
             raise XmrcError("--direction-scores is required with --prompt-format best")
-        formats = wrong.chosen_formats(_read_csv(args.direction_scores, ["model", "shots", "prompt_format",
-                                                                         "context_lang", "question_lang", "f1"]),
-                                       args.shots, args.format_criterion)
+        direction_scores = read_table(args.direction_scores, required=["model", "shots", "prompt_format",
+                                                                       "context_lang", "question_lang", "f1"])
+        formats = wrong.chosen_formats(direction_scores, args.shots, args.format_criterion)
     else:
         formats = args.prompt_format
     scored = wrong.scored_generations(generations, scores, questions)
     answers, counts = wrong.select(scored, args.shots, args.scenario, formats, args.metric, args.max_score)
-    write_parquet(answers, Path(args.out))
-    Path(args.out_counts).parent.mkdir(parents=True, exist_ok=True)
-    counts.to_csv(args.out_counts, index=False)
+    write_parquet(answers, args.out)
+    write_csv(counts, args.out_counts)
     print(f"{args.out}: {len(answers)} wrong answers ({args.metric} <= {args.max_score}) of "
           f"{int(counts['n_items'].sum())} items, {counts['model'].nunique()} model(s), {len(counts)} directions")
 
 
 def cmd_detect_language(args) -> None:
-    from xmrc.errors import KEYS
-    from xmrc.errors.language import build_detector, language_errors
-    from xmrc.io import write_parquet
-
-    answers = _read_parquet(args.wrong_answers, KEYS + ["gold", "prediction"])
+    answers = read_table(args.wrong_answers, required=KEYS + ["gold", "prediction"])
     result = language_errors(answers, build_detector(threads=args.threads))
-    write_parquet(result, Path(args.out))
+    write_parquet(result, args.out)
     print(f"{args.out}: {int(result['language_error'].sum())} language errors, "
           f"{int((result['prediction_lang'] == 'und').sum())} undecidable predictions in {len(result)} wrong answers")
 
@@ -75,26 +54,15 @@ def _judge_scorer(args, model, weights):
         from xmrc.errors.judge import VLLMJudge
 
         return VLLMJudge(weights, model.revision, args.dtype, gpus=model.gpus)
-    from xmrc.errors.label_scoring import LabelScorer
+    from xmrc.errors.label_scoring import LabelScorer  # torch and transformers
 
     return LabelScorer(weights, model.revision, args.dtype, args.batch_size, gpus=max(model.gpus, 1),
                        progress=False)  # run_judge shows progress per shard
 
 
 def cmd_judge(args) -> None:
-    from xmrc.config import Registry, model_weights
-    from xmrc.errors import KEYS
-    from xmrc.errors.judge import run_judge
-    from xmrc.jobs import job_settings
-    from xmrc.prompts import hf_chat_template
-
-    model = Registry.load(args.registry).get(args.model)
-    weights = args.weights or model_weights(model)
-    if model.backend != "local":
-        raise XmrcError(f"judge model '{model.key}' uses the {model.backend} backend; the judge needs local weights")
-    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
-        raise XmrcError(f"judge model '{model.key}': weights directory {weights} not found")
-    answers = _read_parquet(args.wrong_answers, KEYS + ["question", "raw_output"])
+    model, weights = local_model_and_weights(args.registry, args.model, args.weights, "the judge", role="judge model")
+    answers = read_table(args.wrong_answers, required=KEYS + ["question", "raw_output"])
     scorer = _judge_scorer(args, model, weights)
     chat_template = hf_chat_template(scorer.tokenizer) if model.chat_template else None
     result = run_judge(answers, scorer, Path(args.out), judge_name=model.name, chat_template=chat_template,
@@ -104,38 +72,30 @@ def cmd_judge(args) -> None:
 
 
 def cmd_error_tables(args) -> None:
-    from xmrc.errors import KEYS
-    from xmrc.errors.rates import error_rates, item_types, write_error_tables
-    from xmrc.errors.wrong import COUNT_COLUMNS, in_scenario
-    from xmrc.io import write_parquet
-
-    counts = _read_csv(args.counts, COUNT_COLUMNS)
-    answers = _read_parquet(args.wrong_answers, KEYS + ["rule_blank"])
-    language = _read_parquet(args.language, KEYS + ["prediction_lang", "intruding_lang", "language_error"])
-    judge = _read_parquet(args.judge, KEYS + ["verdict"])
+    counts = read_table(args.counts, required=wrong.COUNT_COLUMNS)
+    answers = read_table(args.wrong_answers, required=KEYS + ["rule_blank"])
+    language = read_table(args.language, required=KEYS + ["prediction_lang", "intruding_lang", "language_error"])
+    judge = read_table(args.judge, required=KEYS + ["verdict"])
     for frame in (answers, language, judge):
         frame["id"] = frame["id"].astype(str)
     rates = error_rates(counts, answers, language, judge, args.scenario)
     paths = write_error_tables(rates, args.shots, args.scenario, Path(args.out_dir), args.not_in_summary)
-    items = item_types(answers[in_scenario(answers, args.scenario)], language, judge)
-    write_parquet(items, Path(args.out_items))
+    items = item_types(answers[wrong.in_scenario(answers, args.scenario)], language, judge)
+    write_parquet(items, args.out_items)
     print(f"{args.out_dir}: {len(paths)} error tables for {args.shots}-shot {args.scenario}; {args.out_items}")
 
 
 def cmd_error_figure(args) -> None:
-    from xmrc.errors import KEYS
-    from xmrc.errors.figure import error_types_chart
+    from xmrc.errors.figure import error_types_chart  # matplotlib and seaborn
 
-    items = _read_parquet(args.items, KEYS + ["verdict", "language_error"])
+    items = read_table(args.items, required=KEYS + ["verdict", "language_error"])
     error_types_chart(items, f"Error types of wrong answers, {args.shots}-shot {args.scenario}", Path(args.out))
     print(f"{args.out}: error types of {len(items)} wrong answers")
 
 
 def register(command) -> None:
-    from xmrc.cli import format_criterion, not_in_summary, shots_count  # options shared with the tables command
-
     def setting(p):
-        p.add_argument("--shots", type=shots_count, required=True, metavar="K")
+        shared.shots(p)
         p.add_argument("--scenario", choices=["en-x", "x-x"], required=True)
 
     p = command("wrong-answers", cmd_wrong_answers, "select the wrong answers W of one shots setting and scenario")
@@ -146,7 +106,7 @@ def register(command) -> None:
     setting(p)
     p.add_argument("--prompt-format", choices=["best", "v1", "v2"], default="best",
                    help="best: each model's format chosen by --format-criterion, as in the tables")
-    format_criterion(p)
+    shared.format_criterion(p)
     p.add_argument("--metric", choices=["em", "f1"], default="em")
     p.add_argument("--max-score", type=float, default=0.0, help="an item is wrong when metric <= this (0-1)")
     p.add_argument("--out", required=True, help="wrong_answers.parquet")
@@ -159,12 +119,10 @@ def register(command) -> None:
 
     p = command("judge", cmd_judge, "LLM judge of generation failures over W (resumable)")
     p.add_argument("--wrong-answers", required=True)
-    p.add_argument("--registry", required=True)
-    p.add_argument("--model", required=True, help="judge: registry key or paper name")
-    p.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
+    shared.model(p)
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+    shared.dtype(p)
     p.add_argument("--chunk-size", type=int, default=512, help="answers per checkpoint shard")
     p.add_argument("--out", required=True)
 
@@ -174,7 +132,7 @@ def register(command) -> None:
     p.add_argument("--language", required=True)
     p.add_argument("--judge", required=True)
     setting(p)
-    not_in_summary(p)
+    shared.not_in_summary(p)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-items", required=True, help="typed wrong answers (Parquet), input of error-figure")
 

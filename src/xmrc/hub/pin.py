@@ -9,9 +9,11 @@ keeps it unless the stamp was fetched at another one, which is an error naming t
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
+from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
@@ -78,3 +80,28 @@ def pin_revisions(registry_text: str, stamps: dict[str, dict]) -> tuple[str, lis
             raise XmrcError(f"{stamp['path']}: model '{key}' is pinned to revision {value} in the registry, but "
                             f"its snapshot is commit {stamp['commit']}; fetch it again or edit the registry")
     return "\n".join(lines), changed
+
+
+def pin_registry(registry: str | Path, stamp_dir: str | Path, dry_run: bool = False) -> tuple[list[str], int]:
+    """Pin the registry file to the stamps in `stamp_dir` (unless `dry_run`); returns the keys it changed and
+    the number of stamps. The edit is written beside the registry and renamed over it only once it loads as
+    a valid registry."""
+    registry = Path(registry)
+    try:
+        text = registry.read_text(encoding="utf-8")
+    except OSError:
+        raise XmrcError(f"{registry}: file not found") from None
+    stamps = read_stamps(stamp_dir)
+    if not stamps:
+        raise XmrcError(f"{stamp_dir}: no fetch-model stamps (<model>.json); run the fetch_model rules first")
+    pinned, changed = pin_revisions(text, stamps)
+    if changed and not dry_run:
+        partial = registry.with_name(registry.name + ".partial")
+        partial.write_text(pinned, encoding="utf-8")
+        try:
+            Registry.load(partial)
+        except XmrcError:
+            partial.unlink()
+            raise
+        os.replace(partial, registry)
+    return changed, len(stamps)

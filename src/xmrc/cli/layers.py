@@ -1,71 +1,37 @@
-"""CLI of the layer-wise analysis: sample groups, AttnLRP relevance (MRD), pooled hidden states
-(similarity), their tables and figures. Imports stay cheap: torch, LXT and seaborn load inside commands."""
+"""Commands of the layer-wise analysis: sample groups, AttnLRP relevance (MRD), pooled hidden states
+(similarity), their tables and figures."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from xmrc import LANGUAGES
-from xmrc.config import DIRECTORY_SOURCES
+import pandas as pd
+
+from xmrc.analysis.attribution_example import draw
+from xmrc.analysis.groups import ITEM_COLUMNS, sample_models
+from xmrc.analysis.hidden_states import run_hidden_states
+from xmrc.analysis.layer_inputs import group_ids, load_model, prompt_rows
+from xmrc.analysis.mrd import group_mrd_table
+from xmrc.analysis.relevance import TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
+from xmrc.analysis.similarity import similarity_of_runs
+from xmrc.cli import args as shared
+from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
+from xmrc.hub.models import local_model_and_weights
+from xmrc.io import read_table, write_csv, write_parquet
+from xmrc.jobs import job_settings
 
 PART_CHOICES = ("question", "context", "last")
-
-
-def _read_parquet(path):
-    from xmrc.cli import _read_parquet as read
-
-    return read(path)
-
-
-def _read_csv(path):
-    from xmrc.cli import _read_csv as read
-
-    return read(path)
-
-
-def _require(frame, columns, path):
-    from xmrc.cli import _require_columns
-
-    _require_columns(frame, columns, path)
-
-
-def _write_parquet(frame, path):
-    from xmrc.io import write_parquet
-
-    write_parquet(frame, Path(path))
-
-
-def _write_csv(frame, path):
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(str(path) + ".partial")
-    frame.to_csv(partial, index=False, float_format="%.6g")
-    partial.replace(path)
+MEMBER_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"]
 
 
 def cmd_layer_groups(args) -> None:
-    import pandas as pd
-
-    from xmrc.analysis.groups import ITEM_COLUMNS, sample_groups
-    from xmrc.config import Registry
-
-    tables = []
-    for path in args.item_scores:
-        tables.append(_read_parquet(path))
-        _require(tables[-1], ITEM_COLUMNS, path)
-    items = pd.concat(tables, ignore_index=True)
+    items = pd.concat([read_table(path, required=ITEM_COLUMNS) for path in args.item_scores], ignore_index=True)
     registry = Registry.load(args.registry)
-    members, sizes = [], []
-    for key in args.models:
-        model = registry.get(key)
-        for fmt in args.formats:
-            m, s = sample_groups(items, model.key, model.name, args.shots, fmt, args.languages, args.groups,
-                                 args.cap, args.seed)
-            members.append(m)
-            sizes.append(s)
-    members, sizes = pd.concat(members, ignore_index=True), pd.concat(sizes, ignore_index=True)
-    _write_parquet(members, args.out_members)
-    _write_csv(sizes, args.out_sizes)
+    members, sizes = sample_models(items, [registry.get(key) for key in args.models], args.shots, args.formats,
+                                   args.languages, args.groups, args.cap, args.seed)
+    write_parquet(members, args.out_members)
+    write_csv(sizes, args.out_sizes, float_format="%.6g")
     for row in sizes.itertuples():
         note = " (fallback: all items)" if row.fallback else ""
         print(f"{row.model_name} {row.shots}-shot {row.prompt_format} {row.group}: {row.eligible} eligible, "
@@ -74,31 +40,15 @@ def cmd_layer_groups(args) -> None:
 
 def _model_job(args):
     """(model, weights, en-x prompt rows of the grouped items with the model's outputs) for one extraction job."""
-    from xmrc.analysis.layer_inputs import prompt_rows
-    from xmrc.config import Registry, model_weights
-
-    model = Registry.load(args.registry).get(args.model)
-    if model.backend != "local":
-        raise XmrcError(f"model '{model.key}' uses the {model.backend} backend: no weights to analyse")
-    weights = args.weights or model_weights(model)
-    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
-        raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
-    members = _read_parquet(args.groups)
-    _require(members, ["model", "shots", "prompt_format", "id"], args.groups)
-    mine = members[(members["model"] == model.key) & (members["shots"] == args.shots)
-                   & (members["prompt_format"] == args.format)]
-    if mine.empty:
-        raise XmrcError(f"{args.groups}: no sample group rows for model '{model.key}', {args.shots}-shot {args.format}")
-    rows = prompt_rows(_read_parquet(args.prompts), list(dict.fromkeys(mine["id"])), args.languages, args.prompts,
-                       _read_parquet(args.generations), args.generations)
+    model, weights = local_model_and_weights(args.registry, args.model, args.weights, "the layer analysis")
+    members = read_table(args.groups, required=["model", "shots", "prompt_format", "id"])
+    ids = group_ids(members, model.key, args.shots, args.format, args.groups)
+    rows = prompt_rows(read_table(args.prompts), ids, args.languages, args.prompts, read_table(args.generations),
+                       args.generations)
     return model, weights, rows
 
 
 def cmd_layer_relevance(args) -> None:
-    from xmrc.analysis.layer_inputs import load_model
-    from xmrc.analysis.relevance import check_lxt_support, lxt_rules, run_relevance
-    from xmrc.jobs import job_settings
-
     if args.examples < 0:
         raise XmrcError(f"--examples must be 0 or more, got {args.examples}")
     model, weights, rows = _model_job(args)
@@ -115,10 +65,6 @@ def cmd_layer_relevance(args) -> None:
 
 
 def cmd_layer_hidden(args) -> None:
-    from xmrc.analysis.hidden_states import run_hidden_states
-    from xmrc.analysis.layer_inputs import load_model
-    from xmrc.jobs import job_settings
-
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     count, shape = run_hidden_states(rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index),
@@ -130,57 +76,26 @@ def cmd_layer_hidden(args) -> None:
 
 
 def cmd_layer_mrd(args) -> None:
-    import pandas as pd
-
-    from xmrc.analysis.mrd import group_mrd_table
-
-    relevance = pd.concat([_read_parquet(path) for path in args.relevance], ignore_index=True)
-    members = _read_parquet(args.groups)
-    _require(members, ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"], args.groups)
-    table = group_mrd_table(relevance, members)
-    _write_csv(table, args.out)
+    relevance = pd.concat([read_table(path) for path in args.relevance], ignore_index=True)
+    table = group_mrd_table(relevance, read_table(args.groups, required=MEMBER_COLUMNS))
+    write_csv(table, args.out, float_format="%.6g")
     print(f"{args.out}: mean MRD of {len(table)} (model, group, language, part) cells")
 
 
 def cmd_layer_similarity(args) -> None:
-    import numpy as np
-    import pandas as pd
-
-    from xmrc.analysis.similarity import similarity_table
-
-    if len(args.vectors) != len(args.index):
-        raise XmrcError("--vectors and --index must name the same number of files, in the same order")
-    members = _read_parquet(args.groups)
-    _require(members, ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"], args.groups)
-    tables = []
-    for vectors_path, index_path in zip(args.vectors, args.index):
-        index = _read_parquet(index_path)
-        _require(index, ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"], index_path)
-        try:
-            vectors = np.load(vectors_path, mmap_mode="r")
-        except (OSError, ValueError) as error:
-            raise XmrcError(f"{vectors_path}: not a readable .npy array ({type(error).__name__})") from None
-        if vectors.ndim != 4 or vectors.shape[0] != len(index):
-            raise XmrcError(f"{vectors_path}: shape {vectors.shape} does not match {len(index)} rows of {index_path}")
-        if index.empty:
-            continue
-        key = index.iloc[0]
-        mine = members[(members["model"] == key["model"]) & (members["shots"] == key["shots"])
-                       & (members["prompt_format"] == key["prompt_format"])]
-        tables.append(similarity_table(vectors, index, mine))
-    table = pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
-    _write_csv(table, args.out)
+    table = similarity_of_runs(args.vectors, args.index, read_table(args.groups, required=MEMBER_COLUMNS))
+    write_csv(table, args.out, float_format="%.6g")
     print(f"{args.out}: {len(table)} similarity ratios")
 
 
 def cmd_layer_figures(args) -> None:
-    from xmrc.analysis import layer_figures
+    from xmrc.analysis import layer_figures  # matplotlib and seaborn
 
-    mrd, similarity = _read_csv(args.mrd), _read_csv(args.similarity)
-    sizes = _read_csv(args.sizes)
-    _require(mrd, ["model", "shots", "prompt_format", "group", "question_lang", "part", "mean_mrd"], args.mrd)
-    _require(similarity, ["model", "shots", "prompt_format", "group", "lang", "part", "relative_depth", "ratio"],
-             args.similarity)
+    mrd = read_table(args.mrd, required=["model", "shots", "prompt_format", "group", "question_lang", "part",
+                                         "mean_mrd"])
+    similarity = read_table(args.similarity, required=["model", "shots", "prompt_format", "group", "lang", "part",
+                                                       "relative_depth", "ratio"])
+    sizes = read_table(args.sizes)
     sizes = sizes[(sizes["model"] == args.model) & (sizes["shots"] == args.shots)
                   & (sizes["prompt_format"] == args.format)]
     setting = (args.model, args.shots, args.format)
@@ -192,19 +107,14 @@ def cmd_layer_figures(args) -> None:
 
 
 def cmd_layer_example_figure(args) -> None:
-    from xmrc.analysis.attribution_example import draw
-    from xmrc.analysis.relevance import TOKEN_COLUMNS
-
-    tokens = _read_parquet(args.tokens)
-    _require(tokens, TOKEN_COLUMNS, args.tokens)
-    draw(tokens, args.top, args.out)
+    draw(read_table(args.tokens, required=TOKEN_COLUMNS), args.top, args.out)
     print(f"{args.out}: attribution example, top {args.top} tokens per part")
 
 
 def cmd_layer_change_figures(args) -> None:
-    from xmrc.analysis import layer_figures
+    from xmrc.analysis import layer_figures  # matplotlib and seaborn
 
-    similarity = _read_csv(args.similarity)
+    similarity = read_table(args.similarity)
     for part in PART_CHOICES:
         layer_figures.similarity_change(similarity, args.models, args.shots, args.format, part,
                                         getattr(args, f"out_{part}"), args.group)
@@ -212,25 +122,13 @@ def cmd_layer_change_figures(args) -> None:
 
 
 def register(command) -> None:
-    from xmrc.cli import shots_count
-
-    def setting(p, formats=False):
-        p.add_argument("--shots", type=shots_count, required=True, metavar="K")
-        if formats:
-            p.add_argument("--formats", nargs="+", choices=["v1", "v2"], required=True)
-        else:
-            p.add_argument("--format", choices=["v1", "v2"], required=True)
-
-    def languages(p):
-        p.add_argument("--languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG")
-
     p = command("layer-groups", cmd_layer_groups, "balanced / en-superior sample groups from per-item F1")
     p.add_argument("--item-scores", nargs="+", required=True,
                    help="per-item score tables (the run's item_scores.parquet, score files of other models)")
     p.add_argument("--registry", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys or paper names")
-    setting(p, formats=True)
-    languages(p)
+    shared.setting(p, several_formats=True)
+    shared.languages(p)
     p.add_argument("--groups", nargs="+", choices=["balanced", "en-superior"], default=["balanced", "en-superior"])
     p.add_argument("--cap", type=int, help="at most this many items per group (seeded draw)")
     p.add_argument("--seed", type=int, default=0)
@@ -242,12 +140,10 @@ def register(command) -> None:
         p.add_argument("--generations", required=True,
                        help="the model's generations of the setting: where each answer starts")
         p.add_argument("--groups", required=True, help="groups.parquet of layer-groups")
-        p.add_argument("--registry", required=True)
-        p.add_argument("--model", required=True)
-        p.add_argument("--weights")
-        setting(p)
-        languages(p)
-        p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+        shared.model(p)
+        shared.setting(p)
+        shared.languages(p)
+        shared.dtype(p)
         p.add_argument("--batch-size", type=int, default=default_batch)
         p.add_argument("--chunk-size", type=int, default=64, help="prompts per checkpoint shard")
 
@@ -278,7 +174,7 @@ def register(command) -> None:
     p.add_argument("--similarity", required=True)
     p.add_argument("--sizes", required=True, help="group_sizes.csv of layer-groups")
     p.add_argument("--model", required=True, help="registry key")
-    setting(p)
+    shared.setting(p)
     for name in ("mrd-context-question", "mrd-task-demos", "similarity-question", "similarity-context",
                  "similarity-last"):
         p.add_argument(f"--out-{name}", required=True)
@@ -293,7 +189,7 @@ def register(command) -> None:
                 "similarity curves of a model series (base, instruct, tuned) and their change")
     p.add_argument("--similarity", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys, first = reference")
-    setting(p)
+    shared.setting(p)
     p.add_argument("--group", choices=["balanced", "en-superior"], default="balanced")
     for part in PART_CHOICES:
         p.add_argument(f"--out-{part}", required=True)

@@ -1,4 +1,5 @@
-"""CLI subcommands of the finetuning stage (registered by xmrc.cli). Heavy imports stay inside the functions."""
+"""Commands of the finetuning stage: training data, LLaMA-Factory config and training, the held-out evaluation
+of the bases, the base-vs-tuned comparison."""
 
 from __future__ import annotations
 
@@ -6,34 +7,20 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
+from xmrc.cli import args as shared
+from xmrc.config import Registry, model_weights
 from xmrc.exceptions import XmrcError
-
-
-def _write_parquet(frame, path: str) -> None:
-    from xmrc.io import write_parquet
-
-    write_parquet(frame, Path(path))
-
-
-def _read_parquet(path: str):
-    from xmrc.cli import _read_parquet as read
-
-    return read(path)
-
-
-def _finetuned_model(registry: str, key: str):
-    from xmrc.config import Registry
-
-    reg = Registry.load(registry)
-    model = reg.get(key)
-    if model.source != "finetune" or not model.finetune:
-        raise XmrcError(f"model '{model.key}' is not a finetuned model (needs source: finetune and a finetune block)")
-    return reg, model
+from xmrc.finetune import conversations, finetuned_model, lfconfig, pairs, training
+from xmrc.finetune.compare import comparison_figure, comparison_pairs, read_per_language, write_comparison
+from xmrc.finetune.heldout import HeldOutItems, evaluate_heldout
+from xmrc.hub.models import BackendSettings
+from xmrc.io import read_table, write_csv, write_parquet, write_text
+from xmrc.prompts import FORMATS, read_ids
 
 
 def cmd_tulu(args) -> None:
-    from xmrc.finetune import conversations
-
     if args.source == "local":
         if not args.local_file:
             raise XmrcError("--local-file is required with --source local")
@@ -43,9 +30,8 @@ def cmd_tulu(args) -> None:
     kept, problems = conversations.split_valid(records)
     total = len(kept) + len(problems)
     kept = conversations.subsample(kept, args.max_conversations, args.seed)
-    _write_parquet(kept, args.out)
-    Path(args.problems).parent.mkdir(parents=True, exist_ok=True)
-    problems.to_csv(args.problems, index=False)
+    write_parquet(kept, args.out)
+    write_csv(problems, args.problems)
     if len(problems):
         reasons = problems["reason"].str.replace(r"^turn \d+: ", "", regex=True).value_counts()
         detail = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
@@ -55,26 +41,19 @@ def cmd_tulu(args) -> None:
 
 
 def cmd_split(args) -> None:
-    from xmrc.finetune import pairs
-
     if not 0 < args.eval_fraction < 1:
         raise XmrcError(f"--eval-fraction: {args.eval_fraction} is not between 0 and 1")
-    table = _read_parquet(args.data)
+    table = read_table(args.data)
     split = pairs.split_articles(table, args.eval_fraction, args.seed, args.demonstrations)
     ids = pairs.held_out_ids(table, split, args.demonstrations)
-    Path(args.out_split).parent.mkdir(parents=True, exist_ok=True)
-    split.to_csv(args.out_split, index=False)
-    Path(args.out_ids).write_text("".join(f"{item}\n" for item in ids), encoding="utf-8")
+    write_csv(split, args.out_split)
+    write_text("".join(f"{item}\n" for item in ids), args.out_ids)
     counts = split["split"].value_counts()
     print(f"{args.out_split}: {counts.get('train', 0)} training and {counts.get('eval', 0)} held-out articles; "
           f"{len(ids)} held-out items in {args.out_ids}")
 
 
 def cmd_qt_pairs(args) -> None:
-    import pandas as pd
-
-    from xmrc.finetune import pairs
-
     instruction = args.instruction or pairs.DEFAULT_INSTRUCTION
     if "{question}" not in instruction:
         raise XmrcError("--instruction: the template needs a {question} placeholder")
@@ -84,25 +63,21 @@ def cmd_qt_pairs(args) -> None:
     if not args.no_xquad:
         if not (args.data and args.split):
             raise XmrcError("--data and --split are required unless --no-xquad")
-        table = _read_parquet(args.data)
-        split = pd.read_csv(args.split)
-        pools.append(pairs.xquad_pairs(table, split, args.sources, args.target))
+        pools.append(pairs.xquad_pairs(read_table(args.data), read_table(args.split), args.sources, args.target))
     if args.external:
         pools.append(pairs.read_external(args.external))
     if not pools:
         raise XmrcError("question translation: no pair source (--no-xquad without --external)")
     result = pairs.build_pairs(pd.concat(pools, ignore_index=True), args.sources, args.target,
                                args.max_pairs_per_source, args.seed, instruction)
-    _write_parquet(result, args.out)
+    write_parquet(result, args.out)
     counts = ", ".join(f"{lang}->{args.target}: {n}" for lang, n in result["source_lang"].value_counts().items())
     print(f"{args.out}: {len(result)} pairs ({counts})")
 
 
 def cmd_config(args) -> None:
-    from xmrc.config import model_weights
-    from xmrc.finetune import lfconfig
-
-    registry, model = _finetuned_model(args.registry, args.model)
+    registry = Registry.load(args.registry)
+    model = finetuned_model(registry, args.model)
     spec = model.finetune
     base_weights = args.base_weights or model_weights(registry.get(spec["base"]))
     try:
@@ -118,97 +93,52 @@ def cmd_config(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from xmrc.finetune import training
-
     outcome = training.train(args.train_config, gpus=args.gpus)
     out = training.finalize(args.train_config, args.out, info=outcome)
     print(f"{out}: finetuned model ready" + (f" (resumed from {outcome['resumed_from']})"
                                              if outcome["resumed_from"] else ""))
 
 
-def cmd_heldout_eval(args) -> None:
-    """The prompts -> generate -> score chain of the main rules, for one base model on the held-out items, over
-    every (shots, format) setting in one process: one interpreter start and one model load (on vLLM: one engine)
-    for all settings, on the backend the main generation jobs use; each step resumes like the main one."""
-    from argparse import Namespace
-
-    from xmrc import cli
-    from xmrc.backends import create_backend
-    from xmrc.backends.commands import backend_options, choose_backend
-    from xmrc.config import Registry
-    from xmrc.generation import run_generation
-
+def _settings(values: list[str]) -> list[tuple[int, str]]:
     settings = []
-    for setting in args.settings:
+    for setting in values:
         shots, _, prompt_format = setting.partition(":")
-        if not shots.isdigit() or prompt_format not in ("v1", "v2"):
+        if not shots.isdigit() or prompt_format not in FORMATS:
             raise XmrcError(f"--settings: {setting!r} is not SHOTS:FORMAT, e.g. 2:v1")
         settings.append((int(shots), prompt_format))
-    model = Registry.load(args.registry).get(args.model)
-    if model.backend == "api":
-        raise XmrcError(f"model '{model.key}' is an API model: it has no weights to finetune or evaluate here")
-    kind = choose_backend(model, args.backend)
-    options = Namespace(weights=args.weights, snapshot=None, lora=None, dtype=args.dtype, batch_size=args.batch_size,
-                        tensor_parallel_size=None, gpu_memory_utilization=args.gpu_memory_utilization,
-                        max_model_len=args.max_model_len)
-    out_dir, backend = Path(args.out_dir), None
-    for shots, prompt_format in settings:
-        stem = f"{shots}shot-{prompt_format}.parquet"
-        paths = {part: str(out_dir / part / args.model / stem) for part in ("prompts", "generations", "scores")}
-        if Path(paths["scores"]).is_file():
-            continue
-        cli.cmd_prompts(Namespace(registry=args.registry, model=args.model, weights=args.weights, shots=shots,
-                                  format=prompt_format, data=args.data, languages=args.languages, ids=args.ids,
-                                  demonstrations=args.demonstrations, max_items=args.max_items,
-                                  scenarios=None, alignment="parallel", demonstration_data=None,
-                                  out=paths["prompts"]))
-        if backend is None:  # loaded once, for the first setting that still needs generations
-            from xmrc.backends.gpus import claim_gpus
+    return settings
 
-            claim_gpus(max(model.gpus, 0))
-            backend = create_backend(kind, **backend_options(options, model, kind))
-        result = run_generation(_read_parquet(paths["prompts"]), backend, Path(paths["generations"]),
-                                model=model.name, shots=shots, prompt_format=prompt_format,
-                                max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size, order="prefix")
-        print(f"{paths['generations']}: {len(result)} generations ({kind})")
-        cli.cmd_score(Namespace(generations=paths["generations"], normalization=args.normalization,
-                                out=paths["scores"]))
+
+def cmd_heldout_eval(args) -> None:
+    settings = _settings(args.settings)
+    items = HeldOutItems(read_table(args.data), read_ids(args.ids), args.languages, args.demonstrations,
+                         args.max_items)
+    backend_settings = BackendSettings(dtype=args.dtype, batch_size=args.batch_size,
+                                       gpu_memory_utilization=args.gpu_memory_utilization,
+                                       max_model_len=args.max_model_len)
+    for done in evaluate_heldout(args.registry, args.model, args.weights, items, settings, args.out_dir,
+                                 backend=args.backend, backend_settings=backend_settings,
+                                 max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
+                                 normalization=args.normalization):
+        print(f"{done['scores']}: {done['prompts_n']} prompts, {done['generations_n']} generations ({done['kind']}), "
+              f"{done['shots']}-shot {done['prompt_format']}")
 
 
 def cmd_compare(args) -> None:
-    import pandas as pd
-
-    from xmrc.finetune.compare import write_comparison
-
-    items = _read_parquet(args.item_scores)
-    heldout = pd.concat([_read_parquet(p) for p in args.heldout_scores], ignore_index=True) \
+    items = read_table(args.item_scores)
+    heldout = pd.concat([read_table(p) for p in args.heldout_scores], ignore_index=True) \
         if args.heldout_scores else items.iloc[:0]
-    pairs = []
-    for key in args.tuned:
-        registry, model = _finetuned_model(args.registry, key)
-        base = registry.get(model.finetune["base"]).name
-        if model.finetune["dataset"] == "question_translation":
-            # Its base was evaluated on the same held-out articles by the finetune stage's own rules.
-            if base not in set(heldout["model"]):
-                raise XmrcError(f"no held-out scores of {base!r} for {model.name!r} (--heldout-scores)")
-            pair_items = pd.concat([items[items["model"] == model.name], heldout[heldout["model"] == base]])
-        else:
-            pair_items = items[items["model"].isin([base, model.name])]
-        pairs.append((base, model.name, pair_items))
-    paths = write_comparison(pairs, args.shots, Path(args.out_dir), args.format_criterion)
+    compared = comparison_pairs(items, heldout, Registry.load(args.registry), args.tuned)
+    paths = write_comparison(compared, args.shots, Path(args.out_dir), args.format_criterion)
     print(f"{args.out_dir}: {len(paths)} comparison tables for {', '.join(args.tuned)}")
 
 
 def cmd_compare_figure(args) -> None:
-    from xmrc.finetune.compare import comparison_figure, read_per_language
-
     path = comparison_figure(read_per_language(args.table_dir, args.shots), args.out)
     print(f"{path}: base vs tuned figure")
 
 
 def register(command) -> None:
-    from xmrc.cli import format_criterion  # the tables' option, shared by every command that picks formats
-
     p = command("finetune-tulu", cmd_tulu,
                 "TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id")
     p.add_argument("--source", choices=["hub", "local"], required=True)
@@ -260,17 +190,15 @@ def register(command) -> None:
     p = command("finetune-heldout-eval", cmd_heldout_eval,
                 "evaluate a base model on the held-out items (prompts, generate, score for each setting)")
     p.add_argument("--data", required=True, help="XQuAD table")
-    p.add_argument("--registry", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
+    shared.model(p)
     p.add_argument("--ids", required=True, help="held-out ids (finetune-split)")
     p.add_argument("--settings", nargs="+", required=True, metavar="SHOTS:FORMAT")
-    p.add_argument("--languages", nargs="+", required=True, metavar="LANG")
+    shared.languages(p, required=True)
     p.add_argument("--demonstrations", nargs=2, required=True, metavar="ID")
     p.add_argument("--max-items", type=int)
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+    shared.dtype(p)
     p.add_argument("--chunk-size", type=int, default=256)
     p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
                    help="the main generation jobs' backend (auto: hf)")
@@ -286,7 +214,7 @@ def register(command) -> None:
     p.add_argument("--registry", required=True)
     p.add_argument("--tuned", nargs="+", required=True, metavar="MODEL", help="registry keys of tuned models")
     p.add_argument("--shots", nargs="+", type=int, required=True)
-    format_criterion(p)
+    shared.format_criterion(p)
     p.add_argument("--out-dir", required=True)
 
     p = command("finetune-figure", cmd_compare_figure, "base vs tuned F1 per direction (PNG)")

@@ -1,15 +1,20 @@
-"""CLI of the oracle stage: sentence units, attribution (one model), tables, figure.
-
-Imports stay cheap here: torch, transformers and Captum load inside the commands.
-"""
+"""Commands of the oracle stage: sentence units, attribution (one model), tables, figure."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import pandas as pd
+
 from xmrc import LANGUAGES
-from xmrc.config import DIRECTORY_SOURCES
+from xmrc.analysis.oracle_run import chosen_format, run_oracle, work_items
+from xmrc.analysis.oracle_tables import write_oracle_tables
+from xmrc.analysis.sentences import units_table
+from xmrc.cli import args as shared
 from xmrc.exceptions import XmrcError
+from xmrc.hub.models import local_model_and_weights
+from xmrc.io import read_table, write_csv, write_parquet
+from xmrc.jobs import job_settings
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -24,47 +29,30 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def cmd_sentences(args) -> None:
-    from xmrc.analysis.sentences import units_table
-    from xmrc.cli import _read_parquet, _require_columns
-    from xmrc.io import write_parquet
-
-    table = _read_parquet(args.data)
-    _require_columns(table, ["id", "lang", "context", "answer_text", "answer_start"], args.data)
+    table = read_table(args.data, required=["id", "lang", "context", "answer_text", "answer_start"])
     units, problems = units_table(table, args.languages)
-    write_parquet(units, Path(args.out))
-    Path(args.problems).parent.mkdir(parents=True, exist_ok=True)
-    problems.to_csv(args.problems, index=False)
+    write_parquet(units, args.out)
+    write_csv(problems, args.problems)
     contexts = units.groupby(["id", "lang"]).ngroups
     print(f"{args.out}: {len(units)} sentence units in {contexts} contexts "
           f"({len(units) / max(contexts, 1):.1f} per context); {len(problems)} problem(s) in {args.problems}")
 
 
 def cmd_attribute(args) -> None:
-    from xmrc.analysis.oracle_run import chosen_format, run_oracle, work_items
-    from xmrc.cli import _model_and_weights, _read_csv, _read_parquet, _require_columns
-    from xmrc.jobs import job_settings
-
-    model, weights = _model_and_weights(args)
-    if model.backend != "local":
-        raise XmrcError(f"model '{model.key}' uses the {model.backend} backend: attribution needs local weights")
-    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
-        raise XmrcError(f"model '{model.key}': weights directory {weights} not found")
+    model, weights = local_model_and_weights(args.registry, args.model, args.weights, "attribution")
     prompt_files, generation_files = _pairs(args.prompts, "--prompts"), _pairs(args.generations, "--generations")
-    prompt_format = chosen_format(_read_csv(args.summary), model.name, args.summary)
+    prompt_format = chosen_format(read_table(args.summary), model.name, args.summary)
     if prompt_format not in prompt_files or prompt_format not in generation_files:
         raise XmrcError(f"{args.summary}: model '{model.name}' uses format {prompt_format}, but no prompts or "
                         f"generations of that format were given")
-    prompts = _read_parquet(prompt_files[prompt_format])
-    _require_columns(prompts, ["id", "context_lang", "question_lang", "prompt", "templated", "context_start",
-                               "context_end"], prompt_files[prompt_format])
-    generations = _read_parquet(generation_files[prompt_format])
-    _require_columns(generations, ["id", "context_lang", "question_lang", "raw_output", "prediction"],
-                     generation_files[prompt_format])
-    units = _read_parquet(args.units)
-    _require_columns(units, ["id", "lang", "unit", "start", "end", "is_gold", "sentences"], args.units)
+    prompts = read_table(prompt_files[prompt_format], required=["id", "context_lang", "question_lang", "prompt",
+                                                                "templated", "context_start", "context_end"])
+    generations = read_table(generation_files[prompt_format],
+                             required=["id", "context_lang", "question_lang", "raw_output", "prediction"])
+    units = read_table(args.units, required=["id", "lang", "unit", "start", "end", "is_gold", "sentences"])
     items = work_items(prompts, generations, units, args.question_languages, args.sample_size, args.seed)
 
-    from xmrc.backends.hf import HFBackend
+    from xmrc.backends.hf import HFBackend  # torch and transformers
 
     backend = HFBackend(weights, revision=model.revision, dtype=args.dtype, batch_size=args.generation_batch_size,
                         gpus=max(model.gpus, 1), progress=False)
@@ -81,32 +69,23 @@ def cmd_attribute(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    import pandas as pd
-
-    from xmrc.analysis.oracle_tables import write_oracle_tables
-    from xmrc.cli import _read_parquet
-
-    results = pd.concat([_read_parquet(path) for path in args.attributions], ignore_index=True)
-    scores = _read_parquet(args.item_scores) if args.item_scores else None
+    results = pd.concat([read_table(path) for path in args.attributions], ignore_index=True)
+    scores = read_table(args.item_scores) if args.item_scores else None
     paths = write_oracle_tables(results, scores, Path(args.out_dir))
     print(f"{args.out_dir}: {len(paths)} oracle tables from {len(results)} items")
 
 
 def cmd_figure(args) -> None:
-    from xmrc.analysis.oracle_figures import oracle_vs_f1
-    from xmrc.cli import _read_csv
+    from xmrc.analysis.oracle_figures import oracle_vs_f1  # matplotlib
 
-    oracle_vs_f1(_read_csv(args.accuracy), Path(args.out))
+    oracle_vs_f1(read_table(args.accuracy), Path(args.out))
     print(f"{args.out}: oracle vs F1 figure")
 
 
 def register(command) -> None:
-    from xmrc.cli import shots_count
-
     p = command("oracle-sentences", cmd_sentences, "split XQuAD contexts into sentence units, mark the gold one")
     p.add_argument("--data", required=True, help="XQuAD table (xmrc data)")
-    p.add_argument("--languages", nargs="+", default=["en"], choices=LANGUAGES, metavar="LANG",
-                   help="context languages to split (default: en, the en-x contexts)")
+    shared.languages(p, default=["en"], help="context languages to split (default: en, the en-x contexts)")
     p.add_argument("--out", required=True)
     p.add_argument("--problems", required=True, help="CSV of items whose answer crosses a sentence boundary "
                                                      "or is not at answer_start")
@@ -117,10 +96,8 @@ def register(command) -> None:
     p.add_argument("--summary", required=True, help="summary_<shots>shot.csv: the model's prompt format")
     p.add_argument("--prompts", nargs="+", required=True, metavar="FORMAT=PATH")
     p.add_argument("--generations", nargs="+", required=True, metavar="FORMAT=PATH")
-    p.add_argument("--registry", required=True)
-    p.add_argument("--model", required=True)
-    p.add_argument("--weights")
-    p.add_argument("--shots", type=shots_count, default=2, metavar="K")
+    shared.model(p)
+    shared.shots(p, required=False, default=2)
     p.add_argument("--question-languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG",
                    help="en-x directions by question language (en = en-en)")
     p.add_argument("--sample-size", type=int, help="items per direction (default: all)")
@@ -129,7 +106,7 @@ def register(command) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="ablated prompts per forward pass (batched)")
     p.add_argument("--generation-batch-size", type=int, default=16)
     p.add_argument("--max-new-tokens", type=int, default=64, help="as in the generation stage")
-    p.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="bfloat16")
+    shared.dtype(p)
     p.add_argument("--chunk-size", type=int, default=64, help="items per checkpoint shard")
     p.add_argument("--out", required=True)
 

@@ -1,18 +1,18 @@
-"""CLI of the paper comparison: `xmrc paper-comparison` (pandas and matplotlib only)."""
+"""Command of the paper comparison: `xmrc paper-comparison`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
+from xmrc.io import read_table
+from xmrc.paper.compare import compare, headline, write_comparison
+from xmrc.paper.published import our_file_names
 
 
 def cmd_paper_comparison(args) -> None:
-    from xmrc.cli import _read_csv, _require_columns
-    from xmrc.config import Registry
-    from xmrc.paper.compare import compare, headline, write_comparison
-    from xmrc.paper.figure import comparison_scatter
-    from xmrc.paper.published import our_file_names
+    from xmrc.paper.figure import comparison_scatter  # matplotlib and seaborn
 
     known = our_file_names()
     ours = {}
@@ -20,9 +20,7 @@ def cmd_paper_comparison(args) -> None:
         name = Path(path).name
         if name not in known:
             raise XmrcError(f"{path}: not a table the paper comparison reads (expected one of: {', '.join(known)})")
-        frame = _read_csv(path)
-        _require_columns(frame, ["model"], path)
-        ours[name] = frame
+        ours[name] = read_table(path, required=["model"])
     cells, summary = compare(ours, Registry.load(args.registry))
     write_comparison(cells, summary, args.out_dir)
     comparison_scatter(cells, args.figure)

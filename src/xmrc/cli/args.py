@@ -1,0 +1,63 @@
+"""Arguments several commands share, declared once: model and registry, dtype, shots and format, languages,
+the tables' format criterion and summary rows."""
+
+from __future__ import annotations
+
+import argparse
+
+from xmrc import LANGUAGES
+from xmrc.prompts import FORMATS
+from xmrc.tables import DEFAULT_FORMAT_CRITERION, FORMAT_CRITERIA
+
+DTYPES = ["auto", "bfloat16", "float16", "float32"]
+
+
+def shots_count(text: str) -> int:
+    """--shots: any k >= 0 (whether k demonstrations are configured is checked where they are read)."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of shots (an integer >= 0)")
+    return int(text)
+
+
+def model(parser: argparse.ArgumentParser, weights: bool = True) -> None:
+    """--registry, --model and (unless the command loads none) --weights."""
+    parser.add_argument("--registry", required=True, help="model registry YAML")
+    parser.add_argument("--model", required=True, help="registry key or paper name")
+    if weights:
+        parser.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
+
+
+def dtype(parser: argparse.ArgumentParser, default: str = "bfloat16") -> None:
+    parser.add_argument("--dtype", choices=DTYPES, default=default)
+
+
+def shots(parser: argparse.ArgumentParser, **options) -> None:
+    parser.add_argument("--shots", type=shots_count, metavar="K", help="k-shot (any k >= 0)",
+                        **({"required": True} | options))
+
+
+def setting(parser: argparse.ArgumentParser, several_formats: bool = False) -> None:
+    """--shots and --format (or --formats): one setting of the generation stage."""
+    shots(parser)
+    if several_formats:
+        parser.add_argument("--formats", nargs="+", choices=list(FORMATS), required=True)
+    else:
+        parser.add_argument("--format", choices=list(FORMATS), required=True)
+
+
+def languages(parser: argparse.ArgumentParser, **options) -> None:
+    parser.add_argument("--languages", nargs="+", choices=LANGUAGES, metavar="LANG",
+                        **({"default": list(LANGUAGES)} | options))
+
+
+def format_criterion(parser: argparse.ArgumentParser) -> None:
+    """--format-criterion: how each model's prompt format is chosen (config key tables.format_criterion)."""
+    parser.add_argument("--format-criterion", choices=list(FORMAT_CRITERIA), default=DEFAULT_FORMAT_CRITERION,
+                        help="how each model's prompt format is chosen: " + "; ".join(
+                            f"{name} = {text}" for name, text in FORMAT_CRITERIA.items()))
+
+
+def not_in_summary(parser: argparse.ArgumentParser) -> None:
+    """--not-in-summary: rows of the per-language tables only (config key extra_models)."""
+    parser.add_argument("--not-in-summary", nargs="+", default=[], metavar="MODEL",
+                        help="paper names of models left out of the summary table (rows of the others only)")
