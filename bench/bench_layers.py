@@ -26,15 +26,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 try:
-    import xmrc.analysis.relevance  # noqa: F401
+    import xmrc.analysis.layers.relevance  # noqa: F401
 except ImportError:  # not installed with the analysis modules: use the source tree
     sys.path.insert(0, str(HERE.parent / "src"))
 
 import torch  # noqa: E402
 
-from xmrc.analysis.hidden_states import pooled_hidden_states  # noqa: E402
-from xmrc.analysis.layer_inputs import encode, load_model  # noqa: E402
-from xmrc.analysis.relevance import layer_relevance  # noqa: E402
+from xmrc.analysis.layers.hidden_states import pooled_hidden_states  # noqa: E402
+from xmrc.analysis.layers.inputs import encode, load_model  # noqa: E402
+from xmrc.analysis.layers.relevance import layer_relevance  # noqa: E402
 from xmrc.data import load_local, prepare  # noqa: E402
 from xmrc.prompts import build_prompt_table, hf_chat_template  # noqa: E402
 

@@ -22,7 +22,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from xmrc.analysis.oracle import (
+from xmrc.analysis.oracle.ablation import (
     BatchedAblation,
     CaptumAblation,
     Target,
@@ -30,7 +30,7 @@ from xmrc.analysis.oracle import (
     encode,
     item_from_prompt,
 )
-from xmrc.analysis.sentences import context_units
+from xmrc.analysis.oracle.sentences import context_units
 from xmrc.data import load_local
 from xmrc.prompts import build_prompt_table, hf_chat_template
 from xmrc.tinymodels import build_from_spec

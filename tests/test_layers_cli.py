@@ -115,7 +115,7 @@ def test_figure_of_unknown_model_is_one_line_error(tmp_path, capsys):
 
 
 def test_group_titles_say_when_all_items_stand_in():
-    from xmrc.analysis.layer_figures import group_title
+    from xmrc.analysis.layers.figures import group_title
 
     sizes = pd.DataFrame([dict(group="balanced", selected=12, fallback=False),
                           dict(group="en-superior", selected=4, fallback=True)])
@@ -248,7 +248,7 @@ def synthetic_tokens(layers=5):
 
 
 def test_example_draws_the_top_tokens_of_each_part_of_one_en_x_prompt(tmp_path, capsys):
-    from xmrc.analysis.attribution_example import example_prompt, top_tokens
+    from xmrc.analysis.layers.attribution_example import example_prompt, top_tokens
 
     tokens = synthetic_tokens()
     prompt = example_prompt(tokens)

@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from xmrc.analysis.groups import sample_groups
+from xmrc.analysis.layers.groups import sample_groups
 from xmrc.exceptions import XmrcError
 
 LANGS = ["en", "de", "zh"]

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xmrc.analysis.mrd import (group_mrd_table, major_relevance_depth, major_relevance_depths, mean_part_mrd,
+from xmrc.analysis.layers.mrd import (group_mrd_table, major_relevance_depth, major_relevance_depths, mean_part_mrd,
                                part_mrds)
 
 

@@ -12,11 +12,11 @@ pytest.importorskip("lxt")
 from helpers.jobs import killed_then_resumed, rewrite_shard, shards_kept  # noqa: E402
 from layers_prompts import TESTS, prompt_rows  # noqa: E402
 
-from xmrc.analysis.answer_start import answer_start  # noqa: E402
-from xmrc.analysis.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
-from xmrc.analysis.layer_inputs import LAYER_CODE_VERSION, encode, encode_to_answer, load_model  # noqa: E402
-from xmrc.analysis.mrd import major_relevance_depths, part_mrds  # noqa: E402
-from xmrc.analysis.relevance import (  # noqa: E402
+from xmrc.analysis.layers.answer_start import answer_start  # noqa: E402
+from xmrc.analysis.layers.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
+from xmrc.analysis.layers.inputs import LAYER_CODE_VERSION, encode, encode_to_answer, load_model  # noqa: E402
+from xmrc.analysis.layers.mrd import major_relevance_depths, part_mrds  # noqa: E402
+from xmrc.analysis.layers.relevance import (  # noqa: E402
     RELEVANCE_COLUMNS,
     TOKEN_COLUMNS,
     attnlrp_rules,
@@ -178,7 +178,7 @@ def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(
     reference = run_relevance(rows, model, tokenizer, tmp_path / "ref.parquet",
                               tokens_output=tmp_path / "ref.tokens.parquet", **options)
     out, tokens = tmp_path / "relevance.parquet", tmp_path / "relevance.tokens.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.relevance", out, lambda: run_relevance(
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.layers.relevance", out, lambda: run_relevance(
         rows, model, tokenizer, out, tokens_output=tokens, **options))
     assert computed == [1]  # the first chunk (2 prompts) came from its shard
     pd.testing.assert_frame_equal(result, reference)
@@ -192,7 +192,7 @@ def test_hidden_states_job_killed_after_a_chunk_resumes_through_the_checkpoint_l
     options = dict(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
     reference = run_hidden_states(rows, model, tokenizer, tmp_path / "ref.npy", tmp_path / "ref.parquet", **options)
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.hidden_states", vectors, lambda: (
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.layers.hidden_states", vectors, lambda: (
         run_hidden_states(rows, model, tokenizer, vectors, index, **options)))
     assert computed == [1] and result == reference
     assert vectors.read_bytes() == (tmp_path / "ref.npy").read_bytes()

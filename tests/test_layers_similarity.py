@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xmrc.analysis.similarity import (mean_pairwise_cosine, similarity_ratio, similarity_ratios,
+from xmrc.analysis.layers.similarity import (mean_pairwise_cosine, similarity_ratio, similarity_ratios,
                                       similarity_table)
 
 

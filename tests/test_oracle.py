@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from helpers import ROOT
 
-from xmrc.analysis.oracle import (
+from xmrc.analysis.oracle.ablation import (
     BatchedAblation,
     CaptumAblation,
     Target,
@@ -16,7 +16,7 @@ from xmrc.analysis.oracle import (
     item_from_prompt,
     top_unit,
 )
-from xmrc.analysis.sentences import context_units
+from xmrc.analysis.oracle.sentences import context_units
 from xmrc.data import load_local
 from xmrc.prompts import build_prompt_table, hf_chat_template
 

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from helpers.jobs import killed_then_resumed
 
-from xmrc.analysis.oracle_run import chosen_format, run_oracle, sample_ids, work_items
+from xmrc.analysis.oracle.run import chosen_format, run_oracle, sample_ids, work_items
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
 
@@ -56,7 +56,7 @@ def test_work_items_name_what_is_missing():
 
 
 def test_oracle_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(tiny_models, tmp_path, monkeypatch):
-    from xmrc.analysis.layer_inputs import load_model
+    from xmrc.analysis.layers.inputs import load_model
 
     model, tokenizer = load_model(str(tiny_models["llama-chat"]), dtype="float32")
     items = work_items(*tables(), ["en", "de"], None, seed=0)
@@ -64,7 +64,7 @@ def test_oracle_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(tin
                    batch_size=4, max_new_tokens=4, generation_batch_size=2, chunk_size=2, progress=False)
     reference = run_oracle(items, model, tokenizer, tmp_path / "ref.parquet", **options)
     out = tmp_path / "oracle.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.oracle_run", out, lambda: run_oracle(
+    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.oracle.run", out, lambda: run_oracle(
         items, model, tokenizer, out, **options))
     assert computed == [2, 2]  # the first chunk came from its shard
     assert (result["status"] == "ok").all()

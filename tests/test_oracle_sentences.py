@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from xmrc.analysis.sentences import (
+from xmrc.analysis.oracle.sentences import (
     UNIT_COLUMNS,
     context_units,
     split_sentences,

@@ -5,8 +5,8 @@ import pytest
 from helpers import ROOT
 
 from xmrc import LANGUAGES
-from xmrc.analysis.oracle_figures import oracle_vs_f1
-from xmrc.analysis.oracle_tables import (
+from xmrc.analysis.oracle.figures import oracle_vs_f1
+from xmrc.analysis.oracle.tables import (
     SUMMARY_COLUMNS,
     direction_accuracy,
     language_table,

@@ -146,8 +146,8 @@ def test_a_tokenizer_that_does_not_round_trip_under_vllm_stops_the_run_naming_it
 def test_captum_and_batched_oracle_agree_on_the_real_model(smollm2):
     import torch
 
-    from xmrc.analysis.oracle import BatchedAblation, CaptumAblation, align_target, encode, item_from_prompt
-    from xmrc.analysis.sentences import context_units
+    from xmrc.analysis.oracle.ablation import BatchedAblation, CaptumAblation, align_target, encode, item_from_prompt
+    from xmrc.analysis.oracle.sentences import context_units
     from xmrc.backends.hf import load_causal_lm, load_tokenizer
     from xmrc.data import load_local
     from xmrc.prompts import build_prompt_table, hf_chat_template

@@ -1,5 +1,5 @@
 # Stage 'layers': settings, model selection, targets and input/report helpers (included by layers.smk).
-from xmrc.analysis.layer_inputs import LAYER_CODE_VERSION as LAYER_CODE
+from xmrc.analysis.layers.inputs import LAYER_CODE_VERSION as LAYER_CODE
 
 LAYERS = config["layers"]
 LAYER_DIR = f"{RESULTS}/layers"

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from xmrc.analysis.attribution_example import draw
-from xmrc.analysis.groups import ITEM_COLUMNS, sample_models
-from xmrc.analysis.hidden_states import run_hidden_states
-from xmrc.analysis.layer_inputs import group_ids, load_model, prompt_rows
-from xmrc.analysis.mrd import group_mrd_table
-from xmrc.analysis.relevance import TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
-from xmrc.analysis.similarity import similarity_of_runs
+from xmrc.analysis.layers.attribution_example import draw
+from xmrc.analysis.layers.groups import ITEM_COLUMNS, sample_models
+from xmrc.analysis.layers.hidden_states import run_hidden_states
+from xmrc.analysis.layers.inputs import group_ids, load_model, prompt_rows
+from xmrc.analysis.layers.mrd import group_mrd_table
+from xmrc.analysis.layers.relevance import TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
+from xmrc.analysis.layers.similarity import similarity_of_runs
 from xmrc.cli import args as shared
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
@@ -89,7 +89,7 @@ def cmd_layer_similarity(args) -> None:
 
 
 def cmd_layer_figures(args) -> None:
-    from xmrc.analysis import layer_figures  # matplotlib and seaborn
+    from xmrc.analysis.layers import figures as layer_figures  # matplotlib and seaborn
 
     mrd = read_table(args.mrd, required=["model", "shots", "prompt_format", "group", "question_lang", "part",
                                          "mean_mrd"])
@@ -112,7 +112,7 @@ def cmd_layer_example_figure(args) -> None:
 
 
 def cmd_layer_change_figures(args) -> None:
-    from xmrc.analysis import layer_figures  # matplotlib and seaborn
+    from xmrc.analysis.layers import figures as layer_figures  # matplotlib and seaborn
 
     similarity = read_table(args.similarity)
     for part in PART_CHOICES:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc import LANGUAGES
-from xmrc.analysis.oracle_run import chosen_format, run_oracle, work_items
-from xmrc.analysis.oracle_tables import write_oracle_tables
-from xmrc.analysis.sentences import units_table
+from xmrc.analysis.oracle.run import chosen_format, run_oracle, work_items
+from xmrc.analysis.oracle.tables import write_oracle_tables
+from xmrc.analysis.oracle.sentences import units_table
 from xmrc.cli import args as shared
 from xmrc.exceptions import XmrcError
 from xmrc.hub.models import local_model_and_weights
@@ -76,7 +76,7 @@ def cmd_tables(args) -> None:
 
 
 def cmd_figure(args) -> None:
-    from xmrc.analysis.oracle_figures import oracle_vs_f1  # matplotlib
+    from xmrc.analysis.oracle.figures import oracle_vs_f1  # matplotlib
 
     oracle_vs_f1(read_table(args.accuracy), Path(args.out))
     print(f"{args.out}: oracle vs F1 figure")

@@ -2,7 +2,7 @@
 tokenizing prompts with the prompt parts mapped to tokens, padding, and hooks on the decoder layers.
 
 Inputs end where the answer starts: the prompt, then the tokens the model generated before its answer
-(teacher-forced; `xmrc.analysis.answer_start`), so the last input token is the one predicting the answer's
+(teacher-forced; `xmrc.analysis.layers.answer_start`), so the last input token is the one predicting the answer's
 first token for base and chat models alike. The forced tokens belong to no part.
 
 Parts: a token belongs to a part when its character span overlaps the part's span in the prompt table
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from xmrc.analysis.answer_start import AnswerStart, answer_start
+from xmrc.analysis.layers.answer_start import AnswerStart, answer_start
 from xmrc.exceptions import XmrcError
 from xmrc.prompts import PARTS
 

@@ -6,7 +6,7 @@ paper's definition, "Layer-wise analysis" in PAPER.md). A prompt part (task desc
 question, context) gets the largest MRD of its tokens; a group of samples gets the mean of that.
 
 The functions take relevance as given; the relevance stage passes absolute values |r| (see
-`xmrc.analysis.relevance`), so that positive and negative contributions cannot cancel into a total of 0.
+`xmrc.analysis.layers.relevance`), so that positive and negative contributions cannot cancel into a total of 0.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ GROUP_MRD_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "
 
 
 def group_mrd_table(relevance: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
-    """Mean part MRD per group and question language, from relevance records (`xmrc.analysis.relevance`)
-    and group members (`xmrc.analysis.groups`); an item sits in the table once per group that holds it."""
+    """Mean part MRD per group and question language, from relevance records (`xmrc.analysis.layers.relevance`)
+    and group members (`xmrc.analysis.layers.groups`); an item sits in the table once per group that holds it."""
     keys = ["model", "shots", "prompt_format", "id"]
     joined = relevance.merge(members, on=keys, how="inner")
     if joined.empty:

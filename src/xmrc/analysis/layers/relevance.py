@@ -8,7 +8,7 @@ LRP relevance; without them it is plain gradient x input (kept here as `lrp=Fals
 The explained token is the first token of the model's extracted answer, for every model: the input is the
 prompt followed by the tokens the model generated before its answer (teacher-forced: "Answer:" for a chat
 model that writes the label, nothing for a base model whose prompt ends with it), and the logit explained is
-that of the answer's first token at the last position (`xmrc.analysis.answer_start`). An item whose answer
+that of the answer's first token at the last position (`xmrc.analysis.layers.answer_start`). An item whose answer
 is empty (or whose output cannot be re-tokenised to its text) is not explained: its rows say so in
 `target_status` and carry no MRD.
 
@@ -24,7 +24,7 @@ Output table (`relevance/<model>/<shots>shot-<format>.parquet`), one row per (di
   n_tokens        tokens of the part
   mrd             largest MRD of the part's tokens, 1..N (NaN: part absent or item not explained)
   layers          N
-  target_status   answer (explained) | empty_answer | unaligned (see `xmrc.analysis.answer_start`)
+  target_status   answer (explained) | empty_answer | unaligned (see `xmrc.analysis.layers.answer_start`)
   target_id       token id explained: the answer's first token (-1: not explained)
   target_token    its text
   forced_prefix   text of the generated tokens teacher-forced before it ("" for a base model)
@@ -52,8 +52,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xmrc.analysis.answer_start import AnswerStart
-from xmrc.analysis.layer_inputs import (
+from xmrc.analysis.layers.answer_start import AnswerStart
+from xmrc.analysis.layers.inputs import (
     LAYER_CODE_VERSION,
     EncodedPrompt,
     decoder_layers,
@@ -62,7 +62,7 @@ from xmrc.analysis.layer_inputs import (
     left_pad,
     row_keys,
 )
-from xmrc.analysis.mrd import major_relevance_depths
+from xmrc.analysis.layers.mrd import major_relevance_depths
 from xmrc.exceptions import XmrcError
 from xmrc.backends.base import longest_first_batches
 from xmrc.io import write_parquet

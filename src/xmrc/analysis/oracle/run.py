@@ -35,7 +35,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xmrc.analysis.oracle import (
+from xmrc.analysis.oracle.ablation import (
     Target,
     align_target,
     create_evaluator,

@@ -1,6 +1,6 @@
 """The attribution example (paper Figure 11): one sample's most relevant tokens of each prompt part, per layer.
 
-Input: the per-token relevance the relevance step keeps for its example items (`xmrc.analysis.relevance`,
+Input: the per-token relevance the relevance step keeps for its example items (`xmrc.analysis.layers.relevance`,
 `<shots>shot-<format>.tokens.parquet`). The figure draws the first example item in one direction (the first
 non-English question language, else en-en): for each prompt part (task description, demonstrations,
 context, question) its `top` tokens by total relevance (sum over layers 1..N of |relevance| / |logit|), as

@@ -21,7 +21,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from xmrc import LANGUAGES
-from xmrc.analysis.groups import GROUPS
+from xmrc.analysis.layers.groups import GROUPS
 from xmrc.exceptions import XmrcError
 
 DPI = 150

@@ -3,7 +3,7 @@
 For every prompt, at every depth 0..L (0: the input embeddings; i: the output of decoder layer i, before the
 final norm), three vectors are kept: the mean over the question's tokens, the mean over the context's
 tokens, and the last input token, "predicting the start of the answer" (the paper). The input is the one the
-relevance step explains (`xmrc.analysis.layer_inputs`): the prompt, then the tokens the model generated
+relevance step explains (`xmrc.analysis.layers.inputs`): the prompt, then the tokens the model generated
 before its answer, teacher-forced; so the last input token is the prompt's last token for a base model and
 the end of the "Answer:" label for a chat model that writes it, the position whose next token is the
 answer's first for both. Question and context vectors do not depend on the forced tokens (they come later
@@ -17,7 +17,7 @@ Files (`hidden/<model>/<shots>shot-<format>.npy` and `.parquet`):
   .npy      float16 array (prompts, L + 1, 3, d); axis 2 in POOLED_PARTS order (question, context, last);
             NaN where a part has no tokens
   .parquet  one row per prompt, in array order: model (registry key), shots, prompt_format, context_lang,
-            question_lang, id, target_status (answer | empty_answer | unaligned: `xmrc.analysis.answer_start`),
+            question_lang, id, target_status (answer | empty_answer | unaligned: `xmrc.analysis.layers.answer_start`),
             forced_prefix (text teacher-forced after the prompt), last_token (text of the last input token,
             "" where its vectors are NaN)
 Budget: prompts x (L + 1) x 3 x d x 2 bytes, e.g. 70B (L = 80, d = 8192): 4.0 MB per prompt.
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xmrc.analysis.layer_inputs import (
+from xmrc.analysis.layers.inputs import (
     LAYER_CODE_VERSION,
     EncodedPrompt,
     decoder_layers,

@@ -1,6 +1,6 @@
 """Oracle retrieval by sentence ablation: which context sentence matters most for the generated answer.
 
-An item is one prompt whose test context is cut into sentence units (`xmrc.analysis.sentences`), plus the
+An item is one prompt whose test context is cut into sentence units (`xmrc.analysis.oracle.sentences`), plus the
 answer the model generated, as the token ids it generated (the *target*). Removing unit i from the prompt
 (Captum's TextTemplateInput baseline: the empty string) changes the log probability of the target; the
 attribution of unit i is

@@ -68,10 +68,10 @@ SIMILARITY_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", 
 def similarity_table(vectors: np.ndarray, index, members, parts=("question", "context", "last")):
     """S(en, x) per group, language x != en, part and layer, from pooled hidden states.
 
-    `vectors`: (prompts, L + 1, parts, d) as written by `xmrc.analysis.hidden_states`; `index`: its row
+    `vectors`: (prompts, L + 1, parts, d) as written by `xmrc.analysis.layers.hidden_states`; `index`: its row
     table (context_lang, question_lang, id); `members`: the groups of this model and setting
-    (`xmrc.analysis.groups`). Items missing in either run, or whose vectors of a part are NaN in either (the
-    last token of an empty answer, `xmrc.analysis.hidden_states`), are left out; k is the number used.
+    (`xmrc.analysis.layers.groups`). Items missing in either run, or whose vectors of a part are NaN in either (the
+    last token of an empty answer, `xmrc.analysis.layers.hidden_states`), are left out; k is the number used.
     """
     rows = {(q, i): r for r, (c, q, i) in enumerate(zip(index["context_lang"], index["question_lang"], index["id"]))
             if c == "en"}

@@ -6,7 +6,7 @@ token already is the answer's; a chat model following the instruction writes the
 its first generated token is the label's. So the analyses read the model's stored output (the generation
 stage's `raw_output`), teacher-force the tokens it generated before the answer (the *forced prefix*, e.g.
 "Answer:"), and look at the next position: its input token is the last one before the answer, and the token
-it has to predict is the answer's first token, as for the oracle's "Step" target (`xmrc.analysis.oracle`).
+it has to predict is the answer's first token, as for the oracle's "Step" target (`xmrc.analysis.oracle.ablation`).
 
 The stored text is tokenised again (the generation stage keeps text, not ids); the first token whose
 decoding reaches past the text before the extracted answer is the answer's first token.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xmrc.analysis.oracle import answer_span
+from xmrc.analysis.oracle.ablation import answer_span
 from xmrc.extract import extract_answer
 
 ANSWER, EMPTY_ANSWER, UNALIGNED = "answer", "empty_answer", "unaligned"

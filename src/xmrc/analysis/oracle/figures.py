@@ -1,6 +1,6 @@
 """Oracle accuracy (step, sequence) next to the actual F1 of the same items, per model and direction (PNG).
 
-Drawn from `oracle_vs_f1.csv` (see `xmrc.analysis.oracle_tables`): one panel per model, directions on the
+Drawn from `oracle_vs_f1.csv` (see `xmrc.analysis.oracle.tables`): one panel per model, directions on the
 x axis in paper order, three lines. Built on matplotlib.figure.Figure (no pyplot state).
 """
 
