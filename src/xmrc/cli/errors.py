@@ -8,7 +8,7 @@ import pandas as pd
 
 from xmrc.cli import args as shared
 from xmrc.errors import KEYS, wrong
-from xmrc.errors.judge import run_judge
+from xmrc.errors.judge import open_scorer, run_judge
 from xmrc.errors.language import build_detector, language_errors
 from xmrc.errors.rates import error_rates, item_types, write_error_tables
 from xmrc.exceptions import XmrcError
@@ -49,21 +49,10 @@ def cmd_detect_language(args) -> None:
           f"{int((result['prediction_lang'] == 'und').sum())} undecidable predictions in {len(result)} wrong answers")
 
 
-def _judge_scorer(args, model, weights):
-    if args.backend == "vllm":
-        from xmrc.errors.judge import VLLMJudge
-
-        return VLLMJudge(weights, model.revision, args.dtype, gpus=model.gpus)
-    from xmrc.errors.label_scoring import LabelScorer  # torch and transformers
-
-    return LabelScorer(weights, model.revision, args.dtype, args.batch_size, gpus=max(model.gpus, 1),
-                       progress=False)  # run_judge shows progress per shard
-
-
 def cmd_judge(args) -> None:
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "the judge", role="judge model")
     answers = read_table(args.wrong_answers, required=KEYS + ["question", "raw_output"])
-    scorer = _judge_scorer(args, model, weights)
+    scorer = open_scorer(args.backend, weights, model.revision, args.dtype, args.batch_size, model.gpus)
     chat_template = hf_chat_template(scorer.tokenizer) if model.chat_template else None
     result = run_judge(answers, scorer, Path(args.out), judge_name=model.name, chat_template=chat_template,
                        chunk_size=args.chunk_size, settings=job_settings(args))
