@@ -27,6 +27,12 @@ def model(parser: argparse.ArgumentParser, weights: bool = True) -> None:
         parser.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
 
 
+def required_paths(parser: argparse.ArgumentParser, *options: str) -> None:
+    """Required file options that need no help text, e.g. --out."""
+    for option in options:
+        parser.add_argument(option, required=True)
+
+
 def dtype(parser: argparse.ArgumentParser, default: str = "bfloat16") -> None:
     parser.add_argument("--dtype", choices=DTYPES, default=default)
 

@@ -155,19 +155,16 @@ def register(command) -> None:
 
     p = command("layer-hidden", cmd_layer_hidden, "pooled hidden states per part and layer, float16 (resumable)")
     extraction(p, 8)
-    p.add_argument("--out-vectors", required=True)
-    p.add_argument("--out-index", required=True)
+    shared.required_paths(p, "--out-vectors", "--out-index")
 
     p = command("layer-mrd", cmd_layer_mrd, "mean MRD per model, group, language and part (CSV)")
     p.add_argument("--relevance", nargs="+", required=True)
-    p.add_argument("--groups", required=True)
-    p.add_argument("--out", required=True)
+    shared.required_paths(p, "--groups", "--out")
 
     p = command("layer-similarity", cmd_layer_similarity, "cross-lingual similarity ratio per layer (CSV)")
     p.add_argument("--vectors", nargs="+", required=True)
     p.add_argument("--index", nargs="+", required=True)
-    p.add_argument("--groups", required=True)
-    p.add_argument("--out", required=True)
+    shared.required_paths(p, "--groups", "--out")
 
     p = command("layer-figures", cmd_layer_figures, "MRD and similarity figures of one model and setting")
     p.add_argument("--mrd", required=True)
