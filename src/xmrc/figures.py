@@ -22,8 +22,8 @@ import seaborn as sns
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
 from xmrc.plots import new_figure, save_figure
-from xmrc.tables import (DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, require_columns,
-                         summary_table)
+from xmrc.io import require_columns
+from xmrc.tables import DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, summary_table
 
 def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, path: str | Path,
             criterion: str = DEFAULT_FORMAT_CRITERION) -> Path:
@@ -100,7 +100,7 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
 def f1_matrix(direction_scores: pd.DataFrame, model: str, shots: int, prompt_format: str) -> pd.DataFrame:
     """F1 (percent) of one model and setting as a context-language x question-language matrix (languages in
     XQuAD order; a pair the run did not evaluate is NaN)."""
-    require_columns(direction_scores, DIRECTION_COLUMNS)
+    require_columns(direction_scores, DIRECTION_COLUMNS, "direction scores")
     rows = direction_scores[(direction_scores["model"] == model) & (direction_scores["shots"] == shots)
                             & (direction_scores["prompt_format"] == prompt_format)]
     if rows.empty:

@@ -37,18 +37,21 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataF
     return pq.read_table(os.fspath(path), columns=columns).to_pandas()
 
 
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: str | Path) -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], where: str | Path) -> None:
+    """One error line naming `where` (the file, or what the table is) and the columns `frame` lacks."""
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise XmrcError(f"{where}: missing column(s) {', '.join(missing)}")
 
 
-def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str] | None = None) -> pd.DataFrame:
-    """A Parquet or CSV table (by suffix), with the `required` columns, or one error line naming the file."""
+def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str] | None = None,
+               **read_csv) -> pd.DataFrame:
+    """A Parquet or CSV table (by suffix), with the `required` columns, or one error line naming the file;
+    `read_csv` options (CSV only) go to pandas.read_csv."""
     path = Path(path)
     kind = "CSV" if path.suffix == ".csv" else "Parquet"
     try:
-        frame = pd.read_csv(path, usecols=columns) if kind == "CSV" else read_parquet(path, columns)
+        frame = pd.read_csv(path, usecols=columns, **read_csv) if kind == "CSV" else read_parquet(path, columns)
     except FileNotFoundError:
         raise XmrcError(f"{path}: file not found") from None
     except Exception as error:  # Arrow and pandas raise many kinds for a damaged or foreign file

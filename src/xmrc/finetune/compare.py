@@ -21,11 +21,12 @@ from xmrc import tables
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import finetuned_model
+from xmrc.io import read_table, require_columns
 
 
 def restrict_to_shared_items(items: pd.DataFrame, base: str, tuned: str) -> pd.DataFrame:
     """The item scores of both models on the ids the tuned model was scored on (and the base has)."""
-    tables.require_columns(items, tables.ITEM_COLUMNS, "item scores")
+    require_columns(items, tables.ITEM_COLUMNS, "item scores")
     present = set(items["model"])
     for name in (base, tuned):
         if name not in present:
@@ -142,10 +143,5 @@ def read_per_language(table_dir: str | Path, shots: int) -> dict[str, pd.DataFra
     frames = {}
     for scenario in tables.SCENARIOS:
         path = Path(table_dir) / f"comparison_f1_{shots}shot_{scenario}.csv"
-        try:
-            frames[scenario] = pd.read_csv(path, index_col="model")
-        except FileNotFoundError:
-            raise XmrcError(f"{path}: file not found") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-            raise XmrcError(f"{path}: not a comparison table") from None
+        frames[scenario] = read_table(path, required=["model"]).set_index("model")
     return frames

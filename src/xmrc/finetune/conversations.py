@@ -22,7 +22,7 @@ from typing import Iterable, Iterator
 import pandas as pd
 
 from xmrc.exceptions import XmrcError
-from xmrc.io import read_parquet
+from xmrc.io import read_table
 
 ROLES = ("system", "user", "assistant")
 PROBLEM_COLUMNS = ["id", "reason"]
@@ -99,11 +99,7 @@ def read_local(path: str | Path) -> list[dict]:
     if not path.is_file():
         raise XmrcError(f"{path}: conversation file not found")
     if path.suffix == ".parquet":
-        try:
-            frame = read_parquet(path)
-        except Exception as error:
-            raise XmrcError(f"{path}: not a readable Parquet table ({type(error).__name__})") from None
-        records = frame.to_dict("records")
+        records = read_table(path).to_dict("records")
     elif path.suffix == ".json":
         try:
             records = json.loads(path.read_text(encoding="utf-8"))

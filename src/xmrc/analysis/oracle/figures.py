@@ -11,15 +11,14 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc.exceptions import XmrcError
+from xmrc.io import require_columns
 from xmrc.plots import new_figure, save_figure
 
 SERIES = (("step", "oracle, step", "o"), ("sequence", "oracle, sequence", "s"), ("f1", "actual F1", "^"))
 
 
 def oracle_vs_f1(accuracy: pd.DataFrame, path: str | Path) -> Path:
-    missing = [c for c in ("model", "direction", "step", "sequence") if c not in accuracy.columns]
-    if missing:
-        raise XmrcError(f"oracle accuracy table lacks column(s): {', '.join(missing)}")
+    require_columns(accuracy, ("model", "direction", "step", "sequence"), "oracle accuracy table")
     if accuracy.empty:
         raise XmrcError("oracle accuracy table has no rows")
     models = list(pd.unique(accuracy["model"]))
