@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -80,13 +82,20 @@ def read_json(path: str | Path):
 
 def read_yaml(path: str | Path) -> Any:
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise XmrcError(f"{path}: file not found") from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, source: str | Path) -> Any:
+    """YAML text, or one error line naming `source` (the file it is, or will be, written to)."""
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise XmrcError(f"{path}: not valid YAML{where}") from None
+        raise XmrcError(f"{source}: not valid YAML{where}") from None
 
 
 # --- writing ---
@@ -112,6 +121,19 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     finally:
         partial.unlink(missing_ok=True)
     return path
+
+
+@contextmanager
+def write_directory_atomic(path: str | Path) -> Iterator[Path]:
+    """Yield an empty partial path beside the directory `path` to assemble it in (not created: some writers
+    insist on creating it); when the block ends without an error, it replaces `path`. After a failure the
+    partial directory stays for inspection and is cleared by the next attempt."""
+    path = Path(path)
+    partial = partial_path(path)
+    shutil.rmtree(partial, ignore_errors=True)
+    yield partial
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(partial, path)
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict[bytes, bytes] | None = None) -> Path:

@@ -51,6 +51,12 @@ def setting(parser: argparse.ArgumentParser, several_formats: bool = False) -> N
         parser.add_argument("--format", choices=list(FORMATS), required=True)
 
 
+def scenario_setting(parser: argparse.ArgumentParser) -> None:
+    """--shots and --scenario: one setting of the error stage."""
+    shots(parser)
+    parser.add_argument("--scenario", choices=["en-x", "x-x"], required=True)
+
+
 def languages(parser: argparse.ArgumentParser, **options) -> None:
     parser.add_argument("--languages", nargs="+", choices=LANGUAGES, metavar="LANG",
                         **({"default": list(LANGUAGES)} | options))

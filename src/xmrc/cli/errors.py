@@ -83,16 +83,12 @@ def cmd_error_figure(args) -> None:
 
 
 def register(command) -> None:
-    def setting(p):
-        shared.shots(p)
-        p.add_argument("--scenario", choices=["en-x", "x-x"], required=True)
-
     p = command("wrong-answers", cmd_wrong_answers, "select the wrong answers W of one shots setting and scenario")
     p.add_argument("--data", required=True, help="XQuAD table (questions)")
     p.add_argument("--generations", nargs="+", required=True)
     p.add_argument("--scores", nargs="+", required=True, help="score files, in the order of --generations")
     p.add_argument("--direction-scores", help="direction_scores.csv (for --prompt-format best)")
-    setting(p)
+    shared.scenario_setting(p)
     p.add_argument("--prompt-format", choices=["best", "v1", "v2"], default="best",
                    help="best: each model's format chosen by --format-criterion, as in the tables")
     shared.format_criterion(p)
@@ -120,12 +116,12 @@ def register(command) -> None:
     p.add_argument("--wrong-answers", required=True)
     p.add_argument("--language", required=True)
     p.add_argument("--judge", required=True)
-    setting(p)
+    shared.scenario_setting(p)
     shared.not_in_summary(p)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-items", required=True, help="typed wrong answers (Parquet), input of error-figure")
 
     p = command("error-figure", cmd_error_figure, "stacked bars of error types per model (PNG)")
     p.add_argument("--items", required=True, help="typed wrong answers from error-tables")
-    setting(p)
+    shared.scenario_setting(p)
     p.add_argument("--out", required=True)

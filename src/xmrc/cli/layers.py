@@ -95,15 +95,12 @@ def cmd_layer_figures(args) -> None:
                                          "mean_mrd"])
     similarity = read_table(args.similarity, required=["model", "shots", "prompt_format", "group", "lang", "part",
                                                        "relative_depth", "ratio"])
-    sizes = read_table(args.sizes)
-    sizes = sizes[(sizes["model"] == args.model) & (sizes["shots"] == args.shots)
-                  & (sizes["prompt_format"] == args.format)]
-    setting = (args.model, args.shots, args.format)
-    layer_figures.mrd_parts(mrd, *setting, ("context", "question"), args.out_mrd_context_question, sizes)
-    layer_figures.mrd_parts(mrd, *setting, ("task_description", "demonstrations"), args.out_mrd_task_demos, sizes)
-    for part in PART_CHOICES:
-        layer_figures.similarity_curves(similarity, *setting, part, getattr(args, f"out_similarity_{part}"), sizes)
-    print(f"{args.model}: 5 layer-analysis figures")
+    mrd_paths = {("context", "question"): args.out_mrd_context_question,
+                 ("task_description", "demonstrations"): args.out_mrd_task_demos}
+    similarity_paths = {part: getattr(args, f"out_similarity_{part}") for part in PART_CHOICES}
+    paths = layer_figures.setting_figures(mrd, similarity, read_table(args.sizes), args.model, args.shots,
+                                          args.format, mrd_paths, similarity_paths)
+    print(f"{args.model}: {len(paths)} layer-analysis figures")
 
 
 def cmd_layer_example_figure(args) -> None:

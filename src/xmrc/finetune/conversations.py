@@ -74,6 +74,12 @@ def split_valid(records: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
             pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
 
 
+def problem_reasons(problems: pd.DataFrame) -> str:
+    """'3 empty content; 1 unknown role': how often each reason of split_valid's problems occurs, any turn."""
+    reasons = problems["reason"].str.replace(r"^turn \d+: ", "", regex=True).value_counts()
+    return "; ".join(f"{count} {reason}" for reason, count in reasons.items())
+
+
 def subsample(table: pd.DataFrame, limit: int | None, seed: int) -> pd.DataFrame:
     """A seeded random subset of `limit` rows in their original order (all rows when limit is None)."""
     if limit is None or limit >= len(table):

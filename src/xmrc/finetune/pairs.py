@@ -66,6 +66,14 @@ def instruction_messages(source_text: str, target_text: str, target_lang: str,
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": target_text}]
 
 
+def check_request(instruction: str, sources: list[str], target: str) -> None:
+    """Pairs can be built: the instruction template has a {question} slot, no source is the target."""
+    if "{question}" not in instruction:
+        raise XmrcError("--instruction: the template needs a {question} placeholder")
+    if target in sources:
+        raise XmrcError(f"question translation: target language {target} is also a source")
+
+
 def xquad_pairs(table: pd.DataFrame, split: pd.DataFrame, sources: list[str], target: str) -> pd.DataFrame:
     """Every (source question, target question) of the training articles, for each source language."""
     train_titles = set(split.loc[split["split"] == "train", "title"])

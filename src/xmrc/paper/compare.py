@@ -23,7 +23,8 @@ import pandas as pd
 
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
-from xmrc.paper.published import PAPER_TABLES, PaperTable, published_cells, published_table
+from xmrc.io import read_table
+from xmrc.paper.published import PAPER_TABLES, PaperTable, our_file_names, published_cells, published_table
 from xmrc.tables import markdown_table
 
 CELL_COLUMNS = ["table", "measure", "model", "paper_model", "column", "unit", "paper", "ours", "difference"]
@@ -80,6 +81,18 @@ def _why_none(spec: PaperTable, ours: pd.DataFrame | None, names: dict[str, str]
     if not any(names.get(str(model)) in paper_models for model in ours["model"]):
         return "no model of this run is in the paper's table" if names else "no model of this run is the paper's"
     return "no cell both report"
+
+
+def read_our_tables(paths: list[str | Path]) -> dict[str, pd.DataFrame]:
+    """Our tables keyed by file name, as `compare` takes them; each must be one the comparison reads."""
+    known = our_file_names()
+    ours = {}
+    for path in paths:
+        name = Path(path).name
+        if name not in known:
+            raise XmrcError(f"{path}: not a table the paper comparison reads (expected one of: {', '.join(known)})")
+        ours[name] = read_table(path, required=["model"])
+    return ours
 
 
 def compare(ours_by_file: dict[str, pd.DataFrame], registry: Registry) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -82,6 +82,19 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
     return save_figure(fig, path)
 
 
+def setting_figures(mrd: pd.DataFrame, similarity: pd.DataFrame, sizes: pd.DataFrame, model: str, shots: int,
+                    prompt_format: str, mrd_paths: dict[tuple[str, str], Path | str],
+                    similarity_paths: dict[str, Path | str]) -> list[Path]:
+    """The figures of one model and setting: mrd_parts for each pair of parts in `mrd_paths`, then
+    similarity_curves for each part in `similarity_paths`, their groups titled with the setting's sizes
+    (group_sizes.csv of layer-groups)."""
+    sizes = sizes[(sizes["model"] == model) & (sizes["shots"] == shots) & (sizes["prompt_format"] == prompt_format)]
+    setting = (model, shots, prompt_format)
+    paths = [mrd_parts(mrd, *setting, parts, path, sizes) for parts, path in mrd_paths.items()]
+    return paths + [similarity_curves(similarity, *setting, part, path, sizes)
+                    for part, path in similarity_paths.items()]
+
+
 def _curves(ax, data: pd.DataFrame, languages: list[str], palette, reference: float = 1.0) -> None:
     sns.lineplot(data=data, x="relative_depth", y="ratio", hue="lang", hue_order=languages, palette=palette,
                  marker="o" if data["layer"].nunique() < 12 else None, markersize=4, ax=ax)
