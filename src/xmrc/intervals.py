@@ -26,7 +26,7 @@ import pandas as pd
 
 from xmrc import tables
 from xmrc.bootstrap import BootstrapSettings, mean_intervals
-from xmrc.io import read_table, require_columns
+from xmrc.io import read_table, require_columns, write_csv, write_text
 
 SETTING_KEYS = ["model", "shots", "prompt_format"]
 GROUP_KEYS = SETTING_KEYS + ["context_lang", "question_lang"]
@@ -228,12 +228,10 @@ def write_intervals(items: pd.DataFrame, pairs: Iterable[ModelPair], settings: B
     differences = paired_differences(grouped, pairs, settings)
     paths = []
     for name, frame in zip(FILES, (intervals, differences)):
-        paths.append(out_dir / f"{name}.csv")
-        frame.to_csv(paths[-1], index=False, float_format="%.4f")
+        paths.append(write_csv(frame, out_dir / f"{name}.csv", float_format="%.4f"))
     if markdown:
         for name, frame in zip(FILES, (markdown_intervals(intervals), markdown_differences(differences))):
-            paths.append(out_dir / f"{name}.md")
-            paths[-1].write_text(tables.markdown_table(frame), encoding="utf-8")
+            paths.append(write_text(tables.markdown_table(frame), out_dir / f"{name}.md"))
     return paths
 
 

@@ -144,7 +144,9 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict[bytes, b
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **to_csv) -> Path:
-    return write_atomic(path, lambda sink: sink.write(frame.to_csv(index=False, **to_csv).encode("utf-8")))
+    """`frame` as CSV, without its index unless to_csv says index=True."""
+    csv = frame.to_csv(**({"index": False} | to_csv))
+    return write_atomic(path, lambda sink: sink.write(csv.encode("utf-8")))
 
 
 def write_text(text: str, path: str | Path) -> Path:

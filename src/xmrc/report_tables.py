@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc.exceptions import XmrcError
-from xmrc.io import read_table
+from xmrc.io import read_table, write_text
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,6 @@ def write_pages(tables_dir: str | Path, stems: list[str], out_dir: str | Path) -
             raise XmrcError(f"{stem}: not a table the report shows (see xmrc.report_tables.REPORT_TABLES)")
         source = Path(tables_dir) / f"{stem}.csv"
         frame = read_table(source, keep_default_na=False, na_values=[""])
-        out = Path(out_dir) / f"{stem}.html"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(table_page(frame, f"{where['category']}: {where['title']}", f"tables/{stem}.csv"),
-                       encoding="utf-8")
-        paths.append(out)
+        page = table_page(frame, f"{where['category']}: {where['title']}", f"tables/{stem}.csv")
+        paths.append(write_text(page, Path(out_dir) / f"{stem}.html"))
     return paths

@@ -19,7 +19,7 @@ import pandas as pd
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
-from xmrc.io import require_columns
+from xmrc.io import require_columns, write_csv, write_text
 
 DIRECTION_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "n", "em", "f1")
 ITEM_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1")
@@ -256,11 +256,8 @@ def _markdown(df: pd.DataFrame, float_format: str) -> str:
 def write_table(df: pd.DataFrame, path_without_suffix: str | Path, float_format: str = "%.2f") -> list[Path]:
     """Write df as <path>.csv and <path>.md; float_format is a %-style format such as "%.2f"."""
     base = Path(path_without_suffix)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    csv, md = base.with_name(base.name + ".csv"), base.with_name(base.name + ".md")
-    df.to_csv(csv, float_format=float_format)
-    md.write_text(_markdown(df, float_format), encoding="utf-8")
-    return [csv, md]
+    return [write_csv(df, base.with_name(base.name + ".csv"), index=True, float_format=float_format),
+            write_text(_markdown(df, float_format), base.with_name(base.name + ".md"))]
 
 
 def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,

@@ -32,6 +32,7 @@ import pandas as pd
 from xmrc.errors import KEYS
 from xmrc.errors.wrong import COUNT_COLUMNS, in_scenario
 from xmrc.exceptions import XmrcError
+from xmrc.io import write_csv
 from xmrc.tables import SCENARIOS, label, write_table
 
 DIRECTION_KEYS = KEYS[:-1]
@@ -138,9 +139,7 @@ def write_error_tables(rates: pd.DataFrame, shots: int, scenario: str, out_dir: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{shots}shot_{scenario}"
-    long_path = out_dir / f"error_rates_{tag}.csv"
-    rates.to_csv(long_path, index=False, float_format="%.4f")
-    paths = [long_path]
+    paths = [write_csv(rates, out_dir / f"error_rates_{tag}.csv", float_format="%.4f")]
     wide = {kind: wide_table(rates, kind, scenario) for kind in WIDE_TABLES}
     for kind in WIDE_TABLES:
         paths += write_table(wide[kind], out_dir / f"{kind}_{tag}")

@@ -23,7 +23,7 @@ import pandas as pd
 
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
-from xmrc.io import read_table
+from xmrc.io import read_table, write_csv, write_text
 from xmrc.paper.published import PAPER_TABLES, PaperTable, our_file_names, published_cells, published_table
 from xmrc.tables import markdown_table
 
@@ -136,12 +136,9 @@ def write_comparison(cells: pd.DataFrame, summary: pd.DataFrame, out_dir: str | 
     """paper_comparison.csv, paper_comparison_summary.csv and paper_comparison.md (see the module docstring)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "paper_comparison.csv", out_dir / "paper_comparison_summary.csv",
-             out_dir / "paper_comparison.md"]
-    cells.to_csv(paths[0], index=False, float_format="%.2f")
-    summary.to_csv(paths[1], index=False, float_format="%.2f")
-    paths[2].write_text(
-        "# The paper's published numbers beside ours\n\n" + headline(cells, summary) + "\n\n## Per table\n\n"
-        + markdown_table(summary) + "\n## Every compared cell (difference = ours - paper)\n\n"
-        + (markdown_table(cells) if len(cells) else "None.\n"), encoding="utf-8")
-    return paths
+    report = ("# The paper's published numbers beside ours\n\n" + headline(cells, summary) + "\n\n## Per table\n\n"
+              + markdown_table(summary) + "\n## Every compared cell (difference = ours - paper)\n\n"
+              + (markdown_table(cells) if len(cells) else "None.\n"))
+    return [write_csv(cells, out_dir / "paper_comparison.csv", float_format="%.2f"),
+            write_csv(summary, out_dir / "paper_comparison_summary.csv", float_format="%.2f"),
+            write_text(report, out_dir / "paper_comparison.md")]

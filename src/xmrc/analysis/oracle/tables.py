@@ -19,7 +19,7 @@ import pandas as pd
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
-from xmrc.io import require_columns
+from xmrc.io import require_columns, write_csv
 from xmrc.tables import write_table
 
 KINDS = ("step", "sequence")
@@ -91,6 +91,4 @@ def write_oracle_tables(results: pd.DataFrame, item_scores: pd.DataFrame | None,
     paths = write_table(summary_table(accuracy), out_dir / "oracle_summary")
     for kind in KINDS:
         paths += write_table(language_table(accuracy, kind), out_dir / f"oracle_{kind}_en-x")
-    vs_f1 = out_dir / "oracle_vs_f1.csv"
-    accuracy.to_csv(vs_f1, index=False, float_format="%.2f")
-    return paths + [vs_f1]
+    return paths + [write_csv(accuracy, out_dir / "oracle_vs_f1.csv", float_format="%.2f")]
