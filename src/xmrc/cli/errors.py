@@ -65,8 +65,6 @@ def cmd_error_tables(args) -> None:
     answers = read_table(args.wrong_answers, required=KEYS + ["rule_blank"])
     language = read_table(args.language, required=KEYS + ["prediction_lang", "intruding_lang", "language_error"])
     judge = read_table(args.judge, required=KEYS + ["verdict"])
-    for frame in (answers, language, judge):
-        frame["id"] = frame["id"].astype(str)
     rates = error_rates(counts, answers, language, judge, args.scenario)
     paths = write_error_tables(rates, args.shots, args.scenario, Path(args.out_dir), args.not_in_summary)
     items = item_types(answers[wrong.in_scenario(answers, args.scenario)], language, judge)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from xmrc.analysis.layers.attribution_example import draw
 from xmrc.analysis.layers.groups import ITEM_COLUMNS, sample_models
 from xmrc.analysis.layers.hidden_states import run_hidden_states
 from xmrc.analysis.layers.inputs import group_ids, load_model, prompt_rows
@@ -104,6 +103,8 @@ def cmd_layer_figures(args) -> None:
 
 
 def cmd_layer_example_figure(args) -> None:
+    from xmrc.analysis.layers.attribution_example import draw  # matplotlib and seaborn
+
     draw(read_table(args.tokens, required=TOKEN_COLUMNS), args.top, args.out)
     print(f"{args.out}: attribution example, top {args.top} tokens per part")
 

@@ -54,6 +54,8 @@ def _check_keys(frame: pd.DataFrame, wrong: pd.DataFrame, what: str) -> None:
 
 def item_types(wrong: pd.DataFrame, language: pd.DataFrame, judge: pd.DataFrame) -> pd.DataFrame:
     """One row per wrong answer with its language result, the judge's verdict and the rule's blank flag."""
+    # ids match as text: a table may hold numeric-looking ids as numbers
+    wrong, language, judge = (frame.assign(id=frame["id"].astype(str)) for frame in (wrong, language, judge))
     _check_keys(language, wrong, "language table")
     _check_keys(judge, wrong, "judge table")
     items = wrong[KEYS + ["rule_blank"]].merge(

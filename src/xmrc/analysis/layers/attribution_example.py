@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from xmrc import LANGUAGES
+from xmrc.plots import new_figure, save_figure
 from xmrc.prompts import PARTS
 
 PART_LABELS = {"task_description": "task description", "demonstrations": "demonstrations", "context": "context",
@@ -40,10 +42,6 @@ def top_tokens(prompt: pd.DataFrame, top: int) -> pd.DataFrame:
 
 def draw(tokens: pd.DataFrame, top: int, path) -> Path:
     """Write the figure; a notice instead when no example item was explained (empty answers)."""
-    import seaborn as sns
-
-    from xmrc.plots import new_figure, save_figure  # matplotlib
-
     prompt = example_prompt(tokens)
     if prompt.empty:
         fig = new_figure(figsize=(6, 2))
