@@ -93,9 +93,7 @@ def sft_data(tmp_path_factory):
 def tiny_train_config(folder, base, data, method, **overrides):
     hyper = dict(load_config(ROOT / "config" / "smoke.yaml")["finetune"][method], **overrides)
     spec = {"method": method, "dataset": "tulu3", "template": "llama3"}
-    lfconfig.write_json(lfconfig.dataset_info("tulu3", data, folder), folder / "dataset_info.json")
-    return lfconfig.write_yaml(lfconfig.train_config(spec, hyper, str(base), folder, folder / "work"),
-                               folder / "train.yaml")
+    return lfconfig.write_configs(spec, hyper, str(base), data, folder, folder / "work")
 
 
 def generate_once(weights):

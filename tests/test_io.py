@@ -66,3 +66,25 @@ def test_write_atomic_leaves_the_old_file_and_no_partial_when_the_write_fails(tm
     assert sorted(p.name for p in target.parent.iterdir()) == ["x.npy"]
     write_json({"b": 1, "a": [2]}, tmp_path / "m.json")
     assert read_json(tmp_path / "m.json") == {"a": [2], "b": 1}
+
+
+def test_write_directory_atomic_replaces_the_directory_only_when_assembled(tmp_path):
+    import pytest
+
+    from xmrc.io import write_directory_atomic
+
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with pytest.raises(RuntimeError):
+        with write_directory_atomic(target) as partial:
+            partial.mkdir()
+            (partial / "half.txt").write_text("half")
+            raise RuntimeError("killed")
+    assert [p.name for p in target.iterdir()] == ["old.txt"]
+    with write_directory_atomic(target) as partial:
+        assert not partial.exists()  # the failed attempt's partial directory is cleared
+        partial.mkdir()
+        (partial / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

@@ -25,6 +25,8 @@ HEAVY_XMRC = {
     ("xmrc/errors/judge.py", "xmrc.backends.vllm"): "vllm, only for the vLLM judge",
     ("xmrc/hub/models.py", "xmrc.backends.hf"): "torch and transformers, for a local chat model's tokenizer",
     ("xmrc/hub/packaged.py", "xmrc.backends.hf"): "torch and transformers (the converted tokenizer's check)",
+    ("xmrc/errors/judge.py", "xmrc.errors.label_scoring"): "torch and transformers, only for the hf judge",
+    ("xmrc/finetune/compare.py", "xmrc.plots"): "matplotlib, only for the figure (the tables need none)",
 }
 
 def modules():

@@ -12,7 +12,7 @@ from helpers import ROOT
 from helpers.scale import prompt_table
 
 from xmrc.hub import scheduling
-from xmrc.backends.prefix import common_prefix_length, prefix_order, shared_prefix_share
+from xmrc.backends.prefix import common_prefix_length, prefix_order, prefix_stats, shared_prefix_share
 from xmrc.config import Registry, load_config
 
 REGISTRY = Registry.load(ROOT / "config/models.yaml")
@@ -24,6 +24,18 @@ def test_prefix_order_puts_shared_prefixes_next_to_each_other():
     order = prefix_order(prompts)
     assert [prompts[i] for i in order] == ["ctx A q1", "ctx A q2", "ctx A q3", "ctx B q1", "ctx B q2"]
     assert shared_prefix_share([prompts[i] for i in order]) > shared_prefix_share(prompts)
+
+
+def test_prefix_stats_without_and_with_a_tokenizer():
+    prompts = ["abX", "zz", "abY"]
+    assert prefix_stats(prompts) == {"n": 3, "chars_table_order": 0.0, "chars_prefix_order": 2 / 8}
+
+    def characters(texts, add_special_tokens):
+        return {"input_ids": [["<s>"] * add_special_tokens + list(text) for text in texts]}
+
+    stats = prefix_stats(prompts, templated=True, tokenizer=characters)
+    assert stats["tokens_prefix_order"] == 2 / 8 and stats["prompt_tokens"] == 8
+    assert stats["tokens_prefix_order_16_blocks"] == 0.0
 
 
 def test_shared_prefix_share_by_hand():

@@ -79,8 +79,12 @@ class Registry:
 
     @classmethod
     def load(cls, path: str | Path) -> "Registry":
-        entries = read_yaml(path)
-        return cls(validate(entries if entries is not None else {}, "models.schema.yaml", str(path)), str(path))
+        return cls.from_entries(read_yaml(path), str(path))
+
+    @classmethod
+    def from_entries(cls, entries: Any, source: str) -> "Registry":
+        """A registry from the parsed YAML of a registry file (`source`, named in errors), validated."""
+        return cls(validate(entries if entries is not None else {}, "models.schema.yaml", source), source)
 
     def get(self, key_or_name: str) -> Model:
         model = self.models.get(key_or_name) or self._by_name.get(key_or_name)

@@ -10,8 +10,7 @@ and, from the bootstrap intervals (xmrc.intervals, config key `intervals`):
 The workflow also draws, per model and setting when the run has x-y directions (config key `scenarios`):
   matrix_f1/{model}/{shots}shot-{format}.png   context x question F1 matrix (`direction_matrix`)
 
-Figures are built on matplotlib.figure.Figure, not pyplot: the PNG goes through the Agg
-canvas and no global backend or open-figure state is touched.
+Figures are drawn and saved through xmrc.plots.
 """
 from __future__ import annotations
 
@@ -19,22 +18,12 @@ from pathlib import Path
 
 import pandas as pd
 import seaborn as sns
-from matplotlib.figure import Figure
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
-from xmrc.tables import (DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, require_columns,
-                         summary_table)
-
-DPI = 150
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
-
+from xmrc.plots import new_figure, save_figure
+from xmrc.io import require_columns
+from xmrc.tables import DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, summary_table
 
 def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, path: str | Path,
             criterion: str = DEFAULT_FORMAT_CRITERION) -> Path:
@@ -43,7 +32,7 @@ def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, pa
     table = language_table(direction_scores, scenario, "f1", shots, criterion=criterion)
     rows, cols = table.shape
     # ~0.75 in per column leaves room for "100.0" at fontsize 8; long model names get the left margin.
-    fig = Figure(figsize=(2.5 + 0.75 * cols, 1.2 + 0.38 * rows))
+    fig = new_figure(figsize=(2.5 + 0.75 * cols, 1.2 + 0.38 * rows))
     ax = fig.subplots()
     sns.heatmap(
         table.astype(float), ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".1f",
@@ -53,7 +42,7 @@ def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, pa
     ax.set_ylabel("")
     ax.set_title(f"F1, {scenario}, {shots}-shot" if shots is not None else f"F1, {scenario}")
     ax.tick_params(axis="x", labelrotation=45)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | Path,
@@ -63,7 +52,7 @@ def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | P
     long = summary[["mean en-x", "mean x-x"]].reset_index().melt(
         id_vars="model", var_name="scenario", value_name="F1 (%)"
     )
-    fig = Figure(figsize=(8, 1.2 + 0.45 * len(summary)))
+    fig = new_figure(figsize=(8, 1.2 + 0.45 * len(summary)))
     ax = fig.subplots()
     # Explicit model order keeps rows in table order even when a model's bars are NaN.
     sns.barplot(data=long, y="model", x="F1 (%)", hue="scenario", order=list(summary.index), ax=ax)
@@ -73,7 +62,7 @@ def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | P
     ax.set_ylabel("")
     ax.set_title(f"Mean F1 over non-English languages, {shots}-shot" if shots is not None else "Mean F1")
     ax.legend(loc="lower right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Path:
@@ -88,7 +77,7 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
     columns = min(3 if len(directions) <= 30 else 1, len(models))
     lines = -(-len(models) // columns)
     per_direction = min(0.28, max(0.08, 12 / len(directions)))
-    fig = Figure(figsize=(columns * (1.5 + per_direction * len(directions)), 0.6 + 2.6 * lines), layout="constrained")
+    fig = new_figure(figsize=(columns * (1.5 + per_direction * len(directions)), 0.6 + 2.6 * lines), layout="constrained")
     axes = fig.subplots(lines, columns, squeeze=False, sharey=True)
     where = {d: i for i, d in enumerate(directions)}
     for ax, model in zip(axes.flat, models):
@@ -105,13 +94,13 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
     for ax in axes[:, 0]:
         ax.set_ylabel("F1 (%)")
     fig.suptitle(f"F1 per direction with bootstrap intervals, {shots}-shot", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def f1_matrix(direction_scores: pd.DataFrame, model: str, shots: int, prompt_format: str) -> pd.DataFrame:
     """F1 (percent) of one model and setting as a context-language x question-language matrix (languages in
     XQuAD order; a pair the run did not evaluate is NaN)."""
-    require_columns(direction_scores, DIRECTION_COLUMNS)
+    require_columns(direction_scores, DIRECTION_COLUMNS, "direction scores")
     rows = direction_scores[(direction_scores["model"] == model) & (direction_scores["shots"] == shots)
                             & (direction_scores["prompt_format"] == prompt_format)]
     if rows.empty:
@@ -130,11 +119,11 @@ def direction_matrix(direction_scores: pd.DataFrame, model: str, shots: int, pro
     language; the diagonal is monolingual, the en row the paper's en-x."""
     matrix = f1_matrix(direction_scores, model, shots, prompt_format)
     size = len(matrix)
-    fig = Figure(figsize=(2.0 + 0.6 * size, 1.6 + 0.5 * size))
+    fig = new_figure(figsize=(2.0 + 0.6 * size, 1.6 + 0.5 * size))
     ax = fig.subplots()
     sns.heatmap(matrix.astype(float), ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".1f",
                 annot_kws={"fontsize": 8}, linewidths=0.5, square=True, cbar_kws={"label": "F1 (%)"})
     ax.set_xlabel("question language")
     ax.set_ylabel("context language (answer language)")
     ax.set_title(f"F1, {model}, {shots}-shot {prompt_format}")
-    return _save(fig, path)
+    return save_figure(fig, path)

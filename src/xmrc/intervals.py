@@ -26,7 +26,7 @@ import pandas as pd
 
 from xmrc import tables
 from xmrc.bootstrap import BootstrapSettings, mean_intervals
-from xmrc.exceptions import XmrcError
+from xmrc.io import read_table, require_columns, write_csv, write_text
 
 SETTING_KEYS = ["model", "shots", "prompt_format"]
 GROUP_KEYS = SETTING_KEYS + ["context_lang", "question_lang"]
@@ -83,7 +83,7 @@ class Grouped:
 
     @classmethod
     def of(cls, items: pd.DataFrame, criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> "Grouped":
-        tables.require_columns(items, tables.ITEM_COLUMNS, "item scores")
+        require_columns(items, tables.ITEM_COLUMNS, "item scores")
         scores = tables.direction_scores(items)  # also rejects an item held twice
         codes = items.groupby(GROUP_KEYS, sort=False).ngroup().to_numpy()
         keys = items[GROUP_KEYS].drop_duplicates().reset_index(drop=True)
@@ -228,20 +228,13 @@ def write_intervals(items: pd.DataFrame, pairs: Iterable[ModelPair], settings: B
     differences = paired_differences(grouped, pairs, settings)
     paths = []
     for name, frame in zip(FILES, (intervals, differences)):
-        paths.append(out_dir / f"{name}.csv")
-        frame.to_csv(paths[-1], index=False, float_format="%.4f")
+        paths.append(write_csv(frame, out_dir / f"{name}.csv", float_format="%.4f"))
     if markdown:
         for name, frame in zip(FILES, (markdown_intervals(intervals), markdown_differences(differences))):
-            paths.append(out_dir / f"{name}.md")
-            paths[-1].write_text(tables.markdown_table(frame), encoding="utf-8")
+            paths.append(write_text(tables.markdown_table(frame), out_dir / f"{name}.md"))
     return paths
 
 
 def read_intervals(path: str | Path) -> pd.DataFrame:
     """direction_intervals.csv as written by write_intervals (for the figures)."""
-    try:
-        frame = pd.read_csv(path)
-    except FileNotFoundError:
-        raise XmrcError(f"{path}: file not found") from None
-    tables.require_columns(frame, INTERVAL_COLUMNS, f"{path}")
-    return frame
+    return read_table(path, required=INTERVAL_COLUMNS)

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable
+import shutil
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,18 +39,21 @@ def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataF
     return pq.read_table(os.fspath(path), columns=columns).to_pandas()
 
 
-def require_columns(frame: pd.DataFrame, columns: Iterable[str], path: str | Path) -> None:
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], where: str | Path) -> None:
+    """One error line naming `where` (the file, or what the table is) and the columns `frame` lacks."""
     missing = [column for column in columns if column not in frame.columns]
     if missing:
-        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+        raise XmrcError(f"{where}: missing column(s) {', '.join(missing)}")
 
 
-def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str] | None = None) -> pd.DataFrame:
-    """A Parquet or CSV table (by suffix), with the `required` columns, or one error line naming the file."""
+def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str] | None = None,
+               **read_csv) -> pd.DataFrame:
+    """A Parquet or CSV table (by suffix), with the `required` columns, or one error line naming the file;
+    `read_csv` options (CSV only) go to pandas.read_csv."""
     path = Path(path)
     kind = "CSV" if path.suffix == ".csv" else "Parquet"
     try:
-        frame = pd.read_csv(path, usecols=columns) if kind == "CSV" else read_parquet(path, columns)
+        frame = pd.read_csv(path, usecols=columns, **read_csv) if kind == "CSV" else read_parquet(path, columns)
     except FileNotFoundError:
         raise XmrcError(f"{path}: file not found") from None
     except Exception as error:  # Arrow and pandas raise many kinds for a damaged or foreign file
@@ -77,13 +82,20 @@ def read_json(path: str | Path):
 
 def read_yaml(path: str | Path) -> Any:
     try:
-        return yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise XmrcError(f"{path}: file not found") from None
+    return parse_yaml(text, path)
+
+
+def parse_yaml(text: str, source: str | Path) -> Any:
+    """YAML text, or one error line naming `source` (the file it is, or will be, written to)."""
+    try:
+        return yaml.safe_load(text)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark else ""
-        raise XmrcError(f"{path}: not valid YAML{where}") from None
+        raise XmrcError(f"{source}: not valid YAML{where}") from None
 
 
 # --- writing ---
@@ -111,6 +123,19 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
     return path
 
 
+@contextmanager
+def write_directory_atomic(path: str | Path) -> Iterator[Path]:
+    """Yield an empty partial path beside the directory `path` to assemble it in (not created: some writers
+    insist on creating it); when the block ends without an error, it replaces `path`. After a failure the
+    partial directory stays for inspection and is cleared by the next attempt."""
+    path = Path(path)
+    partial = partial_path(path)
+    shutil.rmtree(partial, ignore_errors=True)
+    yield partial
+    shutil.rmtree(path, ignore_errors=True)
+    os.replace(partial, path)
+
+
 def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict[bytes, bytes] | None = None) -> Path:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata:
@@ -119,7 +144,9 @@ def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict[bytes, b
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **to_csv) -> Path:
-    return write_atomic(path, lambda sink: sink.write(frame.to_csv(index=False, **to_csv).encode("utf-8")))
+    """`frame` as CSV, without its index unless to_csv says index=True."""
+    csv = frame.to_csv(**({"index": False} | to_csv))
+    return write_atomic(path, lambda sink: sink.write(csv.encode("utf-8")))
 
 
 def write_text(text: str, path: str | Path) -> Path:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc.exceptions import XmrcError
+from xmrc.io import read_table, write_text
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,7 @@ def write_pages(tables_dir: str | Path, stems: list[str], out_dir: str | Path) -
         if where is None:
             raise XmrcError(f"{stem}: not a table the report shows (see xmrc.report_tables.REPORT_TABLES)")
         source = Path(tables_dir) / f"{stem}.csv"
-        try:
-            frame = pd.read_csv(source, keep_default_na=False, na_values=[""])
-        except FileNotFoundError:
-            raise XmrcError(f"{source}: file not found") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-            raise XmrcError(f"{source}: not a readable CSV table ({type(error).__name__})") from None
-        out = Path(out_dir) / f"{stem}.html"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(table_page(frame, f"{where['category']}: {where['title']}", f"tables/{stem}.csv"),
-                       encoding="utf-8")
-        paths.append(out)
+        frame = read_table(source, keep_default_na=False, na_values=[""])
+        page = table_page(frame, f"{where['category']}: {where['title']}", f"tables/{stem}.csv")
+        paths.append(write_text(page, Path(out_dir) / f"{stem}.html"))
     return paths

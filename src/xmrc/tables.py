@@ -19,6 +19,7 @@ import pandas as pd
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
+from xmrc.io import require_columns, write_csv, write_text
 
 DIRECTION_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "n", "em", "f1")
 ITEM_COLUMNS = ("model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1")
@@ -49,12 +50,6 @@ DEFAULT_FORMAT_CRITERION = "en-x"
 
 def label(context_lang: str, question_lang: str) -> str:
     return f"{context_lang}-{question_lang}"
-
-
-def require_columns(df: pd.DataFrame, columns, what: str = "direction scores") -> None:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise XmrcError(f"{what} lack required column(s): {', '.join(missing)}")
 
 
 def table_scenarios(pairs: Iterable[tuple[str, str]]) -> list[str]:
@@ -166,7 +161,7 @@ def _wide(ds: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _prepare(ds: pd.DataFrame, metric: str, shots: int | None, criterion: str) -> pd.DataFrame:
-    require_columns(ds, ("model", "context_lang", "question_lang", "f1", metric))
+    require_columns(ds, ("model", "context_lang", "question_lang", "f1", metric), "direction scores")
     ds = _with_chosen_format(_select_shots(ds, shots), criterion)
     if ds.empty:
         raise XmrcError("direction scores have no rows to tabulate")
@@ -220,7 +215,7 @@ def language_table(
         raise XmrcError(f"unknown metric {metric!r}; expected one of {', '.join(METRICS)}")
     ds = direction_scores
     if prompt_format is not None:
-        require_columns(ds, ("prompt_format",))
+        require_columns(ds, ("prompt_format",), "direction scores")
         ds = ds[ds["prompt_format"] == prompt_format]
         if ds.empty:
             raise XmrcError(f"direction scores have no rows for prompt_format={prompt_format!r}")
@@ -261,11 +256,8 @@ def _markdown(df: pd.DataFrame, float_format: str) -> str:
 def write_table(df: pd.DataFrame, path_without_suffix: str | Path, float_format: str = "%.2f") -> list[Path]:
     """Write df as <path>.csv and <path>.md; float_format is a %-style format such as "%.2f"."""
     base = Path(path_without_suffix)
-    base.parent.mkdir(parents=True, exist_ok=True)
-    csv, md = base.with_name(base.name + ".csv"), base.with_name(base.name + ".md")
-    df.to_csv(csv, float_format=float_format)
-    md.write_text(_markdown(df, float_format), encoding="utf-8")
-    return [csv, md]
+    return [write_csv(df, base.with_name(base.name + ".csv"), index=True, float_format=float_format),
+            write_text(_markdown(df, float_format), base.with_name(base.name + ".md"))]
 
 
 def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
@@ -274,7 +266,7 @@ def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
     in its prompt format chosen by `criterion`. Models named in `not_in_summary` (the config's
     extra_models: the paper's Table 2 is the main list) are rows of the per-language tables only.
     Scenarios without any direction in the run are skipped (table_scenarios)."""
-    require_columns(direction_scores, DIRECTION_COLUMNS)
+    require_columns(direction_scores, DIRECTION_COLUMNS, "direction scores")
     check_format_criterion(criterion)
     out_dir = Path(out_dir)
     paths: list[Path] = []

@@ -38,3 +38,19 @@ def shared_prefix_share(sequences: Sequence[Sequence], block_size: int = 1) -> f
         length = common_prefix_length(previous, current)
         shared += length - length % block_size
     return shared / total
+
+
+def prefix_stats(prompts: Sequence[str], templated: bool = False, tokenizer=None) -> dict:
+    """How much of a prompt table a prefix cache can reuse, in table order and in prefix order: shares of
+    characters and, given a tokenizer (a `transformers` tokenizer or any callable like it), of tokens, also in
+    whole 16-token blocks as vLLM caches them."""
+    prompts = list(prompts)
+    ordered = [prompts[i] for i in prefix_order(prompts)]
+    stats = {"n": len(prompts), "chars_table_order": shared_prefix_share(prompts),
+             "chars_prefix_order": shared_prefix_share(ordered)}
+    if tokenizer is not None:
+        tokens = tokenizer(ordered, add_special_tokens=not templated)["input_ids"]
+        stats.update(tokens_prefix_order=shared_prefix_share(tokens),
+                     tokens_prefix_order_16_blocks=shared_prefix_share(tokens, 16),
+                     prompt_tokens=sum(map(len, tokens)))
+    return stats

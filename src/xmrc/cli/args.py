@@ -27,6 +27,12 @@ def model(parser: argparse.ArgumentParser, weights: bool = True) -> None:
         parser.add_argument("--weights", help="weights directory or hub id (default: from the registry)")
 
 
+def required_paths(parser: argparse.ArgumentParser, *options: str) -> None:
+    """Required file options that need no help text, e.g. --out."""
+    for option in options:
+        parser.add_argument(option, required=True)
+
+
 def dtype(parser: argparse.ArgumentParser, default: str = "bfloat16") -> None:
     parser.add_argument("--dtype", choices=DTYPES, default=default)
 
@@ -43,6 +49,12 @@ def setting(parser: argparse.ArgumentParser, several_formats: bool = False) -> N
         parser.add_argument("--formats", nargs="+", choices=list(FORMATS), required=True)
     else:
         parser.add_argument("--format", choices=list(FORMATS), required=True)
+
+
+def scenario_setting(parser: argparse.ArgumentParser) -> None:
+    """--shots and --scenario: one setting of the error stage."""
+    shots(parser)
+    parser.add_argument("--scenario", choices=["en-x", "x-x"], required=True)
 
 
 def languages(parser: argparse.ArgumentParser, **options) -> None:

@@ -159,8 +159,7 @@ def register(command) -> None:
 
     p = command("aggregate", cmd_aggregate, "per-direction scores from per-item scores")
     p.add_argument("--scores", nargs="+", required=True)
-    p.add_argument("--out-csv", required=True)
-    p.add_argument("--out-items", required=True)
+    shared.required_paths(p, "--out-csv", "--out-items")
 
     p = command("tables", cmd_tables, "summary and per-language tables (CSV and Markdown)")
     p.add_argument("--direction-scores", required=True)

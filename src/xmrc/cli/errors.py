@@ -8,7 +8,7 @@ import pandas as pd
 
 from xmrc.cli import args as shared
 from xmrc.errors import KEYS, wrong
-from xmrc.errors.judge import run_judge
+from xmrc.errors.judge import open_scorer, run_judge
 from xmrc.errors.language import build_detector, language_errors
 from xmrc.errors.rates import error_rates, item_types, write_error_tables
 from xmrc.exceptions import XmrcError
@@ -49,21 +49,10 @@ def cmd_detect_language(args) -> None:
           f"{int((result['prediction_lang'] == 'und').sum())} undecidable predictions in {len(result)} wrong answers")
 
 
-def _judge_scorer(args, model, weights):
-    if args.backend == "vllm":
-        from xmrc.errors.judge import VLLMJudge
-
-        return VLLMJudge(weights, model.revision, args.dtype, gpus=model.gpus)
-    from xmrc.errors.label_scoring import LabelScorer  # torch and transformers
-
-    return LabelScorer(weights, model.revision, args.dtype, args.batch_size, gpus=max(model.gpus, 1),
-                       progress=False)  # run_judge shows progress per shard
-
-
 def cmd_judge(args) -> None:
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "the judge", role="judge model")
     answers = read_table(args.wrong_answers, required=KEYS + ["question", "raw_output"])
-    scorer = _judge_scorer(args, model, weights)
+    scorer = open_scorer(args.backend, weights, model.revision, args.dtype, args.batch_size, model.gpus)
     chat_template = hf_chat_template(scorer.tokenizer) if model.chat_template else None
     result = run_judge(answers, scorer, Path(args.out), judge_name=model.name, chat_template=chat_template,
                        chunk_size=args.chunk_size, settings=job_settings(args))
@@ -76,8 +65,6 @@ def cmd_error_tables(args) -> None:
     answers = read_table(args.wrong_answers, required=KEYS + ["rule_blank"])
     language = read_table(args.language, required=KEYS + ["prediction_lang", "intruding_lang", "language_error"])
     judge = read_table(args.judge, required=KEYS + ["verdict"])
-    for frame in (answers, language, judge):
-        frame["id"] = frame["id"].astype(str)
     rates = error_rates(counts, answers, language, judge, args.scenario)
     paths = write_error_tables(rates, args.shots, args.scenario, Path(args.out_dir), args.not_in_summary)
     items = item_types(answers[wrong.in_scenario(answers, args.scenario)], language, judge)
@@ -94,16 +81,12 @@ def cmd_error_figure(args) -> None:
 
 
 def register(command) -> None:
-    def setting(p):
-        shared.shots(p)
-        p.add_argument("--scenario", choices=["en-x", "x-x"], required=True)
-
     p = command("wrong-answers", cmd_wrong_answers, "select the wrong answers W of one shots setting and scenario")
     p.add_argument("--data", required=True, help="XQuAD table (questions)")
     p.add_argument("--generations", nargs="+", required=True)
     p.add_argument("--scores", nargs="+", required=True, help="score files, in the order of --generations")
     p.add_argument("--direction-scores", help="direction_scores.csv (for --prompt-format best)")
-    setting(p)
+    shared.scenario_setting(p)
     p.add_argument("--prompt-format", choices=["best", "v1", "v2"], default="best",
                    help="best: each model's format chosen by --format-criterion, as in the tables")
     shared.format_criterion(p)
@@ -131,12 +114,12 @@ def register(command) -> None:
     p.add_argument("--wrong-answers", required=True)
     p.add_argument("--language", required=True)
     p.add_argument("--judge", required=True)
-    setting(p)
+    shared.scenario_setting(p)
     shared.not_in_summary(p)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-items", required=True, help="typed wrong answers (Parquet), input of error-figure")
 
     p = command("error-figure", cmd_error_figure, "stacked bars of error types per model (PNG)")
     p.add_argument("--items", required=True, help="typed wrong answers from error-tables")
-    setting(p)
+    shared.scenario_setting(p)
     p.add_argument("--out", required=True)

@@ -33,9 +33,8 @@ def cmd_tulu(args) -> None:
     write_parquet(kept, args.out)
     write_csv(problems, args.problems)
     if len(problems):
-        reasons = problems["reason"].str.replace(r"^turn \d+: ", "", regex=True).value_counts()
-        detail = "; ".join(f"{count} {reason}" for reason, count in reasons.items())
-        print(f"xmrc: warning: {len(problems)} of {total} conversations malformed and not trained on ({detail}); "
+        print(f"xmrc: warning: {len(problems)} of {total} conversations malformed and not trained on "
+              f"({conversations.problem_reasons(problems)}); "
               f"ids in {args.problems}", file=sys.stderr)
     print(f"{args.out}: {len(kept)} conversations ({total} read, {len(problems)} malformed)")
 
@@ -55,10 +54,7 @@ def cmd_split(args) -> None:
 
 def cmd_qt_pairs(args) -> None:
     instruction = args.instruction or pairs.DEFAULT_INSTRUCTION
-    if "{question}" not in instruction:
-        raise XmrcError("--instruction: the template needs a {question} placeholder")
-    if args.target in args.sources:
-        raise XmrcError(f"question translation: target language {args.target} is also a source")
+    pairs.check_request(instruction, args.sources, args.target)
     pools = []
     if not args.no_xquad:
         if not (args.data and args.split):
@@ -84,11 +80,8 @@ def cmd_config(args) -> None:
         hyperparameters = json.loads(args.hyperparameters)
     except json.JSONDecodeError as error:
         raise XmrcError(f"--hyperparameters: not valid JSON ({error.msg})") from None
-    out_dir = Path(args.out_dir)
-    train = lfconfig.train_config(spec, hyperparameters, base_weights, out_dir, args.work_dir)
-    lfconfig.write_json(lfconfig.dataset_info(spec["dataset"], args.dataset, out_dir), out_dir / "dataset_info.json")
-    lfconfig.write_yaml(train, out_dir / "train.yaml")
-    print(f"{out_dir}: train.yaml, dataset_info.json for {model.name} ({spec['method']} on {spec['dataset']}, "
+    lfconfig.write_configs(spec, hyperparameters, base_weights, args.dataset, args.out_dir, args.work_dir)
+    print(f"{args.out_dir}: train.yaml, dataset_info.json for {model.name} ({spec['method']} on {spec['dataset']}, "
           f"base {spec['base']})")
 
 

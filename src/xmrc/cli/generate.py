@@ -9,7 +9,7 @@ import sys
 
 import pandas as pd
 
-from xmrc.backends.prefix import prefix_order, shared_prefix_share
+from xmrc.backends.prefix import prefix_stats
 from xmrc.cli import args as shared
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
@@ -99,17 +99,8 @@ def cmd_prefix_stats(args) -> None:
     rows = []
     for path in args.prompts:
         table = read_table(path, required=["prompt", "templated"], columns=["prompt", "templated"])
-        texts = table["prompt"].tolist()
-        ordered = [texts[i] for i in prefix_order(texts)]
-        row = {"prompts": path, "n": len(texts), "chars_table_order": shared_prefix_share(texts),
-               "chars_prefix_order": shared_prefix_share(ordered)}
-        if tokenizer is not None:
-            templated = bool(table["templated"].iloc[0]) if len(table) else False
-            tokens = tokenizer(ordered, add_special_tokens=not templated)["input_ids"]
-            row.update(tokens_prefix_order=shared_prefix_share(tokens),
-                       tokens_prefix_order_16_blocks=shared_prefix_share(tokens, 16),
-                       prompt_tokens=sum(map(len, tokens)))
-        rows.append(row)
+        templated = bool(table["templated"].iloc[0]) if len(table) else False
+        rows.append({"prompts": path} | prefix_stats(table["prompt"].tolist(), templated, tokenizer))
     frame = pd.DataFrame(rows)
     if args.out:
         write_csv(frame, args.out, float_format="%.4f")

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from xmrc.analysis.layers.attribution_example import draw
 from xmrc.analysis.layers.groups import ITEM_COLUMNS, sample_models
 from xmrc.analysis.layers.hidden_states import run_hidden_states
 from xmrc.analysis.layers.inputs import group_ids, load_model, prompt_rows
@@ -95,18 +94,17 @@ def cmd_layer_figures(args) -> None:
                                          "mean_mrd"])
     similarity = read_table(args.similarity, required=["model", "shots", "prompt_format", "group", "lang", "part",
                                                        "relative_depth", "ratio"])
-    sizes = read_table(args.sizes)
-    sizes = sizes[(sizes["model"] == args.model) & (sizes["shots"] == args.shots)
-                  & (sizes["prompt_format"] == args.format)]
-    setting = (args.model, args.shots, args.format)
-    layer_figures.mrd_parts(mrd, *setting, ("context", "question"), args.out_mrd_context_question, sizes)
-    layer_figures.mrd_parts(mrd, *setting, ("task_description", "demonstrations"), args.out_mrd_task_demos, sizes)
-    for part in PART_CHOICES:
-        layer_figures.similarity_curves(similarity, *setting, part, getattr(args, f"out_similarity_{part}"), sizes)
-    print(f"{args.model}: 5 layer-analysis figures")
+    mrd_paths = {("context", "question"): args.out_mrd_context_question,
+                 ("task_description", "demonstrations"): args.out_mrd_task_demos}
+    similarity_paths = {part: getattr(args, f"out_similarity_{part}") for part in PART_CHOICES}
+    paths = layer_figures.setting_figures(mrd, similarity, read_table(args.sizes), args.model, args.shots,
+                                          args.format, mrd_paths, similarity_paths)
+    print(f"{args.model}: {len(paths)} layer-analysis figures")
 
 
 def cmd_layer_example_figure(args) -> None:
+    from xmrc.analysis.layers.attribution_example import draw  # matplotlib and seaborn
+
     draw(read_table(args.tokens, required=TOKEN_COLUMNS), args.top, args.out)
     print(f"{args.out}: attribution example, top {args.top} tokens per part")
 
@@ -155,19 +153,16 @@ def register(command) -> None:
 
     p = command("layer-hidden", cmd_layer_hidden, "pooled hidden states per part and layer, float16 (resumable)")
     extraction(p, 8)
-    p.add_argument("--out-vectors", required=True)
-    p.add_argument("--out-index", required=True)
+    shared.required_paths(p, "--out-vectors", "--out-index")
 
     p = command("layer-mrd", cmd_layer_mrd, "mean MRD per model, group, language and part (CSV)")
     p.add_argument("--relevance", nargs="+", required=True)
-    p.add_argument("--groups", required=True)
-    p.add_argument("--out", required=True)
+    shared.required_paths(p, "--groups", "--out")
 
     p = command("layer-similarity", cmd_layer_similarity, "cross-lingual similarity ratio per layer (CSV)")
     p.add_argument("--vectors", nargs="+", required=True)
     p.add_argument("--index", nargs="+", required=True)
-    p.add_argument("--groups", required=True)
-    p.add_argument("--out", required=True)
+    shared.required_paths(p, "--groups", "--out")
 
     p = command("layer-figures", cmd_layer_figures, "MRD and similarity figures of one model and setting")
     p.add_argument("--mrd", required=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc import LANGUAGES
-from xmrc.analysis.oracle.run import chosen_format, run_oracle, work_items
+from xmrc.analysis.oracle.run import format_files, run_oracle, work_items
 from xmrc.analysis.oracle.tables import write_oracle_tables
 from xmrc.analysis.oracle.sentences import units_table
 from xmrc.cli import args as shared
@@ -41,13 +41,11 @@ def cmd_sentences(args) -> None:
 def cmd_attribute(args) -> None:
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "attribution")
     prompt_files, generation_files = _pairs(args.prompts, "--prompts"), _pairs(args.generations, "--generations")
-    prompt_format = chosen_format(read_table(args.summary), model.name, args.summary)
-    if prompt_format not in prompt_files or prompt_format not in generation_files:
-        raise XmrcError(f"{args.summary}: model '{model.name}' uses format {prompt_format}, but no prompts or "
-                        f"generations of that format were given")
-    prompts = read_table(prompt_files[prompt_format], required=["id", "context_lang", "question_lang", "prompt",
-                                                                "templated", "context_start", "context_end"])
-    generations = read_table(generation_files[prompt_format],
+    prompt_format, prompts_path, generations_path = format_files(read_table(args.summary), model.name, args.summary,
+                                                                 prompt_files, generation_files)
+    prompts = read_table(prompts_path, required=["id", "context_lang", "question_lang", "prompt", "templated",
+                                                 "context_start", "context_end"])
+    generations = read_table(generations_path,
                              required=["id", "context_lang", "question_lang", "raw_output", "prediction"])
     units = read_table(args.units, required=["id", "lang", "unit", "start", "end", "is_gold", "sentences"])
     items = work_items(prompts, generations, units, args.question_languages, args.sample_size, args.seed)

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from xmrc.config import Registry
-from xmrc.exceptions import XmrcError
-from xmrc.io import read_table
-from xmrc.paper.compare import compare, headline, write_comparison
-from xmrc.paper.published import our_file_names
+from xmrc.paper.compare import compare, headline, read_our_tables, write_comparison
 
 
 def cmd_paper_comparison(args) -> None:
     from xmrc.paper.figure import comparison_scatter  # matplotlib and seaborn
 
-    known = our_file_names()
-    ours = {}
-    for path in args.tables:
-        name = Path(path).name
-        if name not in known:
-            raise XmrcError(f"{path}: not a table the paper comparison reads (expected one of: {', '.join(known)})")
-        ours[name] = read_table(path, required=["model"])
-    cells, summary = compare(ours, Registry.load(args.registry))
+    cells, summary = compare(read_our_tables(args.tables), Registry.load(args.registry))
     write_comparison(cells, summary, args.out_dir)
     comparison_scatter(cells, args.figure)
     print(f"{args.out_dir}/paper_comparison.{{csv,md}}, {args.figure}: {headline(cells, summary)}")

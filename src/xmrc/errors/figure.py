@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from xmrc.errors.rates import DIRECTION_KEYS, JUDGE_KINDS
-from xmrc.figures import _save as save_figure
+from xmrc.plots import new_figure, save_figure
 
 TYPES = ("blank", "refusal", "gibberish", "language error", "other wrong")
 COLORS = ("#bdbdbd", "#e6550d", "#fdae6b", "#3182bd", "#a1d99b")
@@ -37,7 +36,7 @@ def type_shares(items: pd.DataFrame) -> pd.DataFrame:
 
 def error_types_chart(items: pd.DataFrame, title: str, path: str | Path) -> Path:
     shares = type_shares(items)
-    fig = Figure(figsize=(8, 1.4 + 0.45 * max(len(shares), 1)))
+    fig = new_figure(figsize=(8, 1.4 + 0.45 * max(len(shares), 1)))
     ax = fig.subplots()
     left = pd.Series(0.0, index=shares.index)
     positions = range(len(shares))

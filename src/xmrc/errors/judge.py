@@ -156,6 +156,17 @@ class VLLMJudge:
         return verdicts, np.asarray(scores, dtype=np.float32)
 
 
+def open_scorer(backend: str, weights: str, revision: str | None, dtype: str, batch_size: int,
+                gpus: int) -> Scorer:
+    """The judge's scorer on `backend` (hf or vllm) over local `weights`."""
+    if backend == "vllm":
+        return VLLMJudge(weights, revision, dtype, gpus=gpus)
+    from xmrc.errors.label_scoring import LabelScorer  # torch and transformers
+
+    return LabelScorer(weights, revision, dtype, batch_size, gpus=max(gpus, 1),
+                       progress=False)  # run_judge shows progress per shard
+
+
 # --- the judging job ----------------------------------------------------------------------------------------
 
 def build_prompts(wrong: pd.DataFrame, chat_template) -> list[str]:

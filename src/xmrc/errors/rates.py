@@ -32,6 +32,7 @@ import pandas as pd
 from xmrc.errors import KEYS
 from xmrc.errors.wrong import COUNT_COLUMNS, in_scenario
 from xmrc.exceptions import XmrcError
+from xmrc.io import write_csv
 from xmrc.tables import SCENARIOS, label, write_table
 
 DIRECTION_KEYS = KEYS[:-1]
@@ -53,6 +54,8 @@ def _check_keys(frame: pd.DataFrame, wrong: pd.DataFrame, what: str) -> None:
 
 def item_types(wrong: pd.DataFrame, language: pd.DataFrame, judge: pd.DataFrame) -> pd.DataFrame:
     """One row per wrong answer with its language result, the judge's verdict and the rule's blank flag."""
+    # ids match as text: a table may hold numeric-looking ids as numbers
+    wrong, language, judge = (frame.assign(id=frame["id"].astype(str)) for frame in (wrong, language, judge))
     _check_keys(language, wrong, "language table")
     _check_keys(judge, wrong, "judge table")
     items = wrong[KEYS + ["rule_blank"]].merge(
@@ -138,9 +141,7 @@ def write_error_tables(rates: pd.DataFrame, shots: int, scenario: str, out_dir: 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{shots}shot_{scenario}"
-    long_path = out_dir / f"error_rates_{tag}.csv"
-    rates.to_csv(long_path, index=False, float_format="%.4f")
-    paths = [long_path]
+    paths = [write_csv(rates, out_dir / f"error_rates_{tag}.csv", float_format="%.4f")]
     wide = {kind: wide_table(rates, kind, scenario) for kind in WIDE_TABLES}
     for kind in WIDE_TABLES:
         paths += write_table(wide[kind], out_dir / f"{kind}_{tag}")

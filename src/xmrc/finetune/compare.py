@@ -21,11 +21,12 @@ from xmrc import tables
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import finetuned_model
+from xmrc.io import read_table, require_columns
 
 
 def restrict_to_shared_items(items: pd.DataFrame, base: str, tuned: str) -> pd.DataFrame:
     """The item scores of both models on the ids the tuned model was scored on (and the base has)."""
-    tables.require_columns(items, tables.ITEM_COLUMNS, "item scores")
+    require_columns(items, tables.ITEM_COLUMNS, "item scores")
     present = set(items["model"])
     for name in (base, tuned):
         if name not in present:
@@ -103,11 +104,9 @@ def write_comparison(pairs: list[tuple[str, str, pd.DataFrame]], shots_settings:
 
 def comparison_figure(per_language: dict[str, pd.DataFrame], path: str | Path) -> Path:
     """Grouped bars of F1 per direction, base vs tuned, one panel per scenario (and per pair, as rows)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import seaborn as sns
+
+    from xmrc.plots import new_figure, save_figure  # matplotlib
 
     long = []
     for scenario, frame in per_language.items():
@@ -125,8 +124,8 @@ def comparison_figure(per_language: dict[str, pd.DataFrame], path: str | Path) -
     data = pd.concat(long, ignore_index=True)
     pairs = list(pd.unique(data["pair"]))
     scenarios = list(pd.unique(data["scenario"]))
-    fig, axes = plt.subplots(len(pairs), len(scenarios), figsize=(6.5 * len(scenarios), 3.2 * len(pairs)),
-                             squeeze=False)
+    fig = new_figure(figsize=(6.5 * len(scenarios), 3.2 * len(pairs)))
+    axes = fig.subplots(len(pairs), len(scenarios), squeeze=False)
     for row, pair in enumerate(pairs):
         for col, scenario in enumerate(scenarios):
             ax = axes[row][col]
@@ -137,21 +136,12 @@ def comparison_figure(per_language: dict[str, pd.DataFrame], path: str | Path) -
             ax.tick_params(axis="x", rotation=60)
             ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120, bbox_inches=None)
 
 
 def read_per_language(table_dir: str | Path, shots: int) -> dict[str, pd.DataFrame]:
     frames = {}
     for scenario in tables.SCENARIOS:
         path = Path(table_dir) / f"comparison_f1_{shots}shot_{scenario}.csv"
-        try:
-            frames[scenario] = pd.read_csv(path, index_col="model")
-        except FileNotFoundError:
-            raise XmrcError(f"{path}: file not found") from None
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, ValueError):
-            raise XmrcError(f"{path}: not a comparison table") from None
+        frames[scenario] = read_table(path, required=["model"]).set_index("model")
     return frames

@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from xmrc.exceptions import XmrcError
+from xmrc.io import write_text
 
 DATASET_NAMES = {"tulu3": "xmrc_tulu3", "question_translation": "xmrc_question_translation"}
 
@@ -106,15 +107,19 @@ def export_config(train: dict, base_weights: str, adapter_dir: str | Path, expor
     }
 
 
+def write_configs(spec: dict, hyperparameters: dict, base_weights: str, data_file: str | Path,
+                  out_dir: str | Path, work_dir: str | Path) -> Path:
+    """train.yaml and its dataset_info.json in `out_dir` (see train_config); returns train.yaml's path."""
+    out_dir = Path(out_dir)
+    train = train_config(spec, hyperparameters, base_weights, out_dir, work_dir)
+    write_json(dataset_info(spec["dataset"], data_file, out_dir), out_dir / "dataset_info.json")
+    return write_yaml(train, out_dir / "train.yaml")
+
+
 def write_yaml(config: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    return path
+    return write_text(yaml.safe_dump(config, sort_keys=False, allow_unicode=True), path)
 
 
 def write_json(data: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    return path
+    """In LLaMA-Factory's layout (indent 2, keys in order), not xmrc.io.write_json's."""
+    return write_text(json.dumps(data, indent=2) + "\n", path)

@@ -29,7 +29,7 @@ import pandas as pd
 
 from xmrc import LANGUAGE_NAMES
 from xmrc.exceptions import XmrcError
-from xmrc.io import read_parquet
+from xmrc.io import read_parquet, require_columns
 
 SPLIT_COLUMNS = ["title", "split", "items"]
 PAIR_COLUMNS = ["id", "origin", "source_lang", "target_lang", "source_text", "target_text", "messages"]
@@ -66,6 +66,14 @@ def instruction_messages(source_text: str, target_text: str, target_lang: str,
     return [{"role": "user", "content": prompt}, {"role": "assistant", "content": target_text}]
 
 
+def check_request(instruction: str, sources: list[str], target: str) -> None:
+    """Pairs can be built: the instruction template has a {question} slot, no source is the target."""
+    if "{question}" not in instruction:
+        raise XmrcError("--instruction: the template needs a {question} placeholder")
+    if target in sources:
+        raise XmrcError(f"question translation: target language {target} is also a source")
+
+
 def xquad_pairs(table: pd.DataFrame, split: pd.DataFrame, sources: list[str], target: str) -> pd.DataFrame:
     """Every (source question, target question) of the training articles, for each source language."""
     train_titles = set(split.loc[split["split"] == "train", "title"])
@@ -95,9 +103,7 @@ def read_external(path: str | Path) -> pd.DataFrame:
     except Exception as error:
         raise XmrcError(f"{path}: not a readable pair table ({type(error).__name__}); expected JSON lines "
                         "or Parquet") from None
-    missing = [c for c in EXTERNAL_COLUMNS if c not in frame.columns]
-    if missing:
-        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+    require_columns(frame, EXTERNAL_COLUMNS, path)
     empty = frame[EXTERNAL_COLUMNS].isna().any(axis=1) | (frame["source_text"].astype(str).str.strip() == "") | (
         frame["target_text"].astype(str).str.strip() == "")
     if empty.any():

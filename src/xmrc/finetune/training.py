@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from xmrc.io import read_yaml
+from xmrc.io import read_yaml, write_directory_atomic
 from xmrc.exceptions import XmrcError
 from xmrc.finetune.lfconfig import export_config
 
@@ -123,32 +123,29 @@ def finalize(train_config: str | Path, out: str | Path, cli: str | None = None, 
     """Assemble the evaluated model directory `out` from a finished training (atomically)."""
     config = _read_yaml(train_config)
     output_dir, out = Path(config["output_dir"]), Path(out)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    if config["finetuning_type"] == "lora":
-        export = export_config(config, config["model_name_or_path"], output_dir, partial)
-        run_path = output_dir / "xmrc_export.yaml"
-        run_path.write_text(yaml.safe_dump(export, sort_keys=False), encoding="utf-8")
-        _run([cli or llamafactory_cli(), "export", str(run_path)], dict(os.environ), "llamafactory-cli export")
-        (partial / "adapter").mkdir(parents=True, exist_ok=True)
-        for path in _model_files(output_dir):
-            _link_or_copy(path, partial / "adapter" / path.name)
-    else:
-        partial.mkdir(parents=True)
-        for path in _model_files(output_dir):
-            _link_or_copy(path, partial / path.name)
-    if not (partial / "config.json").is_file():
-        raise XmrcError(f"{output_dir}: no model was saved (config.json missing)")
-    state = json.loads((output_dir / "trainer_state.json").read_text(encoding="utf-8")) \
-        if (output_dir / "trainer_state.json").is_file() else {}
-    provenance = dict(info or {}, method=config["finetuning_type"], base=config["model_name_or_path"],
-                      template=config.get("template"), global_step=state.get("global_step"),
-                      train_loss=next((e.get("train_loss") for e in reversed(state.get("log_history", []))
-                                       if "train_loss" in e), None),
-                      llamafactory_version=_version("llamafactory"))
-    (partial / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(partial, out)
+    with write_directory_atomic(out) as partial:
+        if config["finetuning_type"] == "lora":
+            export = export_config(config, config["model_name_or_path"], output_dir, partial)
+            run_path = output_dir / "xmrc_export.yaml"
+            run_path.write_text(yaml.safe_dump(export, sort_keys=False), encoding="utf-8")
+            _run([cli or llamafactory_cli(), "export", str(run_path)], dict(os.environ), "llamafactory-cli export")
+            (partial / "adapter").mkdir(parents=True, exist_ok=True)
+            for path in _model_files(output_dir):
+                _link_or_copy(path, partial / "adapter" / path.name)
+        else:
+            partial.mkdir(parents=True)
+            for path in _model_files(output_dir):
+                _link_or_copy(path, partial / path.name)
+        if not (partial / "config.json").is_file():
+            raise XmrcError(f"{output_dir}: no model was saved (config.json missing)")
+        state = json.loads((output_dir / "trainer_state.json").read_text(encoding="utf-8")) \
+            if (output_dir / "trainer_state.json").is_file() else {}
+        provenance = dict(info or {}, method=config["finetuning_type"], base=config["model_name_or_path"],
+                          template=config.get("template"), global_step=state.get("global_step"),
+                          train_loss=next((e.get("train_loss") for e in reversed(state.get("log_history", []))
+                                           if "train_loss" in e), None),
+                          llamafactory_version=_version("llamafactory"))
+        (partial / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     return out
 
 

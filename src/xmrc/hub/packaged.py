@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
-import os
-import shutil
 from pathlib import Path
 
 from xmrc.config import Model
 from xmrc.exceptions import XmrcError
+from xmrc.io import write_directory_atomic
 
 CHECK_FILE = "xmrc_tokenizer_check.json"
 STAMP_FILE = "xmrc_packaged.json"
@@ -150,23 +149,19 @@ def convert_packaged_model(model: Model, out: str | Path) -> dict:
         raise XmrcError(f"{_label(model)}: {path} is not a readable GGUF model ({type(error).__name__}: "
                         f"{first})") from None
     out = Path(out)
-    partial = out.with_name(out.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    weights.save_pretrained(partial, safe_serialization=True)
-    fast = _fast_tokenizer(tokenizer, weights.config)
-    fast.save_pretrained(partial)
-    (partial / "tokenizer.model").unlink(missing_ok=True)
-    record = tokenizer_record(fast)
-    if record["ids"] != tokenizer_record(tokenizer)["ids"][:len(record["ids"])]:
-        raise XmrcError(f"{_label(model)}: the saved tokenizer gives other ids than the GGUF's own")
-    (partial / CHECK_FILE).write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
-    check_tokenizer(partial, record)
-    spec = model.gguf
-    stamp = {"model": model.key, "package": spec["package"], "version": spec["version"], "file": spec["file"],
-             "gguf_bytes": path.stat().st_size, "architecture": weights.config.architectures,
-             "layers": weights.config.num_hidden_layers, "transformers": transformers.__version__}
-    (partial / STAMP_FILE).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(partial, out)
+    with write_directory_atomic(out) as partial:
+        weights.save_pretrained(partial, safe_serialization=True)
+        fast = _fast_tokenizer(tokenizer, weights.config)
+        fast.save_pretrained(partial)
+        (partial / "tokenizer.model").unlink(missing_ok=True)
+        record = tokenizer_record(fast)
+        if record["ids"] != tokenizer_record(tokenizer)["ids"][:len(record["ids"])]:
+            raise XmrcError(f"{_label(model)}: the saved tokenizer gives other ids than the GGUF's own")
+        (partial / CHECK_FILE).write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
+        check_tokenizer(partial, record)
+        spec = model.gguf
+        stamp = {"model": model.key, "package": spec["package"], "version": spec["version"], "file": spec["file"],
+                 "gguf_bytes": path.stat().st_size, "architecture": weights.config.architectures,
+                 "layers": weights.config.num_hidden_layers, "transformers": transformers.__version__}
+        (partial / STAMP_FILE).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
     return stamp

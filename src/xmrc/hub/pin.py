@@ -9,12 +9,12 @@ keeps it unless the stamp was fetched at another one, which is an error naming t
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
+from xmrc.io import parse_yaml, write_text
 
 COMMIT = re.compile(r"[0-9a-f]{40}")
 
@@ -84,8 +84,7 @@ def pin_revisions(registry_text: str, stamps: dict[str, dict]) -> tuple[str, lis
 
 def pin_registry(registry: str | Path, stamp_dir: str | Path, dry_run: bool = False) -> tuple[list[str], int]:
     """Pin the registry file to the stamps in `stamp_dir` (unless `dry_run`); returns the keys it changed and
-    the number of stamps. The edit is written beside the registry and renamed over it only once it loads as
-    a valid registry."""
+    the number of stamps. The edit replaces the registry (atomically) only once it parses as a valid registry."""
     registry = Path(registry)
     try:
         text = registry.read_text(encoding="utf-8")
@@ -96,12 +95,6 @@ def pin_registry(registry: str | Path, stamp_dir: str | Path, dry_run: bool = Fa
         raise XmrcError(f"{stamp_dir}: no fetch-model stamps (<model>.json); run the fetch_model rules first")
     pinned, changed = pin_revisions(text, stamps)
     if changed and not dry_run:
-        partial = registry.with_name(registry.name + ".partial")
-        partial.write_text(pinned, encoding="utf-8")
-        try:
-            Registry.load(partial)
-        except XmrcError:
-            partial.unlink()
-            raise
-        os.replace(partial, registry)
+        Registry.from_entries(parse_yaml(pinned, registry), str(registry))
+        write_text(pinned, registry)
     return changed, len(stamps)

@@ -23,7 +23,8 @@ import pandas as pd
 
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
-from xmrc.paper.published import PAPER_TABLES, PaperTable, published_cells, published_table
+from xmrc.io import read_table, write_csv, write_text
+from xmrc.paper.published import PAPER_TABLES, PaperTable, our_file_names, published_cells, published_table
 from xmrc.tables import markdown_table
 
 CELL_COLUMNS = ["table", "measure", "model", "paper_model", "column", "unit", "paper", "ours", "difference"]
@@ -82,6 +83,18 @@ def _why_none(spec: PaperTable, ours: pd.DataFrame | None, names: dict[str, str]
     return "no cell both report"
 
 
+def read_our_tables(paths: list[str | Path]) -> dict[str, pd.DataFrame]:
+    """Our tables keyed by file name, as `compare` takes them; each must be one the comparison reads."""
+    known = our_file_names()
+    ours = {}
+    for path in paths:
+        name = Path(path).name
+        if name not in known:
+            raise XmrcError(f"{path}: not a table the paper comparison reads (expected one of: {', '.join(known)})")
+        ours[name] = read_table(path, required=["model"])
+    return ours
+
+
 def compare(ours_by_file: dict[str, pd.DataFrame], registry: Registry) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(cells, summary) for our tables keyed by file name (see published.PAPER_TABLES); a table missing from
     `ours_by_file` is one the run did not produce."""
@@ -123,12 +136,9 @@ def write_comparison(cells: pd.DataFrame, summary: pd.DataFrame, out_dir: str | 
     """paper_comparison.csv, paper_comparison_summary.csv and paper_comparison.md (see the module docstring)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / "paper_comparison.csv", out_dir / "paper_comparison_summary.csv",
-             out_dir / "paper_comparison.md"]
-    cells.to_csv(paths[0], index=False, float_format="%.2f")
-    summary.to_csv(paths[1], index=False, float_format="%.2f")
-    paths[2].write_text(
-        "# The paper's published numbers beside ours\n\n" + headline(cells, summary) + "\n\n## Per table\n\n"
-        + markdown_table(summary) + "\n## Every compared cell (difference = ours - paper)\n\n"
-        + (markdown_table(cells) if len(cells) else "None.\n"), encoding="utf-8")
-    return paths
+    report = ("# The paper's published numbers beside ours\n\n" + headline(cells, summary) + "\n\n## Per table\n\n"
+              + markdown_table(summary) + "\n## Every compared cell (difference = ours - paper)\n\n"
+              + (markdown_table(cells) if len(cells) else "None.\n"))
+    return [write_csv(cells, out_dir / "paper_comparison.csv", float_format="%.2f"),
+            write_csv(summary, out_dir / "paper_comparison_summary.csv", float_format="%.2f"),
+            write_text(report, out_dir / "paper_comparison.md")]

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import matplotlib
 import pandas as pd
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from xmrc.figures import DPI
+from xmrc.plots import new_figure, save_figure
 
 COLUMNS = 4
 
@@ -21,7 +20,7 @@ def comparison_scatter(cells: pd.DataFrame, path: str | Path) -> Path:
     panels = list(pd.unique(cells["table"] + ": " + cells["measure"])) if len(cells) else []
     columns = min(COLUMNS, max(len(panels), 1))
     rows = max(math.ceil(len(panels) / columns), 1)
-    fig = Figure(figsize=(3.6 * columns + 2.5, 3.4 * rows + 0.4), layout="constrained")
+    fig = new_figure(figsize=(3.6 * columns + 2.5, 3.4 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     if not panels:
         axes[0].text(0.5, 0.5, "no published cell compared:\nno model of the paper in this run,\nor none of the "
@@ -50,7 +49,4 @@ def comparison_scatter(cells: pd.DataFrame, path: str | Path) -> Path:
                    for model, colour in colours.items()]
         fig.legend(handles=handles, loc="outside right upper", fontsize=7, title="model", title_fontsize=8)
     fig.suptitle("The paper's published numbers (x) against this run's (y)", fontsize=10)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)

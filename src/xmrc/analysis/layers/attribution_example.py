@@ -13,8 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import seaborn as sns
 
 from xmrc import LANGUAGES
+from xmrc.plots import new_figure, save_figure
 from xmrc.prompts import PARTS
 
 PART_LABELS = {"task_description": "task description", "demonstrations": "demonstrations", "context": "context",
@@ -40,23 +42,17 @@ def top_tokens(prompt: pd.DataFrame, top: int) -> pd.DataFrame:
 
 def draw(tokens: pd.DataFrame, top: int, path) -> Path:
     """Write the figure; a notice instead when no example item was explained (empty answers)."""
-    import seaborn as sns
-    from matplotlib.figure import Figure
-
     prompt = example_prompt(tokens)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if prompt.empty:
-        fig = Figure(figsize=(6, 2))
+        fig = new_figure(figsize=(6, 2))
         fig.text(0.5, 0.5, "no example item explained (no example kept, or empty answers)", ha="center")
-        fig.savefig(path, dpi=150)
-        return path
+        return save_figure(fig, path, bbox_inches=None)
     chosen = top_tokens(prompt, top)
     heat = np.stack(chosen["relevance"].map(np.asarray).tolist())
     layers = heat.shape[1]
     labels = [f"{PART_LABELS[row.part]}: {row.token.strip() or repr(row.token)} (#{row.position})"
               for row in chosen.itertuples()]
-    fig = Figure(figsize=(max(6.0, 1.2 + 0.25 * layers), 1.4 + 0.32 * len(chosen)), layout="constrained")
+    fig = new_figure(figsize=(max(6.0, 1.2 + 0.25 * layers), 1.4 + 0.32 * len(chosen)), layout="constrained")
     ax = fig.subplots()
     sns.heatmap(pd.DataFrame(heat, index=labels, columns=range(1, layers + 1)), ax=ax, cmap="rocket_r",
                 xticklabels=max(1, round(layers / 16)), cbar_kws={"label": "|relevance| / |logit|"})
@@ -68,5 +64,4 @@ def draw(tokens: pd.DataFrame, top: int, path) -> Path:
     fig.suptitle(f"{first['model']}, {first['shots']}-shot {first['prompt_format']}: item {first['id']} "
                  f"(en-{first['question_lang']}), explaining {first['target_token']!r}; top {top} tokens per part",
                  fontsize=10)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)

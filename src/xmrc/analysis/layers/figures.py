@@ -23,17 +23,10 @@ from matplotlib.figure import Figure
 from xmrc import LANGUAGES
 from xmrc.analysis.layers.groups import GROUPS
 from xmrc.exceptions import XmrcError
+from xmrc.plots import new_figure, save_figure
 
-DPI = 150
 PART_LABELS = {"task_description": "task description", "demonstrations": "demonstrations", "question": "question",
                "context": "context", "last": "last input token"}
-
-
-def _save(fig: Figure, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    return path
 
 
 def group_title(group: str, sizes: pd.DataFrame | None, fallback: bool | None = None, n: int | None = None) -> str:
@@ -64,7 +57,7 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
     rows = _select(mrd, model, shots, prompt_format, "MRD table")
     layers = int(rows["layers"].max())
     languages = _ordered_languages(rows["question_lang"])
-    fig = Figure(figsize=(len(groups) * (1.4 + 0.5 * len(languages)), 4.0), layout="constrained")
+    fig = new_figure(figsize=(len(groups) * (1.4 + 0.5 * len(languages)), 4.0), layout="constrained")
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
     palette = dict(zip(parts, sns.color_palette("deep", 2)))
     for ax, group in zip(axes, groups):
@@ -86,7 +79,20 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
     name = rows["model_name"].iloc[0]
     fig.suptitle(f"{name}: mean MRD of {PART_LABELS[parts[0]]} vs {PART_LABELS[parts[1]]}, "
                  f"{shots}-shot {prompt_format}", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def setting_figures(mrd: pd.DataFrame, similarity: pd.DataFrame, sizes: pd.DataFrame, model: str, shots: int,
+                    prompt_format: str, mrd_paths: dict[tuple[str, str], Path | str],
+                    similarity_paths: dict[str, Path | str]) -> list[Path]:
+    """The figures of one model and setting: mrd_parts for each pair of parts in `mrd_paths`, then
+    similarity_curves for each part in `similarity_paths`, their groups titled with the setting's sizes
+    (group_sizes.csv of layer-groups)."""
+    sizes = sizes[(sizes["model"] == model) & (sizes["shots"] == shots) & (sizes["prompt_format"] == prompt_format)]
+    setting = (model, shots, prompt_format)
+    paths = [mrd_parts(mrd, *setting, parts, path, sizes) for parts, path in mrd_paths.items()]
+    return paths + [similarity_curves(similarity, *setting, part, path, sizes)
+                    for part, path in similarity_paths.items()]
 
 
 def _curves(ax, data: pd.DataFrame, languages: list[str], palette, reference: float = 1.0) -> None:
@@ -112,7 +118,7 @@ def similarity_curves(similarity: pd.DataFrame, model: str, shots: int, prompt_f
     rows = rows[rows["part"] == part]
     languages = _ordered_languages(rows["lang"])
     palette = _language_palette(languages)
-    fig = Figure(figsize=(5.2 * len(groups) + 1.2, 3.8), layout="constrained")
+    fig = new_figure(figsize=(5.2 * len(groups) + 1.2, 3.8), layout="constrained")
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
     for ax, group in zip(axes, groups):
         data = rows[rows["group"] == group]
@@ -126,7 +132,7 @@ def similarity_curves(similarity: pd.DataFrame, model: str, shots: int, prompt_f
     _legend(fig, languages, palette)
     fig.suptitle(f"{rows['model_name'].iloc[0] if len(rows) else model}: {PART_LABELS[part]} hidden-state "
                  f"similarity to English, {shots}-shot {prompt_format}", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _legend(fig: Figure, languages, palette) -> None:
@@ -144,7 +150,7 @@ def similarity_change(similarity: pd.DataFrame, models: list[str], shots: int, p
     languages = _ordered_languages(pd.concat(frames)["lang"])
     palette = _language_palette(languages)
     panels = len(models) + len(models) - 1
-    fig = Figure(figsize=(4.4 * panels + 1.2, 4.0), layout="constrained")
+    fig = new_figure(figsize=(4.4 * panels + 1.2, 4.0), layout="constrained")
     axes = fig.subplots(1, panels, squeeze=False)[0]
     for ax, frame in zip(axes, frames):
         name = frame["model_name"].iloc[0] if len(frame) else "?"
@@ -167,4 +173,4 @@ def similarity_change(similarity: pd.DataFrame, models: list[str], shots: int, p
     _legend(fig, languages, palette)
     fig.suptitle(f"Change in {PART_LABELS[part]} hidden-state similarity to English ({group}), "
                  f"{shots}-shot {prompt_format}", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)

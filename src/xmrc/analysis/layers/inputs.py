@@ -19,6 +19,7 @@ import pandas as pd
 
 from xmrc.analysis.layers.answer_start import AnswerStart, answer_start
 from xmrc.exceptions import XmrcError
+from xmrc.io import require_columns
 from xmrc.prompts import PARTS
 
 # Bump when a change alters what the layer-wise extractions compute (inputs, explained token, outputs): the
@@ -129,9 +130,7 @@ def prompt_rows(prompts: pd.DataFrame, ids: list[str], languages: list[str], pat
                 generations: pd.DataFrame | None = None, generations_path: str = "") -> pd.DataFrame:
     """The en-x rows of a prompt table for the given items and question languages, in a stable order; with
     `generations` (the model's generation table of the same setting), each row carries its `raw_output`."""
-    missing = [c for c in PROMPT_INPUT_COLUMNS if c not in prompts.columns]
-    if missing:
-        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+    require_columns(prompts, PROMPT_INPUT_COLUMNS, path)
     wanted = set(ids)
     rows = prompts[(prompts["context_lang"] == "en") & prompts["question_lang"].isin(languages)
                    & prompts["id"].isin(wanted)]
@@ -144,9 +143,7 @@ def prompt_rows(prompts: pd.DataFrame, ids: list[str], languages: list[str], pat
 
 
 def _with_outputs(rows: pd.DataFrame, generations: pd.DataFrame, path: str) -> pd.DataFrame:
-    missing = [c for c in GENERATION_INPUT_COLUMNS if c not in generations.columns]
-    if missing:
-        raise XmrcError(f"{path}: missing column(s) {', '.join(missing)}")
+    require_columns(generations, GENERATION_INPUT_COLUMNS, path)
     keys = ["id", "context_lang", "question_lang"]
     outputs = generations[GENERATION_INPUT_COLUMNS].drop_duplicates(keys)
     joined = rows.drop(columns=["raw_output"], errors="ignore").merge(outputs, on=keys, how="left",

@@ -1,7 +1,7 @@
 """Oracle accuracy (step, sequence) next to the actual F1 of the same items, per model and direction (PNG).
 
 Drawn from `oracle_vs_f1.csv` (see `xmrc.analysis.oracle.tables`): one panel per model, directions on the
-x axis in paper order, three lines. Built on matplotlib.figure.Figure (no pyplot state).
+x axis in paper order, three lines. Drawn through xmrc.plots.
 """
 
 from __future__ import annotations
@@ -9,21 +9,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.figure import Figure
 
 from xmrc.exceptions import XmrcError
+from xmrc.io import require_columns
+from xmrc.plots import new_figure, save_figure
 
 SERIES = (("step", "oracle, step", "o"), ("sequence", "oracle, sequence", "s"), ("f1", "actual F1", "^"))
 
 
 def oracle_vs_f1(accuracy: pd.DataFrame, path: str | Path) -> Path:
-    missing = [c for c in ("model", "direction", "step", "sequence") if c not in accuracy.columns]
-    if missing:
-        raise XmrcError(f"oracle accuracy table lacks column(s): {', '.join(missing)}")
+    require_columns(accuracy, ("model", "direction", "step", "sequence"), "oracle accuracy table")
     if accuracy.empty:
         raise XmrcError("oracle accuracy table has no rows")
     models = list(pd.unique(accuracy["model"]))
-    fig = Figure(figsize=(9, 2.4 * len(models) + 0.8), layout="constrained")
+    fig = new_figure(figsize=(9, 2.4 * len(models) + 0.8), layout="constrained")
     axes = fig.subplots(len(models), 1, squeeze=False)[:, 0]
     for ax, model in zip(axes, models):
         rows = accuracy[accuracy["model"] == model]
@@ -40,7 +39,4 @@ def oracle_vs_f1(accuracy: pd.DataFrame, path: str | Path) -> Path:
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside upper center", fontsize=8, ncols=3)
     axes[-1].set_xlabel("direction (context-question)")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=150, bbox_inches="tight")
-    return path
+    return save_figure(fig, path)

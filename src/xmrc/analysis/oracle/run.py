@@ -65,6 +65,17 @@ def chosen_format(summary: pd.DataFrame, model_name: str, source: str) -> str:
     return str(rows["prompt_format"].iloc[0])
 
 
+def format_files(summary: pd.DataFrame, model_name: str, source: str, prompt_files: dict[str, str],
+                 generation_files: dict[str, str]) -> tuple[str, str, str]:
+    """(format, prompt table, generation table) of the format the summary table reports for a model, from the
+    files given per format."""
+    prompt_format = chosen_format(summary, model_name, source)
+    if prompt_format not in prompt_files or prompt_format not in generation_files:
+        raise XmrcError(f"{source}: model '{model_name}' uses format {prompt_format}, but no prompts or "
+                        f"generations of that format were given")
+    return prompt_format, prompt_files[prompt_format], generation_files[prompt_format]
+
+
 def sample_ids(ids: list[str], sample_size: int | None, seed: int) -> list[str]:
     """`sample_size` ids drawn with `seed` (all when None or larger), kept in their original order, so
     every direction and every model is evaluated on the same items."""

@@ -19,17 +19,12 @@ import pandas as pd
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
+from xmrc.io import require_columns, write_csv
 from xmrc.tables import write_table
 
 KINDS = ("step", "sequence")
 SUMMARY_COLUMNS = ["step en-en", "step en-x", "sequence en-en", "sequence en-x"]
 RESULT_KEYS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
-
-
-def _require(frame: pd.DataFrame, columns, what: str) -> None:
-    missing = [c for c in columns if c not in frame.columns]
-    if missing:
-        raise XmrcError(f"{what} lack column(s): {', '.join(missing)}")
 
 
 def _direction_order(frame: pd.DataFrame) -> pd.Series:
@@ -40,7 +35,8 @@ def _direction_order(frame: pd.DataFrame) -> pd.Series:
 def direction_accuracy(results: pd.DataFrame, item_scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per model and direction: items, skipped, merged gold units, step and sequence accuracy (percent),
     and the mean F1 (percent) of the model's answers on the same attributed items when scores are given."""
-    _require(results, RESULT_KEYS + ["status", "merged", "step_correct", "sequence_correct"], "oracle results")
+    require_columns(results, RESULT_KEYS + ["status", "merged", "step_correct", "sequence_correct"],
+                    "oracle results")
     ok = results["status"] == "ok"
     frame = results.assign(ok=ok, step=results["step_correct"] & ok, sequence=results["sequence_correct"] & ok,
                            merged=results["merged"] & ok)
@@ -54,7 +50,7 @@ def direction_accuracy(results: pd.DataFrame, item_scores: pd.DataFrame | None =
     out["sequence"] = 100.0 * out["sequence"] / denominator
     columns = keys + ["n", "skipped", "merged", "step", "sequence"]
     if item_scores is not None:
-        _require(item_scores, RESULT_KEYS + ["f1"], "item scores")
+        require_columns(item_scores, RESULT_KEYS + ["f1"], "item scores")
         scored = frame[frame["ok"]].merge(item_scores[RESULT_KEYS + ["f1"]], on=RESULT_KEYS, how="left")
         f1 = scored.groupby(keys, sort=False)["f1"].mean().mul(100.0).rename("f1").reset_index()
         out = out.merge(f1, on=keys, how="left")
@@ -95,6 +91,4 @@ def write_oracle_tables(results: pd.DataFrame, item_scores: pd.DataFrame | None,
     paths = write_table(summary_table(accuracy), out_dir / "oracle_summary")
     for kind in KINDS:
         paths += write_table(language_table(accuracy, kind), out_dir / f"oracle_{kind}_en-x")
-    vs_f1 = out_dir / "oracle_vs_f1.csv"
-    accuracy.to_csv(vs_f1, index=False, float_format="%.2f")
-    return paths + [vs_f1]
+    return paths + [write_csv(accuracy, out_dir / "oracle_vs_f1.csv", float_format="%.2f")]
