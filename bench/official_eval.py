@@ -2,7 +2,7 @@
 # (A verbatim transcription: the originals' style is kept on purpose.)
 """Reference transcriptions of the official answer-scoring functions.
 
-This file is the ground truth for ``tests/test_scoring.py`` and ``bench/bench_scoring.py``.
+This file is the ground truth for ``tests/unit/test_scoring.py`` and ``bench/bench_scoring.py``.
 It is deliberately a plain copy, not an optimised or "fixed" one: keep it that way.
 
 * ``squad_*``: ``normalize_answer``, ``f1_score`` and ``exact_match_score`` of the official

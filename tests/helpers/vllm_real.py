@@ -1,4 +1,4 @@
-"""Checks of xmrc's vLLM code on a real model, run under the vLLM environment's python (tests/test_real_vllm.py).
+"""Checks of xmrc's vLLM code on a real model, run under the vLLM environment's python (tests/workflow/test_real_vllm.py).
 
     python tests/helpers/vllm_real.py engine SNAPSHOT PROMPTS.json ADAPTER OUT.json
         one LoRA-enabled engine (xmrc's VLLMBackend): the continuation loop on real outputs against one
