@@ -12,6 +12,7 @@ then times, separately (as `xmrc intervals` runs them):
 and the core alone (xmrc.bootstrap.mean_intervals on the same vectors, no pandas). Peak memory of the
 resampling is bounded by xmrc.bootstrap.CHUNK_ELEMENTS.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,10 @@ def synthetic_items(total: int, per_direction: int, seed: int = 0) -> pd.DataFra
     rng = np.random.default_rng(seed)
     keys = [(f"Model-{m:02d}", s, f, c, q) for m in range(models) for s, f in settings for c, q in DIRECTIONS]
     keys = keys[:groups]
-    frame = pd.DataFrame(np.repeat(np.array(keys, dtype=object), per_direction, axis=0),
-                         columns=["model", "shots", "prompt_format", "context_lang", "question_lang"])
+    frame = pd.DataFrame(
+        np.repeat(np.array(keys, dtype=object), per_direction, axis=0),
+        columns=["model", "shots", "prompt_format", "context_lang", "question_lang"],
+    )
     frame["shots"] = frame["shots"].astype(int)
     frame["id"] = np.tile([f"q{i:05d}" for i in range(per_direction)], groups)
     f1 = np.where(rng.random(len(frame)) < 0.5, 1.0, rng.random(len(frame)) * 0.8)
@@ -61,10 +64,17 @@ def main() -> None:
     settings = BootstrapSettings(resamples=args.resamples, seed=0)
     models = list(pd.unique(items["model"]))
     pairs = [ModelPair("instruct vs base", a, b) for a, b in zip(models[0::2], models[1::2])]
-    print(f"{len(items):,} item scores in {len(items) // args.per_direction:,} directions of {args.per_direction} items; {args.resamples} resamples; chunk {CHUNK_ELEMENTS:,} items")
+    print(
+        f"{len(items):,} item scores in {len(items) // args.per_direction:,} directions of "
+        f"{args.per_direction} items; {args.resamples} resamples; chunk {CHUNK_ELEMENTS:,} items"
+    )
 
-    vectors = [group.to_numpy() for _, group in items.groupby(
-        ["model", "shots", "prompt_format", "context_lang", "question_lang"], sort=False)["f1"]]
+    vectors = [
+        group.to_numpy()
+        for _, group in items.groupby(["model", "shots", "prompt_format", "context_lang", "question_lang"], sort=False)[
+            "f1"
+        ]
+    ]
     started = time.perf_counter()
     mean_intervals(vectors, settings)
     core = time.perf_counter() - started
@@ -86,6 +96,7 @@ def main() -> None:
     print(f"paired differences (F1 and EM, {len(differences):,} rows):           {took_pairs:6.2f} s")
     total = took_grouping + took + took_pairs
     print(f"total: {total:.2f} s for {len(items):,} item scores and {args.resamples} resamples")
+
 
 if __name__ == "__main__":
     main()

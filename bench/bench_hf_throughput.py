@@ -22,18 +22,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-import torch  # noqa: E402
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer  # noqa: E402
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from xmrc import LANGUAGES, data  # noqa: E402
-from xmrc.backends.hf import HFBackend  # noqa: E402
-from xmrc.extract import answer_complete  # noqa: E402
-from xmrc.prompts import build_prompt_table  # noqa: E402
-from xmrc.tinymodels import build_tiny_model  # noqa: E402
+from xmrc import LANGUAGES, data
+from xmrc.backends.hf import HFBackend
+from xmrc.extract import answer_complete
+from xmrc.prompts import build_prompt_table
+from xmrc.tinymodels import build_tiny_model
 
-LLAMA_31_8B = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                   num_key_value_heads=8, head_dim=128, vocab_size=128256, max_position_embeddings=131072,
-                   rope_theta=500000.0)
+LLAMA_31_8B = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=128256,
+    max_position_embeddings=131072,
+    rope_theta=500000.0,
+)
 DEMONSTRATIONS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 
@@ -54,8 +62,13 @@ def main() -> None:
     prompts = prompts.sample(n=min(args.prompts, len(prompts)), random_state=0)["prompt"].tolist()
 
     with tempfile.TemporaryDirectory() as scratch:
-        tiny = build_tiny_model("llama", False, list(table["context"].unique()) + table["question"].tolist(),
-                                Path(scratch) / "tiny", vocab_size=8192)
+        tiny = build_tiny_model(
+            "llama",
+            False,
+            list(table["context"].unique()) + table["question"].tolist(),
+            Path(scratch) / "tiny",
+            vocab_size=8192,
+        )
         tokenizer = AutoTokenizer.from_pretrained(tiny)
         config = AutoConfig.from_pretrained(tiny)
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -66,9 +79,11 @@ def main() -> None:
     with torch.device(device):
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     parameters = sum(p.numel() for p in model.parameters())
-    print(f"{args.shape}: {parameters / 1e9:.2f} B parameters, {dtype}, {device}"
-          f"{' (' + torch.cuda.get_device_name() + ')' if device == 'cuda' else ''}; "
-          f"initialised in {time.perf_counter() - started:.1f} s; {len(prompts)} prompts")
+    print(
+        f"{args.shape}: {parameters / 1e9:.2f} B parameters, {dtype}, {device}"
+        f"{' (' + torch.cuda.get_device_name() + ')' if device == 'cuda' else ''}; "
+        f"initialised in {time.perf_counter() - started:.1f} s; {len(prompts)} prompts"
+    )
     prompt_tokens = sum(len(ids) for ids in tokenizer(prompts)["input_ids"])
     print("| batch size | seconds | prompts/s | prompt tokens/s | generated tokens/s |")
     print("|---:|---:|---:|---:|---:|")
@@ -83,8 +98,10 @@ def main() -> None:
             torch.cuda.synchronize()
         seconds = time.perf_counter() - started
         produced = sum(g.output_tokens for g in generations)
-        print(f"| {batch_size} | {seconds:.1f} | {len(prompts) / seconds:.2f} | {prompt_tokens / seconds:.0f} "
-              f"| {produced / seconds:.0f} |")
+        print(
+            f"| {batch_size} | {seconds:.1f} | {len(prompts) / seconds:.2f} | {prompt_tokens / seconds:.0f} "
+            f"| {produced / seconds:.0f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ subset when the full data is not found), cycled and shuffled to N (default 120,0
   - Lingua's one-at-a-time `detect_language_of` on a sample, for the ratio to the batch.
 Also printed: how often an answer is detected as its own language, and how often Lingua cannot decide.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,12 @@ def load_answers(xquad_dir: Path) -> tuple[list[tuple[str, str]], str]:
     answers = []
     for lang in LANGS:
         data = json.loads((source / f"xquad.{lang}.json").read_text(encoding="utf-8"))["data"]
-        answers += [(lang, qa["answers"][0]["text"]) for article in data for paragraph in article["paragraphs"]
-                    for qa in paragraph["qas"]]
+        answers += [
+            (lang, qa["answers"][0]["text"])
+            for article in data
+            for paragraph in article["paragraphs"]
+            for qa in paragraph["qas"]
+        ]
     note = "" if source == xquad_dir else " (full XQuAD not found: bundled subset)"
     return answers, f"{source}{note}"
 
@@ -54,12 +59,14 @@ def main(argv=None) -> None:
 
     pool, source = load_answers(args.xquad_dir)
     rng = random.Random(args.seed)
-    labelled = (pool * (args.answers // len(pool) + 1))[:args.answers]
+    labelled = (pool * (args.answers // len(pool) + 1))[: args.answers]
     rng.shuffle(labelled)
     texts = [text for _, text in labelled]
-    print(f"{len(texts)} answer strings ({len(set(texts))} distinct) from {len(pool)} XQuAD answers in "
-          f"{len(LANGS)} languages; source {source}; {os.cpu_count()} CPU cores, "
-          f"threads {args.threads or 'all'}")
+    print(
+        f"{len(texts)} answer strings ({len(set(texts))} distinct) from {len(pool)} XQuAD answers in "
+        f"{len(LANGS)} languages; source {source}; {os.cpu_count()} CPU cores, "
+        f"threads {args.threads or 'all'}"
+    )
 
     started = time.perf_counter()
     detector = build_detector(threads=args.threads)
@@ -74,16 +81,20 @@ def main(argv=None) -> None:
     started = time.perf_counter()
     ours = detect(detector, texts)
     ours_rate = len(texts) / (time.perf_counter() - started)
-    print(f"xmrc detect (distinct strings once):         {ours_rate:10,.0f} answers/s  "
-          f"({ours_rate / batch_rate:.1f}x the batch)")
+    print(
+        f"xmrc detect (distinct strings once):         {ours_rate:10,.0f} answers/s  "
+        f"({ours_rate / batch_rate:.1f}x the batch)"
+    )
 
-    sample = texts[:args.sequential_sample]
+    sample = texts[: args.sequential_sample]
     started = time.perf_counter()
     for text in sample:
         detector.detect_language_of(text)
     sequential_rate = len(sample) / (time.perf_counter() - started)
-    print(f"Lingua one at a time ({len(sample)} strings):       {sequential_rate:10,.0f} answers/s  "
-          f"(batch is {batch_rate / sequential_rate:.1f}x)")
+    print(
+        f"Lingua one at a time ({len(sample)} strings):       {sequential_rate:10,.0f} answers/s  "
+        f"(batch is {batch_rate / sequential_rate:.1f}x)"
+    )
 
     codes = [lang.iso_code_639_1.name.lower() if lang is not None else UNDECIDED for lang in batch]
     assert codes == ours, "the deduplicated path must give the batch's answers"
@@ -91,8 +102,13 @@ def main(argv=None) -> None:
     own = Counter(lang for (lang, _), code in zip(labelled, codes) if code == lang)
     undecided = Counter(lang for (lang, _), code in zip(labelled, codes) if code == UNDECIDED)
     print("language: detected as itself / undecided (% of its answers)")
-    print("  " + "  ".join(f"{lang} {100 * own[lang] / per_lang[lang]:.0f}/{100 * undecided[lang] / per_lang[lang]:.0f}"
-                           for lang in LANGS))
+    print(
+        "  "
+        + "  ".join(
+            f"{lang} {100 * own[lang] / per_lang[lang]:.0f}/{100 * undecided[lang] / per_lang[lang]:.0f}"
+            for lang in LANGS
+        )
+    )
 
 
 if __name__ == "__main__":

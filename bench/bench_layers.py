@@ -15,6 +15,7 @@ Models: a tiny random Llama built on the fly (default), a weights directory (--w
 randomly initialised model of Llama-3.1-8B's shape (32 layers, d = 4096, 128k vocabulary) with the tiny
 tokenizer, which times an 8B model without its weights (GPU; bfloat16).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,18 +31,26 @@ try:
 except ImportError:  # not installed with the analysis modules: use the source tree
     sys.path.insert(0, str(HERE.parent / "src"))
 
-import torch  # noqa: E402
+import torch
 
-from xmrc.analysis.layers.hidden_states import pooled_hidden_states  # noqa: E402
-from xmrc.analysis.layers.inputs import encode, load_model  # noqa: E402
-from xmrc.analysis.layers.relevance import layer_relevance  # noqa: E402
-from xmrc.data import load_local, prepare  # noqa: E402
-from xmrc.prompts import build_prompt_table, hf_chat_template  # noqa: E402
+from xmrc.analysis.layers.hidden_states import pooled_hidden_states
+from xmrc.analysis.layers.inputs import encode, load_model
+from xmrc.analysis.layers.relevance import layer_relevance
+from xmrc.data import load_local, prepare
+from xmrc.prompts import build_prompt_table, hf_chat_template
 
 SUBSET = HERE.parent / "data" / "xquad_subset"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
-LLAMA_8B_SHAPE = dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                      num_key_value_heads=8, head_dim=128, vocab_size=128256, rope_theta=500000.0)
+LLAMA_8B_SHAPE = dict(
+    hidden_size=4096,
+    intermediate_size=14336,
+    num_hidden_layers=32,
+    num_attention_heads=32,
+    num_key_value_heads=8,
+    head_dim=128,
+    vocab_size=128256,
+    rope_theta=500000.0,
+)
 
 
 def build_tiny(out: Path, table) -> Path:
@@ -67,8 +76,9 @@ def build_random_8b(out: Path, tokenizer_dir: Path) -> Path:
 
 def peak_memory() -> str:
     if torch.cuda.is_available():
-        return ", ".join(f"GPU{i} {torch.cuda.max_memory_allocated(i) / 2**30:.2f} GiB"
-                         for i in range(torch.cuda.device_count()))
+        return ", ".join(
+            f"GPU{i} {torch.cuda.max_memory_allocated(i) / 2**30:.2f} GiB" for i in range(torch.cuda.device_count())
+        )
     return f"RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
 
 
@@ -88,8 +98,10 @@ def timed(label: str, batches, step, repeat: int) -> float:
         if torch.cuda.is_available():
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - start)
-    print(f"{label:<38} {prompts / best:8.2f} prompts/s  ({prompts} prompts, best of {repeat}: {best:.2f} s; "
-          f"peak {peak_memory()})")
+    print(
+        f"{label:<38} {prompts / best:8.2f} prompts/s  ({prompts} prompts, best of {repeat}: {best:.2f} s; "
+        f"peak {peak_memory()})"
+    )
     return prompts / best
 
 
@@ -116,23 +128,39 @@ def main() -> None:
         prompts = prompts[prompts["context_lang"] == "en"]
         encoded = [encode(tokenizer, row) for _, row in prompts.iterrows()]
         lengths = [len(e.input_ids) for e in encoded]
-        print(f"model {weights.name}: {model.config.num_hidden_layers} layers, d={model.config.hidden_size}, "
-              f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {model.dtype}, "
-              f"{model.device}; {len(encoded)} en-x prompts, mean {sum(lengths) / len(lengths):.0f} tokens")
+        print(
+            f"model {weights.name}: {model.config.num_hidden_layers} layers, d={model.config.hidden_size}, "
+            f"{sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {model.dtype}, "
+            f"{model.device}; {len(encoded)} en-x prompts, mean {sum(lengths) / len(lengths):.0f} tokens"
+        )
         pad = tokenizer.pad_token_id
 
         def batches(size):
             order = sorted(encoded, key=lambda e: -len(e.input_ids))
-            return [order[i:i + size] for i in range(0, len(order), size)]
+            return [order[i : i + size] for i in range(0, len(order), size)]
 
-        lrp = timed(f"relevance, AttnLRP (batch {args.relevance_batch})", batches(args.relevance_batch),
-                    lambda b: layer_relevance(model, b, pad, lrp=True), args.repeat)
-        plain = timed(f"gradient x input (batch {args.relevance_batch})", batches(args.relevance_batch),
-                      lambda b: layer_relevance(model, b, pad, lrp=False), args.repeat)
-        hidden = timed(f"pooled hidden states (batch {args.hidden_batch})", batches(args.hidden_batch),
-                       lambda b: pooled_hidden_states(model, b, pad), args.repeat)
-        print(f"time per prompt: AttnLRP relevance = {plain / lrp:.2f} x gradient x input, "
-              f"{hidden / lrp:.2f} x hidden-state extraction")
+        lrp = timed(
+            f"relevance, AttnLRP (batch {args.relevance_batch})",
+            batches(args.relevance_batch),
+            lambda b: layer_relevance(model, b, pad, lrp=True),
+            args.repeat,
+        )
+        plain = timed(
+            f"gradient x input (batch {args.relevance_batch})",
+            batches(args.relevance_batch),
+            lambda b: layer_relevance(model, b, pad, lrp=False),
+            args.repeat,
+        )
+        hidden = timed(
+            f"pooled hidden states (batch {args.hidden_batch})",
+            batches(args.hidden_batch),
+            lambda b: pooled_hidden_states(model, b, pad),
+            args.repeat,
+        )
+        print(
+            f"time per prompt: AttnLRP relevance = {plain / lrp:.2f} x gradient x input, "
+            f"{hidden / lrp:.2f} x hidden-state extraction"
+        )
 
 
 if __name__ == "__main__":

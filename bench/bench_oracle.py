@@ -36,8 +36,16 @@ from xmrc.prompts import build_prompt_table, hf_chat_template
 from xmrc.tinymodels import build_from_spec
 
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
-LLAMA_8B = {"hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
-            "num_key_value_heads": 8, "vocab_size": 128256, "max_position_embeddings": 8192, "rope_theta": 500000.0}
+LLAMA_8B = {
+    "hidden_size": 4096,
+    "intermediate_size": 14336,
+    "num_hidden_layers": 32,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 8,
+    "vocab_size": 128256,
+    "max_position_embeddings": 8192,
+    "rope_theta": 500000.0,
+}
 
 
 def load_model(shape: str, weights: Path, device: str, dtype: torch.dtype):
@@ -77,14 +85,19 @@ def make_items(table, model, tokenizer, count: int, max_new_tokens: int):
     for row in prompts.itertuples():
         ids = encode(tokenizer, row.prompt, row.templated)
         with torch.inference_mode():
-            out = model.generate(torch.tensor([ids], device=model.device), max_new_tokens=max_new_tokens,
-                                 do_sample=False, pad_token_id=tokenizer.pad_token_id)
-        generated = out[0, len(ids):].tolist()
+            out = model.generate(
+                torch.tensor([ids], device=model.device),
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        generated = out[0, len(ids) :].tolist()
         target = align_target(generated, tokenizer) or whole_characters(generated, tokenizer)
         gold = english.loc[row.id]
         units = context_units(gold["context"], gold["answer_text"], int(gold["answer_start"]), "en").units
-        items.append(item_from_prompt(row.prompt, row.context_start, [(u.start, u.end) for u in units],
-                                      row.templated, target))
+        items.append(
+            item_from_prompt(row.prompt, row.context_start, [(u.start, u.end) for u in units], row.templated, target)
+        )
     return items
 
 
@@ -106,8 +119,12 @@ def main() -> None:
     parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=12)
-    parser.add_argument("--data-dir", type=Path, default=ROOT / "data" / "xquad_subset",
-                        help="directory of xquad.<lang>.json (default: the bundled subset)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=ROOT / "data" / "xquad_subset",
+        help="directory of xquad.<lang>.json (default: the bundled subset)",
+    )
     parser.add_argument("--skip-token-mode", action="store_true", help="skip Captum's slow token-by-token mode")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -115,16 +132,21 @@ def main() -> None:
     table = load_local(args.data_dir, ["en", "de"])
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "tiny-llama-chat"
-        build_from_spec({"architecture": "llama", "chat": True, "seed": 0},
-                        list(table["context"].unique()) + table["question"].tolist(), weights)
+        build_from_spec(
+            {"architecture": "llama", "chat": True, "seed": 0},
+            list(table["context"].unique()) + table["question"].tolist(),
+            weights,
+        )
         model, tokenizer = load_model(args.shape, weights, device, getattr(torch, args.dtype))
     items = make_items(table, model, tokenizer, args.items, args.max_new_tokens)
     units = np.mean([len(i.units) for i in items])
     tokens = np.mean([len(encode(tokenizer, i.prompt, i.templated)) for i in items])
     targets = np.mean([len(i.target.ids) for i in items])
-    print(f"device {device}, model {args.shape} ({args.dtype}), {len(items)} items: {units:.1f} sentence units, "
-          f"{tokens:.0f} prompt tokens, {targets:.1f} target tokens on average; torch threads "
-          f"{torch.get_num_threads()}")
+    print(
+        f"device {device}, model {args.shape} ({args.dtype}), {len(items)} items: {units:.1f} sentence units, "
+        f"{tokens:.0f} prompt tokens, {targets:.1f} target tokens on average; torch threads "
+        f"{torch.get_num_threads()}"
+    )
 
     runs = {}
     if not args.skip_token_mode:
@@ -138,8 +160,10 @@ def main() -> None:
     ours = timings["batched (ours)"]
     for name, seconds in timings.items():
         diff = max(np.abs(a - b).max() for a, b in zip(outputs[name], outputs[reference]))
-        print(f"{name:38s} {len(items) / seconds:8.2f} items/s  {seconds / len(items) * 1000:9.1f} ms/item  "
-              f"speed-up of ours {seconds / ours:6.2f}x  max |attr - {reference.split(' (')[0]} ref| {diff:.2e}")
+        print(
+            f"{name:38s} {len(items) / seconds:8.2f} items/s  {seconds / len(items) * 1000:9.1f} ms/item  "
+            f"speed-up of ours {seconds / ours:6.2f}x  max |attr - {reference.split(' (')[0]} ref| {diff:.2e}"
+        )
 
 
 if __name__ == "__main__":

@@ -28,33 +28,45 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from xmrc import LANGUAGES, data  # noqa: E402
-from xmrc.backends.prefix import prefix_order, shared_prefix_share  # noqa: E402
-from xmrc.prompts import build_prompt_table  # noqa: E402
-from xmrc.tinymodels import train_tokenizer  # noqa: E402
+from xmrc import LANGUAGES, data
+from xmrc.backends.prefix import prefix_order, shared_prefix_share
+from xmrc.prompts import build_prompt_table
+from xmrc.tinymodels import train_tokenizer
 
 DEMONSTRATIONS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 
 def llama3_chat(user: str) -> str:
-    return ("<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n" + user.strip()
-            + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    return (
+        "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n"
+        + user.strip()
+        + "<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
 
 
 def shares(prompts: list[str], tokenizer) -> dict:
     ordered = [prompts[i] for i in prefix_order(prompts)]
     table_tokens = tokenizer(prompts, add_special_tokens=False)["input_ids"]
     ordered_tokens = tokenizer(ordered, add_special_tokens=False)["input_ids"]
-    return {"prompts": len(prompts), "tokens": sum(map(len, table_tokens)),
-            "table order": shared_prefix_share(table_tokens),
-            "prefix order": shared_prefix_share(ordered_tokens),
-            "prefix order, 16-token blocks": shared_prefix_share(ordered_tokens, 16)}
+    return {
+        "prompts": len(prompts),
+        "tokens": sum(map(len, table_tokens)),
+        "table order": shared_prefix_share(table_tokens),
+        "prefix order": shared_prefix_share(ordered_tokens),
+        "prefix order, 16-token blocks": shared_prefix_share(ordered_tokens, 16),
+    }
 
 
 def model_loads() -> dict:
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
-    out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--quiet", "rules"], cwd=ROOT, env=env,
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", out, re.M))
     return {rule: int(counts.get(rule, 0)) for rule in ("fetch_model", "prompts", "generate", "generate_api")}
 
@@ -71,11 +83,15 @@ def main() -> None:
     table, _ = data.prepare(data.load_local(directory, LANGUAGES), LANGUAGES)
     started = time.perf_counter()
     tokenizer = train_tokenizer(list(table["context"].unique()) + table["question"].tolist(), vocab_size=8192)
-    print(f"XQuAD from {directory.name}: {table['id'].nunique()} items x {table['lang'].nunique()} languages; "
-          f"tokenizer trained in {time.perf_counter() - started:.1f} s\n")
+    print(
+        f"XQuAD from {directory.name}: {table['id'].nunique()} items x {table['lang'].nunique()} languages; "
+        f"tokenizer trained in {time.perf_counter() - started:.1f} s\n"
+    )
 
-    print("| setting | model kind | prompts | prompt tokens | shared, table order | shared, prefix order "
-          "| shared, prefix order, 16-token blocks |")
+    print(
+        "| setting | model kind | prompts | prompt tokens | shared, table order | shared, prefix order "
+        "| shared, prefix order, 16-token blocks |"
+    )
     print("|---|---|---:|---:|---:|---:|---:|")
     for shots in (0, 2):
         for fmt in ("v1", "v2"):
@@ -86,16 +102,20 @@ def main() -> None:
                 if template is not None:
                     texts = [template(t.rsplit("\nAnswer:", 1)[0]) for t in texts]
                 row = shares(texts, tokenizer)
-                print(f"| {shots}-shot {fmt} | {kind} | {row['prompts']} | {row['tokens']} "
-                      f"| {100 * row['table order']:.1f}% | {100 * row['prefix order']:.1f}% "
-                      f"| {100 * row['prefix order, 16-token blocks']:.1f}% |")
+                print(
+                    f"| {shots}-shot {fmt} | {kind} | {row['prompts']} | {row['tokens']} "
+                    f"| {100 * row['table order']:.1f}% | {100 * row['prefix order']:.1f}% "
+                    f"| {100 * row['prefix order, 16-token blocks']:.1f}% |"
+                )
             print(f"<!-- {shots}-shot {fmt}: {time.perf_counter() - started:.1f} s -->", file=sys.stderr)
 
     loads = model_loads()
-    print(f"\nPaper DAG (config/config.yaml): {loads['generate']} generation jobs on local models = "
-          f"{loads['generate']} model loads (one per (model, shots, format) job); {loads['generate_api']} API "
-          f"jobs (no load); {loads['fetch_model']} snapshot downloads on the submit host; {loads['prompts']} "
-          f"prompt jobs (tokenizer only).")
+    print(
+        f"\nPaper DAG (config/config.yaml): {loads['generate']} generation jobs on local models = "
+        f"{loads['generate']} model loads (one per (model, shots, format) job); {loads['generate_api']} API "
+        f"jobs (no load); {loads['fetch_model']} snapshot downloads on the submit host; {loads['prompts']} "
+        f"prompt jobs (tokenizer only)."
+    )
 
 
 if __name__ == "__main__":

@@ -63,8 +63,12 @@ def _vllm(python: str, spec: dict) -> dict:
     with tempfile.TemporaryDirectory() as scratch:
         spec_file, out = Path(scratch) / "spec.json", Path(scratch) / "out.json"
         spec_file.write_text(json.dumps(spec | {"out": str(out)}))
-        result = subprocess.run([python, __file__, "--worker", str(spec_file)], capture_output=True, text=True,
-                                env=dict(os.environ, PYTHONPATH=str(ROOT / "src")))
+        result = subprocess.run(
+            [python, __file__, "--worker", str(spec_file)],
+            capture_output=True,
+            text=True,
+            env=dict(os.environ, PYTHONPATH=str(ROOT / "src")),
+        )
         if result.returncode != 0 or not out.is_file():
             sys.exit(f"vLLM worker failed:\n{result.stderr[-3000:]}")
         return json.loads(out.read_text())
@@ -75,8 +79,9 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=8, help="items per direction")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     parser.add_argument("--judge-answers", type=int, default=32)
-    parser.add_argument("--weights", help="converted snapshot (default: resources/packaged/<model>, converted if "
-                                          "missing)")
+    parser.add_argument(
+        "--weights", help="converted snapshot (default: resources/packaged/<model>, converted if missing)"
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -86,11 +91,11 @@ def main() -> None:
 
     from xmrc import data
     from xmrc.backends.hf import HFBackend, load_tokenizer
-    from xmrc.hub.packaged import convert_packaged_model
     from xmrc.config import Registry, model_weights
     from xmrc.errors.judge import LABELS, build_prompts
     from xmrc.errors.label_scoring import LabelScorer
     from xmrc.extract import answer_complete
+    from xmrc.hub.packaged import convert_packaged_model
     from xmrc.prompts import build_prompt_table, hf_chat_template
 
     python = os.environ.get("XMRC_VLLM_PYTHON") or str(ROOT / ".venv-vllm" / "bin" / "python")
@@ -102,11 +107,17 @@ def main() -> None:
         convert_packaged_model(model, weights)
     template = hf_chat_template(load_tokenizer(str(weights)))
     table, _ = data.prepare(data.load_local(ROOT / "data" / "xquad_subset", LANGUAGES), LANGUAGES)
-    passes = {f"{shots}-shot": build_prompt_table(table, LANGUAGES, shots, "v1", DEMONSTRATIONS, template,
-                                                  args.items)["prompt"].tolist() for shots in (0, 2)}
+    passes = {
+        f"{shots}-shot": build_prompt_table(table, LANGUAGES, shots, "v1", DEMONSTRATIONS, template, args.items)[
+            "prompt"
+        ].tolist()
+        for shots in (0, 2)
+    }
     n = len(passes["0-shot"])
-    print(f"SmolLM2-135M-Instruct (float32), {n} prompts per setting ({len(LANGUAGES)} languages: 5 directions x "
-          f"{args.items} items), up to {args.max_new_tokens} new tokens; torch threads {torch.get_num_threads()}")
+    print(
+        f"SmolLM2-135M-Instruct (float32), {n} prompts per setting ({len(LANGUAGES)} languages: 5 directions x "
+        f"{args.items} items), up to {args.max_new_tokens} new tokens; torch threads {torch.get_num_threads()}"
+    )
 
     hf = HFBackend(str(weights), dtype="float32", batch_size=16, progress=False)
     hf_seconds = {}
@@ -121,8 +132,10 @@ def main() -> None:
     print("\ngeneration (prompts/s; vLLM in prefix order with prefix caching, as the workflow runs it)")
     for name in passes:
         vllm_s = cached[f"{name}/prefix"]
-        print(f"  {name}: HF {n / hf_seconds[name]:.2f}/s ({hf_seconds[name]:.1f} s), vLLM {n / vllm_s:.2f}/s "
-              f"({vllm_s:.1f} s): vLLM/HF {hf_seconds[name] / vllm_s:.2f}x")
+        print(
+            f"  {name}: HF {n / hf_seconds[name]:.2f}/s ({hf_seconds[name]:.1f} s), vLLM {n / vllm_s:.2f}/s "
+            f"({vllm_s:.1f} s): vLLM/HF {hf_seconds[name] / vllm_s:.2f}x"
+        )
     print(f"  vLLM engine start (eager, CPU): {cached['start_s']:.1f} s")
     print("\nprefix caching (vLLM, prefix order)")
     for name in passes:
@@ -131,13 +144,16 @@ def main() -> None:
     print("\nprompt order (vLLM, prefix caching on, cache reset before each pass)")
     for name in passes:
         prefix, table_order = cached[f"{name}/prefix"], cached[f"{name}/table"]
-        print(f"  {name}: prefix order {prefix:.1f} s, table order {table_order:.1f} s: "
-              f"speed-up {table_order / prefix:.2f}x")
+        print(
+            f"  {name}: prefix order {prefix:.1f} s, table order {table_order:.1f} s: "
+            f"speed-up {table_order / prefix:.2f}x"
+        )
 
     questions = table[table["lang"] == "en"]["question"].tolist()
     answers = [q.split()[0] for q in questions] + ["", "I cannot answer that.", "{Your Answer}"]
-    wrong = __import__("pandas").DataFrame({"question": (questions * 4)[:args.judge_answers],
-                                            "raw_output": (answers * 4)[:args.judge_answers]})
+    wrong = __import__("pandas").DataFrame(
+        {"question": (questions * 4)[: args.judge_answers], "raw_output": (answers * 4)[: args.judge_answers]}
+    )
     judge_prompts = build_prompts(wrong, template)
     scorer = LabelScorer(str(weights), dtype="float32", batch_size=8, progress=False)
     begin = time.perf_counter()
@@ -145,9 +161,11 @@ def main() -> None:
     hf_judge = time.perf_counter() - begin
     vllm_judge = _vllm(python, {"kind": "judge", "weights": str(weights), "prompts": judge_prompts})
     m = len(judge_prompts)
-    print(f"\njudge ({m} answers): HF label scoring {m / hf_judge:.2f}/s ({hf_judge:.1f} s), vLLM structured output "
-          f"{m / vllm_judge['judge_s']:.2f}/s ({vllm_judge['judge_s']:.1f} s): vLLM/HF "
-          f"{hf_judge / vllm_judge['judge_s']:.2f}x")
+    print(
+        f"\njudge ({m} answers): HF label scoring {m / hf_judge:.2f}/s ({hf_judge:.1f} s), vLLM structured output "
+        f"{m / vllm_judge['judge_s']:.2f}/s ({vllm_judge['judge_s']:.1f} s): vLLM/HF "
+        f"{hf_judge / vllm_judge['judge_s']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ is carried over between timed runs. Results must agree exactly (a blank predicti
 design, see xmrc.scoring). "mlqa" is timed on the languages the official MLQA script defines
 identically (en es de vi hi zh); "squad" on all 12.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -88,7 +89,12 @@ def check(groups, reference, fast) -> None:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pairs", type=int, default=150_000, help="at least this many pairs over all 12 languages (whole simulated models)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=150_000,
+        help="at least this many pairs over all 12 languages (whole simulated models)",
+    )
     parser.add_argument("--xquad-dir", type=Path, default=DEFAULT_XQUAD_DIR)
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per side; the best counts")
     args = parser.parse_args(argv)

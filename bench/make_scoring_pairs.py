@@ -10,6 +10,7 @@ falls short of it, a whole clause of the context, another question's answer, the
 writes the committed test fixture. ``bench/bench_scoring.py`` imports ``load_questions`` and
 ``simulate_models`` from here.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,10 +26,18 @@ LANGS = ("en", "de", "es", "vi", "zh", "hi", "ar", "el", "ro", "ru", "th", "tr")
 
 # Articles / determiners a model may add in front of an answer, per language.
 _PREFIXES = {
-    "en": ["The ", "a ", "An "], "es": ["El ", "la ", "unos "], "de": ["Der ", "die ", "einem "],
-    "vi": ["những ", "của ", "một ", "cái "], "zh": ["这个", "“"], "hi": ["एक ", "यह "],
-    "ar": ["ال", "ال ", "و"], "el": ["Ο ", "το ", "τα "], "ro": ["un ", "o ", "Cei "],
-    "ru": ["Это ", "— "], "th": ["การ", "คือ "], "tr": ["bir ", "Bu "],
+    "en": ["The ", "a ", "An "],
+    "es": ["El ", "la ", "unos "],
+    "de": ["Der ", "die ", "einem "],
+    "vi": ["những ", "của ", "một ", "cái "],
+    "zh": ["这个", "“"],
+    "hi": ["एक ", "यह "],
+    "ar": ["ال", "ال ", "و"],
+    "el": ["Ο ", "το ", "τα "],
+    "ro": ["un ", "o ", "Cei "],
+    "ru": ["Это ", "— "],
+    "th": ["การ", "คือ "],
+    "tr": ["bir ", "Bu "],
 }
 _WRAPS = ['"{}".', "«{}»", "({})", "{}。", "「{}」", "{}!", "¿{}?", "'{}'", "{}…", "“{}”", "{}، ", "- {}:"]
 
@@ -50,7 +59,9 @@ def _answers(path: Path) -> dict[str, tuple[str, str, int]]:
     data = json.loads(path.read_text(encoding="utf-8"))["data"]
     return {
         qa["id"]: (p["context"], qa["answers"][0]["text"], qa["answers"][0]["answer_start"])
-        for article in data for p in article["paragraphs"] for qa in p["qas"]
+        for article in data
+        for p in article["paragraphs"]
+        for qa in p["qas"]
     }
 
 
@@ -67,19 +78,19 @@ def load_questions(xquad_dir: Path, langs=LANGS) -> dict[str, list[Question]]:
 def predict(rng: random.Random, q: Question, kind: str, others: list[Question]) -> str:
     """One prediction of the given kind for question ``q``."""
     a, ctx = q.answer, q.context
-    start = q.start if ctx[q.start:q.start + len(a)] == a else max(ctx.find(a), 0)
+    start = q.start if ctx[q.start : q.start + len(a)] == a else max(ctx.find(a), 0)
     end = start + len(a)
     if kind == "answer":
         return a
     if kind == "decorated":
         return rng.choice(_WRAPS).format(rng.choice(_PREFIXES[q.lang]) + a)
     if kind == "overshoot":
-        return ctx[max(0, start - rng.randint(0, 25)):end + rng.randint(0, 25)].strip()
+        return ctx[max(0, start - rng.randint(0, 25)) : end + rng.randint(0, 25)].strip()
     if kind == "truncated":
         cut = rng.randint(1, max(1, len(a) - 1))
         return a[:cut] if rng.random() < 0.5 else a[cut:]
     if kind == "clause":
-        return ctx[max(0, start - rng.randint(20, 80)):end + rng.randint(20, 80)]
+        return ctx[max(0, start - rng.randint(20, 80)) : end + rng.randint(20, 80)]
     if kind == "other":
         return rng.choice(others).answer
     if kind == "english":
@@ -98,8 +109,7 @@ def fixture_pairs(questions: dict[str, list[Question]], per_lang: int, seed: int
     for lang, qs in questions.items():
         for q in rng.sample(qs, min(per_lang, len(qs))):
             for kind in KINDS:
-                pairs.append({"lang": lang, "kind": kind, "prediction": predict(rng, q, kind, qs),
-                              "gold": q.answer})
+                pairs.append({"lang": lang, "kind": kind, "prediction": predict(rng, q, kind, qs), "gold": q.answer})
     return pairs
 
 
@@ -110,8 +120,7 @@ def simulate_models(questions: dict[str, list[Question]], n_models: int, seed: i
     for lang, qs in questions.items():
         for q in qs:
             for kind in rng.choices(KINDS, WEIGHTS, k=n_models):
-                pairs.append({"lang": lang, "kind": kind, "prediction": predict(rng, q, kind, qs),
-                              "gold": q.answer})
+                pairs.append({"lang": lang, "kind": kind, "prediction": predict(rng, q, kind, qs), "gold": q.answer})
     return pairs
 
 

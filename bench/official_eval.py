@@ -15,6 +15,7 @@ It is deliberately a plain copy, not an optimised or "fixed" one: keep it that w
   (``\\sال^`` can never match, so every ``ال`` anywhere is replaced by a space), is unchanged.
   Note the original's Vietnamese articles are ``của|là|cái|chiếc|những``.
 """
+
 from __future__ import print_function
 
 import re
@@ -28,18 +29,19 @@ from collections import Counter
 # SQuAD v1.1 (evaluate-v1.1.py)
 # --------------------------------------------------------------------------------------
 
+
 def squad_normalize_answer(s):
     """Lower text and remove punctuation, articles and extra whitespace."""
 
     def remove_articles(text):
-        return re.sub(r'\b(a|an|the)\b', ' ', text)
+        return re.sub(r"\b(a|an|the)\b", " ", text)
 
     def white_space_fix(text):
-        return ' '.join(text.split())
+        return " ".join(text.split())
 
     def remove_punc(text):
         exclude = set(string.punctuation)
-        return ''.join(ch for ch in text if ch not in exclude)
+        return "".join(ch for ch in text if ch not in exclude)
 
     def lower(text):
         return text.lower()
@@ -68,9 +70,11 @@ def squad_exact_match_score(prediction, ground_truth):
 # MLQA v1 (mlqa_evaluation_v1.py)
 # --------------------------------------------------------------------------------------
 
-PUNCT = {chr(i) for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith('P')}.union(string.punctuation)
-WHITESPACE_LANGS = ['en', 'es', 'hi', 'vi', 'de', 'ar']
-MIXED_SEGMENTATION_LANGS = ['zh']
+PUNCT = {chr(i) for i in range(sys.maxunicode) if unicodedata.category(chr(i)).startswith("P")}.union(
+    string.punctuation
+)
+WHITESPACE_LANGS = ["en", "es", "hi", "vi", "de", "ar"]
+MIXED_SEGMENTATION_LANGS = ["zh"]
 MLQA_LANGS = WHITESPACE_LANGS + MIXED_SEGMENTATION_LANGS
 
 
@@ -82,7 +86,7 @@ def mixed_segmentation(text):
     segs_out = []
     temp_str = ""
     for char in text:
-        if re.search(r'[\u4e00-\u9fa5]', char) or char in PUNCT:
+        if re.search(r"[\u4e00-\u9fa5]", char) or char in PUNCT:
             if temp_str != "":
                 ss = whitespace_tokenize(temp_str)
                 segs_out.extend(ss)
@@ -102,22 +106,22 @@ def mlqa_normalize_answer(s, lang):
     """Lower text and remove punctuation, articles and extra whitespace."""
 
     def remove_articles(text, lang):
-        if lang == 'en':
-            return re.sub(r'\b(a|an|the)\b', ' ', text)
-        elif lang == 'es':
-            return re.sub(r'\b(un|una|unos|unas|el|la|los|las)\b', ' ', text)
-        elif lang == 'hi':
-            return text # Hindi does not have formal articles
-        elif lang == 'vi':
-            return re.sub(r'\b(của|là|cái|chiếc|những)\b', ' ', text)
-        elif lang == 'de':
-            return re.sub(r'\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b', ' ', text)
-        elif lang == 'ar':
-            return re.sub(r'\sال^|ال', ' ', text)
-        elif lang == 'zh':
-            return text # Chinese does not have formal articles
+        if lang == "en":
+            return re.sub(r"\b(a|an|the)\b", " ", text)
+        elif lang == "es":
+            return re.sub(r"\b(un|una|unos|unas|el|la|los|las)\b", " ", text)
+        elif lang == "hi":
+            return text  # Hindi does not have formal articles
+        elif lang == "vi":
+            return re.sub(r"\b(của|là|cái|chiếc|những)\b", " ", text)
+        elif lang == "de":
+            return re.sub(r"\b(ein|eine|einen|einem|eines|einer|der|die|das|den|dem|des)\b", " ", text)
+        elif lang == "ar":
+            return re.sub(r"\sال^|ال", " ", text)
+        elif lang == "zh":
+            return text  # Chinese does not have formal articles
         else:
-            raise Exception('Unknown Language {}'.format(lang))
+            raise Exception("Unknown Language {}".format(lang))
 
     def white_space_fix(text, lang):
         if lang in WHITESPACE_LANGS:
@@ -125,11 +129,11 @@ def mlqa_normalize_answer(s, lang):
         elif lang in MIXED_SEGMENTATION_LANGS:
             tokens = mixed_segmentation(text)
         else:
-            raise Exception('Unknown Language {}'.format(lang))
-        return ' '.join([t for t in tokens if t.strip() != ''])
+            raise Exception("Unknown Language {}".format(lang))
+        return " ".join([t for t in tokens if t.strip() != ""])
 
     def remove_punc(text):
-        return ''.join(ch for ch in text if ch not in PUNCT)
+        return "".join(ch for ch in text if ch not in PUNCT)
 
     def lower(text):
         return text.lower()
@@ -151,4 +155,4 @@ def mlqa_f1_score(prediction, ground_truth, lang):
 
 
 def mlqa_exact_match_score(prediction, ground_truth, lang):
-    return (mlqa_normalize_answer(prediction, lang) == mlqa_normalize_answer(ground_truth, lang))
+    return mlqa_normalize_answer(prediction, lang) == mlqa_normalize_answer(ground_truth, lang)

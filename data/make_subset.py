@@ -25,7 +25,8 @@ def main() -> None:
         articles = [a for a in full["data"] if a["title"] in args.titles]
         subset = {"version": full.get("version", "1.1"), "data": articles}
         (args.out / f"xquad.{lang}.json").write_text(
-            json.dumps(subset, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+            json.dumps(subset, ensure_ascii=False, indent=1) + "\n", encoding="utf-8"
+        )
     shutil.copy(args.source / "LICENSE.txt", args.out / "LICENSE.txt")
 
 

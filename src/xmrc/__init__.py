@@ -6,7 +6,16 @@ __version__ = "0.1.0"
 LANGUAGES = ("en", "de", "es", "vi", "zh", "hi", "ar", "el", "ro", "ru", "th", "tr")
 
 LANGUAGE_NAMES = {
-    "en": "English", "de": "German", "es": "Spanish", "vi": "Vietnamese", "zh": "Chinese",
-    "hi": "Hindi", "ar": "Arabic", "el": "Greek", "ro": "Romanian", "ru": "Russian",
-    "th": "Thai", "tr": "Turkish",
+    "en": "English",
+    "de": "German",
+    "es": "Spanish",
+    "vi": "Vietnamese",
+    "zh": "Chinese",
+    "hi": "Hindi",
+    "ar": "Arabic",
+    "el": "Greek",
+    "ro": "Romanian",
+    "ru": "Russian",
+    "th": "Thai",
+    "tr": "Turkish",
 }

@@ -16,10 +16,11 @@ means do not need but do not mind either.
 
 Memory is bounded by drawing the counts in chunks of at most CHUNK_ELEMENTS resampled items.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -32,6 +33,7 @@ CHUNK_ELEMENTS = 2**22
 @dataclass(frozen=True)
 class BootstrapSettings:
     """Config key `intervals`: resamples, confidence (e.g. 0.95 for a 95% interval), seed."""
+
     resamples: int = 1000
     confidence: float = 0.95
     seed: int = 0
@@ -69,21 +71,23 @@ def resampled_counts(n: int, resamples: int, seed: int, chunk_elements: int = CH
         done += rows
 
 
-def resampled_means(matrix: np.ndarray, settings: BootstrapSettings,
-                    chunk_elements: int = CHUNK_ELEMENTS) -> np.ndarray:
+def resampled_means(
+    matrix: np.ndarray, settings: BootstrapSettings, chunk_elements: int = CHUNK_ELEMENTS
+) -> np.ndarray:
     """(vectors x resamples) bootstrap means of each row of `matrix` (vectors x n), all rows resampled with
     the same item draws."""
     n = matrix.shape[1]
     out = np.empty((matrix.shape[0], settings.resamples))
     start = 0
     for counts in resampled_counts(n, settings.resamples, settings.seed, chunk_elements):
-        out[:, start:start + len(counts)] = matrix @ counts.T / n
+        out[:, start : start + len(counts)] = matrix @ counts.T / n
         start += len(counts)
     return out
 
 
-def mean_intervals(vectors: Sequence[np.ndarray], settings: BootstrapSettings,
-                   chunk_elements: int = CHUNK_ELEMENTS) -> np.ndarray:
+def mean_intervals(
+    vectors: Sequence[np.ndarray], settings: BootstrapSettings, chunk_elements: int = CHUNK_ELEMENTS
+) -> np.ndarray:
     """(len(vectors) x 3): the mean of each vector and the lower and upper bound of its percentile
     bootstrap interval at settings.confidence. A vector's items are resampled with replacement; for a
     paired difference pass the per-item differences."""
@@ -94,7 +98,7 @@ def mean_intervals(vectors: Sequence[np.ndarray], settings: BootstrapSettings,
             raise XmrcError(f"cannot bootstrap the mean of an empty set of items (vector {i})")
         by_length.setdefault(len(vector), []).append(i)
     low, high = settings.quantiles
-    for n, members in by_length.items():
+    for members in by_length.values():
         matrix = np.vstack([np.asarray(vectors[i], dtype=np.float64) for i in members])
         if np.isnan(matrix).any():
             raise XmrcError("item scores hold NaN; every item needs a score to be resampled")

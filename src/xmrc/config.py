@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from xmrc import dataset_registry
 from xmrc.dataset_registry import Dataset
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_yaml
-from xmrc.validation import validate
 from xmrc.prompts import directions
 from xmrc.tables import table_scenarios
+from xmrc.validation import validate
 
 
 def load_config(path: str | Path) -> dict:
@@ -35,8 +34,10 @@ def validate_config(config: Any, source: str = "config") -> dict:
         raise XmrcError(f"{source}: key 'data.local_dir': required when data.source is 'local'")
     most = max(config["shots"])
     if most > len(config["demonstrations"]):
-        raise XmrcError(f"{source}: key 'demonstrations': {most}-shot (key 'shots') needs at least {most} "
-                        f"demonstration ids, {len(config['demonstrations'])} configured")
+        raise XmrcError(
+            f"{source}: key 'demonstrations': {most}-shot (key 'shots') needs at least {most} "
+            f"demonstration ids, {len(config['demonstrations'])} configured"
+        )
     return config
 
 
@@ -78,19 +79,21 @@ class Registry:
         self._by_name = {model.name: model for model in self.models.values()}
 
     @classmethod
-    def load(cls, path: str | Path) -> "Registry":
+    def load(cls, path: str | Path) -> Registry:
         return cls.from_entries(read_yaml(path), str(path))
 
     @classmethod
-    def from_entries(cls, entries: Any, source: str) -> "Registry":
+    def from_entries(cls, entries: Any, source: str) -> Registry:
         """A registry from the parsed YAML of a registry file (`source`, named in errors), validated."""
         return cls(validate(entries if entries is not None else {}, "models.schema.yaml", source), source)
 
     def get(self, key_or_name: str) -> Model:
         model = self.models.get(key_or_name) or self._by_name.get(key_or_name)
         if model is None:
-            raise XmrcError(f"unknown model '{key_or_name}': not in {self.source} "
-                            f"(add an entry there, or use one of its {len(self.models)} keys)")
+            raise XmrcError(
+                f"unknown model '{key_or_name}': not in {self.source} "
+                f"(add an entry there, or use one of its {len(self.models)} keys)"
+            )
         return model
 
     def select(self, selection: str | list[str]) -> list[Model]:
@@ -99,8 +102,11 @@ class Registry:
             return [m for m in self.models.values() if m.main]
         if selection == "full":
             # Our own finetunes other than the paper's (question-translation LoRAs, tiny ones) are opt-in.
-            return [m for m in self.models.values()
-                    if m.source not in ("tiny", "gguf") and not (m.source == "finetune" and not m.main)]
+            return [
+                m
+                for m in self.models.values()
+                if m.source not in ("tiny", "gguf") and not (m.source == "finetune" and not m.main)
+            ]
         return [self.get(item) for item in selection]
 
 
@@ -110,6 +116,7 @@ class TableRows:
     `extra_models`, `skip_models`): `models` are the rows of every table, summaries included; `extra` are rows
     of the per-language and error tables but not of the summary tables; `skipped` maps a shots setting to
     the keys not evaluated there (no generation job, no row)."""
+
     models: dict[str, Model]
     extra: dict[str, Model]
     skipped: dict[int, frozenset[str]]
@@ -159,6 +166,7 @@ def table_rows(config: dict, registry: Registry) -> TableRows:
 @dataclass(frozen=True)
 class RunPlan:
     """What the rules derive from a checked run config (see validate_run)."""
+
     rows: TableRows
     analysis_only: dict[str, Model]  # models of the layer analysis that are no table row
     dataset: Dataset
@@ -190,8 +198,9 @@ def validate_run(config: dict, registry: Registry) -> RunPlan:
     models = {**rows.all, **analysis_only}
     dataset = dataset_registry.for_config(config)
     settings = [(shots, fmt) for shots in config["shots"] for fmt in config["prompt_formats"]]
-    scenarios = table_scenarios((d.context_lang, d.question_lang)
-                                for d in directions(config["languages"], config["scenarios"]))
+    scenarios = table_scenarios(
+        (d.context_lang, d.question_lang) for d in directions(config["languages"], config["scenarios"])
+    )
     judge = _errors_judge(config, registry, models, scenarios)
     tuned = {key: model for key, model in models.items() if model.source == "finetune"}
     compared = _finetune_compared(tuned, registry, models)
@@ -200,14 +209,29 @@ def validate_run(config: dict, registry: Registry) -> RunPlan:
     vllm_generation = config["backends"]["local"] == "vllm" and any(m.backend == "local" for m in models.values())
     vllm_judge = config["errors"]["enabled"] and config["errors"]["judge_backend"] == "vllm"
     return RunPlan(
-        rows=rows, analysis_only=analysis_only, dataset=dataset, settings=settings, scenarios=scenarios,
-        errors_judge=judge, oracle_models=oracle_models, oracle_question_languages=oracle_languages,
-        layer_models=layer_models, layer_settings=layer_settings, layer_series=layer_series, tuned=tuned,
+        rows=rows,
+        analysis_only=analysis_only,
+        dataset=dataset,
+        settings=settings,
+        scenarios=scenarios,
+        errors_judge=judge,
+        oracle_models=oracle_models,
+        oracle_question_languages=oracle_languages,
+        layer_models=layer_models,
+        layer_settings=layer_settings,
+        layer_series=layer_series,
+        tuned=tuned,
         finetune_compared=compared,
-        finetune_heldout_bases=sorted({registry.get(tuned[key].finetune["base"]).key for key in compared
-                                       if tuned[key].finetune["dataset"] == "question_translation"}),
+        finetune_heldout_bases=sorted(
+            {
+                registry.get(tuned[key].finetune["base"]).key
+                for key in compared
+                if tuned[key].finetune["dataset"] == "question_translation"
+            }
+        ),
         finetune_compare_shots=_finetune_compare_shots(config, registry, rows, tuned, compared),
-        uses_vllm_python=vllm_generation or vllm_judge)
+        uses_vllm_python=vllm_generation or vllm_judge,
+    )
 
 
 def _analysis_only_models(config: dict, registry: Registry, rows: TableRows) -> dict[str, Model]:
@@ -231,17 +255,22 @@ def _errors_judge(config: dict, registry: Registry, models: dict[str, Model], sc
     if not errors["enabled"]:
         return judge
     if judge.source == "tiny" and judge.key not in models:
-        raise XmrcError(f"config key 'errors.judge_model': tiny model '{judge.key}' is built only when it is one "
-                        "of the run's `models:`; add it there or pick another judge")
+        raise XmrcError(
+            f"config key 'errors.judge_model': tiny model '{judge.key}' is built only when it is one "
+            "of the run's `models:`; add it there or pick another judge"
+        )
     if errors["shots"] not in config["shots"]:
-        raise XmrcError(f"config key 'errors.shots': {errors['shots']} is not among the run's shots "
-                        f"{config['shots']}")
+        raise XmrcError(f"config key 'errors.shots': {errors['shots']} is not among the run's shots {config['shots']}")
     if errors["scenario"] not in scenarios:
-        raise XmrcError(f"config key 'errors.scenario': the run has no {errors['scenario']} directions "
-                        f"(config key 'scenarios': {config['scenarios']})")
+        raise XmrcError(
+            f"config key 'errors.scenario': the run has no {errors['scenario']} directions "
+            f"(config key 'scenarios': {config['scenarios']})"
+        )
     if errors["prompt_format"] not in ("best", *config["prompt_formats"]):
-        raise XmrcError(f"config key 'errors.prompt_format': {errors['prompt_format']} is not among the run's "
-                        f"prompt_formats {config['prompt_formats']}")
+        raise XmrcError(
+            f"config key 'errors.prompt_format': {errors['prompt_format']} is not among the run's "
+            f"prompt_formats {config['prompt_formats']}"
+        )
     return judge
 
 
@@ -251,20 +280,26 @@ def _finetune_compared(tuned: dict[str, Model], registry: Registry, models: dict
     for key, model in tuned.items():
         base = registry.get(model.finetune["base"])
         if base.source == "tiny" and base.key not in models:
-            raise XmrcError(f"config key 'models': model '{key}': its base '{base.key}' is a tiny model; add it "
-                            "to `models:` so it is built")
+            raise XmrcError(
+                f"config key 'models': model '{key}': its base '{base.key}' is a tiny model; add it "
+                "to `models:` so it is built"
+            )
     return [key for key, model in tuned.items() if registry.get(model.finetune["base"]).key in models]
 
 
-def _finetune_compare_shots(config: dict, registry: Registry, rows: TableRows, tuned: dict[str, Model],
-                            compared: list[str]) -> list[int]:
+def _finetune_compare_shots(
+    config: dict, registry: Registry, rows: TableRows, tuned: dict[str, Model], compared: list[str]
+) -> list[int]:
     """Shots settings where every compared tuned model and its base are evaluated (the held-out rule evaluates
     a question-translation model's base in every setting). The paper compares at 2-shot only (Table 10): its
     0-shot Table 5 has no LLaMA-3.1-Tuned-8B ('skip_models')."""
+
     def evaluated(key: str, shots: int) -> bool:
         model = tuned[key]
-        return key in rows.evaluated(shots) and (model.finetune["dataset"] == "question_translation"
-                                                 or registry.get(model.finetune["base"]).key in rows.evaluated(shots))
+        return key in rows.evaluated(shots) and (
+            model.finetune["dataset"] == "question_translation"
+            or registry.get(model.finetune["base"]).key in rows.evaluated(shots)
+        )
 
     return [shots for shots in config["shots"] if all(evaluated(key, shots) for key in compared)]
 
@@ -278,34 +313,39 @@ def _oracle(config: dict, registry: Registry, rows: TableRows, scenarios: list[s
     keys = [_registry_model(registry, item, "oracle.models").key for item in oracle["models"]]
     absent = [key for key in keys if key not in rows.models or key not in rows.evaluated(oracle["shots"])]
     if absent:
-        raise XmrcError(f"config key 'oracle.models': {', '.join(absent)} not in 'models' or skipped at "
-                        f"{oracle['shots']}-shot ('skip_models'): the oracle needs their generations and "
-                        "summary row")
+        raise XmrcError(
+            f"config key 'oracle.models': {', '.join(absent)} not in 'models' or skipped at "
+            f"{oracle['shots']}-shot ('skip_models'): the oracle needs their generations and "
+            "summary row"
+        )
     languages = [direction.split("-", 1)[1] for direction in oracle["directions"]]
     absent = [lang for lang in languages if lang not in config["languages"]]
     if absent:
         raise XmrcError(f"config key 'oracle.directions': language(s) {', '.join(absent)} not in 'languages'")
     if "en-x" not in scenarios:
-        raise XmrcError(f"config key 'oracle.directions': the run has no en-x directions (config key "
-                        f"'scenarios': {config['scenarios']})")
+        raise XmrcError(
+            f"config key 'oracle.directions': the run has no en-x directions (config key "
+            f"'scenarios': {config['scenarios']})"
+        )
     if oracle["shots"] not in config["shots"]:
         raise XmrcError(f"config key 'oracle.shots': {oracle['shots']} not in 'shots' {config['shots']}")
     return keys, languages
 
 
-def _layers(config: dict, registry: Registry, run_settings: list[tuple[int, str]], scenarios: list[str]
-            ) -> tuple[list[str], list[tuple[int, str]], dict[str, list[str]]]:
+def _layers(
+    config: dict, registry: Registry, run_settings: list[tuple[int, str]], scenarios: list[str]
+) -> tuple[list[str], list[tuple[int, str]], dict[str, list[str]]]:
     """The analysed models, their settings and the change series. The sample groups are drawn from the en-x
     directions, in settings the run evaluates."""
     layers = config["layers"]
     models = [registry.get(item).key for item in layers["models"]] if layers["enabled"] else []
     settings = [(layers["shots"], fmt) for fmt in layers["prompt_formats"]]
     if models and any(setting not in run_settings for setting in settings):
-        raise XmrcError("config key 'layers': shots/prompt_formats must be among the run's shots and "
-                        "prompt_formats")
+        raise XmrcError("config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats")
     if models and "en-x" not in scenarios:
-        raise XmrcError(f"config key 'layers': the run has no en-x directions (config key 'scenarios': "
-                        f"{config['scenarios']})")
+        raise XmrcError(
+            f"config key 'layers': the run has no en-x directions (config key 'scenarios': {config['scenarios']})"
+        )
     series = {}
     for name, members in layers["change_sets"].items():
         keys = [_registry_model(registry, item, f"layers.change_sets.{name}").key for item in members]
@@ -314,8 +354,12 @@ def _layers(config: dict, registry: Registry, run_settings: list[tuple[int, str]
     return models, settings, series
 
 
-def model_weights(model: Model, tiny_dir: str | Path = "resources/tiny_models",
-                  finetune_dir: str | Path = "resources/finetuned", packaged_dir: str | Path = PACKAGED_DIR) -> str:
+def model_weights(
+    model: Model,
+    tiny_dir: str | Path = "resources/tiny_models",
+    finetune_dir: str | Path = "resources/finetuned",
+    packaged_dir: str | Path = PACKAGED_DIR,
+) -> str:
     """What `from_pretrained` receives for a local model: hub id or a directory."""
     if model.source == "hub":
         return model.hub_id
@@ -336,11 +380,15 @@ def check_interpreter(python: str, key: str, resolved_by_job: bool = False, base
     if "/" in python:
         path = Path(python) if Path(python).is_absolute() else Path(base) / python
         if not path.is_file():
-            raise XmrcError(f"config key '{key}': {python} does not exist (build the environment, e.g. "
-                            "`make vllm-env`, or set the key to an existing interpreter)")
+            raise XmrcError(
+                f"config key '{key}': {python} does not exist (build the environment, e.g. "
+                "`make vllm-env`, or set the key to an existing interpreter)"
+            )
         if not os.access(path, os.X_OK):
             raise XmrcError(f"config key '{key}': {python} is not executable")
     elif not resolved_by_job and shutil.which(python) is None:
-        raise XmrcError(f"config key '{key}': command {python!r} is not on PATH (give the interpreter's path, or "
-                        "run with --sdm conda)")
+        raise XmrcError(
+            f"config key '{key}': command {python!r} is not on PATH (give the interpreter's path, or "
+            "run with --sdm conda)"
+        )
     return python

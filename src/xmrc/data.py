@@ -15,10 +15,10 @@ Table columns (one row per item and language; the context and the question of a 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -43,10 +43,19 @@ def squad_records(path: Path, name: str = "XQuAD") -> list[dict]:
         for article in document["data"]:
             for paragraph_index, paragraph in enumerate(article["paragraphs"]):
                 for qa in paragraph["qas"]:
-                    records.append({"id": qa["id"], "title": article["title"], "paragraph_index": paragraph_index,
-                                    "context": paragraph["context"], "question": qa["question"],
-                                    "answers": {"text": [a["text"] for a in qa["answers"]],
-                                                "answer_start": [a["answer_start"] for a in qa["answers"]]}})
+                    records.append(
+                        {
+                            "id": qa["id"],
+                            "title": article["title"],
+                            "paragraph_index": paragraph_index,
+                            "context": paragraph["context"],
+                            "question": qa["question"],
+                            "answers": {
+                                "text": [a["text"] for a in qa["answers"]],
+                                "answer_start": [a["answer_start"] for a in qa["answers"]],
+                            },
+                        }
+                    )
     except (KeyError, TypeError) as error:
         raise XmrcError(f"{path}: not in SQuAD v1.1 layout (missing {error})") from None
     return records
@@ -61,14 +70,16 @@ def _dataset(dataset: Dataset | None) -> Dataset:
     return dataset if dataset is not None else dataset_registry.get(dataset_registry.DEFAULT_DATASET)
 
 
-def load_local(directory: Path, languages: Iterable[str], dataset: Dataset | None = None,
-               split: str | None = None) -> pd.DataFrame:
+def load_local(
+    directory: Path, languages: Iterable[str], dataset: Dataset | None = None, split: str | None = None
+) -> pd.DataFrame:
     """All languages from a directory of the dataset's own files (XQuAD: xquad.<lang>.json; MLQA:
     <split>-context-<lang>-question-<lang>.json), of the evaluation split unless `split` says otherwise."""
     dataset = _dataset(dataset)
     split = split or dataset.evaluation_split
-    frames = [read_squad_json(dataset.local_file(Path(directory), split, lang), lang, dataset.name)
-              for lang in languages]
+    frames = [
+        read_squad_json(dataset.local_file(Path(directory), split, lang), lang, dataset.name) for lang in languages
+    ]
     return pd.concat(frames, ignore_index=True)
 
 
@@ -86,8 +97,18 @@ def rows_from_records(records: Iterable[dict], lang: str, source: str) -> pd.Dat
     rows = []
     try:
         for r in records:
-            rows.append((r["id"], r.get("title"), r.get("paragraph_index"), lang, r["context"], r["question"],
-                         r["answers"]["text"][0], int(r["answers"]["answer_start"][0])))
+            rows.append(
+                (
+                    r["id"],
+                    r.get("title"),
+                    r.get("paragraph_index"),
+                    lang,
+                    r["context"],
+                    r["question"],
+                    r["answers"]["text"][0],
+                    int(r["answers"]["answer_start"][0]),
+                )
+            )
     except (KeyError, IndexError, TypeError) as error:
         raise XmrcError(f"{source}: not in SQuAD v1.1 layout (missing {error})") from None
     frame = pd.DataFrame(rows, columns=COLUMNS)
@@ -100,8 +121,9 @@ def rows_from_records(records: Iterable[dict], lang: str, source: str) -> pd.Dat
     unknown = frame["paragraph_index"].isna()
     frame.loc[unknown & frame["title"].isna(), "title"] = ""
     if unknown.any():
-        frame.loc[unknown, "paragraph_index"] = (frame[unknown].groupby("title", sort=False)["context"]
-                                                 .transform(lambda contexts: contexts.factorize()[0]))
+        frame.loc[unknown, "paragraph_index"] = (
+            frame[unknown].groupby("title", sort=False)["context"].transform(lambda contexts: contexts.factorize()[0])
+        )
     frame["paragraph_index"] = frame["paragraph_index"].astype(int)
     return frame
 
@@ -111,8 +133,13 @@ def rows_from_hub_records(records: Iterable[dict], lang: str) -> pd.DataFrame:
     return rows_from_records(records, lang, "hub records")
 
 
-def load_hub(hub_id: str | None, languages: Iterable[str], revision: str | None = None,
-             dataset: Dataset | None = None, split: str | None = None) -> pd.DataFrame:
+def load_hub(
+    hub_id: str | None,
+    languages: Iterable[str],
+    revision: str | None = None,
+    dataset: Dataset | None = None,
+    split: str | None = None,
+) -> pd.DataFrame:
     """All languages from the hub (`datasets`): per language its monolingual config (XQuAD: xquad.<lang>;
     MLQA: mlqa.<lang>.<lang>), of the evaluation split unless `split` says otherwise."""
     import datasets  # heavy; only the hub path needs it
@@ -126,8 +153,10 @@ def load_hub(hub_id: str | None, languages: Iterable[str], revision: str | None 
         try:
             records = datasets.load_dataset(hub_id, config, split=split, revision=revision)
         except Exception as error:  # network, auth, missing config: all one line for the user
-            raise XmrcError(f"{hub_id} ({config}): could not load from the hub: "
-                            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}") from None
+            raise XmrcError(
+                f"{hub_id} ({config}): could not load from the hub: "
+                f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            ) from None
         frames.append(rows_from_records(records, lang, f"{hub_id} ({config}, {split})"))
     return pd.concat(frames, ignore_index=True)
 
@@ -155,12 +184,13 @@ def validate(table: pd.DataFrame, languages: Iterable[str], parallel: bool = Tru
             problems.append(Problem(item_id, lang, "not_parallel", f"missing in {lang}"))
     for row in table.itertuples(index=False):
         end = row.answer_start + len(row.answer_text)
-        if row.context[row.answer_start:end] == row.answer_text:
+        if row.context[row.answer_start : end] == row.answer_text:
             continue
         if row.answer_text in row.context:
             found = row.context.index(row.answer_text)
-            problems.append(Problem(row.id, row.lang, "answer_not_at_start",
-                                    f"answer_start {row.answer_start}, found at {found}"))
+            problems.append(
+                Problem(row.id, row.lang, "answer_not_at_start", f"answer_start {row.answer_start}, found at {found}")
+            )
         else:
             problems.append(Problem(row.id, row.lang, "answer_not_in_context", repr(row.answer_text)))
     return problems
@@ -179,8 +209,9 @@ def problems_table(problems: list[Problem]) -> pd.DataFrame:
     return pd.DataFrame([p.__dict__ for p in problems], columns=["id", "lang", "kind", "detail"])
 
 
-def prepare(table: pd.DataFrame, languages: Iterable[str], dataset: Dataset | None = None,
-            split: str | None = None) -> tuple[pd.DataFrame, list[Problem]]:
+def prepare(
+    table: pd.DataFrame, languages: Iterable[str], dataset: Dataset | None = None, split: str | None = None
+) -> tuple[pd.DataFrame, list[Problem]]:
     """Validated table in the given language order. Duplicate ids are fatal, and so are non-parallel ids of a
     parallel dataset (every later step pairs languages by id); answers off their offsets are only reported."""
     dataset = _dataset(dataset)

@@ -23,7 +23,7 @@ def extract_answer(raw: str | None) -> str:
     match = _LABEL.match(first)
     if not match:
         return first
-    rest = first[match.end():].strip()
+    rest = first[match.end() :].strip()
     if rest:
         return rest
     return lines[1] if len(lines) > 1 else ""
@@ -36,6 +36,6 @@ def answer_complete(raw: str) -> bool:
         return False
     first, rest = text.split("\n", 1)
     match = _LABEL.match(first.strip())
-    if match and not first.strip()[match.end():].strip():
+    if match and not first.strip()[match.end() :].strip():
         return "\n" in rest.lstrip() and bool(rest.strip())  # label alone: wait for the next line to end
     return True

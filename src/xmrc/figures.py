@@ -12,6 +12,7 @@ The workflow also draws, per model and setting when the run has x-y directions (
 
 Figures are drawn and saved through xmrc.plots.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,12 +22,18 @@ import seaborn as sns
 
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
-from xmrc.plots import new_figure, save_figure
 from xmrc.io import require_columns
+from xmrc.plots import new_figure, save_figure
 from xmrc.tables import DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, summary_table
 
-def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, path: str | Path,
-            criterion: str = DEFAULT_FORMAT_CRITERION) -> Path:
+
+def heatmap(
+    direction_scores: pd.DataFrame,
+    scenario: str,
+    shots: int | None,
+    path: str | Path,
+    criterion: str = DEFAULT_FORMAT_CRITERION,
+) -> Path:
     """Annotated F1 heatmap, model x direction (each model in its format chosen by `criterion`, as in the
     tables); NaN cells stay blank."""
     table = language_table(direction_scores, scenario, "f1", shots, criterion=criterion)
@@ -35,8 +42,16 @@ def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, pa
     fig = new_figure(figsize=(2.5 + 0.75 * cols, 1.2 + 0.38 * rows))
     ax = fig.subplots()
     sns.heatmap(
-        table.astype(float), ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".1f",
-        annot_kws={"fontsize": 8}, linewidths=0.5, cbar_kws={"label": "F1 (%)"},
+        table.astype(float),
+        ax=ax,
+        vmin=0,
+        vmax=100,
+        cmap="viridis",
+        annot=True,
+        fmt=".1f",
+        annot_kws={"fontsize": 8},
+        linewidths=0.5,
+        cbar_kws={"label": "F1 (%)"},
     )
     ax.set_xlabel("direction (context-question)")
     ax.set_ylabel("")
@@ -45,12 +60,13 @@ def heatmap(direction_scores: pd.DataFrame, scenario: str, shots: int | None, pa
     return save_figure(fig, path)
 
 
-def means_chart(direction_scores: pd.DataFrame, shots: int | None, path: str | Path,
-                criterion: str = DEFAULT_FORMAT_CRITERION) -> Path:
+def means_chart(
+    direction_scores: pd.DataFrame, shots: int | None, path: str | Path, criterion: str = DEFAULT_FORMAT_CRITERION
+) -> Path:
     """Horizontal grouped bars of mean en-x and mean x-x F1 per model (bars labelled)."""
     summary = summary_table(direction_scores, shots, criterion)
-    long = summary[["mean en-x", "mean x-x"]].reset_index().melt(
-        id_vars="model", var_name="scenario", value_name="F1 (%)"
+    long = (
+        summary[["mean en-x", "mean x-x"]].reset_index().melt(id_vars="model", var_name="scenario", value_name="F1 (%)")
     )
     fig = new_figure(figsize=(8, 1.2 + 0.45 * len(summary)))
     ax = fig.subplots()
@@ -77,7 +93,9 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
     columns = min(3 if len(directions) <= 30 else 1, len(models))
     lines = -(-len(models) // columns)
     per_direction = min(0.28, max(0.08, 12 / len(directions)))
-    fig = new_figure(figsize=(columns * (1.5 + per_direction * len(directions)), 0.6 + 2.6 * lines), layout="constrained")
+    fig = new_figure(
+        figsize=(columns * (1.5 + per_direction * len(directions)), 0.6 + 2.6 * lines), layout="constrained"
+    )
     axes = fig.subplots(lines, columns, squeeze=False, sharey=True)
     where = {d: i for i, d in enumerate(directions)}
     for ax, model in zip(axes.flat, models):
@@ -89,7 +107,7 @@ def interval_chart(intervals: pd.DataFrame, shots: int, path: str | Path) -> Pat
         ax.set_xticks(range(len(directions)), directions, rotation=90, fontsize=6 if len(directions) <= 30 else 5)
         ax.set_ylim(0, 100)
         ax.grid(axis="y", linewidth=0.3)
-    for ax in axes.flat[len(models):]:
+    for ax in axes.flat[len(models) :]:
         ax.set_visible(False)
     for ax in axes[:, 0]:
         ax.set_ylabel("F1 (%)")
@@ -101,28 +119,42 @@ def f1_matrix(direction_scores: pd.DataFrame, model: str, shots: int, prompt_for
     """F1 (percent) of one model and setting as a context-language x question-language matrix (languages in
     XQuAD order; a pair the run did not evaluate is NaN)."""
     require_columns(direction_scores, DIRECTION_COLUMNS, "direction scores")
-    rows = direction_scores[(direction_scores["model"] == model) & (direction_scores["shots"] == shots)
-                            & (direction_scores["prompt_format"] == prompt_format)]
+    rows = direction_scores[
+        (direction_scores["model"] == model)
+        & (direction_scores["shots"] == shots)
+        & (direction_scores["prompt_format"] == prompt_format)
+    ]
     if rows.empty:
         raise XmrcError(f"direction scores have no rows for model {model!r}, {shots}-shot {prompt_format}")
     present = set(rows["context_lang"]) | set(rows["question_lang"])
     order = [lang for lang in LANGUAGES if lang in present] + sorted(present - set(LANGUAGES))
-    matrix = rows.pivot(index="context_lang", columns="question_lang", values="f1").reindex(index=order,
-                                                                                          columns=order)
+    matrix = rows.pivot(index="context_lang", columns="question_lang", values="f1").reindex(index=order, columns=order)
     matrix.index.name, matrix.columns.name = "context", "question"
     return matrix
 
 
-def direction_matrix(direction_scores: pd.DataFrame, model: str, shots: int, prompt_format: str,
-                     path: str | Path) -> Path:
+def direction_matrix(
+    direction_scores: pd.DataFrame, model: str, shots: int, prompt_format: str, path: str | Path
+) -> Path:
     """Annotated heatmap of f1_matrix: rows are the context (= answer) language, columns the question
     language; the diagonal is monolingual, the en row the paper's en-x."""
     matrix = f1_matrix(direction_scores, model, shots, prompt_format)
     size = len(matrix)
     fig = new_figure(figsize=(2.0 + 0.6 * size, 1.6 + 0.5 * size))
     ax = fig.subplots()
-    sns.heatmap(matrix.astype(float), ax=ax, vmin=0, vmax=100, cmap="viridis", annot=True, fmt=".1f",
-                annot_kws={"fontsize": 8}, linewidths=0.5, square=True, cbar_kws={"label": "F1 (%)"})
+    sns.heatmap(
+        matrix.astype(float),
+        ax=ax,
+        vmin=0,
+        vmax=100,
+        cmap="viridis",
+        annot=True,
+        fmt=".1f",
+        annot_kws={"fontsize": 8},
+        linewidths=0.5,
+        square=True,
+        cbar_kws={"label": "F1 (%)"},
+    )
     ax.set_xlabel("question language")
     ax.set_ylabel("context language (answer language)")
     ax.set_title(f"F1, {model}, {shots}-shot {prompt_format}")

@@ -32,8 +32,20 @@ from xmrc.extract import answer_complete, extract_answer
 from xmrc.io import write_parquet
 from xmrc.jobs import ParquetStore, digest, run_sharded
 
-GENERATION_COLUMNS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang", "answer_lang",
-                      "gold", "raw_output", "prediction", "prompt_tokens", "output_tokens"]
+GENERATION_COLUMNS = [
+    "model",
+    "shots",
+    "prompt_format",
+    "id",
+    "context_lang",
+    "question_lang",
+    "answer_lang",
+    "gold",
+    "raw_output",
+    "prediction",
+    "prompt_tokens",
+    "output_tokens",
+]
 PROMPT_KEY = ["id", "context_lang", "question_lang"]
 METADATA_KEY = b"xmrc.generation"
 # Bump when a change to generation code alters its outputs: the workflow passes it as a param of the
@@ -51,8 +63,10 @@ def _check_prompts(prompts: pd.DataFrame) -> None:
     duplicated = prompts.duplicated(PROMPT_KEY)
     if duplicated.any():
         first = prompts.loc[duplicated, PROMPT_KEY].iloc[0].tolist()
-        raise XmrcError(f"prompt table: {int(duplicated.sum())} duplicated prompt key(s) "
-                        f"(id, context_lang, question_lang), e.g. {first}")
+        raise XmrcError(
+            f"prompt table: {int(duplicated.sum())} duplicated prompt key(s) "
+            f"(id, context_lang, question_lang), e.g. {first}"
+        )
 
 
 def prefix_shares(prompts: list[str], backend: Backend, templated: bool) -> dict:
@@ -67,52 +81,96 @@ def prefix_shares(prompts: list[str], backend: Backend, templated: bool) -> dict
     return shares
 
 
-def run_generation(prompts: pd.DataFrame, backend: Backend, output: Path, *, model: str, shots: int,
-                   prompt_format: str, max_new_tokens: int, chunk_size: int = 256, order: str = "prefix",
-                   progress: bool = True) -> pd.DataFrame:
+def run_generation(
+    prompts: pd.DataFrame,
+    backend: Backend,
+    output: Path,
+    *,
+    model: str,
+    shots: int,
+    prompt_format: str,
+    max_new_tokens: int,
+    chunk_size: int = 256,
+    order: str = "prefix",
+    progress: bool = True,
+) -> pd.DataFrame:
     output = Path(output)
     _check_prompts(prompts)
     table = prompts.reset_index(drop=True)
     positions = prefix_order(table["prompt"].tolist()) if order == "prefix" else list(range(len(table)))
     ordered = table.iloc[positions]
     backend_info = describe_backend(backend)
-    settings = {"model": model, "shots": shots, "prompt_format": prompt_format, "max_new_tokens": max_new_tokens,
-                "chunk_size": chunk_size, "order": order, "backend": backend_info}
+    settings = {
+        "model": model,
+        "shots": shots,
+        "prompt_format": prompt_format,
+        "max_new_tokens": max_new_tokens,
+        "chunk_size": chunk_size,
+        "order": order,
+        "backend": backend_info,
+    }
     # the prompt texts enter the fingerprint: a changed prompt table never resumes from the old one's shards
     job = {**settings, "prompts": digest(*ordered["prompt"])}
 
     def generate_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
-        return _generate_chunk(chunk, backend, model=model, shots=shots, prompt_format=prompt_format,
-                               max_new_tokens=max_new_tokens)
+        return _generate_chunk(
+            chunk, backend, model=model, shots=shots, prompt_format=prompt_format, max_new_tokens=max_new_tokens
+        )
 
     def write_output(frames: list[pd.DataFrame]) -> pd.DataFrame:
         return _write_generations(frames, positions, table, output, backend, settings, ordered)
 
-    return run_sharded(ordered, keys=_keys(ordered), compute=generate_chunk,
-                       store=ParquetStore(GENERATION_COLUMNS, key_columns=PROMPT_KEY), output=output, settings=job,
-                       chunk_size=chunk_size, write_output=write_output,
-                       label=f"{model} {shots}-shot {prompt_format}", unit="prompt", progress=progress)
+    return run_sharded(
+        ordered,
+        keys=_keys(ordered),
+        compute=generate_chunk,
+        store=ParquetStore(GENERATION_COLUMNS, key_columns=PROMPT_KEY),
+        output=output,
+        settings=job,
+        chunk_size=chunk_size,
+        write_output=write_output,
+        label=f"{model} {shots}-shot {prompt_format}",
+        unit="prompt",
+        progress=progress,
+    )
 
 
-def _write_generations(frames: list[pd.DataFrame], positions: list[int], table: pd.DataFrame, output: Path,
-                       backend: Backend, settings: dict, ordered: pd.DataFrame) -> pd.DataFrame:
+def _write_generations(
+    frames: list[pd.DataFrame],
+    positions: list[int],
+    table: pd.DataFrame,
+    output: Path,
+    backend: Backend,
+    settings: dict,
+    ordered: pd.DataFrame,
+) -> pd.DataFrame:
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GENERATION_COLUMNS)
     # back to the prompt table's order: the table does not depend on the order the prompts ran in
     result.index = positions
     result = result.sort_index().reset_index(drop=True)[GENERATION_COLUMNS]
     templated = bool(table["templated"].iloc[0]) if len(table) else False
-    record = {"xmrc_version": __version__, **settings, "prompts": len(table),
-              "prefix_share": {"prefix_order": prefix_shares(ordered["prompt"].tolist(), backend, templated),
-                               "table_order": prefix_shares(table["prompt"].tolist(), backend, templated)}}
+    record = {
+        "xmrc_version": __version__,
+        **settings,
+        "prompts": len(table),
+        "prefix_share": {
+            "prefix_order": prefix_shares(ordered["prompt"].tolist(), backend, templated),
+            "table_order": prefix_shares(table["prompt"].tolist(), backend, templated),
+        },
+    }
     write_parquet(result, output, {METADATA_KEY: json.dumps(record, sort_keys=True).encode()})
     shares = record["prefix_share"]["prefix_order"]
-    print(f"{output}: shared-prefix share in run order: "
-          + ", ".join(f"{unit} {100 * value:.1f}%" for unit, value in shares.items()), file=sys.stderr)
+    print(
+        f"{output}: shared-prefix share in run order: "
+        + ", ".join(f"{unit} {100 * value:.1f}%" for unit, value in shares.items()),
+        file=sys.stderr,
+    )
     return result
 
 
-def _generate_chunk(chunk: pd.DataFrame, backend: Backend, *, model: str, shots: int, prompt_format: str,
-                    max_new_tokens: int) -> pd.DataFrame:
+def _generate_chunk(
+    chunk: pd.DataFrame, backend: Backend, *, model: str, shots: int, prompt_format: str, max_new_tokens: int
+) -> pd.DataFrame:
     templated = bool(chunk["templated"].iloc[0]) if len(chunk) else False
     generations = backend.generate(chunk["prompt"].tolist(), max_new_tokens, templated, stop_when=answer_complete)
     if len(generations) != len(chunk):

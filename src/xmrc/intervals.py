@@ -15,11 +15,12 @@ Files (under results/<run>/tables/intervals/; values in percent):
 Directions are whatever (context_lang, question_lang) pairs and shots values the item scores hold. Items are
 matched by id: the paired bootstrap of two sides resamples the ids both sides were scored on.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -32,15 +33,24 @@ SETTING_KEYS = ["model", "shots", "prompt_format"]
 GROUP_KEYS = SETTING_KEYS + ["context_lang", "question_lang"]
 METRICS = ("f1", "em")
 INTERVAL_COLUMNS = GROUP_KEYS + ["n"] + [f"{m}{s}" for m in METRICS for s in ("", "_lo", "_hi")] + ["chosen"]
-DIFFERENCE_COLUMNS = (["comparison", "model_a", "shots_a", "prompt_format_a", "model_b", "shots_b",
-                       "prompt_format_b", "context_lang", "question_lang", "n"]
-                      + [f"{m}{s}" for m in METRICS for s in ("_a", "_b", "_diff", "_diff_lo", "_diff_hi",
-                                                                  "_excludes_0")])
+DIFFERENCE_COLUMNS = [
+    "comparison",
+    "model_a",
+    "shots_a",
+    "prompt_format_a",
+    "model_b",
+    "shots_b",
+    "prompt_format_b",
+    "context_lang",
+    "question_lang",
+    "n",
+] + [f"{m}{s}" for m in METRICS for s in ("_a", "_b", "_diff", "_diff_lo", "_diff_hi", "_excludes_0")]
 
 
 @dataclass(frozen=True)
 class ModelPair:
     """Two models a table compares: `other` against its `base` (difference other - base)."""
+
     comparison: str
     base: str  # display names, as in the item scores
     other: str
@@ -63,8 +73,11 @@ def model_pairs(models: Iterable) -> list[ModelPair]:
             if base is not None:
                 pairs.append(ModelPair("tuned vs base", base.name, model.name))
         elif model.mode == "chat":
-            pairs += [ModelPair("instruct vs base", base.name, model.name) for base in models
-                      if base.mode == "base" and base.source != "finetune" and kin(base) == kin(model)]
+            pairs += [
+                ModelPair("instruct vs base", base.name, model.name)
+                for base in models
+                if base.mode == "base" and base.source != "finetune" and kin(base) == kin(model)
+            ]
     return pairs
 
 
@@ -74,6 +87,7 @@ class Grouped:
     keys: one row per group (order of first appearance); positions: per group, the rows of its items sorted
     by id; ids: each row's id as a rank among the sorted distinct ids; scores: tables.direction_scores;
     chosen: (model, shots) -> the prompt format the tables show."""
+
     items: pd.DataFrame
     keys: pd.DataFrame
     positions: list
@@ -82,7 +96,7 @@ class Grouped:
     chosen: dict
 
     @classmethod
-    def of(cls, items: pd.DataFrame, criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> "Grouped":
+    def of(cls, items: pd.DataFrame, criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> Grouped:
         require_columns(items, tables.ITEM_COLUMNS, "item scores")
         scores = tables.direction_scores(items)  # also rejects an item held twice
         codes = items.groupby(GROUP_KEYS, sort=False).ngroup().to_numpy()
@@ -96,8 +110,9 @@ class Grouped:
         return cls(items, keys, positions, ids, scores, chosen_formats(scores, criterion))
 
 
-def direction_intervals(items: "pd.DataFrame | Grouped", settings: BootstrapSettings,
-                        criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
+def direction_intervals(
+    items: pd.DataFrame | Grouped, settings: BootstrapSettings, criterion: str = tables.DEFAULT_FORMAT_CRITERION
+) -> pd.DataFrame:
     """INTERVAL_COLUMNS per (model, shots, prompt_format, direction); rows in the order of
     tables.direction_scores."""
     grouped = items if isinstance(items, Grouped) else Grouped.of(items, criterion)
@@ -114,8 +129,9 @@ def direction_intervals(items: "pd.DataFrame | Grouped", settings: BootstrapSett
     return order[INTERVAL_COLUMNS]
 
 
-def chosen_formats(direction_scores: pd.DataFrame,
-                   criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> dict[tuple[str, int], str]:
+def chosen_formats(
+    direction_scores: pd.DataFrame, criterion: str = tables.DEFAULT_FORMAT_CRITERION
+) -> dict[tuple[str, int], str]:
     """(model, shots) -> the prompt format the tables show the model in at that setting."""
     chosen = {}
     for shots in sorted(direction_scores["shots"].unique()):
@@ -133,18 +149,32 @@ def _sides(items: pd.DataFrame, pairs: Iterable[ModelPair], chosen: dict) -> lis
     out = []
     for pair in pairs:
         for shots in sorted(set(shots_of.get(pair.base, [])) & set(shots_of.get(pair.other, []))):
-            out.append((pair.comparison, (pair.base, shots, chosen[pair.base, shots]),
-                        (pair.other, shots, chosen[pair.other, shots])))
+            out.append(
+                (
+                    pair.comparison,
+                    (pair.base, shots, chosen[pair.base, shots]),
+                    (pair.other, shots, chosen[pair.other, shots]),
+                )
+            )
     for model in pd.unique(items["model"]):
         settings = sorted(shots_of.get(model, []))
         for shots in settings[1:]:
-            out.append((f"{shots}-shot vs {settings[0]}-shot", (model, settings[0], chosen[model, settings[0]]),
-                        (model, shots, chosen[model, shots])))
+            out.append(
+                (
+                    f"{shots}-shot vs {settings[0]}-shot",
+                    (model, settings[0], chosen[model, settings[0]]),
+                    (model, shots, chosen[model, shots]),
+                )
+            )
     return out
 
 
-def paired_differences(items: "pd.DataFrame | Grouped", pairs: Iterable[ModelPair], settings: BootstrapSettings,
-                       criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
+def paired_differences(
+    items: pd.DataFrame | Grouped,
+    pairs: Iterable[ModelPair],
+    settings: BootstrapSettings,
+    criterion: str = tables.DEFAULT_FORMAT_CRITERION,
+) -> pd.DataFrame:
     """DIFFERENCE_COLUMNS for every compared pair (see the module docstring) and direction both sides have;
     pairs naming a model the item scores lack are left out (a run need not evaluate both)."""
     grouped = items if isinstance(items, Grouped) else Grouped.of(items, criterion)
@@ -165,10 +195,20 @@ def paired_differences(items: "pd.DataFrame | Grouped", pairs: Iterable[ModelPai
             _, take_a, take_b = np.intersect1d(ids[pos_a], ids[pos_b], assume_unique=True, return_indices=True)
             if not len(take_a):
                 continue
-            rows.append({"comparison": comparison, "model_a": side_a[0], "shots_a": side_a[1],
-                         "prompt_format_a": side_a[2], "model_b": side_b[0], "shots_b": side_b[1],
-                         "prompt_format_b": side_b[2], "context_lang": context, "question_lang": question,
-                         "n": len(take_a)})
+            rows.append(
+                {
+                    "comparison": comparison,
+                    "model_a": side_a[0],
+                    "shots_a": side_a[1],
+                    "prompt_format_a": side_a[2],
+                    "model_b": side_b[0],
+                    "shots_b": side_b[1],
+                    "prompt_format_b": side_b[2],
+                    "context_lang": context,
+                    "question_lang": question,
+                    "n": len(take_a),
+                }
+            )
             for metric in METRICS:
                 a, b = values[metric][pos_a[take_a]], values[metric][pos_b[take_b]]
                 rows[-1][f"{metric}_a"], rows[-1][f"{metric}_b"] = 100 * a.mean(), 100 * b.mean()
@@ -199,27 +239,36 @@ def markdown_intervals(intervals: pd.DataFrame) -> pd.DataFrame:
 def markdown_differences(differences: pd.DataFrame) -> pd.DataFrame:
     """One row per compared pair and direction; "difference [lo, hi]" cells, * where the interval excludes 0."""
     d = differences
-    out = pd.DataFrame({
-        "comparison": d["comparison"],
-        "a": [f"{m} ({s}-shot {f})" for m, s, f in zip(d["model_a"], d["shots_a"], d["prompt_format_a"])],
-        "b": [f"{m} ({s}-shot {f})" for m, s, f in zip(d["model_b"], d["shots_b"], d["prompt_format_b"])],
-        "direction": [tables.label(c, q) for c, q in zip(d["context_lang"], d["question_lang"])],
-        "n": d["n"],
-    })
+    out = pd.DataFrame(
+        {
+            "comparison": d["comparison"],
+            "a": [f"{m} ({s}-shot {f})" for m, s, f in zip(d["model_a"], d["shots_a"], d["prompt_format_a"])],
+            "b": [f"{m} ({s}-shot {f})" for m, s, f in zip(d["model_b"], d["shots_b"], d["prompt_format_b"])],
+            "direction": [tables.label(c, q) for c, q in zip(d["context_lang"], d["question_lang"])],
+            "n": d["n"],
+        }
+    )
     for metric in METRICS:
         out[f"Δ {metric.upper()} (b - a)"] = [
             _cell(v, lo, hi, " *" if excl else "")
-            for v, lo, hi, excl in d[[f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi",
-                                      f"{metric}_excludes_0"]].to_numpy()]
+            for v, lo, hi, excl in d[
+                [f"{metric}_diff", f"{metric}_diff_lo", f"{metric}_diff_hi", f"{metric}_excludes_0"]
+            ].to_numpy()
+        ]
     return out.set_index("comparison")
 
 
 FILES = ("direction_intervals", "paired_differences")
 
 
-def write_intervals(items: pd.DataFrame, pairs: Iterable[ModelPair], settings: BootstrapSettings,
-                    out_dir: str | Path, criterion: str = tables.DEFAULT_FORMAT_CRITERION,
-                    markdown: bool = True) -> list[Path]:
+def write_intervals(
+    items: pd.DataFrame,
+    pairs: Iterable[ModelPair],
+    settings: BootstrapSettings,
+    out_dir: str | Path,
+    criterion: str = tables.DEFAULT_FORMAT_CRITERION,
+    markdown: bool = True,
+) -> list[Path]:
     """Write the files of the module docstring; returns their paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -46,8 +46,9 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], where: str | Pa
         raise XmrcError(f"{where}: missing column(s) {', '.join(missing)}")
 
 
-def read_table(path: str | Path, required: Iterable[str] = (), columns: list[str] | None = None,
-               **read_csv) -> pd.DataFrame:
+def read_table(
+    path: str | Path, required: Iterable[str] = (), columns: list[str] | None = None, **read_csv
+) -> pd.DataFrame:
     """A Parquet or CSV table (by suffix), with the `required` columns, or one error line naming the file;
     `read_csv` options (CSV only) go to pandas.read_csv."""
     path = Path(path)
@@ -164,6 +165,7 @@ def write_array(array: np.ndarray, path: str | Path) -> Path:
 def write_array_blocks(blocks: Iterable[np.ndarray], shape: tuple[int, ...], dtype, path: str | Path) -> Path:
     """A .npy array of `shape` written block by block (consecutive rows, e.g. a job's shards, memory-mapped):
     the whole array never has to be in memory. The same bytes as `write_array` of the whole."""
+
     def write(sink: IO[bytes]) -> None:
         header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": shape}
         np.lib.format.write_array_header_1_0(sink, header)

@@ -70,8 +70,10 @@ def open_shard_dir(output: str | Path, job_fingerprint: str, manifest: dict | No
             previous = None
         if previous != job_fingerprint:
             if any(directory.glob("shard-*")):
-                print(f"xmrc: warning: {directory}: shards of another job (other settings or items), discarded",
-                      file=sys.stderr)
+                print(
+                    f"xmrc: warning: {directory}: shards of another job (other settings or items), discarded",
+                    file=sys.stderr,
+                )
             shutil.rmtree(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for partial in [*directory.glob("*.partial"), *directory.glob("*.partial.*")]:
@@ -142,8 +144,10 @@ class ParquetStore:
         if missing:
             raise StaleShard(f"{path.name}: lacks column(s) {', '.join(missing)}")
         if self.rows_per_item is not None and table.num_rows != len(keys) * self.rows_per_item:
-            raise StaleShard(f"{path.name}: holds {table.num_rows} rows, not {self.rows_per_item} for each of "
-                             f"the chunk's {len(keys)} items")
+            raise StaleShard(
+                f"{path.name}: holds {table.num_rows} rows, not {self.rows_per_item} for each of "
+                f"the chunk's {len(keys)} items"
+            )
         frame = table.to_pandas()
         expected = [key for key in keys for _ in range(self.rows_per_item or 1)]
         if self.key_columns and table_keys(frame, self.key_columns) != expected:
@@ -212,10 +216,20 @@ class StoreGroup:
 # --- the loop ---
 
 
-def run_sharded(items: Sequence[Item] | pd.DataFrame, *, keys: Sequence[str],
-                compute: Callable[[Sequence[Item] | pd.DataFrame], Any], store: ShardStore, output: str | Path,
-                settings: dict, chunk_size: int, write_output: Callable[[list], Output], label: str,
-                unit: str = "item", progress: bool = True) -> Output:
+def run_sharded(
+    items: Sequence[Item] | pd.DataFrame,
+    *,
+    keys: Sequence[str],
+    compute: Callable[[Sequence[Item] | pd.DataFrame], Any],
+    store: ShardStore,
+    output: str | Path,
+    settings: dict,
+    chunk_size: int,
+    write_output: Callable[[list], Output],
+    label: str,
+    unit: str = "item",
+    progress: bool = True,
+) -> Output:
     """Run `compute` on every chunk of `chunk_size` items (a list, or a table's rows) whose shard cannot be
     reused, then `write_output(results)` with the chunks' results in item order, then remove the shard
     folder; returns what `write_output` returns. `keys` name the items (one string each, in order); with

@@ -9,9 +9,9 @@ task_description, demonstrations (the whole demonstration block), context and qu
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
 
 import pandas as pd
 
@@ -21,11 +21,15 @@ from xmrc.exceptions import XmrcError
 
 PARTS = ("task_description", "demonstrations", "context", "question")
 
-_INTRO = ("Below is a reading comprehension task. There will be paragraphs of context, each followed by a "
-          "question related to its content. ")
-_INSTRUCTION = ("You should only present your answer to the last question by strictly copying the corresponding "
-                "part of the context. Please provide a direct answer in {language} without extra output. Your "
-                "answer should be in the form of \u201cAnswer: {{Your Answer}}\u201d")
+_INTRO = (
+    "Below is a reading comprehension task. There will be paragraphs of context, each followed by a "
+    "question related to its content. "
+)
+_INSTRUCTION = (
+    "You should only present your answer to the last question by strictly copying the corresponding "
+    "part of the context. Please provide a direct answer in {language} without extra output. Your "
+    "answer should be in the form of \u201cAnswer: {{Your Answer}}\u201d"
+)
 TASK_START = "Your task starts here:"
 FORMATS = ("v1", "v2")
 # Bump when a change here alters prompt tables: the workflow passes it as a param of the prompts rule, so
@@ -80,8 +84,9 @@ class _Builder:
         return "\n".join(self.lines)
 
 
-def build_body(test: Example, demonstrations: Iterable[Example], prompt_format: str, answer_lang: str,
-               answer_cue: bool) -> Prompt:
+def build_body(
+    test: Example, demonstrations: Iterable[Example], prompt_format: str, answer_lang: str, answer_cue: bool
+) -> Prompt:
     """The prompt text before any chat template. `answer_cue` appends the final "Answer:" (base models)."""
     description = task_description(prompt_format, answer_lang)
     builder = _Builder()
@@ -124,16 +129,20 @@ def apply_template(body: Prompt, chat_template: ChatTemplate | None) -> Prompt:
 def hf_chat_template(tokenizer) -> ChatTemplate:
     """A tokenizer's own chat template (with its default system prompt, if it has one)."""
     if not getattr(tokenizer, "chat_template", None):
-        raise XmrcError(f"{tokenizer.name_or_path}: the registry says chat_template: true, but the tokenizer "
-                        "has no chat template")
+        raise XmrcError(
+            f"{tokenizer.name_or_path}: the registry says chat_template: true, but the tokenizer has no chat template"
+        )
 
     def render(user_text: str) -> str:
-        return tokenizer.apply_chat_template([{"role": "user", "content": user_text}], tokenize=False,
-                                             add_generation_prompt=True)
+        return tokenizer.apply_chat_template(
+            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
+        )
+
     return render
 
 
 # --- Directions over the XQuAD table -------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Direction:
@@ -182,28 +191,39 @@ def check_shots(shots: int, demonstration_ids: list[str]) -> None:
     if shots < 0:
         raise XmrcError(f"shots: {shots} is negative")
     if shots > len(demonstration_ids):
-        raise XmrcError(f"demonstrations: {shots}-shot needs at least {shots} demonstration ids, "
-                        f"{len(demonstration_ids)} given")
+        raise XmrcError(
+            f"demonstrations: {shots}-shot needs at least {shots} demonstration ids, {len(demonstration_ids)} given"
+        )
 
 
 DATA_COLUMNS = ["id", "lang", "context", "question", "answer_text"]  # what prompts read of a data table
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"] + [
-    f"{part}_{edge}" for part in PARTS for edge in ("start", "end")]
+    f"{part}_{edge}" for part in PARTS for edge in ("start", "end")
+]
 
 
 def _example(by_lang: dict[str, pd.DataFrame], item_id: str, direction: Direction, with_answer: bool) -> Example:
     context_row = by_lang[direction.context_lang].loc[item_id]
     question_row = by_lang[direction.question_lang].loc[item_id]
     # XQuAD questions may end in a space; chat templates that trim the turn (Llama-3) would alter the prompt.
-    return Example(context_row["context"], question_row["question"].strip(),
-                   context_row["answer_text"] if with_answer else "")
+    return Example(
+        context_row["context"], question_row["question"].strip(), context_row["answer_text"] if with_answer else ""
+    )
 
 
-def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prompt_format: str,
-                 demonstration_ids: list[str], chat_template: ChatTemplate | None,
-                 max_items: int | None = None, ids: Iterable[str] | None = None,
-                 scenarios: Iterable[str] = PAPER_SCENARIOS, alignment: str = "parallel",
-                 demonstration_table: pd.DataFrame | None = None) -> Iterator[dict]:
+def iter_prompts(
+    table: pd.DataFrame,
+    languages: Iterable[str],
+    shots: int,
+    prompt_format: str,
+    demonstration_ids: list[str],
+    chat_template: ChatTemplate | None,
+    max_items: int | None = None,
+    ids: Iterable[str] | None = None,
+    scenarios: Iterable[str] = PAPER_SCENARIOS,
+    alignment: str = "parallel",
+    demonstration_table: pd.DataFrame | None = None,
+) -> Iterator[dict]:
     """One record per (direction of `scenarios`, test item): the prompt, its spans and the gold answer.
 
     Test items are every id except the demonstrations in the prompt (the first `shots` of `demonstration_ids`:
@@ -220,8 +240,11 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang", sort=False)}
     wanted = set(ids) if ids is not None else None
     if alignment == "by_direction":
-        demo_by_lang = by_lang if demonstration_table is None else {
-            lang: rows.set_index("id") for lang, rows in demonstration_table.groupby("lang", sort=False)}
+        demo_by_lang = (
+            by_lang
+            if demonstration_table is None
+            else {lang: rows.set_index("id") for lang, rows in demonstration_table.groupby("lang", sort=False)}
+        )
         direction_select = direction_items(by_lang, demo_by_lang, demonstration_ids, shots, wanted, max_items)
         select = lambda direction: direction_select(direction.context_lang, direction.question_lang)  # noqa: E731
     else:
@@ -230,8 +253,9 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
         if missing:
             raise XmrcError(f"demonstrations: id(s) {', '.join(missing)} not in the XQuAD data")
         in_prompt = demonstration_ids[:shots]
-        test_ids = [item for item in english_ids if item not in set(in_prompt)
-                    and (wanted is None or item in wanted)][:max_items]
+        test_ids = [item for item in english_ids if item not in set(in_prompt) and (wanted is None or item in wanted)][
+            :max_items
+        ]
         select, demo_by_lang = (lambda direction: (in_prompt, test_ids)), by_lang
     for direction in directions(languages, scenarios):
         in_prompt, test_ids = select(direction)
@@ -240,10 +264,15 @@ def iter_prompts(table: pd.DataFrame, languages: Iterable[str], shots: int, prom
             test = _example(by_lang, item_id, direction, False)
             body = build_body(test, demos, prompt_format, direction.answer_lang, answer_cue=chat_template is None)
             prompt = apply_template(body, chat_template)
-            record = {"id": item_id, "context_lang": direction.context_lang,
-                      "question_lang": direction.question_lang, "answer_lang": direction.answer_lang,
-                      "gold": by_lang[direction.context_lang].loc[item_id, "answer_text"],
-                      "prompt": prompt.text, "templated": chat_template is not None}
+            record = {
+                "id": item_id,
+                "context_lang": direction.context_lang,
+                "question_lang": direction.question_lang,
+                "answer_lang": direction.answer_lang,
+                "gold": by_lang[direction.context_lang].loc[item_id, "answer_text"],
+                "prompt": prompt.text,
+                "templated": chat_template is not None,
+            }
             for part in PARTS:
                 start, end = prompt.spans.get(part, (-1, -1))
                 record[f"{part}_start"], record[f"{part}_end"] = start, end

@@ -36,22 +36,44 @@ SHOTS = r"(?P<shots>\d+)"
 SCENARIO = r"(?P<scenario>en-x|x-x|x-y)"
 REPORT_TABLES = (
     ReportTable(rf"summary_{SHOTS}shot", "Scores", "{shots}-shot", "summary (Table 2)", "scores"),
-    ReportTable(rf"(?P<metric>f1|em)_{SHOTS}shot_{SCENARIO}", "Scores", "{shots}-shot",
-                "{metric} per direction, {scenario} (Tables 5, 6)", "scores"),
+    ReportTable(
+        rf"(?P<metric>f1|em)_{SHOTS}shot_{SCENARIO}",
+        "Scores",
+        "{shots}-shot",
+        "{metric} per direction, {scenario} (Tables 5, 6)",
+        "scores",
+    ),
     ReportTable(r"paper_comparison_summary", "Paper comparison", None, "per published table", "paper_comparison"),
     ReportTable(r"paper_comparison", "Paper comparison", None, "every compared cell", "paper_comparison"),
-    ReportTable(r"error_summary_(?P<setting>\d+shot_(?:en-x|x-x))", "Errors", None,
-                "summary (Table 2, right half), {setting}", "errors"),
-    ReportTable(r"(?P<kind>language_error|generation_failure|gibberish|refusal|blank)_"
-                r"(?P<setting>\d+shot_(?:en-x|x-x))", "Errors", None,
-                "{kind} rate per direction, {setting} (Tables 7-9)", "errors"),
+    ReportTable(
+        r"error_summary_(?P<setting>\d+shot_(?:en-x|x-x))",
+        "Errors",
+        None,
+        "summary (Table 2, right half), {setting}",
+        "errors",
+    ),
+    ReportTable(
+        r"(?P<kind>language_error|generation_failure|gibberish|refusal|blank)_"
+        r"(?P<setting>\d+shot_(?:en-x|x-x))",
+        "Errors",
+        None,
+        "{kind} rate per direction, {setting} (Tables 7-9)",
+        "errors",
+    ),
     ReportTable(r"oracle_summary", "Oracle", None, "oracle accuracy (Table 3)", "oracle"),
-    ReportTable(r"oracle_(?P<kind>step|sequence)_en-x", "Oracle", None, "{kind} oracle accuracy per direction",
-                "oracle"),
-    ReportTable(rf"finetune/comparison_{SHOTS}shot", "Finetuning", "{shots}-shot", "base vs tuned, summary",
-                "finetune"),
-    ReportTable(rf"finetune/comparison_f1_{SHOTS}shot_{SCENARIO}", "Finetuning", "{shots}-shot",
-                "base vs tuned, F1 per direction, {scenario} (Table 10)", "finetune"),
+    ReportTable(
+        r"oracle_(?P<kind>step|sequence)_en-x", "Oracle", None, "{kind} oracle accuracy per direction", "oracle"
+    ),
+    ReportTable(
+        rf"finetune/comparison_{SHOTS}shot", "Finetuning", "{shots}-shot", "base vs tuned, summary", "finetune"
+    ),
+    ReportTable(
+        rf"finetune/comparison_f1_{SHOTS}shot_{SCENARIO}",
+        "Finetuning",
+        "{shots}-shot",
+        "base vs tuned, F1 per direction, {scenario} (Table 10)",
+        "finetune",
+    ),
 )
 
 
@@ -61,16 +83,19 @@ def placement(stem: str) -> dict[str, str | None] | None:
         groups = table.match(stem)
         if groups is not None:
             groups = {key: value.upper() if key == "metric" else value for key, value in groups.items()}
-            return {"category": table.category,
-                    "subcategory": table.subcategory.format(**groups) if table.subcategory else None,
-                    "title": table.title.format(**groups), "caption": table.caption}
+            return {
+                "category": table.category,
+                "subcategory": table.subcategory.format(**groups) if table.subcategory else None,
+                "title": table.title.format(**groups),
+                "caption": table.caption,
+            }
     return None
 
 
 def report_stems(paths: list[str], tables_dir: str) -> list[str]:
     """The stems of the report tables among a run's outputs (CSV paths under tables_dir), in their order."""
     prefix = tables_dir.rstrip("/") + "/"
-    stems = [path[len(prefix):-len(".csv")] for path in paths if path.startswith(prefix) and path.endswith(".csv")]
+    stems = [path[len(prefix) : -len(".csv")] for path in paths if path.startswith(prefix) and path.endswith(".csv")]
     return list(dict.fromkeys(stem for stem in stems if placement(stem) is not None))
 
 
@@ -82,9 +107,11 @@ th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}"""
 def table_page(frame: pd.DataFrame, title: str, source: str) -> str:
     """A standalone HTML page of one table (numbers with 2 decimals; empty cells stay empty)."""
     body = frame.to_html(index=False, na_rep="", float_format=lambda value: f"{value:.2f}", border=0)
-    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-            f"<style>{STYLE}</style></head><body><h3>{html.escape(title)}</h3>"
-            f"<p>From <code>{html.escape(source)}</code>; {len(frame)} rows.</p>{body}</body></html>\n")
+    return (
+        f'<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+        f"<style>{STYLE}</style></head><body><h3>{html.escape(title)}</h3>"
+        f"<p>From <code>{html.escape(source)}</code>; {len(frame)} rows.</p>{body}</body></html>\n"
+    )
 
 
 def write_pages(tables_dir: str | Path, stems: list[str], out_dir: str | Path) -> list[Path]:

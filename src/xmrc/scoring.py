@@ -43,6 +43,7 @@ Edge cases follow the official scripts: F1 is 0 whenever the two sides share no 
 includes one or both normalising to nothing (e.g. "The." vs "a": EM 1, F1 0, as in SQuAD v1.1).
 One deliberate exception: an empty, whitespace-only, None or NaN prediction scores 0 on both.
 """
+
 from __future__ import annotations
 
 import functools
@@ -177,8 +178,17 @@ def score_pairs(
     return [em for em, _ in scores], [f for _, f in scores]
 
 
-GENERATION_COLUMNS = ["model", "shots", "prompt_format", "id", "context_lang", "question_lang", "answer_lang", "gold",
-                      "prediction"]
+GENERATION_COLUMNS = [
+    "model",
+    "shots",
+    "prompt_format",
+    "id",
+    "context_lang",
+    "question_lang",
+    "answer_lang",
+    "gold",
+    "prediction",
+]
 SCORE_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1"]
 
 
@@ -187,8 +197,9 @@ def score_table(generations: pd.DataFrame, normalization: str = "mlqa") -> pd.Da
     the language of its answer, rows in the table's order."""
     frames = []
     for lang, group in generations.groupby("answer_lang", sort=False):
-        em, f1 = score_pairs(group["prediction"].tolist(), group["gold"].tolist(), lang=lang,
-                             normalization=normalization)
+        em, f1 = score_pairs(
+            group["prediction"].tolist(), group["gold"].tolist(), lang=lang, normalization=normalization
+        )
         frames.append(group.assign(em=em, f1=f1))
     scored = pd.concat(frames).sort_index() if frames else generations.assign(em=[], f1=[])
     return scored[SCORE_COLUMNS]

@@ -10,10 +10,11 @@ Files written by `write_run_tables` (each as .csv and .md, values in percent, 2 
                                       scenario in {en-x, x-x}; and x-y (every direction of the run) when
                                       the run has directions beyond the paper's (config key `scenarios`)
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -30,12 +31,12 @@ SCENARIOS = {
 }
 PAPER_DIRECTIONS = SCENARIOS["en-x"] + SCENARIOS["x-x"]
 # Beyond the paper: x-y, every (context, question) pair, the paper's 23 first, then context-major.
-ALL_DIRECTIONS = PAPER_DIRECTIONS + [(c, q) for c in LANGUAGES for q in LANGUAGES
-                                     if (c, q) not in set(PAPER_DIRECTIONS)]
+ALL_DIRECTIONS = PAPER_DIRECTIONS + [
+    (c, q) for c in LANGUAGES for q in LANGUAGES if (c, q) not in set(PAPER_DIRECTIONS)
+]
 TABLE_SCENARIOS = {**SCENARIOS, "x-y": ALL_DIRECTIONS}
 METRICS = ("f1", "em")
-SUMMARY_COLUMNS = ("en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en", "prompt_format",
-                   "format_criterion")
+SUMMARY_COLUMNS = ("en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en", "prompt_format", "format_criterion")
 NO_FORMAT = "-"  # shown when the input carries no prompt_format (e.g. the paper's published numbers)
 # How each model's prompt format is chosen (the paper reports each model with its format of "higher xMRC
 # performance"): the directions whose mean F1 decides, and how the summary table states it.
@@ -81,9 +82,7 @@ def direction_scores(item_scores: pd.DataFrame) -> pd.DataFrame:
         row = item_scores.loc[dup].iloc[0]
         raise XmrcError(f"item scores hold item {row['id']!r} twice for {row[keys].to_dict()}")
     out = (
-        item_scores.groupby(keys, sort=False)
-        .agg(n=("id", "size"), em=("em", "mean"), f1=("f1", "mean"))
-        .reset_index()
+        item_scores.groupby(keys, sort=False).agg(n=("id", "size"), em=("em", "mean"), f1=("f1", "mean")).reset_index()
     )
     out[["em", "f1"]] *= 100.0
     out["_m"], out["_d"] = _model_rank(out), _direction_rank(out)
@@ -134,12 +133,13 @@ def _with_chosen_format(ds: pd.DataFrame, criterion: str = DEFAULT_FORMAT_CRITER
     mean_f1 = mean_f1.where(~undecided, overall)
     # A model whose F1 is all NaN still needs a format; -inf keeps idxmax defined.
     best = mean_f1.fillna(float("-inf")).groupby(level="model").idxmax()
-    chosen = {model: fmt for model, fmt in best}
+    chosen = dict(best)
     return ds[ds["prompt_format"] == ds["model"].map(chosen)]
 
 
-def chosen_rows(direction_scores: pd.DataFrame, shots: int | None,
-                criterion: str = DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
+def chosen_rows(
+    direction_scores: pd.DataFrame, shots: int | None, criterion: str = DEFAULT_FORMAT_CRITERION
+) -> pd.DataFrame:
     """The rows of one shots setting that the tables show: each model in its format chosen by `criterion`."""
     return _with_chosen_format(_select_shots(direction_scores, shots), criterion)
 
@@ -168,8 +168,9 @@ def _prepare(ds: pd.DataFrame, metric: str, shots: int | None, criterion: str) -
     return ds
 
 
-def summary_table(direction_scores: pd.DataFrame, shots: int | None = None,
-                  criterion: str = DEFAULT_FORMAT_CRITERION) -> pd.DataFrame:
+def summary_table(
+    direction_scores: pd.DataFrame, shots: int | None = None, criterion: str = DEFAULT_FORMAT_CRITERION
+) -> pd.DataFrame:
     """Table 2 (left half): en-en F1, mean F1 over the non-English languages for en-x (en-en
     excluded) and x-x, both ratios to en-en, the chosen prompt format and the criterion it was
     chosen by (FORMAT_CRITERIA), one row per model.
@@ -190,8 +191,9 @@ def summary_table(direction_scores: pd.DataFrame, shots: int | None = None,
     out["en-x / en-en"] = out["mean en-x"] / english
     out["x-x / en-en"] = out["mean x-x"] / english
     out["prompt_format"] = ds.groupby("model", sort=False)["prompt_format"].first().reindex(out.index)
-    out["format_criterion"] = [NO_FORMAT if fmt == NO_FORMAT else FORMAT_CRITERIA[criterion]
-                               for fmt in out["prompt_format"]]
+    out["format_criterion"] = [
+        NO_FORMAT if fmt == NO_FORMAT else FORMAT_CRITERIA[criterion] for fmt in out["prompt_format"]
+    ]
     return out[list(SUMMARY_COLUMNS)]
 
 
@@ -256,12 +258,18 @@ def _markdown(df: pd.DataFrame, float_format: str) -> str:
 def write_table(df: pd.DataFrame, path_without_suffix: str | Path, float_format: str = "%.2f") -> list[Path]:
     """Write df as <path>.csv and <path>.md; float_format is a %-style format such as "%.2f"."""
     base = Path(path_without_suffix)
-    return [write_csv(df, base.with_name(base.name + ".csv"), index=True, float_format=float_format),
-            write_text(_markdown(df, float_format), base.with_name(base.name + ".md"))]
+    return [
+        write_csv(df, base.with_name(base.name + ".csv"), index=True, float_format=float_format),
+        write_text(_markdown(df, float_format), base.with_name(base.name + ".md")),
+    ]
 
 
-def write_run_tables(direction_scores: pd.DataFrame, out_dir: str | Path,
-                     criterion: str = DEFAULT_FORMAT_CRITERION, not_in_summary: Iterable[str] = ()) -> list[Path]:
+def write_run_tables(
+    direction_scores: pd.DataFrame,
+    out_dir: str | Path,
+    criterion: str = DEFAULT_FORMAT_CRITERION,
+    not_in_summary: Iterable[str] = (),
+) -> list[Path]:
     """All tables of a run, per shots setting (see the module docstring for file names), each model
     in its prompt format chosen by `criterion`. Models named in `not_in_summary` (the config's
     extra_models: the paper's Table 2 is the main list) are rows of the per-language tables only.

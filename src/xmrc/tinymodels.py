@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -23,8 +23,13 @@ ARCHITECTURES = ("llama", "qwen2", "mistral", "gemma2")
 
 # Small enough for < 2 MB of float32 weights at the default vocabulary, fast to build on CPU.
 _SIZES = dict(
-    hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-    num_key_value_heads=2, head_dim=16, max_position_embeddings=8192,
+    hidden_size=64,
+    intermediate_size=128,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=16,
+    max_position_embeddings=8192,
 )
 MODEL_MAX_LENGTH = 8192
 
@@ -74,8 +79,7 @@ _MISTRAL_TEMPLATE = (
     "{%- set system_message = messages[0]['content'] + '\\n\\n' %}{%- set loop_messages = messages[1:] %}"
     "{%- else %}{%- set system_message = '' %}{%- set loop_messages = messages %}{%- endif %}"
     "{{- bos_token }}"
-    "{%- for message in loop_messages %}" + _ALTERNATE +
-    "{%- if message['role'] == 'user' %}"
+    "{%- for message in loop_messages %}" + _ALTERNATE + "{%- if message['role'] == 'user' %}"
     "{%- if loop.first %}{{- '[INST] ' + system_message + message['content'] + ' [/INST]' }}"
     "{%- else %}{{- '[INST] ' + message['content'] + ' [/INST]' }}{%- endif %}"
     "{%- else %}{{- ' ' + message['content'] + eos_token }}{%- endif %}"
@@ -87,8 +91,9 @@ _MISTRAL_TEMPLATE = (
 _GEMMA2_TEMPLATE = (
     "{{- bos_token }}"
     "{%- if messages[0]['role'] == 'system' %}{{- raise_exception('System role not supported') }}{%- endif %}"
-    "{%- for message in messages %}" + _ALTERNATE +
-    "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
+    "{%- for message in messages %}"
+    + _ALTERNATE
+    + "{%- set role = 'model' if message['role'] == 'assistant' else message['role'] %}"
     "{{- '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}"
     "{%- endfor %}"
     "{%- if add_generation_prompt %}{{- '<start_of_turn>model\\n' }}{%- endif %}"
@@ -96,25 +101,47 @@ _GEMMA2_TEMPLATE = (
 
 _FAMILIES = {
     "llama": _Family(
-        specials=("<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-                  "<|eot_id|>", "<|finetune_right_pad_id|>"),
-        bos="<|begin_of_text|>", eos_base="<|end_of_text|>", eos_chat="<|eot_id|>",
-        end_of_turn="<|eot_id|>", pad="<|finetune_right_pad_id|>", chat_template=_LLAMA_TEMPLATE,
+        specials=(
+            "<|begin_of_text|>",
+            "<|end_of_text|>",
+            "<|start_header_id|>",
+            "<|end_header_id|>",
+            "<|eot_id|>",
+            "<|finetune_right_pad_id|>",
+        ),
+        bos="<|begin_of_text|>",
+        eos_base="<|end_of_text|>",
+        eos_chat="<|eot_id|>",
+        end_of_turn="<|eot_id|>",
+        pad="<|finetune_right_pad_id|>",
+        chat_template=_LLAMA_TEMPLATE,
     ),
     "qwen2": _Family(
         specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-        bos=None, eos_base="<|endoftext|>", eos_chat="<|im_end|>",
-        end_of_turn="<|im_end|>", pad="<|endoftext|>", chat_template=_QWEN2_TEMPLATE,
+        bos=None,
+        eos_base="<|endoftext|>",
+        eos_chat="<|im_end|>",
+        end_of_turn="<|im_end|>",
+        pad="<|endoftext|>",
+        chat_template=_QWEN2_TEMPLATE,
     ),
     "mistral": _Family(
         specials=("<pad>", "<s>", "</s>", "[INST]", "[/INST]"),
-        bos="<s>", eos_base="</s>", eos_chat="</s>", end_of_turn="</s>", pad="<pad>",
+        bos="<s>",
+        eos_base="</s>",
+        eos_chat="</s>",
+        end_of_turn="</s>",
+        pad="<pad>",
         chat_template=_MISTRAL_TEMPLATE,
     ),
     # Gemma-2-it keeps <eos> as the tokenizer's eos and stops on <end_of_turn> via the generation config.
     "gemma2": _Family(
         specials=("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"),
-        bos="<bos>", eos_base="<eos>", eos_chat="<eos>", end_of_turn="<end_of_turn>", pad="<pad>",
+        bos="<bos>",
+        eos_base="<eos>",
+        eos_chat="<eos>",
+        end_of_turn="<end_of_turn>",
+        pad="<pad>",
         chat_template=_GEMMA2_TEMPLATE,
     ),
 }
@@ -140,8 +167,10 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *, architectur
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=list(fam.specials),
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
+        vocab_size=vocab_size,
+        special_tokens=list(fam.specials),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
     )
     tok.train_from_iterator((t for t in texts if t), trainer=trainer)
     # trim_offsets=False keeps character offsets exact (answer spans); BOS is added by the
@@ -149,15 +178,21 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *, architectur
     steps = [processors.ByteLevel(trim_offsets=False)]
     if fam.bos is not None:
         bos_id = tok.token_to_id(fam.bos)
-        steps.append(processors.TemplateProcessing(
-            single=f"{fam.bos} $A", pair=f"{fam.bos} $A {fam.bos} $B", special_tokens=[(fam.bos, bos_id)],
-        ))
+        steps.append(
+            processors.TemplateProcessing(
+                single=f"{fam.bos} $A",
+                pair=f"{fam.bos} $A {fam.bos} $B",
+                special_tokens=[(fam.bos, bos_id)],
+            )
+        )
     tok.post_processor = processors.Sequence(steps)
 
     named = {fam.bos, fam.eos_base, fam.pad}
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
-        bos_token=fam.bos, eos_token=fam.eos_base, pad_token=fam.pad,
+        bos_token=fam.bos,
+        eos_token=fam.eos_base,
+        pad_token=fam.pad,
         additional_special_tokens=[s for s in fam.specials if s not in named],
         padding_side="left",  # decoder-only batched generation
         model_max_length=MODEL_MAX_LENGTH,
@@ -166,16 +201,23 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 2048, *, architectur
     )
 
 
-def build_tiny_model(architecture: str, chat: bool, texts: Iterable[str], out_dir,
-                     seed: int = 0, vocab_size: int = 2048) -> Path:
+def build_tiny_model(
+    architecture: str, chat: bool, texts: Iterable[str], out_dir, seed: int = 0, vocab_size: int = 2048
+) -> Path:
     """Train a tokenizer on ``texts``, initialise a tiny ``architecture`` model with ``seed``, save both.
 
     Returns ``out_dir``, which then loads with ``AutoTokenizer`` / ``AutoModelForCausalLM``.
     """
     import torch
     import transformers
-    from transformers import (AutoModelForCausalLM, Gemma2Config, GenerationConfig, LlamaConfig,
-                              MistralConfig, Qwen2Config)
+    from transformers import (
+        AutoModelForCausalLM,
+        Gemma2Config,
+        GenerationConfig,
+        LlamaConfig,
+        MistralConfig,
+        Qwen2Config,
+    )
 
     start = time.perf_counter()
     fam = _family(architecture)
@@ -195,16 +237,18 @@ def build_tiny_model(architecture: str, chat: bool, texts: Iterable[str], out_di
     else:
         eos = ids(fam.eos_base)
 
-    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig,
-                    "gemma2": Gemma2Config}[architecture]
+    config_class = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig, "gemma2": Gemma2Config}[
+        architecture
+    ]
     extra = {}
     if architecture == "gemma2":
         # query_pre_attn_scalar defaults to the 9B head size (256); it must follow our head_dim.
         # eager is what Gemma-2 needs for its attention soft-capping; note that transformers does not
         # persist attn_implementation in config.json, so loaders must pass it again.
         extra = dict(query_pre_attn_scalar=_SIZES["head_dim"], attn_implementation="eager")
-    config = config_class(vocab_size=len(tokenizer), bos_token_id=bos_id, eos_token_id=eos,
-                          pad_token_id=pad_id, **_SIZES, **extra)
+    config = config_class(
+        vocab_size=len(tokenizer), bos_token_id=bos_id, eos_token_id=eos, pad_token_id=pad_id, **_SIZES, **extra
+    )
 
     # fork_rng: seed the initialisation without leaving the caller's global RNG changed.
     with torch.random.fork_rng(devices=[]):
@@ -218,10 +262,15 @@ def build_tiny_model(architecture: str, chat: bool, texts: Iterable[str], out_di
     tokenizer.save_pretrained(out)
     n_params = sum(p.numel() for p in model.parameters())
     provenance = {
-        "architecture": architecture, "chat": bool(chat), "seed": seed,
-        "vocab_size_requested": vocab_size, "vocab_size": len(tokenizer),
-        "corpus_texts": len(texts), "corpus_chars": sum(map(len, texts)),
-        "parameters": n_params, "transformers_version": transformers.__version__,
+        "architecture": architecture,
+        "chat": bool(chat),
+        "seed": seed,
+        "vocab_size_requested": vocab_size,
+        "vocab_size": len(tokenizer),
+        "corpus_texts": len(texts),
+        "corpus_chars": sum(map(len, texts)),
+        "parameters": n_params,
+        "transformers_version": transformers.__version__,
         "build_seconds": round(time.perf_counter() - start, 3),
     }
     (out / "xmrc_tiny.json").write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
@@ -236,8 +285,12 @@ def build_from_spec(spec: dict, texts: Iterable[str], out_dir) -> Path:
     if "architecture" not in spec:
         raise XmrcError(f"tiny-model spec {spec!r} has no 'architecture'")
     return build_tiny_model(
-        spec["architecture"], bool(spec.get("chat", False)), texts, out_dir,
-        seed=int(spec.get("seed", 0)), vocab_size=int(spec.get("vocab_size", 2048)),
+        spec["architecture"],
+        bool(spec.get("chat", False)),
+        texts,
+        out_dir,
+        seed=int(spec.get("seed", 0)),
+        vocab_size=int(spec.get("vocab_size", 2048)),
     )
 
 

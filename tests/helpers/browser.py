@@ -7,6 +7,7 @@ Chromium comes from Debian's packages (`apt-get install chromium`; .ci/run insta
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import shutil
@@ -39,31 +40,49 @@ class Browser:
             os.dup2(from_browser_write, 4)
 
         self._process = subprocess.Popen(
-            [executable, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-             "--no-first-run", "--no-default-browser-check", "--remote-debugging-pipe",
-             f"--user-data-dir={self._profile.name}", f"--window-size={width},{height}", "about:blank"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=pipes_as_fd_3_and_4, pass_fds=(3, 4))
+            [
+                executable,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-dev-shm-usage",
+                "--no-first-run",
+                "--no-default-browser-check",
+                "--remote-debugging-pipe",
+                f"--user-data-dir={self._profile.name}",
+                f"--window-size={width},{height}",
+                "about:blank",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=pipes_as_fd_3_and_4,
+            pass_fds=(3, 4),
+        )
         os.close(to_browser_read)
         os.close(from_browser_write)
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         self._session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         for domain in ("Page", "Runtime", "Log"):
             self.call(f"{domain}.enable", session=True)
-        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
-                  deviceScaleFactor=1, mobile=False)
+        self.call(
+            "Emulation.setDeviceMetricsOverride",
+            session=True,
+            width=width,
+            height=height,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError, RuntimeError, TimeoutError):
             self.call("Browser.close")
-        except (OSError, RuntimeError, TimeoutError):
-            pass
         try:
             self._process.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -102,8 +121,9 @@ class Browser:
 
     def evaluate(self, expression: str):
         """The value of a JavaScript expression in the page (a promise is awaited); a thrown error is raised."""
-        result = self.call("Runtime.evaluate", session=True, expression=expression, awaitPromise=True,
-                           returnByValue=True)
+        result = self.call(
+            "Runtime.evaluate", session=True, expression=expression, awaitPromise=True, returnByValue=True
+        )
         if "exceptionDetails" in result:
             raise RuntimeError(f"JavaScript error: {result['exceptionDetails']}")
         return result["result"].get("value")

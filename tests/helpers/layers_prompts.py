@@ -4,14 +4,21 @@ import pandas as pd
 
 from xmrc.prompts import Example, apply_template, build_body, hf_chat_template
 
-DEMOS = [Example("The Normans gave their name to Normandy, a region in France.", "Who gave Normandy its name?",
-                 "The Normans"),
-         Example("Paris is the capital and largest city of France.", "What is the capital of France?", "Paris")]
+DEMOS = [
+    Example(
+        "The Normans gave their name to Normandy, a region in France.", "Who gave Normandy its name?", "The Normans"
+    ),
+    Example("Paris is the capital and largest city of France.", "What is the capital of France?", "Paris"),
+]
 # en-x test items: English context, question in de, es, en
-TESTS = [("The Normans were the people who gave their name to Normandy.", "Wer gab der Normandie den Namen?"),
-         ("The Normans gave their name to Normandy.", "¿Quién dio nombre a Normandía?"),
-         ("The Normans were the people who in the 10th and 11th centuries gave their name to Normandy.",
-          "When did the Normans name Normandy?")]
+TESTS = [
+    ("The Normans were the people who gave their name to Normandy.", "Wer gab der Normandie den Namen?"),
+    ("The Normans gave their name to Normandy.", "¿Quién dio nombre a Normandía?"),
+    (
+        "The Normans were the people who in the 10th and 11th centuries gave their name to Normandy.",
+        "When did the Normans name Normandy?",
+    ),
+]
 ANSWERS = ["The Normans", "The Normans", "in the 10th and 11th centuries"]
 
 
@@ -28,8 +35,14 @@ def prompt_rows(tokenizer, chat: bool, shots: int = 2, prompt_format: str = "v1"
     for number, (context, question) in enumerate(TESTS):
         body = build_body(Example(context, question), DEMOS[:shots], prompt_format, "en", answer_cue=not chat)
         prompt = apply_template(body, template)
-        row = dict(id=f"item{number}", context_lang="en", question_lang=["de", "es", "en"][number],
-                   prompt=prompt.text, templated=chat, raw_output=model_output(ANSWERS[number], chat))
+        row = dict(
+            id=f"item{number}",
+            context_lang="en",
+            question_lang=["de", "es", "en"][number],
+            prompt=prompt.text,
+            templated=chat,
+            raw_output=model_output(ANSWERS[number], chat),
+        )
         for part in ("task_description", "demonstrations", "context", "question"):
             row[f"{part}_start"], row[f"{part}_end"] = prompt.spans.get(part, (-1, -1))
         rows.append(row)

@@ -29,14 +29,22 @@ def run_in_vllm_env(*args, timeout: int = 900, **kwargs) -> subprocess.Completed
     """A command under the vLLM environment's python, with this checkout's xmrc first on the path."""
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
     env.update(kwargs.pop("env", {}))
-    return subprocess.run([vllm_python(), *map(str, args)], capture_output=True, text=True, cwd=kwargs.pop(
-        "cwd", ROOT), timeout=timeout, env=env, check=False, **kwargs)
+    return subprocess.run(
+        [vllm_python(), *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=kwargs.pop("cwd", ROOT),
+        timeout=timeout,
+        env=env,
+        check=False,
+        **kwargs,
+    )
 
 
 def convert_real_model(out: Path) -> Path:
     """Convert the packaged GGUF once (about 25 s) into `out` through the CLI, as the workflow's rule does."""
-    from xmrc.hub.packaged import convert_packaged_model
     from xmrc.config import Registry
+    from xmrc.hub.packaged import convert_packaged_model
 
     convert_packaged_model(Registry.load(REGISTRY).get(REAL_MODEL), out)
     return out

@@ -8,13 +8,15 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+
 from helpers import ROOT
 
 DEMONSTRATIONS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 
-def prompt_table(weights: str | None, languages=("en", "de", "zh"), shots: int = 0, fmt: str = "v1",
-                 max_items: int = 6) -> pd.DataFrame:
+def prompt_table(
+    weights: str | None, languages=("en", "de", "zh"), shots: int = 0, fmt: str = "v1", max_items: int = 6
+) -> pd.DataFrame:
     """Prompts of the bundled XQuAD subset; chat-templated when `weights` is a chat model's directory."""
     from xmrc import data
     from xmrc.prompts import build_prompt_table, hf_chat_template
@@ -61,8 +63,13 @@ for line in sys.stdin:
         env = {"PYTHONPATH": str(ROOT / "src"), "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
         import os
 
-        self.process = subprocess.Popen([sys.executable, "-c", self.SCRIPT], stdin=subprocess.PIPE,
-                                        stdout=subprocess.PIPE, text=True, env={**os.environ, **env})
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", self.SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
 
     def _ask(self, request: dict) -> dict:
         self.process.stdin.write(json.dumps(request) + "\n")

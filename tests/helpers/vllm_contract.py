@@ -2,7 +2,8 @@
 
 Run with the Python of a vLLM environment (envs/vllm.yaml), from the repository root:
     PYTHONPATH=src <vllm-env>/bin/python tests/helpers/vllm_contract.py [CHAT_MODEL_DIR]
-It builds every object (with the GPU and the CPU engine settings) the vLLM backend and the vLLM judge build, with the keywords they pass, and checks
+It builds every object (with the GPU and the CPU engine settings) the vLLM backend and the vLLM judge build,
+with the keywords they pass, and checks
 the names of the fields they read from vLLM's outputs. With a (tiny) chat model's directory, it also loads its
 tokenizer through xmrc with that environment's transformers and checks that a templated prompt, tokenised as
 the backend does, starts with exactly one BOS. Prints one line per check and `contract ok <version>`.
@@ -28,8 +29,9 @@ def main(chat_model: str | None = None) -> int:
 
     # LLM(**settings) hands its keywords to EngineArgs, a dataclass: an unknown name is a TypeError here
     for lora_rank in (None, 8):
-        settings = engine_settings("org/model", revision="abc", tensor_parallel_size=4, max_model_len=4096,
-                                   lora_rank=lora_rank)
+        settings = engine_settings(
+            "org/model", revision="abc", tensor_parallel_size=4, max_model_len=4096, lora_rank=lora_rank
+        )
         engine = EngineArgs(**settings)
         assert engine.enable_prefix_caching is True and engine.tensor_parallel_size == 4
         assert engine.enable_lora is bool(lora_rank)
@@ -64,7 +66,9 @@ def main(chat_model: str | None = None) -> int:
     assert "outputs" in inspect.signature(RequestOutput).parameters
     logprob_fields = {f.name for f in dataclasses.fields(Logprob)}
     assert {"logprob", "decoded_token"} <= logprob_fields, sorted(logprob_fields)
-    print("outputs: RequestOutput.outputs[0].{text, token_ids, stop_reason, logprobs}; Logprob.{logprob, decoded_token}")
+    print(
+        "outputs: RequestOutput.outputs[0].{text, token_ids, stop_reason, logprobs}; Logprob.{logprob, decoded_token}"
+    )
 
     if chat_model:
         import transformers
@@ -72,8 +76,9 @@ def main(chat_model: str | None = None) -> int:
         from xmrc.backends.hf import load_tokenizer
 
         tokenizer = load_tokenizer(chat_model)
-        text = tokenizer.apply_chat_template([{"role": "user", "content": "Wer?"}], tokenize=False,
-                                             add_generation_prompt=True)
+        text = tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Wer?"}], tokenize=False, add_generation_prompt=True
+        )
         ids = tokenizer([text], add_special_tokens=False)["input_ids"][0]  # as VLLMBackend.tokenize
         assert ids[0] == tokenizer.bos_token_id and ids.count(tokenizer.bos_token_id) == 1, ids[:5]
         print(f"templated prompt: one BOS (transformers {transformers.__version__})")

@@ -6,13 +6,13 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 import pandas as pd
 import yaml
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc.io import read_parquet
 
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "data", "src", "envs")
@@ -24,8 +24,9 @@ def copy_workflow(destination: Path, parts=WORKFLOW_PARTS) -> Path:
     for part in parts:
         source = ROOT / part
         if source.is_dir():
-            shutil.copytree(source, destination / part, symlinks=True,
-                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            shutil.copytree(
+                source, destination / part, symlinks=True, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info")
+            )
         else:
             shutil.copy(source, destination / part)
     return destination
@@ -36,19 +37,33 @@ def with_venv_on_path(base: Mapping[str, str] = os.environ) -> dict[str, str]:
     return dict(base, PATH=f"{Path(sys.executable).parent}{os.pathsep}{base.get('PATH', '')}")
 
 
-def snakemake(*args, cwd: Path, env: Mapping[str, str] | None = None,
-              timeout: float | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    *args, cwd: Path, env: Mapping[str, str] | None = None, timeout: float | None = None
+) -> subprocess.CompletedProcess:
     """The one way tests run Snakemake: under this interpreter, in `cwd`. By default in a bare environment (this
     interpreter's bin, /usr/bin and /bin on PATH; HOME in `cwd`), so a developer's settings cannot change the run;
     `env` where a test needs the caller's (e.g. a SLURM cluster's tools)."""
     env = {"PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin", "HOME": str(cwd)} if env is None else env
-    return subprocess.run([sys.executable, "-m", "snakemake", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, check=False, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def xmrc(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "xmrc", *map(str, args)], capture_output=True, text=True, cwd=cwd,
-                          check=False, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    return subprocess.run(
+        [sys.executable, "-m", "xmrc", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        check=False,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) -> None:
@@ -66,8 +81,7 @@ def assert_smoke_outputs(checkout: Path, config: str = "config/smoke.yaml") -> N
     results = checkout / "results" / smoke["run"]
     tables = results / "tables"
     scores = pd.read_csv(tables / "direction_scores.csv")
-    assert list(scores.columns) == ["model", "shots", "prompt_format", "context_lang", "question_lang", "n",
-                                    "em", "f1"]
+    assert list(scores.columns) == ["model", "shots", "prompt_format", "context_lang", "question_lang", "n", "em", "f1"]
     skipped = {shots: set() for shots in smoke["shots"]}
     for skip in smoke.get("skip_models", []):
         skipped.setdefault(skip["shots"], set()).update(skip["models"])
@@ -91,7 +105,8 @@ def assert_smoke_outputs(checkout: Path, config: str = "config/smoke.yaml") -> N
     # every stage of the study ran: error types, oracle (Table 3), layer-wise analysis, finetune comparison
     assert len(pd.read_csv(tables / "error_summary_2shot_en-x.csv")) == len(smoke["models"])
     assert set(pd.read_csv(tables / "oracle_summary.csv")["model"]) == {
-        registry[key]["name"] for key in smoke["oracle"]["models"]}
+        registry[key]["name"] for key in smoke["oracle"]["models"]
+    }
     for name in ("mrd.csv", "similarity.csv"):
         assert len(pd.read_csv(results / "layers" / name)) > 0
     assert list((results / "figures/layers").rglob("*.png"))
@@ -114,6 +129,11 @@ def assert_smoke_outputs(checkout: Path, config: str = "config/smoke.yaml") -> N
     assert "No published cell compared" in (tables / "paper_comparison.md").read_text()
     assert (results / "figures/paper_comparison.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the main tables as HTML pages for the report
-    for stem in ("summary_2shot", "paper_comparison_summary", "error_summary_2shot_en-x", "oracle_summary",
-                 "finetune/comparison_2shot"):
+    for stem in (
+        "summary_2shot",
+        "paper_comparison_summary",
+        "error_summary_2shot_en-x",
+        "oracle_summary",
+        "finetune/comparison_2shot",
+    ):
         assert "<table" in (results / "report" / f"{stem}.html").read_text()

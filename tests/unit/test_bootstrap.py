@@ -4,8 +4,8 @@ the compared pairs from the registry, and the `intervals` commands end to end.""
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.scores import item_frame
 
+from helpers.scores import item_frame
 from xmrc import cli
 from xmrc.bootstrap import BootstrapSettings, mean_intervals, resampled_counts, resampled_means
 from xmrc.config import Registry
@@ -36,7 +36,8 @@ def test_interval_of_a_large_sample_matches_the_normal_approximation():
     means = resampled_means(scores[None, :], settings)[0]
     assert np.quantile(means, [0.025, 0.975]) == pytest.approx([low, high], abs=1e-12)
     assert np.quantile(means, [0.15865, 0.84135]) == pytest.approx(
-        [mean - half / Z95, mean + half / Z95], abs=0.1 * half / Z95)
+        [mean - half / Z95, mean + half / Z95], abs=0.1 * half / Z95
+    )
 
 
 def test_a_small_sample_interval_matches_the_exact_bootstrap_distribution():
@@ -64,8 +65,13 @@ def test_intervals_are_seeded_and_independent_of_chunking_and_item_order():
 def test_direction_intervals_do_not_depend_on_row_order():
     rng = np.random.default_rng(1)
     ids = [f"q{i:04d}" for i in range(400)]
-    items = pd.concat([item_frame("M", 0, "v1", [("de", "zh"), ("en", "en")], ids, rng.random(400)),
-                       item_frame("M", 5, "v2", [("de", "zh")], ids, rng.random(400))], ignore_index=True)
+    items = pd.concat(
+        [
+            item_frame("M", 0, "v1", [("de", "zh"), ("en", "en")], ids, rng.random(400)),
+            item_frame("M", 5, "v2", [("de", "zh")], ids, rng.random(400)),
+        ],
+        ignore_index=True,
+    )
     settings = BootstrapSettings(300, seed=2)
     table = direction_intervals(items, settings)
     shuffled = direction_intervals(items.sample(frac=1, random_state=3), settings)
@@ -73,7 +79,10 @@ def test_direction_intervals_do_not_depend_on_row_order():
     assert list(table["n"]) == [400, 400, 400]
     assert ((table["f1_lo"] <= table["f1"]) & (table["f1"] <= table["f1_hi"])).all()
     assert set(zip(table["shots"], table["context_lang"], table["question_lang"])) == {
-        (0, "de", "zh"), (0, "en", "en"), (5, "de", "zh")}
+        (0, "de", "zh"),
+        (0, "en", "en"),
+        (5, "de", "zh"),
+    }
 
 
 def test_paired_difference_of_a_known_size():
@@ -84,11 +93,19 @@ def test_paired_difference_of_a_known_size():
     ids = [f"i{i}" for i in range(n)]
     base = rng.random(n)
     diff = 0.03 + 0.2 * rng.standard_normal(n)
-    items = pd.concat([item_frame("Base", 2, "v1", [("en", "de")], ids, base),
-                       item_frame("Chat", 2, "v1", [("en", "de")], ids, base + diff),
-                       item_frame("Same", 2, "v1", [("en", "de")], ids, base)], ignore_index=True)
-    pairs = [ModelPair("instruct vs base", "Base", "Chat"), ModelPair("instruct vs base", "Base", "Same"),
-             ModelPair("instruct vs base", "Base", "Not-In-The-Run")]
+    items = pd.concat(
+        [
+            item_frame("Base", 2, "v1", [("en", "de")], ids, base),
+            item_frame("Chat", 2, "v1", [("en", "de")], ids, base + diff),
+            item_frame("Same", 2, "v1", [("en", "de")], ids, base),
+        ],
+        ignore_index=True,
+    )
+    pairs = [
+        ModelPair("instruct vs base", "Base", "Chat"),
+        ModelPair("instruct vs base", "Base", "Same"),
+        ModelPair("instruct vs base", "Base", "Not-In-The-Run"),
+    ]
     table = paired_differences(items, pairs, BootstrapSettings(2000, seed=4)).set_index("model_b")
     assert list(table.index) == ["Chat", "Same"]
     row = table.loc["Chat"]
@@ -108,9 +125,14 @@ def test_paired_difference_of_a_known_size():
 def test_paired_differences_use_the_items_both_sides_have_and_every_shots_setting():
     # 0-shot scores two more items (the demonstrations); 5-shot vs 0-shot pairs the shared ones only
     ids = ["a", "b", "c", "d"]
-    items = pd.concat([item_frame("M", 0, "v1", [("de", "zh"), ("de", "de")], ids, [1, 1, 0, 0]),
-                       item_frame("M", 5, "v1", [("de", "zh")], ["a", "b"], [0, 1]),
-                       item_frame("M", 2, "v1", [("de", "zh")], ["c", "d"], [1, 1])], ignore_index=True)
+    items = pd.concat(
+        [
+            item_frame("M", 0, "v1", [("de", "zh"), ("de", "de")], ids, [1, 1, 0, 0]),
+            item_frame("M", 5, "v1", [("de", "zh")], ["a", "b"], [0, 1]),
+            item_frame("M", 2, "v1", [("de", "zh")], ["c", "d"], [1, 1]),
+        ],
+        ignore_index=True,
+    )
     table = paired_differences(items, [], BootstrapSettings(200, seed=0))
     assert list(table["comparison"]) == ["2-shot vs 0-shot", "5-shot vs 0-shot"]
     assert list(table["n"]) == [2, 2]
@@ -120,9 +142,18 @@ def test_paired_differences_use_the_items_both_sides_have_and_every_shots_settin
 
 def test_compared_model_pairs_come_from_the_registry():
     registry = Registry.load("config/models.yaml")
-    keys = ["llama-3.1-8b", "llama-3.1-instruct-8b", "llama-3.1-tuned-8b", "llama-3.1-70b",
-            "llama-3.1-instruct-70b", "qwen-2.5-instruct-7b", "tiny-llama-base", "tiny-llama-chat",
-            "tiny-qwen2-chat", "tiny-llama-qt-lora"]
+    keys = [
+        "llama-3.1-8b",
+        "llama-3.1-instruct-8b",
+        "llama-3.1-tuned-8b",
+        "llama-3.1-70b",
+        "llama-3.1-instruct-70b",
+        "qwen-2.5-instruct-7b",
+        "tiny-llama-base",
+        "tiny-llama-chat",
+        "tiny-qwen2-chat",
+        "tiny-llama-qt-lora",
+    ]
     pairs = {(p.comparison, p.base, p.other) for p in model_pairs(registry.get(k) for k in keys)}
     assert pairs == {
         ("instruct vs base", "LLaMA-3.1-8B", "LLaMA-3.1-Instruct-8B"),
@@ -134,9 +165,9 @@ def test_compared_model_pairs_come_from_the_registry():
 
 
 def test_bad_settings_are_one_line_errors():
-    with pytest.raises(XmrcError, match="intervals.confidence"):
+    with pytest.raises(XmrcError, match=r"intervals.confidence"):
         BootstrapSettings(confidence=95)
-    with pytest.raises(XmrcError, match="intervals.resamples"):
+    with pytest.raises(XmrcError, match=r"intervals.resamples"):
         BootstrapSettings(resamples=0)
 
 
@@ -144,13 +175,29 @@ def test_intervals_commands_write_tables_and_figure(tmp_path, capsys):
     rng = np.random.default_rng(2)
     ids = [f"q{i}" for i in range(50)]
     directions = [("en", "en"), ("de", "zh"), ("zh", "de")]
-    frames = [item_frame(name, shots, fmt, directions, ids, rng.random(50), rng.random(50) < 0.5)
-              for name in ("Tiny-Llama-Base", "Tiny-Llama-Chat") for shots in (0, 3) for fmt in ("v1", "v2")]
+    frames = [
+        item_frame(name, shots, fmt, directions, ids, rng.random(50), rng.random(50) < 0.5)
+        for name in ("Tiny-Llama-Base", "Tiny-Llama-Chat")
+        for shots in (0, 3)
+        for fmt in ("v1", "v2")
+    ]
     path = tmp_path / "item_scores.parquet"
     pd.concat(frames, ignore_index=True).to_parquet(path)
     out = tmp_path / "intervals"
-    args = ["intervals", "--item-scores", str(path), "--registry", "config/models.yaml", "--models",
-            "tiny-llama-base", "tiny-llama-chat", "--resamples", "200", "--out-dir", str(out)]
+    args = [
+        "intervals",
+        "--item-scores",
+        str(path),
+        "--registry",
+        "config/models.yaml",
+        "--models",
+        "tiny-llama-base",
+        "tiny-llama-chat",
+        "--resamples",
+        "200",
+        "--out-dir",
+        str(out),
+    ]
     assert cli.main(args) == 0
     intervals = pd.read_csv(out / "direction_intervals.csv")
     assert len(intervals) == 2 * 2 * 2 * 3 and intervals["chosen"].sum() == 2 * 2 * 3
@@ -163,9 +210,33 @@ def test_intervals_commands_write_tables_and_figure(tmp_path, capsys):
     assert sorted(p.name for p in again.iterdir()) == ["direction_intervals.csv", "paired_differences.csv"]
     assert (again / "direction_intervals.csv").read_bytes() == (out / "direction_intervals.csv").read_bytes()
     figure = tmp_path / "intervals_f1_3shot.png"
-    assert cli.main(["intervals-figure", "--intervals", str(out / "direction_intervals.csv"), "--shots", "3",
-                     "--out", str(figure)]) == 0
+    assert (
+        cli.main(
+            [
+                "intervals-figure",
+                "--intervals",
+                str(out / "direction_intervals.csv"),
+                "--shots",
+                "3",
+                "--out",
+                str(figure),
+            ]
+        )
+        == 0
+    )
     assert figure.read_bytes()[:4] == b"\x89PNG"
-    assert cli.main(["intervals-figure", "--intervals", str(out / "direction_intervals.csv"), "--shots", "1",
-                     "--out", str(figure)]) == 2
+    assert (
+        cli.main(
+            [
+                "intervals-figure",
+                "--intervals",
+                str(out / "direction_intervals.csv"),
+                "--shots",
+                "1",
+                "--out",
+                str(figure),
+            ]
+        )
+        == 2
+    )
     assert "no rows for shots=1" in capsys.readouterr().err

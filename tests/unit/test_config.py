@@ -1,12 +1,11 @@
 import pandas as pd
 import pytest
 import yaml
-from helpers import PUBLISHED_TABLES, ROOT
 
+from helpers import PUBLISHED_TABLES, ROOT
 from xmrc import LANGUAGES
 from xmrc.config import Registry, load_config, model_weights, table_rows, validate_config, validate_run
 from xmrc.exceptions import XmrcError
-
 
 
 def paper_config() -> dict:
@@ -40,11 +39,13 @@ def test_paper_config_evaluates_each_setting_for_the_rows_of_the_papers_tables(r
     for table in ("table5a_0shot_em_en-x", "table5b_0shot_f1_en-x", "table5c_0shot_em_x-x", "table5d_0shot_f1_x-x"):
         assert zero_shot == paper_rows(table)  # LLaMA-2-Chat-7B in; no Tuned, no DeepSeek-V3 job
     # 2-shot: every row of Tables 6-10 is generated; the per-language tables hold the rest too
-    for table, more in [("table6a_2shot_f1_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3", "LLaMA-2-Chat-7B"}),
-                        ("table7_2shot_language_error_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
-                        ("table8_2shot_generation_failure_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
-                        ("table9a_2shot_gibberish_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
-                        ("table10a_2shot_f1_en-x_tuned", two_shot - {"LLaMA-3.1-Tuned-8B"})]:
+    for table, more in [
+        ("table6a_2shot_f1_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3", "LLaMA-2-Chat-7B"}),
+        ("table7_2shot_language_error_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
+        ("table8_2shot_generation_failure_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
+        ("table9a_2shot_gibberish_en-x", {"LLaMA-3.1-Tuned-8B", "DeepSeek-V3"}),
+        ("table10a_2shot_f1_en-x_tuned", two_shot - {"LLaMA-3.1-Tuned-8B"}),
+    ]:
         assert two_shot - paper_rows(table) == more, table
     assert rows.extra.keys() == {"llama-2-chat-7b"} and len(two_shot) == 19
 
@@ -57,13 +58,20 @@ def test_overriding_models_or_shots_of_the_paper_config_keeps_its_row_keys_valid
     assert rows.evaluated(2) == ["gpt-4o", "llama-2-chat-7b"]
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda c: c.update(extra_models=["llama-9"]), "config key 'extra_models[0]': unknown model 'llama-9'"),
-    (lambda c: c.update(skip_models=[{"shots": 0, "models": ["llama-3.1-70b-instruct"]}]),
-     "config key 'skip_models[0].models': unknown model"),
-    (lambda c: c.update(models=["gpt-4o"], extra_models=[], skip_models=[{"shots": 0, "models": ["gpt-4o"]}]),
-     "config key 'skip_models': no model is left to evaluate at 0-shot"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c.update(extra_models=["llama-9"]), "config key 'extra_models[0]': unknown model 'llama-9'"),
+        (
+            lambda c: c.update(skip_models=[{"shots": 0, "models": ["llama-3.1-70b-instruct"]}]),
+            "config key 'skip_models[0].models': unknown model",
+        ),
+        (
+            lambda c: c.update(models=["gpt-4o"], extra_models=[], skip_models=[{"shots": 0, "models": ["gpt-4o"]}]),
+            "config key 'skip_models': no model is left to evaluate at 0-shot",
+        ),
+    ],
+)
 def test_bad_table_rows_name_the_key(registry, change, message):
     config = paper_config()
     change(config)
@@ -103,24 +111,27 @@ def test_defaults_are_filled():
     assert config["tables"]["format_criterion"] == "en-x"  # the paper's xMRC performance
 
 
-@pytest.mark.parametrize("change, key", [
-    (lambda c: c.update(shots=[-1]), "shots[0]"),
-    (lambda c: c.update(shots=["2"]), "shots[0]"),
-    (lambda c: c.update(scenarios=["y-x"]), "scenarios[0]"),
-    (lambda c: c.update(scenarios=[]), "scenarios"),
-    (lambda c: c.update(languages=["en", "xx"]), "languages[1]"),
-    (lambda c: c.update(languages=["de"]), "languages"),
-    (lambda c: c.update(prompt_formats=["v3"]), "prompt_formats[0]"),
-    (lambda c: c["data"].update(source="ftp"), "data.source"),
-    (lambda c: c["data"].update(colour="red"), "data"),
-    (lambda c: c.update(colour="red"), "(top level)"),
-    (lambda c: c["generation"].update(batch_size=0), "generation.batch_size"),
-    (lambda c: c["tables"].update(format_criterion="x-x"), "tables.format_criterion"),
-    (lambda c: c.update(skip_models=[{"shots": -1, "models": ["gpt-4o"]}]), "skip_models[0].shots"),
-    (lambda c: c.update(extra_models="llama-2-chat-7b"), "extra_models"),
-    (lambda c: c.update(demonstrations=["only-one"]), "demonstrations"),
-    (lambda c: c.pop("run"), "(top level)"),
-])
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda c: c.update(shots=[-1]), "shots[0]"),
+        (lambda c: c.update(shots=["2"]), "shots[0]"),
+        (lambda c: c.update(scenarios=["y-x"]), "scenarios[0]"),
+        (lambda c: c.update(scenarios=[]), "scenarios"),
+        (lambda c: c.update(languages=["en", "xx"]), "languages[1]"),
+        (lambda c: c.update(languages=["de"]), "languages"),
+        (lambda c: c.update(prompt_formats=["v3"]), "prompt_formats[0]"),
+        (lambda c: c["data"].update(source="ftp"), "data.source"),
+        (lambda c: c["data"].update(colour="red"), "data"),
+        (lambda c: c.update(colour="red"), "(top level)"),
+        (lambda c: c["generation"].update(batch_size=0), "generation.batch_size"),
+        (lambda c: c["tables"].update(format_criterion="x-x"), "tables.format_criterion"),
+        (lambda c: c.update(skip_models=[{"shots": -1, "models": ["gpt-4o"]}]), "skip_models[0].shots"),
+        (lambda c: c.update(extra_models="llama-2-chat-7b"), "extra_models"),
+        (lambda c: c.update(demonstrations=["only-one"]), "demonstrations"),
+        (lambda c: c.pop("run"), "(top level)"),
+    ],
+)
 def test_bad_config_names_the_key(change, key):
     config = paper_config()
     change(config)
@@ -137,24 +148,27 @@ def test_any_number_of_shots_needs_as_many_demonstrations():
     assert config["shots"] == [0, 5] and config["scenarios"] == ["en-x", "x-x"]  # the paper's, by default
     with pytest.raises(XmrcError) as raised:
         validate_config(dict(paper_config(), shots=[6], demonstrations=five), "six.yaml")
-    assert str(raised.value) == ("six.yaml: key 'demonstrations': 6-shot (key 'shots') needs at least 6 "
-                                 "demonstration ids, 5 configured")
+    assert str(raised.value) == (
+        "six.yaml: key 'demonstrations': 6-shot (key 'shots') needs at least 6 demonstration ids, 5 configured"
+    )
     assert validate_config(dict(paper_config(), shots=[0], demonstrations=[]))["demonstrations"] == []
 
 
 def test_local_source_needs_a_directory():
     config = paper_config()
     config["data"] = {"source": "local"}
-    with pytest.raises(XmrcError, match="data.local_dir"):
+    with pytest.raises(XmrcError, match=r"data.local_dir"):
         validate_config(config)
 
 
 def test_bad_registry_entry_names_the_model(tmp_path):
     path = tmp_path / "models.yaml"
-    path.write_text("good-model:\n  name: Good\n  hub_id: org/good\n  family: x\n  mode: base\n"
-                    "  chat_template: false\n  gpus: 1\n  backend: local\n"
-                    "bad-model:\n  name: Bad\n  hub_id: org/bad\n  family: x\n  mode: instruct\n"
-                    "  chat_template: true\n  gpus: 1\n  backend: local\n")
+    path.write_text(
+        "good-model:\n  name: Good\n  hub_id: org/good\n  family: x\n  mode: base\n"
+        "  chat_template: false\n  gpus: 1\n  backend: local\n"
+        "bad-model:\n  name: Bad\n  hub_id: org/bad\n  family: x\n  mode: instruct\n"
+        "  chat_template: true\n  gpus: 1\n  backend: local\n"
+    )
     with pytest.raises(XmrcError, match=r"key 'bad-model.mode': 'instruct' is not one of"):
         Registry.load(path)
 
@@ -176,8 +190,12 @@ def test_weights_location_by_source(registry):
 
 def merged(base: dict, change: dict) -> dict:
     """`change` over `base`, sections merged key by key (as Snakemake merges a --configfile over the default)."""
-    return {**base, **{key: merged(base.get(key, {}), value) if isinstance(value, dict) else value
-                       for key, value in change.items()}}
+    return {
+        **base,
+        **{
+            key: merged(base.get(key, {}), value) if isinstance(value, dict) else value for key, value in change.items()
+        },
+    }
 
 
 def smoke_run(**change) -> dict:
@@ -191,8 +209,13 @@ OFF = {"enabled": False}
 
 def test_smoke_run_plan(registry):
     plan = validate_run(smoke_run(), registry)
-    assert list(plan.rows.models) == ["tiny-llama-chat", "tiny-llama-base", "tiny-qwen2-chat", "tiny-llama-tulu-sft",
-                                      "tiny-llama-qt-lora"]
+    assert list(plan.rows.models) == [
+        "tiny-llama-chat",
+        "tiny-llama-base",
+        "tiny-qwen2-chat",
+        "tiny-llama-tulu-sft",
+        "tiny-llama-qt-lora",
+    ]
     assert plan.models == plan.rows.all and not plan.analysis_only and plan.dataset.key == "xquad"
     assert plan.scenarios == ["en-x", "x-x"] and plan.errors_judge.key == "tiny-qwen2-chat"
     assert plan.oracle_models == ["tiny-llama-chat", "tiny-llama-base"]
@@ -213,68 +236,102 @@ def test_paper_run_plan(registry):
 
 
 def test_analysis_only_model_is_evaluated_but_no_row(registry):
-    plan = validate_run(smoke_run(models=["tiny-llama-chat", "tiny-qwen2-chat"], oracle=OFF, finetune=OFF),
-                        registry)
+    plan = validate_run(smoke_run(models=["tiny-llama-chat", "tiny-qwen2-chat"], oracle=OFF, finetune=OFF), registry)
     assert list(plan.analysis_only) == ["tiny-llama-base"] and "tiny-llama-base" not in plan.rows.all
     assert list(plan.models) == ["tiny-llama-chat", "tiny-qwen2-chat", "tiny-llama-base"]
 
 
 def test_the_vllm_python_is_used_only_where_a_vllm_job_runs(registry):
     # the hf backend and the hf judge never run it; vLLM generation of a local model or a vLLM judge do
-    assert not validate_run(smoke_run(backends={"local": "hf"}, errors={"judge_backend": "hf"}), registry
-                            ).uses_vllm_python
+    assert not validate_run(
+        smoke_run(backends={"local": "hf"}, errors={"judge_backend": "hf"}), registry
+    ).uses_vllm_python
     assert validate_run(smoke_run(backends={"local": "vllm"}), registry).uses_vllm_python
     assert validate_run(smoke_run(errors={"judge_backend": "vllm"}), registry).uses_vllm_python
-    assert not validate_run(smoke_run(errors={"judge_backend": "vllm", "enabled": False}), registry
-                            ).uses_vllm_python
+    assert not validate_run(smoke_run(errors={"judge_backend": "vllm", "enabled": False}), registry).uses_vllm_python
 
 
 def unknown(item: str, registry: Registry) -> str:
-    return (f"unknown model '{item}': not in {registry.source} (add an entry there, or use one of its "
-            f"{len(registry.models)} keys)")
+    return (
+        f"unknown model '{item}': not in {registry.source} (add an entry there, or use one of its "
+        f"{len(registry.models)} keys)"
+    )
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"models": ["not-a-model"]}, lambda r: f"config key 'models': {unknown('not-a-model', r)}"),
-    ({"layers": {"models": ["not-a-model"]}}, lambda r: f"config key 'layers.models': {unknown('not-a-model', r)}"),
-    ({"errors": {"judge_model": "no-such-judge"}},
-     lambda r: f"config key 'errors.judge_model': {unknown('no-such-judge', r)}"),
-    ({"errors": {"judge_model": "no-such-judge", "enabled": False}},
-     lambda r: f"config key 'errors.judge_model': {unknown('no-such-judge', r)}"),
-    ({"errors": {"judge_model": "tiny-gemma2-chat"}},
-     "config key 'errors.judge_model': tiny model 'tiny-gemma2-chat' is built only when it is one of the run's "
-     "`models:`; add it there or pick another judge"),
-    ({"shots": [0]}, "config key 'errors.shots': 2 is not among the run's shots [0]"),
-    ({"scenarios": ["x-x"]},
-     "config key 'errors.scenario': the run has no en-x directions (config key 'scenarios': ['x-x'])"),
-    ({"prompt_formats": ["v1"], "errors": {"prompt_format": "v2"}},
-     "config key 'errors.prompt_format': v2 is not among the run's prompt_formats ['v1']"),
-    ({"models": ["tiny-llama-chat", "tiny-llama-tulu-sft"], "layers": OFF, "oracle": OFF, "errors": OFF},
-     "config key 'models': model 'tiny-llama-tulu-sft': its base 'tiny-llama-base' is a tiny model; add it to "
-     "`models:` so it is built"),
-    ({"oracle": {"models": ["not-a-model"]}}, lambda r: f"config key 'oracle.models': {unknown('not-a-model', r)}"),
-    ({"oracle": {"models": ["tiny-llama-chat", "tiny-llama-tulu-sft"], "shots": 0}},
-     "config key 'oracle.models': tiny-llama-tulu-sft not in 'models' or skipped at 0-shot ('skip_models'): the "
-     "oracle needs their generations and summary row"),
-    ({"models": ["tiny-llama-chat", "tiny-qwen2-chat"], "finetune": OFF},
-     "config key 'oracle.models': tiny-llama-base not in 'models' or skipped at 2-shot ('skip_models'): the "
-     "oracle needs their generations and summary row"),
-    ({"languages": ["en", "de", "zh"], "oracle": {"directions": ["en-de", "en-ar", "en-th"]}},
-     "config key 'oracle.directions': language(s) ar, th not in 'languages'"),
-    ({"scenarios": ["x-x"], "errors": OFF},
-     "config key 'oracle.directions': the run has no en-x directions (config key 'scenarios': ['x-x'])"),
-    ({"oracle": {"shots": 5}}, "config key 'oracle.shots': 5 not in 'shots' [0, 2]"),
-    ({"layers": {"shots": 5}},
-     "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats"),
-    ({"prompt_formats": ["v1"], "errors": {"prompt_format": "v1"}},
-     "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats"),
-    ({"scenarios": ["x-x"], "errors": OFF, "oracle": OFF},
-     "config key 'layers': the run has no en-x directions (config key 'scenarios': ['x-x'])"),
-    ({"layers": {"change_sets": {"pair": ["tiny-llama-base", "not-a-model"]}}},
-     lambda r: f"config key 'layers.change_sets.pair': {unknown('not-a-model', r)}"),
-    ({"data": {"dataset": "mlqa"}, "languages": ["en", "de"]},
-     "config key 'errors.enabled': the errors stage needs XQuAD; set it to false for data.dataset 'mlqa'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"models": ["not-a-model"]}, lambda r: f"config key 'models': {unknown('not-a-model', r)}"),
+        ({"layers": {"models": ["not-a-model"]}}, lambda r: f"config key 'layers.models': {unknown('not-a-model', r)}"),
+        (
+            {"errors": {"judge_model": "no-such-judge"}},
+            lambda r: f"config key 'errors.judge_model': {unknown('no-such-judge', r)}",
+        ),
+        (
+            {"errors": {"judge_model": "no-such-judge", "enabled": False}},
+            lambda r: f"config key 'errors.judge_model': {unknown('no-such-judge', r)}",
+        ),
+        (
+            {"errors": {"judge_model": "tiny-gemma2-chat"}},
+            "config key 'errors.judge_model': tiny model 'tiny-gemma2-chat' is built only when it is one of the run's "
+            "`models:`; add it there or pick another judge",
+        ),
+        ({"shots": [0]}, "config key 'errors.shots': 2 is not among the run's shots [0]"),
+        (
+            {"scenarios": ["x-x"]},
+            "config key 'errors.scenario': the run has no en-x directions (config key 'scenarios': ['x-x'])",
+        ),
+        (
+            {"prompt_formats": ["v1"], "errors": {"prompt_format": "v2"}},
+            "config key 'errors.prompt_format': v2 is not among the run's prompt_formats ['v1']",
+        ),
+        (
+            {"models": ["tiny-llama-chat", "tiny-llama-tulu-sft"], "layers": OFF, "oracle": OFF, "errors": OFF},
+            "config key 'models': model 'tiny-llama-tulu-sft': its base 'tiny-llama-base' is a tiny model; add it to "
+            "`models:` so it is built",
+        ),
+        ({"oracle": {"models": ["not-a-model"]}}, lambda r: f"config key 'oracle.models': {unknown('not-a-model', r)}"),
+        (
+            {"oracle": {"models": ["tiny-llama-chat", "tiny-llama-tulu-sft"], "shots": 0}},
+            "config key 'oracle.models': tiny-llama-tulu-sft not in 'models' or skipped at 0-shot ('skip_models'): the "
+            "oracle needs their generations and summary row",
+        ),
+        (
+            {"models": ["tiny-llama-chat", "tiny-qwen2-chat"], "finetune": OFF},
+            "config key 'oracle.models': tiny-llama-base not in 'models' or skipped at 2-shot ('skip_models'): the "
+            "oracle needs their generations and summary row",
+        ),
+        (
+            {"languages": ["en", "de", "zh"], "oracle": {"directions": ["en-de", "en-ar", "en-th"]}},
+            "config key 'oracle.directions': language(s) ar, th not in 'languages'",
+        ),
+        (
+            {"scenarios": ["x-x"], "errors": OFF},
+            "config key 'oracle.directions': the run has no en-x directions (config key 'scenarios': ['x-x'])",
+        ),
+        ({"oracle": {"shots": 5}}, "config key 'oracle.shots': 5 not in 'shots' [0, 2]"),
+        (
+            {"layers": {"shots": 5}},
+            "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats",
+        ),
+        (
+            {"prompt_formats": ["v1"], "errors": {"prompt_format": "v1"}},
+            "config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats",
+        ),
+        (
+            {"scenarios": ["x-x"], "errors": OFF, "oracle": OFF},
+            "config key 'layers': the run has no en-x directions (config key 'scenarios': ['x-x'])",
+        ),
+        (
+            {"layers": {"change_sets": {"pair": ["tiny-llama-base", "not-a-model"]}}},
+            lambda r: f"config key 'layers.change_sets.pair': {unknown('not-a-model', r)}",
+        ),
+        (
+            {"data": {"dataset": "mlqa"}, "languages": ["en", "de"]},
+            "config key 'errors.enabled': the errors stage needs XQuAD; set it to false for data.dataset 'mlqa'",
+        ),
+    ],
+)
 def test_bad_run_names_the_key(registry, change, message):
     """Each check across keys: one XmrcError line, the bad key first."""
     config = smoke_run(**change)

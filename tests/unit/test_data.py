@@ -3,8 +3,8 @@ import shutil
 
 import datasets
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc import LANGUAGES, data
 from xmrc.exceptions import XmrcError
 
@@ -26,7 +26,7 @@ def test_subset_is_parallel_and_complete(subset):
     assert set(table["title"]) == {"Normans", "Computational_complexity_theory", "Teacher"}
     first = table[(table["lang"] == "en") & (table["id"] == "56dde1d966d3e219004dad8d")].iloc[0]
     assert (first["paragraph_index"], first["answer_text"]) == (0, "Rollo")
-    assert first["context"][first["answer_start"]:].startswith("Rollo")
+    assert first["context"][first["answer_start"] :].startswith("Rollo")
 
 
 def test_answer_offsets_are_reported_by_id(subset):
@@ -61,20 +61,28 @@ def test_missing_language_and_missing_file(tmp_path, subset):
 
 def test_malformed_json_names_the_file(tmp_path):
     (tmp_path / "xquad.en.json").write_text("{not json")
-    with pytest.raises(XmrcError, match="xquad.en.json: not valid JSON"):
+    with pytest.raises(XmrcError, match=r"xquad.en.json: not valid JSON"):
         data.load_local(tmp_path, ["en"])
-    (tmp_path / "xquad.en.json").write_text(json.dumps(
-        {"data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [{"id": "q1", "question": "?"}]}]}]}))
-    with pytest.raises(XmrcError, match="not in SQuAD v1.1 layout"):
+    (tmp_path / "xquad.en.json").write_text(
+        json.dumps({"data": [{"title": "T", "paragraphs": [{"context": "c", "qas": [{"id": "q1", "question": "?"}]}]}]})
+    )
+    with pytest.raises(XmrcError, match=r"not in SQuAD v1.1 layout"):
         data.load_local(tmp_path, ["en"])
 
 
 def test_hub_layout_gets_titles_from_the_packaged_map(subset):
     english = subset[subset["lang"] == "en"]
-    records = datasets.Dataset.from_list([
-        {"id": r.id, "context": r.context, "question": r.question,
-         "answers": {"text": [r.answer_text], "answer_start": [r.answer_start]}}
-        for r in english.itertuples()])
+    records = datasets.Dataset.from_list(
+        [
+            {
+                "id": r.id,
+                "context": r.context,
+                "question": r.question,
+                "answers": {"text": [r.answer_text], "answer_start": [r.answer_start]},
+            }
+            for r in english.itertuples()
+        ]
+    )
     rows = data.rows_from_hub_records(records, "en")
     assert list(rows.columns) == data.COLUMNS
     assert rows.drop(columns=[]).reset_index(drop=True).equals(english.reset_index(drop=True))

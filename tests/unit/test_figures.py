@@ -4,10 +4,10 @@ import pytest
 
 pytest.importorskip("seaborn")
 
-from xmrc.cli import main  # noqa: E402
-from xmrc.exceptions import XmrcError  # noqa: E402
-from xmrc.figures import direction_matrix, f1_matrix, heatmap, means_chart  # noqa: E402
-from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS, table_scenarios  # noqa: E402
+from xmrc.cli import main
+from xmrc.exceptions import XmrcError
+from xmrc.figures import direction_matrix, f1_matrix, heatmap, means_chart
+from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS, table_scenarios
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -15,9 +15,20 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def synthetic_scores(models, shots=(0, 2), formats=("v1", "v2"), seed=0):
     rng = np.random.default_rng(seed)
     rows = [
-        dict(model=m, shots=s, prompt_format=f, context_lang=c, question_lang=q, n=1188,
-             em=rng.uniform(0, 80), f1=rng.uniform(20, 100))
-        for m in models for s in shots for f in formats for c, q in PAPER_DIRECTIONS
+        dict(
+            model=m,
+            shots=s,
+            prompt_format=f,
+            context_lang=c,
+            question_lang=q,
+            n=1188,
+            em=rng.uniform(0, 80),
+            f1=rng.uniform(20, 100),
+        )
+        for m in models
+        for s in shots
+        for f in formats
+        for c, q in PAPER_DIRECTIONS
     ]
     return pd.DataFrame(rows, columns=list(DIRECTION_COLUMNS))
 
@@ -36,12 +47,24 @@ def run_figures(direction_scores, out_dir):
     scenarios = table_scenarios(zip(direction_scores["context_lang"], direction_scores["question_lang"]))
     paths = []
     for shots in sorted(direction_scores["shots"].unique()):
-        figures = [(["--kind", "heatmap", "--scenario", scenario], f"heatmap_f1_{shots}shot_{scenario}.png")
-                   for scenario in scenarios] + [(["--kind", "means"], f"means_{shots}shot.png")]
+        figures = [
+            (["--kind", "heatmap", "--scenario", scenario], f"heatmap_f1_{shots}shot_{scenario}.png")
+            for scenario in scenarios
+        ] + [(["--kind", "means"], f"means_{shots}shot.png")]
         for options, name in figures:
             paths.append(out_dir / name)
-            code = main(["figures", "--direction-scores", str(scores_csv), "--shots", str(shots), *options,
-                         "--out", str(paths[-1])])
+            code = main(
+                [
+                    "figures",
+                    "--direction-scores",
+                    str(scores_csv),
+                    "--shots",
+                    str(shots),
+                    *options,
+                    "--out",
+                    str(paths[-1]),
+                ]
+            )
             if code:
                 return code
     return paths
@@ -51,7 +74,8 @@ def test_run_figures_full_run(tmp_path):
     models = [f"Model-Name-{i}-Instruct-8B" for i in range(18)]
     paths = run_figures(synthetic_scores(models), tmp_path)
     assert sorted(p.name for p in paths) == sorted(
-        name for s in (0, 2)
+        name
+        for s in (0, 2)
         for name in (f"heatmap_f1_{s}shot_en-x.png", f"heatmap_f1_{s}shot_x-x.png", f"means_{s}shot.png")
     )
     for path in paths:
@@ -81,9 +105,22 @@ def test_missing_column_is_reported(tmp_path, capsys):
 
 def test_context_question_matrix_of_one_model_and_setting(tmp_path):
     languages = ["en", "zh", "de"]
-    rows = [dict(model=m, shots=5, prompt_format="v2", context_lang=c, question_lang=q, n=3, em=0.0,
-                 f1=10.0 * languages.index(c) + languages.index(q) + (50 if m == "Other" else 0))
-            for m in ("M", "Other") for c in languages for q in languages if (c, q) != ("zh", "de")]
+    rows = [
+        dict(
+            model=m,
+            shots=5,
+            prompt_format="v2",
+            context_lang=c,
+            question_lang=q,
+            n=3,
+            em=0.0,
+            f1=10.0 * languages.index(c) + languages.index(q) + (50 if m == "Other" else 0),
+        )
+        for m in ("M", "Other")
+        for c in languages
+        for q in languages
+        if (c, q) != ("zh", "de")
+    ]
     scores = pd.DataFrame(rows, columns=list(DIRECTION_COLUMNS))
     matrix = f1_matrix(scores, "M", 5, "v2")
     assert list(matrix.index) == list(matrix.columns) == ["en", "de", "zh"]  # XQuAD order

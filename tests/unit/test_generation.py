@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+
 from helpers.jobs import killed_then_resumed
 from helpers.scale import prompt_table
-
 from xmrc.backends.hf import HFBackend
 from xmrc.exceptions import XmrcError
 from xmrc.generation import generation_record, run_generation
@@ -55,8 +55,10 @@ def test_output_in_table_order_while_prompts_run_in_prefix_order(backend, prompt
     sent = [p for call in recording.calls for p in call]
     assert sent == sorted(prompts["prompt"]) and sent != prompts["prompt"].tolist()
     assert [len(c) for c in recording.calls] == [6, 6, 6, 2]
-    assert result[["id", "context_lang", "question_lang"]].values.tolist() == \
-        prompts[["id", "context_lang", "question_lang"]].values.tolist()
+    assert (
+        result[["id", "context_lang", "question_lang"]].values.tolist()
+        == prompts[["id", "context_lang", "question_lang"]].values.tolist()
+    )
     pd.testing.assert_frame_equal(result, reference)
 
 
@@ -73,6 +75,7 @@ def test_record_holds_backend_versions_settings_and_prefix_shares(reference, tmp
 
 def _partial_run(prompts, backend, out, chunks_done):
     """Shards of a job that was killed after `chunks_done` chunks: run a prefix of the chunks for real."""
+
     class Stop(Exception):
         pass
 
@@ -143,11 +146,13 @@ def test_resume_uses_intact_shards_and_leftover_partial_files(backend, prompts, 
     assert not shards[0].parent.exists()
 
 
-def test_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(backend, prompts, reference, tmp_path,
-                                                                     monkeypatch):
+def test_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(
+    backend, prompts, reference, tmp_path, monkeypatch
+):
     out = tmp_path / "g.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.generation", out, lambda: run_generation(
-        prompts, backend, out, chunk_size=6, **SETTING))
+    result, computed = killed_then_resumed(
+        monkeypatch, "xmrc.generation", out, lambda: run_generation(prompts, backend, out, chunk_size=6, **SETTING)
+    )
     assert computed == [6, 6, 2]  # the first chunk came from its shard
     pd.testing.assert_frame_equal(result, reference)
     pd.testing.assert_frame_equal(pq.read_table(out).to_pandas(), reference)
@@ -162,7 +167,7 @@ def test_duplicated_prompt_keys_are_an_error(backend, prompts, tmp_path):
 def test_generation_record_errors(tmp_path):
     plain = tmp_path / "plain.parquet"
     pd.DataFrame({"a": [1]}).to_parquet(plain)
-    with pytest.raises(XmrcError, match="no xmrc.generation metadata"):
+    with pytest.raises(XmrcError, match=r"no xmrc.generation metadata"):
         generation_record(plain)
     with pytest.raises(XmrcError, match="file not found"):
         generation_record(tmp_path / "missing.parquet")

@@ -1,4 +1,5 @@
-"""The checkpoint loop of long jobs: folders resumed only by the same job, shards reused only when they pass every check."""
+"""The checkpoint loop of long jobs: folders resumed only by the same job, shards reused only when they pass
+every check."""
 
 from argparse import Namespace
 
@@ -6,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
-from helpers.jobs import rewrite_shard, shards_kept
 
+from helpers.jobs import rewrite_shard, shards_kept
 from xmrc.jobs import (
     MANIFEST,
     ArrayStore,
@@ -38,10 +39,18 @@ class Job:
         return pd.DataFrame({"item": list(chunk), "length": [len(item) for item in chunk]})
 
     def run(self, output, chunk_size=2, settings=None, store=TABLE, items=ITEMS, write_output=None):
-        return run_sharded(items, keys=items, compute=self.compute, store=store, output=output,
-                           settings=settings or {"job": "lengths"}, chunk_size=chunk_size,
-                           write_output=write_output or (lambda frames: pd.concat(frames, ignore_index=True)),
-                           label="lengths", progress=False)
+        return run_sharded(
+            items,
+            keys=items,
+            compute=self.compute,
+            store=store,
+            output=output,
+            settings=settings or {"job": "lengths"},
+            chunk_size=chunk_size,
+            write_output=write_output or (lambda frames: pd.concat(frames, ignore_index=True)),
+            label="lengths",
+            progress=False,
+        )
 
 
 def killed(output, chunks_done, **options):
@@ -62,14 +71,17 @@ def test_a_killed_job_resumes_from_its_shards_and_writes_what_an_uninterrupted_o
     pd.testing.assert_frame_equal(Job().run(tmp_path / "fresh.parquet"), REFERENCE)
 
 
-@pytest.mark.parametrize("damage, warning", [
-    ("other_chunk", "written by another job or chunk"),
-    ("other_rows", "rows do not match the chunk's items"),
-    ("fewer_rows", "holds 1 rows"),
-    ("other_columns", "lacks column(s) length"),
-    ("no_stamp", "written by another job or chunk"),
-    ("truncated", "unreadable"),
-])
+@pytest.mark.parametrize(
+    "damage, warning",
+    [
+        ("other_chunk", "written by another job or chunk"),
+        ("other_rows", "rows do not match the chunk's items"),
+        ("fewer_rows", "holds 1 rows"),
+        ("other_columns", "lacks column(s) length"),
+        ("no_stamp", "written by another job or chunk"),
+        ("truncated", "unreadable"),
+    ],
+)
 def test_a_shard_that_fails_a_check_is_recomputed_with_a_warning(damage, warning, tmp_path, capsys):
     output = tmp_path / "out.parquet"
     first, victim = killed(output, 2)
@@ -128,8 +140,9 @@ class Arrays(Job):
 
 def run_arrays(job, output):
     """The shards' arrays, copied from their memory maps before the folder goes."""
-    return job.run(output, store=ArrayStore((2,), "float16"),
-                   write_output=lambda shards: [np.array(shard) for shard in shards])
+    return job.run(
+        output, store=ArrayStore((2,), "float16"), write_output=lambda shards: [np.array(shard) for shard in shards]
+    )
 
 
 @pytest.mark.parametrize("damage", ["shape", "dtype", "stamp", "truncated"])
@@ -167,10 +180,22 @@ def test_a_group_of_stores_keeps_every_value_of_a_chunk(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         Pair(die_after=1).run(output, store=store)
     assert sorted(p.name for p in shard_dir(output).glob("shard-*")) == [
-        "shard-00000.examples.parquet", "shard-00000.parquet"]
+        "shard-00000.examples.parquet",
+        "shard-00000.parquet",
+    ]
     resumed = Pair()
-    results = run_sharded(ITEMS, keys=ITEMS, compute=resumed.compute, store=store, output=output,
-                          settings={"job": "lengths"}, chunk_size=2, write_output=list, label="pairs", progress=False)
+    results = run_sharded(
+        ITEMS,
+        keys=ITEMS,
+        compute=resumed.compute,
+        store=store,
+        output=output,
+        settings={"job": "lengths"},
+        chunk_size=2,
+        write_output=list,
+        label="pairs",
+        progress=False,
+    )
     assert len(resumed.computed) == 2
     assert [examples["item"].tolist() for _, examples in results] == [["alpha"], ["delta"], ["epsilon"]]
 
@@ -188,8 +213,10 @@ def test_same_job_resumes_other_job_discards(tmp_path, capsys):
     assert sorted(p.name for p in folder.iterdir()) == [MANIFEST, "shard-00000.parquet"]
     assert capsys.readouterr().err == ""
 
-    for other in (fingerprint({"model": "a", "dtype": "float32"}, ["i1", "i2"]),   # another setting
-                  fingerprint({"model": "a", "dtype": "bfloat16"}, ["i2", "i1"])):  # other items (order)
+    for other in (
+        fingerprint({"model": "a", "dtype": "float32"}, ["i1", "i2"]),  # another setting
+        fingerprint({"model": "a", "dtype": "bfloat16"}, ["i2", "i1"]),
+    ):  # other items (order)
         (folder / "shard-00000.parquet").write_text("done")
         assert other != job
         open_shard_dir(output, other)

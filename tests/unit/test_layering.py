@@ -11,8 +11,22 @@ PACKAGE = ROOT / "src" / "xmrc"
 # Third-party packages a module may import inside the function that needs them: each is heavy to import
 # (seconds, GPU runtimes) or optional (absent from the base environment).
 HEAVY_OR_OPTIONAL = {
-    "torch", "transformers", "tokenizers", "vllm", "captum", "lxt", "matplotlib", "seaborn", "lingua",
-    "llamafactory", "datasets", "peft", "gguf", "huggingface_hub", "openai", "httpx",
+    "torch",
+    "transformers",
+    "tokenizers",
+    "vllm",
+    "captum",
+    "lxt",
+    "matplotlib",
+    "seaborn",
+    "lingua",
+    "llamafactory",
+    "datasets",
+    "peft",
+    "gguf",
+    "huggingface_hub",
+    "openai",
+    "httpx",
 }
 
 # xmrc modules imported inside a function, each because the module itself imports torch or vLLM at its top:
@@ -29,6 +43,7 @@ HEAVY_XMRC = {
     ("xmrc/errors/judge.py", "xmrc.errors.label_scoring"): "torch and transformers, only for the hf judge",
     ("xmrc/finetune/compare.py", "xmrc.plots"): "matplotlib, only for the figure (the tables need none)",
 }
+
 
 def modules():
     for path in sorted(PACKAGE.rglob("*.py")):
@@ -48,10 +63,14 @@ def is_cli(name: str) -> bool:
 
 
 def test_nothing_below_the_cli_imports_it():
-    offenders = [f"{name}:{node.lineno} imports {module}"
-                 for name, tree in modules() if not is_cli(name) and name != "xmrc/__main__.py"  # `python -m xmrc`
-                 for node in ast.walk(tree) for module in imported(node)
-                 if module == "xmrc.cli" or module.startswith("xmrc.cli.")]
+    offenders = [
+        f"{name}:{node.lineno} imports {module}"
+        for name, tree in modules()
+        if not is_cli(name) and name != "xmrc/__main__.py"  # `python -m xmrc`
+        for node in ast.walk(tree)
+        for module in imported(node)
+        if module == "xmrc.cli" or module.startswith("xmrc.cli.")
+    ]
     assert offenders == []
 
 

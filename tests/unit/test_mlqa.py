@@ -4,9 +4,9 @@ items aligned by direction, demonstrations from its validation split, and the ru
 import datasets
 import pandas as pd
 import pytest
+
 from helpers import ROOT
 from helpers.workflow import assert_one_line_error, xmrc
-
 from xmrc import data, dataset_registry
 from xmrc.cli import main
 from xmrc.exceptions import XmrcError
@@ -65,13 +65,16 @@ def test_a_run_config_is_checked_against_its_dataset():
         return validate_config(base)
 
     assert dataset_registry.for_config(config()).key == "mlqa"
-    assert dataset_registry.for_config(validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))
-                                       ).key == "xquad"
+    assert (
+        dataset_registry.for_config(validate_config(yaml.safe_load((ROOT / "config/config.yaml").read_text()))).key
+        == "xquad"
+    )
     for overrides, message in (
-            ({"languages": ["en", "th"]}, "config key 'languages': th not in MLQA"),
-            ({"oracle": {"enabled": True}}, "config key 'oracle.enabled': the oracle stage needs XQuAD"),
-            ({"data": {"source": "hub", "hub_id": "google/xquad"}}, "config key 'data.hub_id': google/xquad is XQuAD's"),
-            ({"data": {"dataset": "squad"}}, "config key 'data.dataset': unknown dataset 'squad'")):
+        ({"languages": ["en", "th"]}, "config key 'languages': th not in MLQA"),
+        ({"oracle": {"enabled": True}}, "config key 'oracle.enabled': the oracle stage needs XQuAD"),
+        ({"data": {"source": "hub", "hub_id": "google/xquad"}}, "config key 'data.hub_id': google/xquad is XQuAD's"),
+        ({"data": {"dataset": "squad"}}, "config key 'data.dataset': unknown dataset 'squad'"),
+    ):
         with pytest.raises(XmrcError, match=message):
             dataset_registry.for_config(config(**overrides))
 
@@ -83,11 +86,20 @@ def test_directions_hold_what_mlqas_cross_language_files_hold(mlqa, tables):
     for context_lang in LANGS:
         for question_lang in LANGS:
             ids = dataset_registry.shared_ids(by_lang, context_lang, question_lang)
-            composed = {(i, by_lang[context_lang].loc[i, "context"], by_lang[question_lang].loc[i, "question"],
-                         by_lang[context_lang].loc[i, "answer_text"]) for i in ids}
+            composed = {
+                (
+                    i,
+                    by_lang[context_lang].loc[i, "context"],
+                    by_lang[question_lang].loc[i, "question"],
+                    by_lang[context_lang].loc[i, "answer_text"],
+                )
+                for i in ids
+            }
             path = FIXTURE / f"test/test-context-{context_lang}-question-{question_lang}.json"
-            in_file = {(r["id"], r["context"], r["question"], r["answers"]["text"][0])
-                       for r in data.squad_records(path, "MLQA")}
+            in_file = {
+                (r["id"], r["context"], r["question"], r["answers"]["text"][0])
+                for r in data.squad_records(path, "MLQA")
+            }
             assert composed == in_file, (context_lang, question_lang)
 
 
@@ -102,19 +114,41 @@ def test_gaps_across_languages_are_allowed_but_duplicates_are_not(mlqa, tables):
 
 def test_each_direction_uses_the_demonstrations_both_its_languages_have(tables):
     test, validation = tables
-    prompts = build_prompt_table(test, LANGS, 2, "v1", [BIRTHPLACE, BIRTH_YEAR, WORKS], None,
-                                 alignment="by_direction", demonstration_table=validation)
+    prompts = build_prompt_table(
+        test,
+        LANGS,
+        2,
+        "v1",
+        [BIRTHPLACE, BIRTH_YEAR, WORKS],
+        None,
+        alignment="by_direction",
+        demonstration_table=validation,
+    )
     n = prompts.groupby(["context_lang", "question_lang"], sort=False).size().to_dict()
     assert n == EXPECTED_N  # validation demonstrations exclude no test item
     first = prompts.drop_duplicates(["context_lang", "question_lang"]).set_index(["context_lang", "question_lang"])
-    assert "Answer: 1756" in first.loc[("en", "zh"), "prompt"] and "Answer: more than 600" not in first.loc[("en", "zh"), "prompt"]
-    assert "Answer: more than 600" in first.loc[("en", "de"), "prompt"] and "Answer: 1756" not in first.loc[("en", "de"), "prompt"]
+    assert (
+        "Answer: 1756" in first.loc[("en", "zh"), "prompt"]
+        and "Answer: more than 600" not in first.loc[("en", "zh"), "prompt"]
+    )
+    assert (
+        "Answer: more than 600" in first.loc[("en", "de"), "prompt"]
+        and "Answer: 1756" not in first.loc[("en", "de"), "prompt"]
+    )
     assert "Wo wurde Mozart geboren?" in first.loc[("en", "de"), "prompt"]
     # gold answers are the context language's
     assert set(prompts.loc[(prompts["context_lang"] == "zh"), "gold"]) == {"北海", "东京", "1964"}
-    with pytest.raises(XmrcError, match="config key 'demonstrations': 1 of its ids .* both en and de; 2-shot"):
-        build_prompt_table(test, LANGS, 2, "v1", [BIRTHPLACE, BIRTH_YEAR], None, alignment="by_direction",
-                           demonstration_table=validation)
+    with pytest.raises(XmrcError, match=r"config key 'demonstrations': 1 of its ids .* both en and de; 2-shot"):
+        build_prompt_table(
+            test,
+            LANGS,
+            2,
+            "v1",
+            [BIRTHPLACE, BIRTH_YEAR],
+            None,
+            alignment="by_direction",
+            demonstration_table=validation,
+        )
 
 
 def test_hub_path_builds_the_same_rows_as_the_local_files(mlqa, tables, monkeypatch):
@@ -126,8 +160,10 @@ def test_hub_path_builds_the_same_rows_as_the_local_files(mlqa, tables, monkeypa
         requested.append((hub_id, config, split))
         lang = config.split(".")[1]
         local = mlqa.local_file(FIXTURE, {"test": "test", "validation": "validation"}[split], lang)
-        records = [{k: r[k] for k in ("id", "title", "context", "question", "answers")}
-                   for r in data.squad_records(local, "MLQA")]
+        records = [
+            {k: r[k] for k in ("id", "title", "context", "question", "answers")}
+            for r in data.squad_records(local, "MLQA")
+        ]
         return datasets.Dataset.from_list(records)
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
@@ -140,16 +176,60 @@ def test_hub_path_builds_the_same_rows_as_the_local_files(mlqa, tables, monkeypa
 
 
 def test_data_command_checks_the_languages_against_the_dataset(tmp_path):
-    result = xmrc("data", "--dataset", "mlqa", "--source", "local", "--local-dir", FIXTURE, "--languages", "en",
-                  "el", "--out", tmp_path / "m.parquet", "--problems", tmp_path / "p.csv")
+    result = xmrc(
+        "data",
+        "--dataset",
+        "mlqa",
+        "--source",
+        "local",
+        "--local-dir",
+        FIXTURE,
+        "--languages",
+        "en",
+        "el",
+        "--out",
+        tmp_path / "m.parquet",
+        "--problems",
+        tmp_path / "p.csv",
+    )
     assert_one_line_error(result, "config key 'languages'", "el not in MLQA")
-    result = xmrc("data", "--dataset", "xquad", "--source", "local", "--local-dir", ROOT / "data/xquad_subset",
-                  "--languages", "en", "--split", "test", "--out", tmp_path / "x.parquet", "--problems",
-                  tmp_path / "p.csv")
+    result = xmrc(
+        "data",
+        "--dataset",
+        "xquad",
+        "--source",
+        "local",
+        "--local-dir",
+        ROOT / "data/xquad_subset",
+        "--languages",
+        "en",
+        "--split",
+        "test",
+        "--out",
+        tmp_path / "x.parquet",
+        "--problems",
+        tmp_path / "p.csv",
+    )
     assert_one_line_error(result, "no local file name for split 'test'", "xquad.local_files")
-    result = xmrc("prompts", "--data", tmp_path / "x.parquet", "--registry", ROOT / "config/models.yaml", "--model",
-                  "tiny-llama-chat", "--shots", 0, "--format", "v1", "--demonstrations", BIRTHPLACE,
-                  "--demonstration-data", tmp_path / "d.parquet", "--out", tmp_path / "p.parquet")
+    result = xmrc(
+        "prompts",
+        "--data",
+        tmp_path / "x.parquet",
+        "--registry",
+        ROOT / "config/models.yaml",
+        "--model",
+        "tiny-llama-chat",
+        "--shots",
+        0,
+        "--format",
+        "v1",
+        "--demonstrations",
+        BIRTHPLACE,
+        "--demonstration-data",
+        tmp_path / "d.parquet",
+        "--out",
+        tmp_path / "p.parquet",
+    )
     assert_one_line_error(result, "--demonstration-data: only with --alignment by_direction")
 
 
@@ -160,21 +240,89 @@ def run(*argv):
 def test_mlqa_runs_from_prompts_to_tables_with_n_per_direction(tiny_models, tmp_path):
     """data -> prompts (2-shot, validation demonstrations) -> generation (tiny model) -> scores -> tables."""
     registry, weights = ROOT / "config/models.yaml", tiny_models["llama-chat"]
-    run("data", "--dataset", "mlqa", "--source", "local", "--local-dir", FIXTURE, "--languages", *LANGS,
-        "--out", tmp_path / "mlqa.parquet", "--problems", tmp_path / "problems.csv")
-    run("data", "--dataset", "mlqa", "--split", "validation", "--source", "local", "--local-dir", FIXTURE,
-        "--languages", *LANGS, "--out", tmp_path / "mlqa_demonstrations.parquet", "--problems",
-        tmp_path / "demonstration_problems.csv")
-    common = ["--registry", registry, "--model", "tiny-llama-chat", "--weights", weights, "--shots", 2,
-              "--format", "v2"]
-    run("prompts", "--data", tmp_path / "mlqa.parquet", *common, "--languages", *LANGS, "--demonstrations",
-        BIRTHPLACE, WORKS, "--alignment", "by_direction", "--demonstration-data",
-        tmp_path / "mlqa_demonstrations.parquet", "--out", tmp_path / "prompts.parquet")
-    run("generate-job", "--prompts", tmp_path / "prompts.parquet", *common, "--max-new-tokens", 4,
-        "--dtype", "float32", "--out", tmp_path / "generations.parquet")
+    run(
+        "data",
+        "--dataset",
+        "mlqa",
+        "--source",
+        "local",
+        "--local-dir",
+        FIXTURE,
+        "--languages",
+        *LANGS,
+        "--out",
+        tmp_path / "mlqa.parquet",
+        "--problems",
+        tmp_path / "problems.csv",
+    )
+    run(
+        "data",
+        "--dataset",
+        "mlqa",
+        "--split",
+        "validation",
+        "--source",
+        "local",
+        "--local-dir",
+        FIXTURE,
+        "--languages",
+        *LANGS,
+        "--out",
+        tmp_path / "mlqa_demonstrations.parquet",
+        "--problems",
+        tmp_path / "demonstration_problems.csv",
+    )
+    common = [
+        "--registry",
+        registry,
+        "--model",
+        "tiny-llama-chat",
+        "--weights",
+        weights,
+        "--shots",
+        2,
+        "--format",
+        "v2",
+    ]
+    run(
+        "prompts",
+        "--data",
+        tmp_path / "mlqa.parquet",
+        *common,
+        "--languages",
+        *LANGS,
+        "--demonstrations",
+        BIRTHPLACE,
+        WORKS,
+        "--alignment",
+        "by_direction",
+        "--demonstration-data",
+        tmp_path / "mlqa_demonstrations.parquet",
+        "--out",
+        tmp_path / "prompts.parquet",
+    )
+    run(
+        "generate-job",
+        "--prompts",
+        tmp_path / "prompts.parquet",
+        *common,
+        "--max-new-tokens",
+        4,
+        "--dtype",
+        "float32",
+        "--out",
+        tmp_path / "generations.parquet",
+    )
     run("score", "--generations", tmp_path / "generations.parquet", "--out", tmp_path / "scores.parquet")
-    run("aggregate", "--scores", tmp_path / "scores.parquet", "--out-csv", tmp_path / "direction_scores.csv",
-        "--out-items", tmp_path / "item_scores.parquet")
+    run(
+        "aggregate",
+        "--scores",
+        tmp_path / "scores.parquet",
+        "--out-csv",
+        tmp_path / "direction_scores.csv",
+        "--out-items",
+        tmp_path / "item_scores.parquet",
+    )
     run("tables", "--direction-scores", tmp_path / "direction_scores.csv", "--out-dir", tmp_path / "tables")
 
     scores = pd.read_csv(tmp_path / "direction_scores.csv")

@@ -1,11 +1,9 @@
-
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc import LANGUAGES, data, tables
 from xmrc.exceptions import XmrcError
-from xmrc.prompts import (PARTS, Example, apply_template, build_body, build_prompt_table, directions,
-                          hf_chat_template)
+from xmrc.prompts import PARTS, Example, apply_template, build_body, build_prompt_table, directions, hf_chat_template
 
 SUBSET = ROOT / "data/xquad_subset"
 # the full XQuAD JSON of the project's shared folder, beside the checkout (skipped where it is not)
@@ -13,11 +11,15 @@ FULL_XQUAD = ROOT.parent / "shared/data/xquad"
 DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 # five demonstrations of the bundled subset: the paper's two first (k-shot takes the first k)
 FIVE_DEMOS = DEMOS + ["56de0daecffd8e1900b4b595", "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]
-INSTRUCTION_EN = ("You should only present your answer to the last question by strictly copying the corresponding "
-                  "part of the context. Please provide a direct answer in English without extra output. Your "
-                  "answer should be in the form of \u201cAnswer: {Your Answer}\u201d")
-INTRO = ("Below is a reading comprehension task. There will be paragraphs of context, each followed by a question "
-         "related to its content. ")
+INSTRUCTION_EN = (
+    "You should only present your answer to the last question by strictly copying the corresponding "
+    "part of the context. Please provide a direct answer in English without extra output. Your "
+    "answer should be in the form of \u201cAnswer: {Your Answer}\u201d"
+)
+INTRO = (
+    "Below is a reading comprehension task. There will be paragraphs of context, each followed by a question "
+    "related to its content. "
+)
 
 
 @pytest.fixture(scope="module")
@@ -31,20 +33,33 @@ TEST = Example("The test context.", "The test question?")
 
 def test_v1_two_shot_is_verbatim():
     prompt = build_body(TEST, DEMO_EXAMPLES, "v1", "en", answer_cue=True)
-    assert prompt.text == "\n".join([
-        INTRO + INSTRUCTION_EN,
-        "Context: C1 text.", "Question: Q1?", "Answer: A1",
-        "Context: C2 text.", "Question: Q2?", "Answer: A2",
-        "Your task starts here:",
-        "Context: The test context.", "Question: The test question?",
-        "Answer:"])
+    assert prompt.text == "\n".join(
+        [
+            INTRO + INSTRUCTION_EN,
+            "Context: C1 text.",
+            "Question: Q1?",
+            "Answer: A1",
+            "Context: C2 text.",
+            "Question: Q2?",
+            "Answer: A2",
+            "Your task starts here:",
+            "Context: The test context.",
+            "Question: The test question?",
+            "Answer:",
+        ]
+    )
 
 
 def test_v2_moves_the_instruction_after_the_question_and_names_the_answer_language():
     prompt = build_body(TEST, [], "v2", "de", answer_cue=False)
-    assert prompt.text == "\n".join([
-        "Your task starts here:", "Context: The test context.", "Question: The test question?",
-        INSTRUCTION_EN.replace("in English", "in German")])
+    assert prompt.text == "\n".join(
+        [
+            "Your task starts here:",
+            "Context: The test context.",
+            "Question: The test question?",
+            INSTRUCTION_EN.replace("in English", "in German"),
+        ]
+    )
     assert "demonstrations" not in prompt.spans
 
 
@@ -88,8 +103,7 @@ def test_x_y_is_every_pair_and_keeps_the_paper_directions_first():
     assert directions(LANGUAGES, ["en-x", "x-x", "x-y"])[:23] == directions(LANGUAGES)
     assert len(directions(LANGUAGES, ["en-x", "x-x", "x-y"])) == 144  # each direction once
     three = directions(["en", "de", "zh"], ["x-y"])
-    assert [d.label for d in three] == ["en-en", "en-de", "en-zh", "de-en", "de-de", "de-zh", "zh-en", "zh-de",
-                                        "zh-zh"]
+    assert [d.label for d in three] == ["en-en", "en-de", "en-zh", "de-en", "de-de", "de-zh", "zh-en", "zh-de", "zh-zh"]
     assert [d.label for d in directions(["en", "de"], ["x-x"])] == ["de-de"]
     with pytest.raises(XmrcError, match="unknown scenario 'y-x'"):
         directions(LANGUAGES, ["y-x"])
@@ -101,9 +115,9 @@ def test_x_y_prompts_answer_in_the_context_language(table):
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang")}
     row = prompts[(prompts["context_lang"] == "de") & (prompts["question_lang"] == "zh")].iloc[0]
     assert row["answer_lang"] == "de" and row["gold"] == by_lang["de"].loc[row["id"], "answer_text"]
-    assert row["prompt"][row["question_start"]:row["question_end"]] == by_lang["zh"].loc[row["id"], "question"]
-    assert row["prompt"][row["context_start"]:row["context_end"]] == by_lang["de"].loc[row["id"], "context"]
-    demos = row["prompt"][row["demonstrations_start"]:row["demonstrations_end"]]
+    assert row["prompt"][row["question_start"] : row["question_end"]] == by_lang["zh"].loc[row["id"], "question"]
+    assert row["prompt"][row["context_start"] : row["context_end"]] == by_lang["de"].loc[row["id"], "context"]
+    demos = row["prompt"][row["demonstrations_start"] : row["demonstrations_end"]]
     # demonstrations in the same direction: German context and answer, Chinese question
     assert by_lang["zh"].loc[DEMOS[1], "question"].strip() in demos
     assert by_lang["de"].loc[DEMOS[1], "answer_text"] in demos and "in German" in row["prompt"]
@@ -126,10 +140,10 @@ def test_prompt_table_for_en_x_and_x_x(table):
     by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang")}
     row = prompts[(prompts["context_lang"] == "en") & (prompts["question_lang"] == "zh")].iloc[0]
     assert row["gold"] == by_lang["en"].loc[row["id"], "answer_text"]
-    assert row["prompt"][row["question_start"]:row["question_end"]] == by_lang["zh"].loc[row["id"], "question"]
-    assert row["prompt"][row["context_start"]:row["context_end"]] == by_lang["en"].loc[row["id"], "context"]
+    assert row["prompt"][row["question_start"] : row["question_end"]] == by_lang["zh"].loc[row["id"], "question"]
+    assert row["prompt"][row["context_start"] : row["context_end"]] == by_lang["en"].loc[row["id"], "context"]
     # en-x demonstrations: English context and answer, question in x
-    demos = row["prompt"][row["demonstrations_start"]:row["demonstrations_end"]]
+    demos = row["prompt"][row["demonstrations_start"] : row["demonstrations_end"]]
     assert by_lang["zh"].loc[DEMOS[0], "question"] in demos and "Answer: Rollo" in demos
     assert "in English" in row["prompt"] and row["prompt"].endswith("Answer:")
     xx = prompts[(prompts["context_lang"] == "th") & (prompts["question_lang"] == "th")].iloc[0]
@@ -154,7 +168,8 @@ def test_full_xquad_scores_1190_items_at_0_shot_and_1188_at_2_shot():
     for shots in (0, 2):
         prompts = build_prompt_table(full, LANGUAGES, shots, "v1", DEMOS, None)
         items = prompts[["id", "context_lang", "question_lang"]].assign(
-            model="m", shots=shots, prompt_format="v1", em=0.0, f1=0.0)
+            model="m", shots=shots, prompt_format="v1", em=0.0, f1=0.0
+        )
         scores = tables.direction_scores(items)
         assert len(scores) == 23
         counts[shots] = set(scores["n"])
@@ -175,8 +190,10 @@ def test_real_chat_templates_keep_spans(tiny_models, table):
         prompts = build_prompt_table(table, ["en", "vi"], 2, "v2", DEMOS, hf_chat_template(tokenizer), max_items=2)
         row = prompts.iloc[-1]
         assert bool(row["templated"]) and not row["prompt"].endswith("Answer:")
-        assert row["prompt"][row["question_start"]:row["question_end"]] == \
-            table[(table["lang"] == "vi") & (table["id"] == row["id"])]["question"].iloc[0]
+        assert (
+            row["prompt"][row["question_start"] : row["question_end"]]
+            == table[(table["lang"] == "vi") & (table["id"] == row["id"])]["question"].iloc[0]
+        )
     base = AutoTokenizer.from_pretrained(tiny_models["llama-base"])
     with pytest.raises(XmrcError, match="no chat template"):
         hf_chat_template(base)

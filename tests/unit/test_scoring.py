@@ -3,8 +3,8 @@ import json
 import math
 
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc.scoring import LANGUAGES, exact_match, f1, score_pairs
 
 PAIRS = [json.loads(line) for line in (ROOT / "tests/data/scoring_pairs.jsonl").open(encoding="utf-8")]
@@ -108,7 +108,7 @@ def test_bad_arguments_raise(fn, kwargs, bad):
 
 
 def test_score_pairs_length_mismatch():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="2 predictions but 1 golds"):
         score_pairs(["a", "b"], ["a"])
 
 
@@ -126,9 +126,7 @@ def _official(pair, normalization):
     return float(official.mlqa_exact_match_score(p, g, lang)), official.mlqa_f1_score(p, g, lang)
 
 
-@pytest.mark.parametrize(
-    "normalization, langs", [("squad", LANGUAGES), ("mlqa", MLQA_OFFICIAL)]
-)
+@pytest.mark.parametrize("normalization, langs", [("squad", LANGUAGES), ("mlqa", MLQA_OFFICIAL)])
 def test_equivalent_to_official_scripts(normalization, langs):
     pairs = [p for p in PAIRS if p["lang"] in langs]
     assert {p["lang"] for p in pairs} == set(langs)

@@ -1,9 +1,8 @@
-
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import PUBLISHED_TABLES
 
+from helpers import PUBLISHED_TABLES
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
 from xmrc.tables import (
@@ -40,17 +39,29 @@ def synthetic_items(models=("B-model", "A-model"), shots=(0, 2), formats=("v1", 
                 for c, q in PAPER_DIRECTIONS:
                     for i in range(n):
                         em = float(rng.random() < p)
-                        rows.append(dict(model=model, shots=s, prompt_format=fmt, context_lang=c,
-                                         question_lang=q, id=str(i), em=em, f1=max(em, rng.random() / 2)))
+                        rows.append(
+                            dict(
+                                model=model,
+                                shots=s,
+                                prompt_format=fmt,
+                                context_lang=c,
+                                question_lang=q,
+                                id=str(i),
+                                em=em,
+                                f1=max(em, rng.random() / 2),
+                            )
+                        )
     return pd.DataFrame(rows).sample(frac=1, random_state=1).reset_index(drop=True)
 
 
 @pytest.fixture(scope="module")
 def paper_2shot_long():
-    wide = pd.concat([
-        ref("table6a_2shot_f1_en-x").merge(ref("table6b_2shot_f1_x-x"), on="model"),
-        ref("table10a_2shot_f1_en-x_tuned").merge(ref("table10b_2shot_f1_x-x_tuned"), on="model"),
-    ])
+    wide = pd.concat(
+        [
+            ref("table6a_2shot_f1_en-x").merge(ref("table6b_2shot_f1_x-x"), on="model"),
+            ref("table10a_2shot_f1_en-x_tuned").merge(ref("table10b_2shot_f1_x-x_tuned"), on="model"),
+        ]
+    )
     return from_language_table(wide, "f1")
 
 
@@ -65,8 +76,13 @@ def test_direction_scores_aggregates_in_percent_and_paper_order():
     assert list(zip(first["context_lang"], first["question_lang"])) == PAPER_DIRECTIONS
     assert PAPER_DIRECTIONS[:2] == [("en", "en"), ("en", "de")] and PAPER_DIRECTIONS[12] == ("de", "de")
     row = first.iloc[3]
-    sel = items[(items["model"] == row["model"]) & (items["shots"] == 0) & (items["prompt_format"] == "v1")
-                & (items["context_lang"] == row["context_lang"]) & (items["question_lang"] == row["question_lang"])]
+    sel = items[
+        (items["model"] == row["model"])
+        & (items["shots"] == 0)
+        & (items["prompt_format"] == "v1")
+        & (items["context_lang"] == row["context_lang"])
+        & (items["question_lang"] == row["question_lang"])
+    ]
     assert row["f1"] == pytest.approx(sel["f1"].mean() * 100)
     assert row["em"] == pytest.approx(sel["em"].mean() * 100)
 
@@ -129,12 +145,15 @@ def test_summary_and_language_table_name_missing_columns():
         language_table(ds.drop(columns=["em"]), "en-x", "em", 2)
 
 
-@pytest.mark.parametrize("name, scenario, metric", [
-    ("table6a_2shot_f1_en-x", "en-x", "f1"),
-    ("table6b_2shot_f1_x-x", "x-x", "f1"),
-    ("table5a_0shot_em_en-x", "en-x", "em"),
-    ("table5d_0shot_f1_x-x", "x-x", "f1"),
-])
+@pytest.mark.parametrize(
+    "name, scenario, metric",
+    [
+        ("table6a_2shot_f1_en-x", "en-x", "f1"),
+        ("table6b_2shot_f1_x-x", "x-x", "f1"),
+        ("table5a_0shot_em_en-x", "en-x", "em"),
+        ("table5d_0shot_f1_x-x", "x-x", "f1"),
+    ],
+)
 def test_language_table_round_trips_paper_tables(name, scenario, metric):
     wide = ref(name).set_index("model")
     long = from_language_table(wide, metric)
@@ -151,8 +170,13 @@ def test_language_table_formats_and_errors():
     assert list(en_x.columns) == [f"en-{x}" for x in LANGUAGES]
     x_x = language_table(ds, "x-x", "em", 0, prompt_format="v1")
     assert list(x_x.columns) == [f"{x}-{x}" for x in LANGUAGES[1:]]
-    v1 = ds[(ds["shots"] == 0) & (ds["prompt_format"] == "v1") & (ds["context_lang"] == "de")
-            & (ds["question_lang"] == "de") & (ds["model"] == "B-model")]["em"].item()
+    v1 = ds[
+        (ds["shots"] == 0)
+        & (ds["prompt_format"] == "v1")
+        & (ds["context_lang"] == "de")
+        & (ds["question_lang"] == "de")
+        & (ds["model"] == "B-model")
+    ]["em"].item()
     assert x_x.loc["B-model", "de-de"] == v1
     with pytest.raises(XmrcError, match="scenario"):
         language_table(ds, "x-en", "f1", 2)
@@ -163,8 +187,9 @@ def test_language_table_formats_and_errors():
 
 
 def test_write_table_csv_and_markdown(tmp_path):
-    df = pd.DataFrame({"en-en": [75.966, np.nan], "prompt_format": ["v1", "v|2"]},
-                      index=pd.Index(["m1", "m2"], name="model"))
+    df = pd.DataFrame(
+        {"en-en": [75.966, np.nan], "prompt_format": ["v1", "v|2"]}, index=pd.Index(["m1", "m2"], name="model")
+    )
     csv, md = write_table(df, tmp_path / "sub" / "t", "%.2f")
     assert csv.name == "t.csv" and md.name == "t.md"
     back = pd.read_csv(csv, index_col="model")
@@ -213,15 +238,37 @@ def test_write_run_tables_skips_absent_scenario(tmp_path):
 def xy_items(languages=("en", "de", "zh"), n=3):
     """Item scores of every (context, question) pair of `languages`, one setting: F1 = 0.1 * (pair number)."""
     pairs = [(c, q) for c in languages for q in languages]
-    return pd.DataFrame([dict(model="M", shots=0, prompt_format="v1", context_lang=c, question_lang=q,
-                              id=f"i{k}", em=0.0, f1=0.1 * number)
-                         for number, (c, q) in enumerate(pairs) for k in range(n)])
+    return pd.DataFrame(
+        [
+            dict(
+                model="M",
+                shots=0,
+                prompt_format="v1",
+                context_lang=c,
+                question_lang=q,
+                id=f"i{k}",
+                em=0.0,
+                f1=0.1 * number,
+            )
+            for number, (c, q) in enumerate(pairs)
+            for k in range(n)
+        ]
+    )
 
 
 def test_x_y_directions_sort_after_the_paper_ones_context_major():
     ds = direction_scores(xy_items().sample(frac=1, random_state=0))
     assert [f"{c}-{q}" for c, q in zip(ds["context_lang"], ds["question_lang"])] == [
-        "en-en", "en-de", "en-zh", "de-de", "zh-zh", "de-en", "de-zh", "zh-en", "zh-de"]
+        "en-en",
+        "en-de",
+        "en-zh",
+        "de-de",
+        "zh-zh",
+        "de-en",
+        "de-zh",
+        "zh-en",
+        "zh-de",
+    ]
     assert set(ds["n"]) == {3}
 
 
@@ -251,8 +298,18 @@ def formats_disagreeing():
     for fmt, en_x, x_x in (("v1", 60.0, 10.0), ("v2", 50.0, 90.0)):
         for context, question in PAPER_DIRECTIONS:
             f1 = 80.0 if question == "en" else en_x if context == "en" else x_x
-            rows.append(dict(model="M", shots=2, prompt_format=fmt, context_lang=context, question_lang=question,
-                             n=10, em=f1, f1=f1))
+            rows.append(
+                dict(
+                    model="M",
+                    shots=2,
+                    prompt_format=fmt,
+                    context_lang=context,
+                    question_lang=question,
+                    n=10,
+                    em=f1,
+                    f1=f1,
+                )
+            )
     return pd.DataFrame(rows, columns=list(DIRECTION_COLUMNS))
 
 

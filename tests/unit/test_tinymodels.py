@@ -80,8 +80,7 @@ def test_builds_and_loads_through_auto_classes(tiny_models, name):
     eos = gen.eos_token_id if isinstance(gen.eos_token_id, list) else [gen.eos_token_id]
     assert tokenizer.eos_token_id in eos
     if variant == "chat":  # generation must stop at the end of the assistant turn
-        end_of_turn = {"llama": "<|eot_id|>", "qwen2": "<|im_end|>", "mistral": "</s>",
-                       "gemma2": "<end_of_turn>"}[arch]
+        end_of_turn = {"llama": "<|eot_id|>", "qwen2": "<|im_end|>", "mistral": "</s>", "gemma2": "<end_of_turn>"}[arch]
         assert tokenizer.convert_tokens_to_ids(end_of_turn) in eos
     # Qwen2, like the real one, prepends no BOS; the others do.
     assert (tokenizer("x").input_ids[0] == tokenizer.bos_token_id) == (arch != "qwen2")
@@ -97,8 +96,10 @@ def test_builds_and_loads_through_auto_classes(tiny_models, name):
 def test_batched_left_padded_greedy_generate(tiny_models, name):
     tokenizer, model = _load(tiny_models[name])
     if tokenizer.chat_template is not None:
-        prompts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                 add_generation_prompt=True) for p in PROMPTS]
+        prompts = [
+            tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False, add_generation_prompt=True)
+            for p in PROMPTS
+        ]
         add_special = False  # the template already carries the BOS
     else:
         prompts, add_special = PROMPTS, True
@@ -110,7 +111,7 @@ def test_batched_left_padded_greedy_generate(tiny_models, name):
 
     with no_transformers_warnings(), torch.no_grad():
         out = model.generate(**batch, max_new_tokens=6, do_sample=False)
-    new = out[:, batch.input_ids.shape[1]:]
+    new = out[:, batch.input_ids.shape[1] :]
     texts = tokenizer.batch_decode(new, skip_special_tokens=True)
     assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
     assert new.shape[1] <= 6
@@ -148,10 +149,12 @@ def test_chat_template_renders_user_content_and_generation_prompt(tiny_models, n
     messages = [{"role": "user", "content": "Wo liegt Bangkok? กรุงเทพ"}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     assert "Wo liegt Bangkok? กรุงเทพ" in text
-    suffix = {"llama-chat": "<|start_header_id|>assistant<|end_header_id|>\n\n",
-              "qwen2-chat": "<|im_start|>assistant\n",
-              "mistral-chat": " [/INST]",  # Mistral's prompt ends the user turn; nothing more is added
-              "gemma2-chat": "<start_of_turn>model\n"}[name]
+    suffix = {
+        "llama-chat": "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        "qwen2-chat": "<|im_start|>assistant\n",
+        "mistral-chat": " [/INST]",  # Mistral's prompt ends the user turn; nothing more is added
+        "gemma2-chat": "<start_of_turn>model\n",
+    }[name]
     assert text.endswith(suffix)
     ids = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
     assert tokenizer.decode(ids) == text  # the template's markers are single special tokens
@@ -160,7 +163,7 @@ def test_chat_template_renders_user_content_and_generation_prompt(tiny_models, n
 @pytest.mark.parametrize("name", [n for n in NAMES if n.endswith("-base")])
 def test_base_models_have_no_chat_template(tiny_models, name):
     tokenizer = AutoTokenizer.from_pretrained(tiny_models[name])
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="chat_template"):
         tokenizer.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False)
 
 
@@ -178,10 +181,8 @@ def test_system_role_per_family(tiny_models):
     assert render("mistral-chat", messages) == "<s>[INST] Answer briefly.\n\nQ? [/INST]"
     # Qwen2 uses it, and supplies its default system prompt when none is given.
     assert "<|im_start|>system\nAnswer briefly.<|im_end|>" in render("qwen2-chat", messages)
-    assert render("qwen2-chat", messages[1:]).startswith(
-        "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
-    assert "<|start_header_id|>system<|end_header_id|>\n\nAnswer briefly.<|eot_id|>" in render(
-        "llama-chat", messages)
+    assert render("qwen2-chat", messages[1:]).startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n")
+    assert "<|start_header_id|>system<|end_header_id|>\n\nAnswer briefly.<|eot_id|>" in render("llama-chat", messages)
 
 
 def test_gemma2_loads_with_eager_attention(tiny_models):

@@ -1,18 +1,22 @@
 """Beyond the paper's en-x/x-x at 0/2 shots, through the workflow: x-y on three languages and 5-shot prompts in
 one tiny run (one tiny model, 5-shot v1, 2 items). More shots than demonstrations: tests/unit/test_config.py."""
 
-
 import pandas as pd
 import pytest
 import yaml
+
 from helpers import ROOT
 from helpers.workflow import copy_workflow, snakemake
-
 from xmrc.io import read_parquet
 
 # The paper's two demonstrations, then three more items of the bundled subset (parallel in all 12 languages).
-FIVE_DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "56de0daecffd8e1900b4b595",
-              "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]
+FIVE_DEMOS = [
+    "56dde1d966d3e219004dad8d",
+    "56de49564396321400ee277a",
+    "56de0daecffd8e1900b4b595",
+    "56de0daecffd8e1900b4b596",
+    "56de0f6a4396321400ee257f",
+]
 LANGS = ["en", "de", "zh"]
 
 
@@ -20,8 +24,15 @@ LANGS = ["en", "de", "zh"]
 def work(tmp_path_factory):
     work = copy_workflow(tmp_path_factory.mktemp("directions"))
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
-    config.update(run="xy", models=["tiny-llama-base"], languages=LANGS, shots=[5], prompt_formats=["v1"],
-                  scenarios=["x-y"], demonstrations=FIVE_DEMOS)
+    config.update(
+        run="xy",
+        models=["tiny-llama-base"],
+        languages=LANGS,
+        shots=[5],
+        prompt_formats=["v1"],
+        scenarios=["x-y"],
+        demonstrations=FIVE_DEMOS,
+    )
     config["data"]["max_items"] = 2
     for stage in ("errors", "layers", "oracle", "finetune"):  # the scores DAG only
         config[stage]["enabled"] = False

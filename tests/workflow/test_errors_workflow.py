@@ -3,6 +3,7 @@
 import re
 
 import pytest
+
 from helpers.workflow import copy_workflow, snakemake
 
 
@@ -12,8 +13,13 @@ def checkout(tmp_path_factory):
 
 
 def test_paper_run_judges_once_with_the_72b_judge_on_its_gpus(checkout):
-    result = snakemake("-n", "-p", "results/paper/tables/error_summary_2shot_en-x.csv",
-                       "results/paper/tables/summary_2shot.csv", cwd=checkout)
+    result = snakemake(
+        "-n",
+        "-p",
+        "results/paper/tables/error_summary_2shot_en-x.csv",
+        "results/paper/tables/summary_2shot.csv",
+        cwd=checkout,
+    )
     assert result.returncode == 0, result.stderr
     judge_jobs = re.findall(r"rule judge:.*?resources: ([^\n]*)", result.stdout, re.DOTALL)
     assert len(judge_jobs) == 1 and "gpu=4" in judge_jobs[0]

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 import yaml
+
 from helpers import ROOT
 from helpers.workflow import snakemake, with_venv_on_path
-
 from xmrc.config import load_config, validate_config
 from xmrc.exceptions import XmrcError
 
@@ -38,8 +38,10 @@ def test_section_defaults_and_errors():
         validate_config(dict(base, layers={"change_sets": {"solo": ["tiny-llama-base"]}}))
 
 
-@pytest.mark.skipif(shutil.which("snakemake", path=os.path.dirname(sys.executable) + os.pathsep
-                                 + os.environ.get("PATH", "")) is None, reason="snakemake not installed")
+@pytest.mark.skipif(
+    shutil.which("snakemake", path=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")) is None,
+    reason="snakemake not installed",
+)
 def test_paper_dry_run_plans_the_layer_jobs():
     done = snakemake("-n", "--quiet", "rules", cwd=ROOT, env=with_venv_on_path(), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -49,9 +51,16 @@ def test_paper_dry_run_plans_the_layer_jobs():
         if len(parts) == 2 and parts[0].startswith("layer_") and parts[1].isdigit():
             counts[parts[0]] = int(parts[1])
     # 5 LLaMA-3.1 models of the main list and LLaMA-2-Chat-7B (extra_models) x 2 prompt formats
-    assert counts == {"layer_groups": 1, "layer_relevance": 12, "layer_hidden_states": 12, "layer_mrd": 1,
-                      "layer_similarity": 1, "layer_figures": 12, "layer_example_figure": 12,
-                      "layer_change_figures": 4}
+    assert counts == {
+        "layer_groups": 1,
+        "layer_relevance": 12,
+        "layer_hidden_states": 12,
+        "layer_mrd": 1,
+        "layer_similarity": 1,
+        "layer_figures": 12,
+        "layer_example_figure": 12,
+        "layer_change_figures": 4,
+    }
     assert "warning" not in done.stderr
 
 
@@ -62,6 +71,7 @@ def test_analysis_only_model_is_evaluated_in_the_layer_settings_only():
     plan = done.stdout + done.stderr
     generations = set(re.findall(r"results/paper/generations/llama-2-chat-7b/([\w-]+)\.parquet", plan))
     assert generations == {"2shot-v1", "2shot-v2"}  # layers.shots x layers.prompt_formats, not the full grid
+
     # not a row of the tables: the run's aggregate and the error stage never read its scores
     def inputs(rule):
         return re.search(rf"^rule {rule}:\n\s+input: (.*)$", plan, re.M).group(1)

@@ -19,6 +19,8 @@ def test_workflow_wires_mlqa(tmp_path):
     assert "--dataset mlqa --datasets config/datasets.yaml --local-dir tests/data/mlqa_fixture" in out
     assert "--split validation" in out and "mlqa_fixture/dev/dev-context-zh-question-zh.json" in out
     prompts = [line for line in out.splitlines() if "xmrc prompts" in line]
-    assert len(prompts) == 2 and all("--alignment by_direction --demonstration-data results/mlqa-smoke/data/"
-                                     "mlqa_validation.parquet" in line for line in prompts)
+    assert len(prompts) == 2 and all(
+        "--alignment by_direction --demonstration-data results/mlqa-smoke/data/mlqa_validation.parquet" in line
+        for line in prompts
+    )
     assert "paper_comparison" not in out  # the published numbers are XQuAD's

@@ -16,10 +16,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+
 from helpers import ROOT
 from helpers.real import REAL_MODEL, vllm_python
 from helpers.workflow import copy_workflow, snakemake, xmrc
-
 from xmrc.config import check_interpreter
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
@@ -40,6 +40,7 @@ def checkout(tmp_path_factory):
 
 
 # ---------------------------------------------------------------- config and DAG (fast)
+
 
 def test_real_config_is_valid_and_names_the_real_model_and_its_finetunes():
     result = xmrc("check-config", "config/real.yaml")
@@ -67,10 +68,14 @@ def test_real_dag_converts_once_checks_the_tokenizer_and_runs_vllm_jobs_under_th
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
     assert len(re.findall(r"rule convert_gguf:", out)) == 1
-    assert f"xmrc convert-gguf --registry config/models.yaml --model {REAL_MODEL} --out resources/packaged/{REAL_MODEL}" in out
+    assert (
+        f"xmrc convert-gguf --registry config/models.yaml --model {REAL_MODEL} --out resources/packaged/{REAL_MODEL}"
+        in out
+    )
     checks = re.findall(rf"{re.escape(python)} -m xmrc check-tokenizer (\S+) --out (\S+)", out)
-    assert checks == [(f"resources/packaged/{REAL_MODEL}",
-                       f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt")]
+    assert checks == [
+        (f"resources/packaged/{REAL_MODEL}", f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt")
+    ]
     generate = re.findall(r"(\S+) -m xmrc generate-job .*?--model (\S+) .*?--backend (\S+)", out)
     assert len(generate) == 4 + 2 + 2 and {(p, b) for p, _, b in generate} == {(python, "vllm")}
     assert re.search(rf"{re.escape(python)} -m xmrc judge .*--model {REAL_MODEL} .*--backend vllm", out)
@@ -79,8 +84,9 @@ def test_real_dag_converts_once_checks_the_tokenizer_and_runs_vllm_jobs_under_th
     for rule, body in re.findall(r"rule (\w+):\n(.*?)\n\n", out, re.S):
         inputs = re.search(r"input: (.*)", body)
         wildcards = re.search(r"wildcards: (.*)", body)
-        jobs.setdefault(rule, []).append((wildcards.group(1) if wildcards else "",
-                                          inputs.group(1).split(", ") if inputs else []))
+        jobs.setdefault(rule, []).append(
+            (wildcards.group(1) if wildcards else "", inputs.group(1).split(", ") if inputs else [])
+        )
     weights, check = f"resources/packaged/{REAL_MODEL}", f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt"
     for rule in ("prompts", "generate", "oracle_attribution", "layer_relevance", "layer_hidden_states"):
         real = [inputs for wildcards, inputs in jobs[rule] if f"model={REAL_MODEL}," in wildcards + ","]
@@ -90,8 +96,9 @@ def test_real_dag_converts_once_checks_the_tokenizer_and_runs_vllm_jobs_under_th
         assert jobs[rule] and all(weights in inputs for _, inputs in jobs[rule]), rule
     assert all(check in inputs for _, inputs in jobs["judge"])
     tuned = [(wildcards, inputs) for wildcards, inputs in jobs["generate"] if REAL_MODEL not in wildcards]
-    assert len(tuned) == 4 and all(check not in inputs and any(i.startswith("resources/finetuned/") for i in inputs)
-                                   for _, inputs in tuned)
+    assert len(tuned) == 4 and all(
+        check not in inputs and any(i.startswith("resources/finetuned/") for i in inputs) for _, inputs in tuned
+    )
 
 
 def test_check_interpreter(tmp_path):
@@ -99,8 +106,10 @@ def test_check_interpreter(tmp_path):
     assert check_interpreter("python-not-here", "k", resolved_by_job=True) == "python-not-here"  # --sdm conda
     with pytest.raises(XmrcError) as raised:
         check_interpreter("python-not-here", "backends.vllm.python")
-    assert str(raised.value) == ("config key 'backends.vllm.python': command 'python-not-here' is not on PATH (give "
-                                 "the interpreter's path, or run with --sdm conda)")
+    assert str(raised.value) == (
+        "config key 'backends.vllm.python': command 'python-not-here' is not on PATH (give "
+        "the interpreter's path, or run with --sdm conda)"
+    )
     script = tmp_path / "bin" / "python"
     script.parent.mkdir()
     script.write_text("#!/bin/sh\n")
@@ -114,12 +123,13 @@ def test_check_interpreter(tmp_path):
 
 # ---------------------------------------------------------------- the tokenizer check under the vLLM environment
 
+
 def test_a_tokenizer_that_does_not_round_trip_under_vllm_stops_the_run_naming_it(smollm2, tmp_path):
     """The failure the issue found: GGUF loading leaves `tokenizer_class: LlamaTokenizer` and a `tokenizer.model`
     (a copy of the GGUF); transformers 5 (the vLLM environment) then tokenises SmolLM2 with other ids. Placed as
     the converted model of a checkout, the workflow's check stops the run before any vLLM job."""
-    from xmrc.hub.packaged import locate_gguf
     from xmrc.config import Registry
+    from xmrc.hub.packaged import locate_gguf
 
     checkout = copy_workflow(tmp_path / "checkout")
     snapshot = checkout / "resources/packaged" / REAL_MODEL
@@ -131,17 +141,20 @@ def test_a_tokenizer_that_does_not_round_trip_under_vllm_stops_the_run_naming_it
     (snapshot / "tokenizer_config.json").write_text(json.dumps(dict(settings, tokenizer_class="LlamaTokenizer")))
     shutil.copy(locate_gguf(Registry.load(ROOT / "config/models.yaml").get(REAL_MODEL)), snapshot / "tokenizer.model")
     stamp = f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt"
-    result = snakemake(stamp, "--configfile", "config/real.yaml", "--cores", "1", *python_config(vllm_python()),
-                       cwd=checkout)
+    result = snakemake(
+        stamp, "--configfile", "config/real.yaml", "--cores", "1", *python_config(vllm_python()), cwd=checkout
+    )
     assert result.returncode != 0
     assert "check_tokenizer_vllm" in result.stderr and not (checkout / stamp).exists()
     log = (checkout / f"logs/real/packaged/{REAL_MODEL}.vllm-tokenizer.log").read_text().strip().splitlines()
-    assert len(log) == 1 and log[0].startswith("xmrc: error: resources/packaged/smollm2-135m-instruct: tokenizer "
-                                               "under transformers 5."), log
+    assert len(log) == 1 and log[0].startswith(
+        "xmrc: error: resources/packaged/smollm2-135m-instruct: tokenizer under transformers 5."
+    ), log
     assert "round-trip" in log[0] or "other ids" in log[0]
 
 
 # ---------------------------------------------------------------- oracle: Captum and batched agree on the real model
+
 
 def test_captum_and_batched_oracle_agree_on_the_real_model(smollm2):
     import torch
@@ -156,8 +169,9 @@ def test_captum_and_batched_oracle_agree_on_the_real_model(smollm2):
     tokenizer = load_tokenizer(smollm2)
     model = load_causal_lm(smollm2, dtype="float32", device="cpu")
     # 0-shot prompts keep Captum's token-by-token reference affordable (2-shot: about 3x the tokens and time)
-    prompts = build_prompt_table(xquad, ["en", "de", "zh"], 0, "v1", REAL["demonstrations"],
-                                 hf_chat_template(tokenizer), 1)
+    prompts = build_prompt_table(
+        xquad, ["en", "de", "zh"], 0, "v1", REAL["demonstrations"], hf_chat_template(tokenizer), 1
+    )
     # one cross-lingual item (en-de): Captum's reference costs a forward pass per sentence and target token
     prompts = prompts[(prompts["context_lang"] == "en") & (prompts["question_lang"] == "de")]
     english = xquad[xquad["lang"] == "en"].set_index("id")
@@ -166,20 +180,22 @@ def test_captum_and_batched_oracle_agree_on_the_real_model(smollm2):
     for row in prompts.itertuples():
         ids = encode(tokenizer, row.prompt, row.templated)
         with torch.no_grad():
-            generated = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False,
-                                       pad_token_id=tokenizer.pad_token_id)[0, len(ids):].tolist()
+            generated = model.generate(
+                torch.tensor([ids]), max_new_tokens=8, do_sample=False, pad_token_id=tokenizer.pad_token_id
+            )[0, len(ids) :].tolist()
         target = align_target(generated, tokenizer)
         assert target is not None, tokenizer.decode(generated)
         gold = english.loc[row.id]
         units = context_units(gold["context"], gold["answer_text"], int(gold["answer_start"]), "en").units
-        item = item_from_prompt(row.prompt, row.context_start, [(u.start, u.end) for u in units], row.templated,
-                                target)
+        item = item_from_prompt(row.prompt, row.context_start, [(u.start, u.end) for u in units], row.templated, target)
         expected, got = captum.attribute(item), batched.attribute(item)
         assert got.shape == expected.shape == (1 + len(target.ids), len(units))
         differences.append(float(np.abs(got - expected).max()))
         largest.append(float(np.abs(expected).max()))
-    print(f"SmolLM2 oracle, {len(differences)} items: max |batched - Captum| {max(differences):.2e}, "
-          f"largest attribution {max(largest):.2f}")
+    print(
+        f"SmolLM2 oracle, {len(differences)} items: max |batched - Captum| {max(differences):.2e}, "
+        f"largest attribution {max(largest):.2f}"
+    )
     assert len(differences) == 1 and max(differences) < 1e-4
     assert min(largest) > 0.1  # a real model's answer depends on the context: the comparison is not vacuous
 
@@ -197,13 +213,13 @@ DIRECTIONS = [("en", "en"), ("en", "de"), ("en", "zh"), ("de", "de"), ("zh", "zh
 def real_study(tmp_path_factory):
     checkout = copy_workflow(tmp_path_factory.mktemp("real_study"))
     started = time.monotonic()
-    result = snakemake("--configfile", "config/real.yaml", "--cores", "2", *python_config(vllm_python()),
-                       cwd=checkout)
+    result = snakemake("--configfile", "config/real.yaml", "--cores", "2", *python_config(vllm_python()), cwd=checkout)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr[-4000:]
     print(f"real mini-study (config/real.yaml): {elapsed / 60:.1f} min")
-    rerun = snakemake("--configfile", "config/real.yaml", "--cores", "2", "-n", *python_config(vllm_python()),
-                      cwd=checkout)
+    rerun = snakemake(
+        "--configfile", "config/real.yaml", "--cores", "2", "-n", *python_config(vllm_python()), cwd=checkout
+    )
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
     return checkout / "results" / REAL["run"]
 
@@ -220,25 +236,46 @@ def test_real_study_writes_every_stages_outputs_generated_on_vllm(real_study):
     for key in TUNED:
         provenance = json.loads((checkout / "resources/finetuned" / key / "xmrc_finetune.json").read_text())
         assert provenance["global_step"] == 4 and provenance["base"] == f"resources/packaged/{REAL_MODEL}"
-    generations = [results / "generations" / key / f"{shots}shot-{fmt}.parquet" for key in REAL["models"]
-                   for shots in (0, 2) for fmt in ("v1", "v2") if shots == 2 or key not in TUNED]
+    generations = [
+        results / "generations" / key / f"{shots}shot-{fmt}.parquet"
+        for key in REAL["models"]
+        for shots in (0, 2)
+        for fmt in ("v1", "v2")
+        if shots == 2 or key not in TUNED
+    ]
     generations += list((results / "finetune/heldout/generations").rglob("*.parquet"))
     assert len(generations) == 8 + 4
     assert {generation_record(path)["backend"]["name"] for path in generations} == {"vllm"}
     scores = pd.read_csv(tables / "direction_scores.csv")
     # the instruct model in 4 settings, its finetunes at 2-shot only (skip_models), 2 formats each
     assert len(scores) == (4 + 2 + 2) * len(DIRECTIONS) and (scores["n"] == REAL["data"]["max_items"]).all()
-    expected = [f"{stem}.{ext}" for stem in ("summary_0shot", "summary_2shot", "f1_2shot_en-x", "f1_0shot_x-x",
-                                             "error_summary_2shot_en-x", "language_error_2shot_en-x",
-                                             "generation_failure_2shot_en-x", "oracle_summary")
-                for ext in ("csv", "md")]
+    expected = [
+        f"{stem}.{ext}"
+        for stem in (
+            "summary_0shot",
+            "summary_2shot",
+            "f1_2shot_en-x",
+            "f1_0shot_x-x",
+            "error_summary_2shot_en-x",
+            "language_error_2shot_en-x",
+            "generation_failure_2shot_en-x",
+            "oracle_summary",
+        )
+        for ext in ("csv", "md")
+    ]
     expected += ["oracle_vs_f1.csv", "finetune/comparison_2shot.md", "finetune/comparison_f1_2shot_en-x.csv"]
     for name in expected:
         assert (tables / name).stat().st_size > 0, name
     figures = results / "figures"
-    for name in ("heatmap_f1_2shot_en-x.png", "means_0shot.png", "error_types_2shot_en-x.png", "oracle_vs_f1.png",
-                 "finetune_comparison_2shot.png", f"layers/{REAL_MODEL}/2shot-v2/mrd_context_question.png",
-                 f"layers/{REAL_MODEL}/2shot-v2/similarity_question.png"):
+    for name in (
+        "heatmap_f1_2shot_en-x.png",
+        "means_0shot.png",
+        "error_types_2shot_en-x.png",
+        "oracle_vs_f1.png",
+        "finetune_comparison_2shot.png",
+        f"layers/{REAL_MODEL}/2shot-v2/mrd_context_question.png",
+        f"layers/{REAL_MODEL}/2shot-v2/similarity_question.png",
+    ):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
@@ -255,16 +292,21 @@ def test_real_model_scores_above_the_random_models_zero(real_study):
         # measured en-en in the format chosen by mean en-x (tables.format_criterion): 7.1 (0-shot), 15.5 (2-shot)
         assert summary.loc[INSTRUCT, "en-en"] >= 5 and (summary["en-en"] > 0).all()
     # monolingual German and Chinese are answered too (measured mean x-x: 12.5 at 2-shot v1)
-    x_x = scores[(scores["model"] == INSTRUCT) & (scores["context_lang"] == scores["question_lang"])
-                 & (scores["context_lang"] != "en")]
+    x_x = scores[
+        (scores["model"] == INSTRUCT)
+        & (scores["context_lang"] == scores["question_lang"])
+        & (scores["context_lang"] != "en")
+    ]
     assert x_x.groupby(["shots", "prompt_format"])["f1"].mean().max() >= 5
     # a few steps of each finetune change greedy answers: the tuned models differ from their bases somewhere
     tuned = pd.read_csv(real_study / "tables/finetune/comparison_2shot.csv")
     for key in TUNED:
         pair = tuned[tuned["pair"] == NAMES[key]].set_index("role")
         assert pair.loc["base", "n_items"] == pair.loc["tuned", "n_items"] > 0
-        assert not np.allclose(pair.loc["base", ["en-en", "mean en-x", "mean x-x"]].astype(float),
-                               pair.loc["tuned", ["en-en", "mean en-x", "mean x-x"]].astype(float)), key
+        assert not np.allclose(
+            pair.loc["base", ["en-en", "mean en-x", "mean x-x"]].astype(float),
+            pair.loc["tuned", ["en-en", "mean en-x", "mean x-x"]].astype(float),
+        ), key
 
 
 @pytest.mark.slow
@@ -303,8 +345,9 @@ def test_real_layers_show_depth(real_study):
     similarity = pd.read_csv(real_study / "layers/similarity.csv")
     assert similarity["layer"].nunique() == 31
     for lang in ("de", "zh"):
-        question = similarity[(similarity["part"] == "question") & (similarity["lang"] == lang)
-                              & (similarity["group"] == "balanced")].set_index("layer")["ratio"]
+        question = similarity[
+            (similarity["part"] == "question") & (similarity["lang"] == lang) & (similarity["group"] == "balanced")
+        ].set_index("layer")["ratio"]
         # measured: embeddings 0.28 (de) / 0.06 (zh), middle layers 10-20 0.88 / 0.83: questions in other
         # languages become alike in the middle of a real model
         assert question.loc[10:20].mean() - question.loc[0] >= 0.3, lang

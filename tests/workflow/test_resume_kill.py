@@ -9,8 +9,8 @@ import time
 
 import pandas as pd
 import pytest
-from helpers.scale import ForkServer, prompt_table
 
+from helpers.scale import ForkServer, prompt_table
 from xmrc.io import read_parquet
 
 TRIALS = 10
@@ -34,10 +34,31 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_table(ser
     chunks = 10
 
     def argv(out):
-        return ["generate-job", "--prompts", str(prompts), "--registry", "config/models.yaml",
-                "--model", "tiny-llama-chat", "--weights", weights, "--shots", "0", "--format", "v1",
-                "--backend", "hf", "--dtype", "float32", "--max-new-tokens", "6", "--chunk-size", "3",
-                "--out", str(out)]
+        return [
+            "generate-job",
+            "--prompts",
+            str(prompts),
+            "--registry",
+            "config/models.yaml",
+            "--model",
+            "tiny-llama-chat",
+            "--weights",
+            weights,
+            "--shots",
+            "0",
+            "--format",
+            "v1",
+            "--backend",
+            "hf",
+            "--dtype",
+            "float32",
+            "--max-new-tokens",
+            "6",
+            "--chunk-size",
+            "3",
+            "--out",
+            str(out),
+        ]
 
     def run(out, log):
         status = server.wait(server.start(argv(out), log))
@@ -59,8 +80,11 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_table(ser
         # even trials: a moment stratified over the whole run (loading, generating, writing, assembling);
         # odd trials: a random moment inside a random shard (after k shards exist), then a kill of the
         # resumed run as well
-        plans = [("time", duration * (trial + rng.random()) / TRIALS)] if trial % 2 == 0 else [
-            ("shards", rng.randint(1, chunks - 2)), ("shards", rng.randint(1, chunks - 1))]
+        plans = (
+            [("time", duration * (trial + rng.random()) / TRIALS)]
+            if trial % 2 == 0
+            else [("shards", rng.randint(1, chunks - 2)), ("shards", rng.randint(1, chunks - 1))]
+        )
         for number, (kind, value) in enumerate(plans):
             pid = server.start(argv(out), out.parent / f"killed{number}.log")
             if kind == "time":

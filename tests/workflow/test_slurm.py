@@ -18,6 +18,7 @@ import subprocess
 
 import pytest
 import yaml
+
 from helpers import ROOT
 from helpers.workflow import WORKFLOW_PARTS, assert_smoke_outputs, copy_workflow, snakemake, with_venv_on_path
 
@@ -60,9 +61,25 @@ def test_smoke_workflow_through_slurm_profile(slurm_cluster, tmp_path):
     (work / "config/slurm_smoke.yaml").write_text(yaml.safe_dump(smoke, sort_keys=False))
     settings = 1
 
-    run = snakemake("--profile", "profiles/slurm", "--configfile", "config/slurm_smoke.yaml", "--jobs", "8", "--cores",
-                    "2", "--slurm-init-seconds-before-status-checks", "2", "--latency-wait", "5", "--retries", "0",
-                    cwd=work, env=environment(), timeout=2400)
+    run = snakemake(
+        "--profile",
+        "profiles/slurm",
+        "--configfile",
+        "config/slurm_smoke.yaml",
+        "--jobs",
+        "8",
+        "--cores",
+        "2",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--latency-wait",
+        "5",
+        "--retries",
+        "0",
+        cwd=work,
+        env=environment(),
+        timeout=2400,
+    )
     log = run.stdout + run.stderr
     assert run.returncode == 0, log[-6000:]
     assert_smoke_outputs(work, "config/slurm_smoke.yaml")
@@ -74,8 +91,9 @@ def test_smoke_workflow_through_slurm_profile(slurm_cluster, tmp_path):
     assert all("JobState=COMPLETED" in text for text in details.values())
 
     gpu_jobs = {i: t for i, t in details.items() if f"rule_generate_wildcards_{GPU_MODEL}" in t}
-    cpu_generate = {i: t for i, t in details.items()
-                    if "rule_generate_wildcards_" in t and f"wildcards_{GPU_MODEL}" not in t}
+    cpu_generate = {
+        i: t for i, t in details.items() if "rule_generate_wildcards_" in t and f"wildcards_{GPU_MODEL}" not in t
+    }
     assert len(gpu_jobs) == settings and len(cpu_generate) >= settings
     for text in gpu_jobs.values():
         assert "TresPerJob=gres:gpu:1" in text and "JOB_GRES=gpu:1" in text

@@ -6,10 +6,10 @@ import time
 
 import pytest
 import yaml
+
 from helpers import ROOT
 from helpers.browser import Browser, find_chromium
 from helpers.workflow import assert_smoke_outputs, copy_workflow, snakemake
-
 from xmrc.paper.published import our_file_names
 
 
@@ -29,19 +29,26 @@ def test_paper_dry_run_has_every_model_job(checkout):
     result = snakemake("-n", cwd=checkout)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
-    jobs = re.findall(r"rule generate(?:_api)?:.*?wildcards: model=([^,\s]+), shots=(\d+), fmt=(v\d)",
-                      result.stdout, re.S)
+    jobs = re.findall(
+        r"rule generate(?:_api)?:.*?wildcards: model=([^,\s]+), shots=(\d+), fmt=(v\d)", result.stdout, re.S
+    )
     config = yaml.safe_load((checkout / "config/config.yaml").read_text())
     registry = yaml.safe_load((checkout / "config/models.yaml").read_text())
     main = {key for key, entry in registry.items() if entry.get("main")}
     assert config["models"] == "main" and len(main) == 18 and len(jobs) == len(set(jobs))
-    by_setting = {(shots, fmt): {model for model, s, f in jobs if (s, f) == (shots, fmt)}
-                  for shots in ("0", "2") for fmt in ("v1", "v2")}
+    by_setting = {
+        (shots, fmt): {model for model, s, f in jobs if (s, f) == (shots, fmt)}
+        for shots in ("0", "2")
+        for fmt in ("v1", "v2")
+    }
     # 2-shot: the main list (Table 2) and LLaMA-2-Chat-7B (Tables 7-9 and the layer analysis)
     assert by_setting[("2", "v1")] == by_setting[("2", "v2")] == main | {"llama-2-chat-7b"}
     # 0-shot: the rows of Table 5, LLaMA-2-Chat-7B among them, no LLaMA-3.1-Tuned-8B or DeepSeek-V3
-    assert by_setting[("0", "v1")] == by_setting[("0", "v2")] == (
-        main - {"llama-3.1-tuned-8b", "deepseek-v3"} | {"llama-2-chat-7b"})
+    assert (
+        by_setting[("0", "v1")]
+        == by_setting[("0", "v2")]
+        == (main - {"llama-3.1-tuned-8b", "deepseek-v3"} | {"llama-2-chat-7b"})
+    )
     assert len(jobs) == 19 * 2 + 17 * 2
     # the paper comparison reads every table of the run that holds cells of the paper's
     comparison = re.search(r"rule paper_comparison:\s*input: ([^\n]+)", result.stdout)
@@ -49,9 +56,12 @@ def test_paper_dry_run_has_every_model_job(checkout):
     assert elapsed < 60
 
 
-@pytest.mark.parametrize("override, message", [
-    ("models=[not-a-model]", "unknown model 'not-a-model'"),  # each config check: tests/unit/test_config.py
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("models=[not-a-model]", "unknown model 'not-a-model'"),  # each config check: tests/unit/test_config.py
+    ],
+)
 def test_bad_config_stops_the_dag_with_one_line(checkout, override, message):
     result = snakemake("-n", "--config", override, cwd=checkout)
     assert result.returncode != 0
@@ -61,8 +71,11 @@ def test_bad_config_stops_the_dag_with_one_line(checkout, override, message):
 
 
 def test_conda_env_pins_match_the_venv_requirements():
-    requirements = [line.strip() for line in (ROOT / "envs/requirements-cpu.txt").read_text().splitlines()
-                    if line.strip() and not line.startswith("#")]
+    requirements = [
+        line.strip()
+        for line in (ROOT / "envs/requirements-cpu.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     env = yaml.safe_load((ROOT / "envs/xmrc.yaml").read_text())
     pip = next(item["pip"] for item in env["dependencies"] if isinstance(item, dict))
     assert pip == requirements
@@ -117,14 +130,26 @@ def test_smoke_report_renders_in_a_real_browser(checkout, tmp_path):
         browser.screenshot(tmp_path / "report_start.png")
         assert set(browser.evaluate("Object.keys(results)")) == figures | tables
         assert set(browser.evaluate("Object.keys(categories)")) == {
-            "Scores", "Errors", "Oracle", "Finetuning", "Layer-wise analysis", "Paper comparison"}
-        placed = browser.evaluate("Object.fromEntries(Object.entries(categories).map(([c, subs]) => "
-                                  "[c, Object.values(subs).flat()]))")
-        assert {"results/smoke/figures/paper_comparison.png", "results/smoke/report/paper_comparison.html",
-                "results/smoke/report/paper_comparison_summary.html"} <= set(placed["Paper comparison"])
+            "Scores",
+            "Errors",
+            "Oracle",
+            "Finetuning",
+            "Layer-wise analysis",
+            "Paper comparison",
+        }
+        placed = browser.evaluate(
+            "Object.fromEntries(Object.entries(categories).map(([c, subs]) => [c, Object.values(subs).flat()]))"
+        )
+        assert {
+            "results/smoke/figures/paper_comparison.png",
+            "results/smoke/report/paper_comparison.html",
+            "results/smoke/report/paper_comparison_summary.html",
+        } <= set(placed["Paper comparison"])
         assert "results/smoke/report/oracle_summary.html" in placed["Oracle"]
-        pages = browser.evaluate("Object.fromEntries(Object.entries(results).filter(([p, e]) => "
-                                 "e.mime_type === 'text/html').map(([p, e]) => [p, atob(e.data_uri.split(',')[1])]))")
+        pages = browser.evaluate(
+            "Object.fromEntries(Object.entries(results).filter(([p, e]) => "
+            "e.mime_type === 'text/html').map(([p, e]) => [p, atob(e.data_uri.split(',')[1])]))"
+        )
         assert all("<table" in page for page in pages.values())
         shown = browser.evaluate(SHOW_EVERY_FIGURE)
         assert set(shown) == figures and all(width > 100 and height > 100 for width, height in shown.values())
@@ -133,10 +158,14 @@ def test_smoke_report_renders_in_a_real_browser(checkout, tmp_path):
         menu = browser.evaluate("new Promise(resolve => setTimeout(() => resolve(document.body.innerText), 300))")
         assert all(item in menu for item in ("paper vs ours", "per published table", "every compared cell"))
         summary = "results/smoke/report/paper_comparison_summary.html"
-        browser.evaluate(f"app.setView({{content: 'html', contentPath: results['{summary}'].data_uri, "
-                         f"resultPath: '{summary}'}}), true")
-        assert browser.evaluate(f"new Promise(resolve => setTimeout(() => resolve([...document.querySelectorAll("
-                                f"'iframe')].some(frame => frame.src === results['{summary}'].data_uri)), 300))")
+        browser.evaluate(
+            f"app.setView({{content: 'html', contentPath: results['{summary}'].data_uri, "
+            f"resultPath: '{summary}'}}), true"
+        )
+        assert browser.evaluate(
+            f"new Promise(resolve => setTimeout(() => resolve([...document.querySelectorAll("
+            f"'iframe')].some(frame => frame.src === results['{summary}'].data_uri)), 300))"
+        )
         screenshot = browser.screenshot(tmp_path / "report_paper_comparison.png")
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert browser.javascript_errors() == []

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from helpers import ROOT
 from helpers.workflow import copy_workflow, snakemake, with_venv_on_path
-
 from xmrc.config import Registry
 
 
@@ -60,11 +60,15 @@ def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
         assert registry.get(job["wildcards"]["model"]).backend == "api"
         assert int(job["resources"].get("gpu", 0)) == 0 and "cpus_per_gpu" not in job["resources"]
     analysis_on_gpus = {"judge", "layer_relevance", "layer_hidden_states", "oracle_attribution", "finetune_train"}
-    assert all(int(j["resources"].get("gpu", 0)) == 0 for j in jobs
-               if not j["rule"].startswith("generate") and j["rule"] not in analysis_on_gpus)
+    assert all(
+        int(j["resources"].get("gpu", 0)) == 0
+        for j in jobs
+        if not j["rule"].startswith("generate") and j["rule"] not in analysis_on_gpus
+    )
     fetches = {j["wildcards"]["model"] for j in jobs if j["rule"] == "fetch_model"}
-    assert fetches == {k for k, m in registry.models.items()
-                       if m.main and m.backend == "local" and m.source == "hub"} | {"llama-2-chat-7b"}
+    assert fetches == {
+        k for k, m in registry.models.items() if m.main and m.backend == "local" and m.source == "hub"
+    } | {"llama-2-chat-7b"}
 
 
 @pytest.fixture(scope="module")
@@ -72,8 +76,13 @@ def finished_run(tmp_path_factory):
     """A small real run (2 tiny models, en/de, 0-shot v1, 2 items) in a copy of the workflow."""
     work = copy_workflow(tmp_path_factory.mktemp("rerun"))
     config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
-    config.update(run="rerun", models=["tiny-llama-chat", "tiny-llama-base"], languages=["en", "de"], shots=[0],
-                  prompt_formats=["v1"])
+    config.update(
+        run="rerun",
+        models=["tiny-llama-chat", "tiny-llama-base"],
+        languages=["en", "de"],
+        shots=[0],
+        prompt_formats=["v1"],
+    )
     config["data"]["max_items"] = 2
     for stage in ("errors", "layers", "oracle", "finetune"):  # the generation DAG only
         config[stage]["enabled"] = False
@@ -84,8 +93,20 @@ def finished_run(tmp_path_factory):
 
 
 def planned(work, *extra):
-    jobs = dry_run_jobs(snakemake_log("-n", "--configfile", "config/rerun.yaml",
-                                  "--rerun-triggers", "mtime", "params", "input", "code", *extra, cwd=work))
+    jobs = dry_run_jobs(
+        snakemake_log(
+            "-n",
+            "--configfile",
+            "config/rerun.yaml",
+            "--rerun-triggers",
+            "mtime",
+            "params",
+            "input",
+            "code",
+            *extra,
+            cwd=work,
+        )
+    )
     return {(j["rule"], j["wildcards"].get("model")) for j in jobs}
 
 
@@ -133,8 +154,9 @@ def planned_after_code_version_bump(run: Path, module: str) -> set:
     """The jobs a dry run plans once `module`'s CODE_VERSION is one higher (the module restored after)."""
     path = run / "src/xmrc" / module
     original = path.read_text()
-    path.write_text(re.sub(r"^CODE_VERSION = (\d+)$", lambda m: f"CODE_VERSION = {int(m.group(1)) + 1}",
-                           original, flags=re.M))
+    path.write_text(
+        re.sub(r"^CODE_VERSION = (\d+)$", lambda m: f"CODE_VERSION = {int(m.group(1)) + 1}", original, flags=re.M)
+    )
     try:
         return planned(run)
     finally:

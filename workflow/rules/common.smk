@@ -31,8 +31,9 @@ try:
     REGISTRY = Registry.load(config["registry"])
     PLAN = validate_run(config, REGISTRY)
     if PLAN.uses_vllm_python:
-        check_interpreter(config["backends"]["vllm"]["python"], "backends.vllm.python",
-                          resolved_by_job=_conda_deployment())
+        check_interpreter(
+            config["backends"]["vllm"]["python"], "backends.vllm.python", resolved_by_job=_conda_deployment()
+        )
 except XmrcError as error:
     print(f"xmrc: error: {error}", file=sys.stderr)
     sys.exit(1)
@@ -50,7 +51,8 @@ SCENARIOS = config["scenarios"]
 # The prompts rule's --languages value, with --scenarios only where they are not the paper's: the paper
 # config's command and params stay as they were, so a finished paper run is not re-run.
 PROMPT_LANGUAGES = " ".join(LANGS) + (
-    "" if tuple(SCENARIOS) == PAPER_SCENARIOS else " --scenarios " + " ".join(SCENARIOS))
+    "" if tuple(SCENARIOS) == PAPER_SCENARIOS else " --scenarios " + " ".join(SCENARIOS)
+)
 SETTINGS = PLAN.settings
 TINY_DIR = "resources/tiny_models"
 FINETUNE_DIR = "resources/finetuned"
@@ -238,11 +240,15 @@ def table_outputs():
 
 
 def figure_outputs():
-    return [
-        f"{RESULTS}/figures/heatmap_f1_{shots}shot_{scenario}.png"
-        for shots in config["shots"]
-        for scenario in PLAN.scenarios
-    ] + [f"{RESULTS}/figures/means_{shots}shot.png" for shots in config["shots"]] + matrix_figures()
+    return (
+        [
+            f"{RESULTS}/figures/heatmap_f1_{shots}shot_{scenario}.png"
+            for shots in config["shots"]
+            for scenario in PLAN.scenarios
+        ]
+        + [f"{RESULTS}/figures/means_{shots}shot.png" for shots in config["shots"]]
+        + matrix_figures()
+    )
 
 
 def paper_comparison_tables(wildcards):

@@ -10,12 +10,12 @@ rule xquad:
         problems=f"{RESULTS}/data/{DATASET.key}_problems.csv",
     log:
         f"logs/{RUN}/{DATASET.key}.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         source=config["data"]["source"],
         origin=data_origin(),
         languages=" ".join(LANGS),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc data --source {params.source} {params.origin} --languages {params.languages}"
         " --out {output.table} --problems {output.problems} > {log} 2>&1"
@@ -32,13 +32,13 @@ if DEMONSTRATION_TABLE:
         log:
             f"logs/{RUN}/{DATASET.key}_{DATASET.demonstration_split}.log",
         localrule: True
+        conda:
+            "../../envs/xmrc.yaml"
         params:
             source=config["data"]["source"],
             origin=data_origin(),
             split=DATASET.demonstration_split,
             languages=" ".join(LANGS),
-        conda:
-            "../../envs/xmrc.yaml"
         shell:
             "python -m xmrc data --source {params.source} {params.origin} --split {params.split}"
             " --languages {params.languages} --out {output.table} --problems {output.problems} > {log} 2>&1"

@@ -13,12 +13,12 @@ rule fetch_model:
     log:
         f"logs/{RUN}/fetch/{{model}}.log",
     localrule: True
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         registry=config["registry"],
         cache=lambda wildcards, output: os.path.dirname(os.path.dirname(output[0])),
         model_entry=model_digest,
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc fetch-model --registry {params.registry} --model {wildcards.model}"
         " --cache-dir {params.cache} --out {output} > {log} 2>&1"

@@ -38,6 +38,8 @@ rule wrong_answers:
         counts=f"{ERRORS_DIR}/wrong_counts.csv",
     log:
         f"logs/{RUN}/errors/{ERRORS_TAG}/wrong_answers.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         shots=ERRORS["shots"],
         scenario=ERRORS["scenario"],
@@ -45,8 +47,6 @@ rule wrong_answers:
         format_criterion=config["tables"]["format_criterion"],
         metric=ERRORS["wrong_answer"]["metric"],
         max_score=ERRORS["wrong_answer"]["max_score"],
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc wrong-answers --data {input.data} --generations {input.generations}"
         " --scores {input.scores} --direction-scores {input.direction_scores} --shots {params.shots}"
@@ -77,6 +77,11 @@ rule judge:
         f"{ERRORS_DIR}/judge.parquet",
     log:
         f"logs/{RUN}/errors/{ERRORS_TAG}/judge.log",
+    conda:
+        ERRORS_JUDGE_ENV
+    threads: 2
+    resources:
+        gpu=lambda wildcards: ERRORS_JUDGE.gpus,
     params:
         registry=config["registry"],
         judge=ERRORS_JUDGE.key,
@@ -87,11 +92,6 @@ rule judge:
         dtype=config["generation"]["dtype"],
         python=VLLM_PYTHON if ERRORS_JUDGE_VLLM else "python",
         version=XMRC_VERSION,
-    conda:
-        ERRORS_JUDGE_ENV
-    threads: 2
-    resources:
-        gpu=lambda wildcards: ERRORS_JUDGE.gpus,
     shell:
         "{params.python} -m xmrc judge --wrong-answers {input.answers} --registry {params.registry}"
         " --model {params.judge}"
@@ -110,13 +110,13 @@ rule error_tables:
         typed=f"{ERRORS_DIR}/typed_answers.parquet",
     log:
         f"logs/{RUN}/errors/{ERRORS_TAG}/tables.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         shots=ERRORS["shots"],
         scenario=ERRORS["scenario"],
         summary_left_out=f"--not-in-summary {SUMMARY_LEFT_OUT}" if SUMMARY_LEFT_OUT else "",
         out_dir=lambda wildcards, output: os.path.dirname(output.tables[0]),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc error-tables --counts {input.counts} --wrong-answers {input.answers}"
         " --language {input.language} --judge {input.judge} --shots {params.shots} --scenario {params.scenario}"
@@ -135,11 +135,11 @@ rule error_figure:
         ),
     log:
         f"logs/{RUN}/errors/{ERRORS_TAG}/figure.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         shots=ERRORS["shots"],
         scenario=ERRORS["scenario"],
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc error-figure --items {input} --shots {params.shots} --scenario {params.scenario}"
         " --out {output} > {log} 2>&1"

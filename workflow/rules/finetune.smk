@@ -14,6 +14,8 @@ rule finetune_tulu:
         problems=f"{FT_DATA}/tulu3_problems.csv",
     log:
         f"logs/{RUN}/finetune/tulu3.log",
+    conda:
+        "../../envs/train.yaml"
     params:
         source=FT["tulu"]["source"],
         origin=(
@@ -22,14 +24,8 @@ rule finetune_tulu:
             else f"--hub-id {FT['tulu']['hub_id']}"
             + (f" --revision {FT['tulu']['revision']}" if FT["tulu"]["revision"] else "")
         ),
-        subsample=(
-            f"--max-conversations {FT['tulu']['max_conversations']}"
-            if FT["tulu"]["max_conversations"]
-            else ""
-        ),
+        subsample=(f"--max-conversations {FT['tulu']['max_conversations']}" if FT["tulu"]["max_conversations"] else ""),
         seed=FT["tulu"]["seed"],
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m xmrc finetune-tulu --source {params.source} {params.origin} {params.subsample}"
         " --seed {params.seed} --out {output.table} --problems {output.problems} > {log} 2>&1"
@@ -43,12 +39,12 @@ rule finetune_split:
         ids=f"{FT_DATA}/heldout_ids.txt",
     log:
         f"logs/{RUN}/finetune/article_split.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         eval_fraction=FT["question_translation"]["eval_fraction"],
         seed=FT["question_translation"]["seed"],
         demonstrations=" ".join(config["demonstrations"]),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc finetune-split --data {input} --eval-fraction {params.eval_fraction}"
         " --seed {params.seed} --demonstrations {params.demonstrations} --out-split {output.split}"
@@ -64,6 +60,8 @@ rule finetune_qt_pairs:
         f"{FT_DATA}/{{model}}/qt_pairs.parquet",
     log:
         f"logs/{RUN}/finetune/{{model}}/qt_pairs.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         sources=ft_qt_sources,
         target=ft_qt_target,
@@ -72,8 +70,6 @@ rule finetune_qt_pairs:
         # A function, so Snakemake leaves the template's {target} and {question} alone.
         instruction=lambda wildcards: FT["question_translation"]["instruction"],
         origin=ft_qt_origin(),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc finetune-qt-pairs --data {input.data} --split {input.split} --sources {params.sources}"
         " --target {params.target} --max-pairs-per-source {params.max_pairs} --seed {params.seed}"
@@ -88,14 +84,14 @@ rule finetune_config:
         dataset_info=f"{FT_CONFIGS}/{{model}}/dataset_info.json",
     log:
         f"logs/{RUN}/finetune/{{model}}/config.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         registry=config["registry"],
         hyperparameters=ft_hyperparameters,
         work_dir=f"{FT_WORK}/{{model}}",
         out_dir=lambda wildcards, output: os.path.dirname(output.train),
         version=XMRC_VERSION,
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc finetune-config --registry {params.registry} --model {wildcards.model}"
         " --hyperparameters {params.hyperparameters:q} --dataset {input.dataset}"
@@ -112,8 +108,6 @@ rule finetune_train:
         directory(f"{FINETUNE_DIR}/{{model}}"),
     log:
         f"logs/{RUN}/finetune/{{model}}/train.log",
-    params:
-        gpus=ft_gpus,
     conda:
         "../../envs/train.yaml"
     threads: ft_threads
@@ -121,9 +115,10 @@ rule finetune_train:
         gpu=ft_gpus,
         mem_mb=ft_mem_mb,
         runtime=ft_runtime,
+    params:
+        gpus=ft_gpus,
     shell:
-        "python -m xmrc finetune-train --train-config {input.train} --gpus {params.gpus} --out {output}"
-        " > {log} 2>&1"
+        "python -m xmrc finetune-train --train-config {input.train} --gpus {params.gpus} --out {output}" " > {log} 2>&1"
 
 
 rule finetune_heldout_eval:
@@ -137,15 +132,18 @@ rule finetune_heldout_eval:
         f"logs/{RUN}/finetune/heldout/{{base}}.log",
     wildcard_constraints:
         base=FT_BASE_PATTERN,
+    conda:
+        "../../envs/vllm.yaml" if BACKENDS["local"] == "vllm" else "../../envs/xmrc.yaml"
+    threads: 2
+    resources:
+        gpu=lambda wildcards: ft_heldout_model(wildcards).gpus,
     params:
         registry=config["registry"],
         weights=lambda wildcards: model_weights(ft_heldout_model(wildcards), TINY_DIR, FINETUNE_DIR),
         settings=" ".join(f"{shots}:{fmt}" for shots, fmt in SETTINGS),
         languages=" ".join(LANGS),
         demonstrations=" ".join(config["demonstrations"]),
-        max_items=(
-            f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""
-        ),
+        max_items=(f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""),
         max_new_tokens=config["generation"]["max_new_tokens"],
         batch_size=config["generation"]["batch_size"],
         dtype=config["generation"]["dtype"],
@@ -157,11 +155,6 @@ rule finetune_heldout_eval:
         vllm=VLLM_ENGINE_OPTIONS,
         python=VLLM_PYTHON if BACKENDS["local"] == "vllm" else "python",
         version=XMRC_VERSION,
-    conda:
-        "../../envs/vllm.yaml" if BACKENDS["local"] == "vllm" else "../../envs/xmrc.yaml"
-    threads: 2
-    resources:
-        gpu=lambda wildcards: ft_heldout_model(wildcards).gpus,
     shell:
         "{params.python} -m xmrc finetune-heldout-eval --data {input.data} --registry {params.registry}"
         " --model {wildcards.base} --weights {params.weights} --ids {input.ids} --settings {params.settings}"
@@ -179,14 +172,14 @@ rule finetune_compare:
         ft_comparison_tables(),
     log:
         f"logs/{RUN}/finetune/comparison.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         registry=config["registry"],
         tuned=" ".join(FT_COMPARED),
         shots=" ".join(str(shots) for shots in FT_COMPARE_SHOTS),
         format_criterion=config["tables"]["format_criterion"],
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc finetune-compare --item-scores {input.item_scores} --heldout-scores {input.heldout}"
         " --registry {params.registry} --tuned {params.tuned} --shots {params.shots}"
@@ -206,10 +199,10 @@ rule finetune_figure:
         ),
     log:
         f"logs/{RUN}/figures/finetune_comparison_{{shots}}shot.log",
-    params:
-        table_dir=lambda wildcards, input: os.path.dirname(input[0]),
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        table_dir=lambda wildcards, input: os.path.dirname(input[0]),
     shell:
         "python -m xmrc finetune-figure --table-dir {params.table_dir} --shots {wildcards.shots}"
         " --out {output} > {log} 2>&1"

@@ -101,7 +101,5 @@ def ft_comparison_tables():
 
 def ft_heldout_scores():
     return [
-        f"{FT_HELDOUT}/scores/{base}/{shots}shot-{fmt}.parquet"
-        for base in FT_HELDOUT_BASES
-        for shots, fmt in SETTINGS
+        f"{FT_HELDOUT}/scores/{base}/{shots}shot-{fmt}.parquet" for base in FT_HELDOUT_BASES for shots, fmt in SETTINGS
     ]

@@ -14,25 +14,23 @@ rule prompts:
         f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     log:
         f"logs/{RUN}/prompts/{{model}}/{{shots}}shot-{{fmt}}.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    resources:
+        mem_mb=lambda wildcards, attempt: 4000 * attempt,
+        runtime=lambda wildcards, attempt: 20 * attempt,
     params:
         registry=config["registry"],
         weights=weights_of,
         languages=PROMPT_LANGUAGES,
         demonstrations=" ".join(config["demonstrations"]),
-        max_items=(
-            f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""
-        ),
+        max_items=(f"--max-items {config['data']['max_items']}" if config["data"]["max_items"] else ""),
         ids=lambda wildcards, input: f"--ids {input.eval_ids}" if "eval_ids" in input.keys() else "",
         dataset=prompt_data_args,
         hub_cache=HUB_CACHE,
         model_entry=model_digest,
         code=PROMPTS_CODE,
         version=XMRC_VERSION,
-    conda:
-        "../../envs/xmrc.yaml"
-    resources:
-        mem_mb=lambda wildcards, attempt: 4000 * attempt,
-        runtime=lambda wildcards, attempt: 20 * attempt,
     shell:
         "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} python -m xmrc prompts --data {input.data}"
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
@@ -51,6 +49,15 @@ rule generate:
         f"logs/{RUN}/generations/{{model}}/{{shots}}shot-{{fmt}}.log",
     wildcard_constraints:
         model=model_key_pattern(LOCAL_MODELS),
+    conda:
+        "../../envs/vllm.yaml" if BACKENDS["local"] == "vllm" else "../../envs/xmrc.yaml"
+    threads: 2
+    resources:
+        gpu=gpus_of,
+        gpu_model=gpu_model_of,
+        cpus_per_gpu=cpus_per_gpu_of,
+        mem_mb=generation_mem_mb,
+        runtime=generation_runtime,
     params:
         registry=config["registry"],
         weights=weights_of,
@@ -68,15 +75,6 @@ rule generate:
         model_entry=model_digest,
         code=GENERATION_CODE,
         version=XMRC_VERSION,
-    conda:
-        "../../envs/vllm.yaml" if BACKENDS["local"] == "vllm" else "../../envs/xmrc.yaml"
-    threads: 2
-    resources:
-        gpu=gpus_of,
-        gpu_model=gpu_model_of,
-        cpus_per_gpu=cpus_per_gpu_of,
-        mem_mb=generation_mem_mb,
-        runtime=generation_runtime,
     shell:
         "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} {params.python} -m xmrc generate-job"
         " --prompts {input.prompts}"
@@ -93,9 +91,15 @@ rule generate_api:
         f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     log:
         f"logs/{RUN}/generations/{{model}}/{{shots}}shot-{{fmt}}.log",
-    localrule: True
     wildcard_constraints:
         model=model_key_pattern(API_MODELS),
+    localrule: True
+    conda:
+        "../../envs/xmrc.yaml"
+    resources:
+        gpu=0,
+        mem_mb=generation_mem_mb,
+        runtime=generation_runtime,
     params:
         registry=config["registry"],
         order=BACKENDS["order"],
@@ -108,12 +112,6 @@ rule generate_api:
         model_entry=model_digest,
         code=GENERATION_CODE,
         version=XMRC_VERSION,
-    conda:
-        "../../envs/xmrc.yaml"
-    resources:
-        gpu=0,
-        mem_mb=generation_mem_mb,
-        runtime=generation_runtime,
     shell:
         "python -m xmrc generate-job --prompts {input.prompts} --registry {params.registry}"
         " --model {wildcards.model} --backend api --order {params.order} --shots {wildcards.shots}"

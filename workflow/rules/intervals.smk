@@ -9,6 +9,8 @@ rule intervals:
         interval_tables(),
     log:
         f"logs/{RUN}/intervals.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         registry=config["registry"],
         models=" ".join(ROWS.all),
@@ -18,8 +20,6 @@ rule intervals:
         markdown="--markdown" if INTERVALS["markdown"] else "--no-markdown",
         format_criterion=config["tables"]["format_criterion"],
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc intervals --item-scores {input} --registry {params.registry} --models {params.models}"
         " --resamples {params.resamples} --confidence {params.confidence} --seed {params.seed} {params.markdown}"

@@ -6,11 +6,11 @@ INTERVALS_DIR = f"{RESULTS}/tables/intervals"
 
 def interval_tables():
     kinds = ("csv", "md") if INTERVALS["markdown"] else ("csv",)
-    return [f"{INTERVALS_DIR}/{name}.{kind}" for kind in kinds
-            for name in ("direction_intervals", "paired_differences")]
+    return [
+        f"{INTERVALS_DIR}/{name}.{kind}" for kind in kinds for name in ("direction_intervals", "paired_differences")
+    ]
 
 
 if INTERVALS["enabled"]:
     EXTRA_TARGETS.extend(interval_tables())
     EXTRA_TARGETS.extend(f"{RESULTS}/figures/intervals_f1_{shots}shot.png" for shots in config["shots"])
-

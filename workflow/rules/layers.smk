@@ -17,6 +17,8 @@ rule layer_groups:
         sizes=f"{LAYER_DIR}/group_sizes.csv",
     log:
         f"logs/{RUN}/layers/groups.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         registry=config["registry"],
         models=" ".join(LAYER_MODELS),
@@ -26,8 +28,6 @@ rule layer_groups:
         groups=" ".join(LAYERS["groups"]),
         cap=f"--cap {LAYERS['max_samples']}" if LAYERS["max_samples"] else "",
         seed=LAYERS["seed"],
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc layer-groups --item-scores {input} --registry {params.registry} --models {params.models}"
         " --shots {params.shots} --formats {params.formats} --languages {params.languages}"
@@ -46,6 +46,12 @@ rule layer_relevance:
         tokens=f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.tokens.parquet",
     log:
         f"logs/{RUN}/layers/relevance/{{model}}/{{shots}}shot-{{fmt}}.log",
+    conda:
+        "../../envs/lxt.yaml"
+    threads: 2
+    resources:
+        gpu=gpus_of,
+        mem_mb=layer_mem_mb,
     params:
         registry=config["registry"],
         weights=weights_of,
@@ -56,12 +62,6 @@ rule layer_relevance:
         examples=LAYERS["example_items"],
         version=XMRC_VERSION,
         code=LAYER_CODE,
-    conda:
-        "../../envs/lxt.yaml"
-    threads: 2
-    resources:
-        gpu=gpus_of,
-        mem_mb=layer_mem_mb,
     shell:
         "python -m xmrc layer-relevance --prompts {input.prompts} --generations {input.generations}"
         " --groups {input.groups} --registry {params.registry} --model {wildcards.model}"
@@ -82,6 +82,12 @@ rule layer_hidden_states:
         index=f"{LAYER_DIR}/hidden/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     log:
         f"logs/{RUN}/layers/hidden/{{model}}/{{shots}}shot-{{fmt}}.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    threads: 2
+    resources:
+        gpu=gpus_of,
+        mem_mb=layer_mem_mb,
     params:
         registry=config["registry"],
         weights=weights_of,
@@ -91,12 +97,6 @@ rule layer_hidden_states:
         chunk_size=LAYERS["hidden_states"]["chunk_size"],
         version=XMRC_VERSION,
         code=LAYER_CODE,
-    conda:
-        "../../envs/xmrc.yaml"
-    threads: 2
-    resources:
-        gpu=gpus_of,
-        mem_mb=layer_mem_mb,
     shell:
         "python -m xmrc layer-hidden --prompts {input.prompts} --generations {input.generations}"
         " --groups {input.groups}"
@@ -117,8 +117,7 @@ rule layer_mrd:
     conda:
         "../../envs/xmrc.yaml"
     shell:
-        "python -m xmrc layer-mrd --relevance {input.relevance} --groups {input.groups} --out {output}"
-        " > {log} 2>&1"
+        "python -m xmrc layer-mrd --relevance {input.relevance} --groups {input.groups} --out {output}" " > {log} 2>&1"
 
 
 rule layer_similarity:
@@ -143,16 +142,17 @@ rule layer_figures:
         similarity=f"{LAYER_DIR}/similarity.csv",
         sizes=f"{LAYER_DIR}/group_sizes.csv",
     output:
-        mrd_context_question=_layer_figure("mrd_context_question", "layers_mrd",
-                                           {"figure": "MRD: context vs question"}),
-        mrd_task_demos=_layer_figure("mrd_task_demos", "layers_mrd",
-                                     {"figure": "MRD: task description vs demonstrations"}),
-        similarity_question=_layer_figure("similarity_question", "layers_similarity",
-                                          {"figure": "similarity: question"}),
-        similarity_context=_layer_figure("similarity_context", "layers_similarity",
-                                         {"figure": "similarity: context"}),
-        similarity_last=_layer_figure("similarity_last", "layers_similarity",
-                                      {"figure": "similarity: last input token"}),
+        mrd_context_question=_layer_figure("mrd_context_question", "layers_mrd", {"figure": "MRD: context vs question"}),
+        mrd_task_demos=_layer_figure(
+            "mrd_task_demos", "layers_mrd", {"figure": "MRD: task description vs demonstrations"}
+        ),
+        similarity_question=_layer_figure(
+            "similarity_question", "layers_similarity", {"figure": "similarity: question"}
+        ),
+        similarity_context=_layer_figure("similarity_context", "layers_similarity", {"figure": "similarity: context"}),
+        similarity_last=_layer_figure(
+            "similarity_last", "layers_similarity", {"figure": "similarity: last input token"}
+        ),
     log:
         f"logs/{RUN}/layers/figures/{{model}}/{{shots}}shot-{{fmt}}.log",
     conda:
@@ -173,10 +173,10 @@ rule layer_example_figure:
         _layer_figure("attribution_example", "layers_example", {"figure": "attribution example"}),
     log:
         f"logs/{RUN}/layers/figures/{{model}}/{{shots}}shot-{{fmt}}.example.log",
-    params:
-        top=3,
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        top=3,
     shell:
         "python -m xmrc layer-example-figure --tokens {input} --top {params.top} --out {output} > {log} 2>&1"
 
@@ -190,10 +190,10 @@ rule layer_change_figures:
         last=_change_figure("last"),
     log:
         f"logs/{RUN}/layers/figures/change/{{series}}/{{shots}}shot-{{fmt}}.log",
-    params:
-        models=lambda wildcards: " ".join(LAYER_SERIES[wildcards.series]),
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        models=lambda wildcards: " ".join(LAYER_SERIES[wildcards.series]),
     shell:
         "python -m xmrc layer-change-figures --similarity {input} --models {params.models}"
         " --shots {wildcards.shots} --format {wildcards.fmt} --out-question {output.question}"

@@ -16,8 +16,12 @@ LAYER_SERIES = PLAN.layer_series
 def layer_item_scores():
     """Per-item F1 the groups are drawn from: the run's item table plus the scores of the models it does not
     hold in the analysed setting (analysis-only models, and rows skipped in that setting)."""
-    extra = [f"{RESULTS}/scores/{key}/{shots}shot-{fmt}.parquet"
-             for key in LAYER_MODELS for shots, fmt in LAYER_SETTINGS if key not in ROWS.evaluated(shots)]
+    extra = [
+        f"{RESULTS}/scores/{key}/{shots}shot-{fmt}.parquet"
+        for key in LAYER_MODELS
+        for shots, fmt in LAYER_SETTINGS
+        if key not in ROWS.evaluated(shots)
+    ]
     return [f"{RESULTS}/tables/item_scores.parquet"] + extra
 
 
@@ -41,8 +45,7 @@ def layer_targets():
         for shots, fmt in LAYER_SETTINGS
         for part in LAYER_PARTS
     ]
-    examples = [f"{LAYER_FIGURES}/{stem}/attribution_example.png" for stem in layer_stems()
-                if LAYERS["example_items"]]
+    examples = [f"{LAYER_FIGURES}/{stem}/attribution_example.png" for stem in layer_stems() if LAYERS["example_items"]]
     tables = [f"{LAYER_DIR}/{name}" for name in ("group_sizes.csv", "mrd.csv", "similarity.csv")]
     return tables + figures + examples + changes if LAYER_MODELS else []
 

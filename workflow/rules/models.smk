@@ -5,10 +5,10 @@ rule tiny_model:
         directory(f"{TINY_DIR}/{{model}}"),
     log:
         f"logs/{RUN}/tiny_models/{{model}}.log",
-    params:
-        registry=config["registry"],
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        registry=config["registry"],
     shell:
         "python -m xmrc tiny-model --registry {params.registry} --model {wildcards.model}"
         " --data {input.data} --out {output} > {log} 2>&1"
@@ -25,16 +25,16 @@ rule convert_gguf:
         directory(f"{PACKAGED_DIR}/{{model}}"),
     log:
         f"logs/{RUN}/packaged/{{model}}.log",
-    localrule: True
     wildcard_constraints:
         # any gguf model of the registry (a judge or a finetune's base need not be among `models:`)
         model=model_key_pattern(GGUF_MODELS),
+    localrule: True
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         registry=config["registry"],
         model_entry=lambda wildcards: scheduling.entry_digest(REGISTRY.get(wildcards.model)),
         version=XMRC_VERSION,
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc convert-gguf --registry {params.registry} --model {wildcards.model} --out {output}"
         " > {log} 2>&1"
@@ -51,9 +51,9 @@ rule check_tokenizer_vllm:
         f"logs/{RUN}/packaged/{{model}}.vllm-tokenizer.log",
     wildcard_constraints:
         model=model_key_pattern(GGUF_MODELS),
-    params:
-        python=VLLM_PYTHON,
     conda:
         "../../envs/vllm.yaml"
+    params:
+        python=VLLM_PYTHON,
     shell:
         "{params.python} -m xmrc check-tokenizer {input} --out {output} > {log} 2>&1"

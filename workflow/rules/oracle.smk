@@ -13,10 +13,10 @@ rule oracle_sentences:
         problems=f"{RESULTS}/oracle/sentence_problems.csv",
     log:
         f"logs/{RUN}/oracle/sentence_units.log",
-    params:
-        version=XMRC_VERSION,
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        version=XMRC_VERSION,
     shell:
         "python -m xmrc oracle-sentences --data {input} --languages en --out {output.units}"
         " --problems {output.problems} > {log} 2>&1"
@@ -33,6 +33,11 @@ rule oracle_attribution:
         f"{RESULTS}/oracle/{{model}}/attributions.parquet",
     log:
         f"logs/{RUN}/oracle/{{model}}/attributions.log",
+    conda:
+        "../../envs/xmrc.yaml"
+    threads: 2
+    resources:
+        gpu=gpus_of,
     params:
         registry=config["registry"],
         weights=weights_of,
@@ -49,11 +54,6 @@ rule oracle_attribution:
         max_new_tokens=config["generation"]["max_new_tokens"],
         dtype=config["generation"]["dtype"],
         version=XMRC_VERSION,
-    threads: 2
-    resources:
-        gpu=gpus_of,
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc oracle-attribute --units {input.units} --summary {input.summary}"
         " --prompts {params.prompts} --generations {params.generations} --registry {params.registry}"
@@ -69,15 +69,18 @@ rule oracle_tables:
         attributions=expand(f"{RESULTS}/oracle/{{model}}/attributions.parquet", model=ORACLE_MODELS),
         item_scores=f"{RESULTS}/tables/item_scores.parquet",
     output:
-        expand(f"{RESULTS}/tables/oracle_{{stem}}.{{ext}}", stem=["summary", "step_en-x", "sequence_en-x"],
-               ext=["csv", "md"]),
+        expand(
+            f"{RESULTS}/tables/oracle_{{stem}}.{{ext}}",
+            stem=["summary", "step_en-x", "sequence_en-x"],
+            ext=["csv", "md"],
+        ),
         accuracy=f"{RESULTS}/tables/oracle_vs_f1.csv",
     log:
         f"logs/{RUN}/oracle/tables.log",
-    params:
-        out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
     shell:
         "python -m xmrc oracle-tables --attributions {input.attributions} --item-scores {input.item_scores}"
         " --out-dir {params.out_dir} > {log} 2>&1"

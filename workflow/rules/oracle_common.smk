@@ -4,8 +4,11 @@ ORACLE_MODELS = PLAN.oracle_models
 ORACLE_QUESTION_LANGUAGES = PLAN.oracle_question_languages
 if ORACLE["enabled"]:
     EXTRA_TARGETS += [
-        *expand(f"{RESULTS}/tables/oracle_{{stem}}.{{ext}}", stem=["summary", "step_en-x", "sequence_en-x"],
-                ext=["csv", "md"]),
+        *expand(
+            f"{RESULTS}/tables/oracle_{{stem}}.{{ext}}",
+            stem=["summary", "step_en-x", "sequence_en-x"],
+            ext=["csv", "md"],
+        ),
         f"{RESULTS}/tables/oracle_vs_f1.csv",
         f"{RESULTS}/figures/oracle_vs_f1.png",
     ]
@@ -15,8 +18,10 @@ def oracle_setting_files(kind):
     """prompts/generations of every prompt format of the oracle's shots, as FORMAT=PATH pairs' paths."""
 
     def files(wildcards):
-        return {fmt: f"{RESULTS}/{kind}/{wildcards.model}/{ORACLE['shots']}shot-{fmt}.parquet"
-                for fmt in config["prompt_formats"]}
+        return {
+            fmt: f"{RESULTS}/{kind}/{wildcards.model}/{ORACLE['shots']}shot-{fmt}.parquet"
+            for fmt in config["prompt_formats"]
+        }
 
     return files
 

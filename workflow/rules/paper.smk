@@ -16,11 +16,11 @@ rule paper_comparison:
         ),
     log:
         f"logs/{RUN}/paper_comparison.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         registry=config["registry"],
         out_dir=lambda wildcards, output: os.path.dirname(output.tables[0]),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc paper-comparison --tables {input} --registry {params.registry}"
         " --out-dir {params.out_dir} --figure {output.figure} > {log} 2>&1"

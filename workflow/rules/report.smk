@@ -5,12 +5,12 @@ rule tables:
         table_outputs(),
     log:
         f"logs/{RUN}/tables.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         format_criterion=config["tables"]["format_criterion"],
         summary_left_out=f"--not-in-summary {SUMMARY_LEFT_OUT}" if SUMMARY_LEFT_OUT else "",
         out_dir=lambda wildcards, input: os.path.dirname(input[0]),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc tables --direction-scores {input} --format-criterion {params.format_criterion}"
         " {params.summary_left_out} --out-dir {params.out_dir} > {log} 2>&1"
@@ -31,10 +31,10 @@ rule heatmap:
         f"logs/{RUN}/figures/heatmap_f1_{{shots}}shot_{{scenario}}.log",
     wildcard_constraints:
         scenario="en-x|x-x|x-y",
-    params:
-        format_criterion=config["tables"]["format_criterion"],
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        format_criterion=config["tables"]["format_criterion"],
     shell:
         "python -m xmrc figures --direction-scores {input} --kind heatmap --shots {wildcards.shots}"
         " --scenario {wildcards.scenario} --format-criterion {params.format_criterion} --out {output} > {log} 2>&1"
@@ -53,10 +53,10 @@ rule means_figure:
         ),
     log:
         f"logs/{RUN}/figures/means_{{shots}}shot.log",
-    params:
-        format_criterion=config["tables"]["format_criterion"],
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        format_criterion=config["tables"]["format_criterion"],
     shell:
         "python -m xmrc figures --direction-scores {input} --kind means --shots {wildcards.shots}"
         " --format-criterion {params.format_criterion} --out {output} > {log} 2>&1"
@@ -75,10 +75,10 @@ rule matrix_figure:
         ),
     log:
         f"logs/{RUN}/figures/matrix_f1/{{model}}/{{shots}}shot-{{fmt}}.log",
-    params:
-        name=lambda wildcards: model_of(wildcards).name,
     conda:
         "../../envs/xmrc.yaml"
+    params:
+        name=lambda wildcards: model_of(wildcards).name,
     shell:
         "python -m xmrc figures --direction-scores {input} --kind matrix --model '{params.name}'"
         " --shots {wildcards.shots} --format {wildcards.fmt} --out {output} > {log} 2>&1"

@@ -10,12 +10,12 @@ rule report_tables:
         [report_table_item(stem) for stem in REPORT_TABLE_STEMS],
     log:
         f"logs/{RUN}/report_tables.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         stems=" ".join(REPORT_TABLE_STEMS),
         tables_dir=lambda wildcards, input: folder_of(input[0], REPORT_TABLE_STEMS[0] + ".csv"),
         out_dir=lambda wildcards, output: folder_of(output[0], REPORT_TABLE_STEMS[0] + ".html"),
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc report-tables --tables-dir {params.tables_dir} --stems {params.stems}"
         " --out-dir {params.out_dir} > {log} 2>&1"

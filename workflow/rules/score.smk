@@ -5,11 +5,11 @@ rule score:
         f"{RESULTS}/scores/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     log:
         f"logs/{RUN}/scores/{{model}}/{{shots}}shot-{{fmt}}.log",
+    conda:
+        "../../envs/xmrc.yaml"
     params:
         normalization=config["scoring"]["normalization"],
         version=XMRC_VERSION,
-    conda:
-        "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc score --generations {input} --normalization {params.normalization}"
         " --out {output} > {log} 2>&1"

@@ -1,1 +1,2 @@
-"""Attribution and layer-wise analyses: oracle retrieval (Captum), Major Relevance Depth (AttnLRP), hidden-state similarity."""
+"""The attribution stages: oracle retrieval (`oracle/`, Captum) and the layer-wise analysis (`layers/`: Major
+Relevance Depth with AttnLRP, hidden-state similarity)."""

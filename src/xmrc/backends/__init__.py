@@ -13,7 +13,7 @@ from xmrc.backends.api import APIBackend
 from xmrc.backends.base import Backend, Generation
 from xmrc.exceptions import XmrcError
 
-__all__ = ["Backend", "Generation", "BACKENDS", "create_backend", "describe_backend"]
+__all__ = ["BACKENDS", "Backend", "Generation", "create_backend", "describe_backend"]
 
 BACKENDS = ("hf", "vllm", "api")
 
@@ -21,9 +21,11 @@ BACKENDS = ("hf", "vllm", "api")
 def create_backend(kind: str, **options) -> Backend:
     if kind == "hf":
         from xmrc.backends.hf import HFBackend
+
         return HFBackend(**options)
     if kind == "vllm":
         from xmrc.backends.vllm import VLLMBackend
+
         return VLLMBackend(**options)
     if kind == "api":
         return APIBackend(**options)

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -49,9 +48,18 @@ class _Retryable(Exception):
 class APIBackend:
     name = "api"
 
-    def __init__(self, model: str, provider: str, concurrency: int = 8, max_retries: int = 8,
-                 timeout_s: float = 60.0, backoff_s: float = 1.0, max_backoff_s: float = 60.0,
-                 progress: bool = True, environ: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        provider: str,
+        concurrency: int = 8,
+        max_retries: int = 8,
+        timeout_s: float = 60.0,
+        backoff_s: float = 1.0,
+        max_backoff_s: float = 60.0,
+        progress: bool = True,
+        environ: dict | None = None,
+    ):
         environ = os.environ if environ is None else environ
         self.model, self.provider = model, provider
         self.concurrency, self.max_retries, self.timeout_s = max(1, concurrency), max_retries, timeout_s
@@ -59,13 +67,17 @@ class APIBackend:
         variable = key_variable(provider)
         self._key = environ.get(variable, "")
         if not self._key.strip():
-            raise XmrcError(f"model '{model}' (provider {provider}): environment variable {variable} is not set; "
-                            f"export the API key there")
+            raise XmrcError(
+                f"model '{model}' (provider {provider}): environment variable {variable} is not set; "
+                f"export the API key there"
+            )
         default = DEFAULT_BASE_URLS.get(provider)
         self.base_url = (environ.get(base_url_variable(provider)) or default or "").rstrip("/")
         if not self.base_url:
-            raise XmrcError(f"model '{model}' (provider {provider}): no default endpoint for this provider; "
-                            f"set {base_url_variable(provider)}")
+            raise XmrcError(
+                f"model '{model}' (provider {provider}): no default endpoint for this provider; "
+                f"set {base_url_variable(provider)}"
+            )
         self.retries_used = 0
         self._lock = threading.Lock()
 
@@ -77,12 +89,19 @@ class APIBackend:
         # the same provider must not invalidate a half-finished job's shards.
         return {"name": self.name, "provider": self.provider, "model": self.model, "temperature": 0}
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,
-                 stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        templated: bool,
+        stop_when: Callable[[str], bool] | None = None,
+    ) -> list[Generation]:
         del templated, stop_when  # the provider templates; extraction takes the first line
         results: list[Generation | None] = [None] * len(prompts)
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool, \
-                tqdm(total=len(prompts), desc="api", unit="prompt", disable=not self.progress) as bar:
+        with (
+            ThreadPoolExecutor(max_workers=self.concurrency) as pool,
+            tqdm(total=len(prompts), desc="api", unit="prompt", disable=not self.progress) as bar,
+        ):
             futures = {pool.submit(self._complete, prompt, max_new_tokens): i for i, prompt in enumerate(prompts)}
             try:
                 for future, index in futures.items():
@@ -95,26 +114,38 @@ class APIBackend:
         return results
 
     def _complete(self, prompt: str, max_new_tokens: int) -> Generation:
-        body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": prompt}],
-                           "temperature": 0, "max_tokens": max_new_tokens}).encode()
+        body = json.dumps(
+            {
+                "model": self.model,
+                "messages": [{"role": "user", "content": prompt}],
+                "temperature": 0,
+                "max_tokens": max_new_tokens,
+            }
+        ).encode()
         for attempt in range(self.max_retries + 1):
             try:
                 return self._post(body)
             except _Retryable as retry:
                 if attempt == self.max_retries:
-                    raise XmrcError(f"{self.provider} API ({self.model}): gave up after {attempt + 1} attempts, "
-                                    f"last: {retry.reason}") from None
+                    raise XmrcError(
+                        f"{self.provider} API ({self.model}): gave up after {attempt + 1} attempts, "
+                        f"last: {retry.reason}"
+                    ) from None
                 with self._lock:
                     self.retries_used += 1
-                delay = min(self.max_backoff_s, self.backoff_s * 2 ** attempt) * (0.5 + random.random() / 2)
+                delay = min(self.max_backoff_s, self.backoff_s * 2**attempt) * (0.5 + random.random() / 2)
                 if retry.retry_after is not None:
                     delay = max(delay, min(retry.retry_after, self.max_backoff_s))
                 time.sleep(delay)
         raise AssertionError("unreachable")
 
     def _post(self, body: bytes) -> Generation:
-        request = urllib.request.Request(f"{self.base_url}/chat/completions", data=body, method="POST", headers={
-            "Content-Type": "application/json", "Authorization": f"Bearer {self._key}"})
+        request = urllib.request.Request(
+            f"{self.base_url}/chat/completions",
+            data=body,
+            method="POST",
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {self._key}"},
+        )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 payload = json.loads(response.read())
@@ -123,10 +154,12 @@ class APIBackend:
             if error.code in RETRY_STATUSES:
                 raise _Retryable(f"HTTP {error.code}{detail}", _retry_after(error)) from None
             if error.code in (401, 403):
-                raise XmrcError(f"{self.provider} API ({self.model}): the key in {key_variable(self.provider)} "
-                                f"was rejected (HTTP {error.code}{detail})") from None
+                raise XmrcError(
+                    f"{self.provider} API ({self.model}): the key in {key_variable(self.provider)} "
+                    f"was rejected (HTTP {error.code}{detail})"
+                ) from None
             raise XmrcError(f"{self.provider} API ({self.model}): HTTP {error.code}{detail}") from None
-        except (urllib.error.URLError, TimeoutError, socket.timeout, ConnectionError) as error:
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             reason = getattr(error, "reason", error)
             raise _Retryable(f"connection problem ({type(reason).__name__})") from None
         except ValueError:

@@ -1,7 +1,8 @@
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
 
 @dataclass(frozen=True)
@@ -18,8 +19,13 @@ class Backend(Protocol):
 
     name: str
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,
-                 stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        templated: bool,
+        stop_when: Callable[[str], bool] | None = None,
+    ) -> list[Generation]:
         """Greedy continuations of `prompts`, in the same order. `templated` prompts already hold the chat
         template's special tokens, so no BOS is added; `stop_when(text)` may end a sequence early."""
         ...
@@ -29,4 +35,4 @@ def longest_first_batches(lengths: Sequence[int], batch_size: int) -> list[list[
     """Positions of the inputs of `lengths` in batches of `batch_size`, longest first: neighbours have similar
     lengths, so left padding stays small, and a batch that does not fit in memory fails first."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
-    return [order[first:first + batch_size] for first in range(0, len(order), batch_size)]
+    return [order[first : first + batch_size] for first in range(0, len(order), batch_size)]

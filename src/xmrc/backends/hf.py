@@ -5,7 +5,7 @@ Longest-first batching keeps padding small (neighbours have similar lengths) and
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from tqdm.auto import tqdm
@@ -24,7 +24,7 @@ class _StopWhen(StoppingCriteria):
         self.tokenizer, self.prompt_length, self.stop_when = tokenizer, prompt_length, stop_when
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
-        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length:], skip_special_tokens=True)
+        texts = self.tokenizer.batch_decode(input_ids[:, self.prompt_length :], skip_special_tokens=True)
         return torch.tensor([self.stop_when(text) for text in texts], dtype=torch.bool, device=input_ids.device)
 
 
@@ -50,8 +50,9 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_causal_lm(weights: str, revision: str | None = None, dtype: str = "bfloat16", device: str | None = None,
-                   gpus: int = 1):
+def load_causal_lm(
+    weights: str, revision: str | None = None, dtype: str = "bfloat16", device: str | None = None, gpus: int = 1
+):
     """A causal LM in eval mode on `device`; with several GPUs its layers are sharded over them. Every stage that
     runs a model (generation, the judge, attribution) loads it here."""
     device = device or default_device()
@@ -72,8 +73,16 @@ def load_causal_lm(weights: str, revision: str | None = None, dtype: str = "bflo
 class HFBackend:
     name = "hf"
 
-    def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16", batch_size: int = 16,
-                 device: str | None = None, gpus: int = 1, progress: bool = True):
+    def __init__(
+        self,
+        weights: str,
+        revision: str | None = None,
+        dtype: str = "bfloat16",
+        batch_size: int = 16,
+        device: str | None = None,
+        gpus: int = 1,
+        progress: bool = True,
+    ):
         self.batch_size, self.progress = batch_size, progress
         self.weights, self.revision = str(weights), revision
         self.device = device or default_device()
@@ -82,7 +91,7 @@ class HFBackend:
         self.dtype = str(self.model.dtype).replace("torch.", "")
 
     @classmethod
-    def from_model(cls, model, tokenizer, batch_size: int = 16, progress: bool = True) -> "HFBackend":
+    def from_model(cls, model, tokenizer, batch_size: int = 16, progress: bool = True) -> HFBackend:
         """A backend around a model already in memory (benchmarks of randomly initialised shapes)."""
         backend = cls.__new__(cls)
         backend.model, backend.tokenizer = model.eval(), tokenizer
@@ -97,27 +106,51 @@ class HFBackend:
     def describe(self) -> dict:
         import transformers
 
-        return {"name": self.name, "transformers": transformers.__version__, "torch": torch.__version__,
-                "weights": self.weights, "revision": self.revision, "dtype": self.dtype,
-                "batch_size": self.batch_size, "device": self.device, "decoding": "greedy"}
+        return {
+            "name": self.name,
+            "transformers": transformers.__version__,
+            "torch": torch.__version__,
+            "weights": self.weights,
+            "revision": self.revision,
+            "dtype": self.dtype,
+            "batch_size": self.batch_size,
+            "device": self.device,
+            "decoding": "greedy",
+        }
 
     def tokenize(self, prompts: Sequence[str], templated: bool) -> list[list[int]]:
         return self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,
-                 stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        templated: bool,
+        stop_when: Callable[[str], bool] | None = None,
+    ) -> list[Generation]:
         encoded = self.tokenize(prompts, templated)
-        new_tokens = generate_until(self.model, self.tokenizer, encoded, max_new_tokens, self.batch_size, stop_when,
-                                    self.progress)
-        texts = [complete_characters(text) for text in
-                 self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
-        return [Generation(text, len(prompt), int((tokens != self.tokenizer.pad_token_id).sum()))
-                for text, prompt, tokens in zip(texts, encoded, new_tokens)]
+        new_tokens = generate_until(
+            self.model, self.tokenizer, encoded, max_new_tokens, self.batch_size, stop_when, self.progress
+        )
+        texts = [
+            complete_characters(text) for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ]
+        return [
+            Generation(text, len(prompt), int((tokens != self.tokenizer.pad_token_id).sum()))
+            for text, prompt, tokens in zip(texts, encoded, new_tokens)
+        ]
 
 
 @torch.inference_mode()
-def generate_until(model, tokenizer, encoded: Sequence[list[int]], max_new_tokens: int, batch_size: int,
-                   stop_when: Callable[[str], bool] | None = None, progress: bool = False) -> list[torch.Tensor]:
+def generate_until(
+    model,
+    tokenizer,
+    encoded: Sequence[list[int]],
+    max_new_tokens: int,
+    batch_size: int,
+    stop_when: Callable[[str], bool] | None = None,
+    progress: bool = False,
+) -> list[torch.Tensor]:
     """Greedy continuations of tokenised prompts, batched longest first and left-padded, each ended early once
     `stop_when(its text)` holds (the answer is complete): every prompt's new token ids (pad ids after its
     end), in the prompts' order. The generation stage and the oracle's regeneration both run here, so the
@@ -129,10 +162,18 @@ def generate_until(model, tokenizer, encoded: Sequence[list[int]], max_new_token
         input_ids = padded["input_ids"].to(model.device)
         attention_mask = padded["attention_mask"].to(model.device)
         criteria = StoppingCriteriaList([_StopWhen(tokenizer, input_ids.shape[1], stop_when)]) if stop_when else None
-        output = model.generate(input_ids=input_ids, attention_mask=attention_mask, do_sample=False,
-                                max_new_tokens=max_new_tokens, stopping_criteria=criteria,
-                                pad_token_id=tokenizer.pad_token_id, temperature=None, top_p=None, top_k=None)
-        new_tokens = output[:, input_ids.shape[1]:].to("cpu")
+        output = model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            do_sample=False,
+            max_new_tokens=max_new_tokens,
+            stopping_criteria=criteria,
+            pad_token_id=tokenizer.pad_token_id,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+        new_tokens = output[:, input_ids.shape[1] :].to("cpu")
         for row, index in enumerate(batch):
             results[index] = new_tokens[row]
     return results

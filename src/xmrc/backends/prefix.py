@@ -9,7 +9,8 @@ blocks still resident. Pure functions: no model, no backend.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
+from itertools import pairwise
 
 
 def prefix_order(prompts: Sequence[str]) -> list[int]:
@@ -34,7 +35,7 @@ def shared_prefix_share(sequences: Sequence[Sequence], block_size: int = 1) -> f
     if total == 0:
         return 0.0
     shared = 0
-    for previous, current in zip(sequences, sequences[1:]):
+    for previous, current in pairwise(sequences):
         length = common_prefix_length(previous, current)
         shared += length - length % block_size
     return shared / total
@@ -46,11 +47,16 @@ def prefix_stats(prompts: Sequence[str], templated: bool = False, tokenizer=None
     whole 16-token blocks as vLLM caches them."""
     prompts = list(prompts)
     ordered = [prompts[i] for i in prefix_order(prompts)]
-    stats = {"n": len(prompts), "chars_table_order": shared_prefix_share(prompts),
-             "chars_prefix_order": shared_prefix_share(ordered)}
+    stats = {
+        "n": len(prompts),
+        "chars_table_order": shared_prefix_share(prompts),
+        "chars_prefix_order": shared_prefix_share(ordered),
+    }
     if tokenizer is not None:
         tokens = tokenizer(ordered, add_special_tokens=not templated)["input_ids"]
-        stats.update(tokens_prefix_order=shared_prefix_share(tokens),
-                     tokens_prefix_order_16_blocks=shared_prefix_share(tokens, 16),
-                     prompt_tokens=sum(map(len, tokens)))
+        stats.update(
+            tokens_prefix_order=shared_prefix_share(tokens),
+            tokens_prefix_order_16_blocks=shared_prefix_share(tokens, 16),
+            prompt_tokens=sum(map(len, tokens)),
+        )
     return stats

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 from xmrc.backends.base import Generation
 from xmrc.exceptions import XmrcError
@@ -58,15 +58,34 @@ def cpu_platform_settings(cpu_kv_cache_gb: float = CPU_KV_CACHE_GB) -> dict:
     return platform_settings(is_cpu, cpu_kv_cache_gb)
 
 
-def engine_settings(weights: str, *, revision: str | None = None, dtype: str = "bfloat16",
-                    tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9,
-                    max_model_len: int | None = None, enable_prefix_caching: bool = True, max_num_seqs: int = 256,
-                    lora_rank: int | None = None, seed: int = 0, platform: dict | None = None) -> dict:
+def engine_settings(
+    weights: str,
+    *,
+    revision: str | None = None,
+    dtype: str = "bfloat16",
+    tensor_parallel_size: int = 1,
+    gpu_memory_utilization: float = 0.9,
+    max_model_len: int | None = None,
+    enable_prefix_caching: bool = True,
+    max_num_seqs: int = 256,
+    lora_rank: int | None = None,
+    seed: int = 0,
+    platform: dict | None = None,
+) -> dict:
     """Keyword arguments of `vllm.LLM`; `platform` adds `platform_settings(...)`."""
-    settings = {"model": weights, "tokenizer": weights, "revision": revision, "tokenizer_revision": revision,
-                "dtype": dtype, "tensor_parallel_size": tensor_parallel_size,
-                "gpu_memory_utilization": gpu_memory_utilization, "enable_prefix_caching": enable_prefix_caching,
-                "max_num_seqs": max_num_seqs, "seed": seed, "skip_tokenizer_init": False}
+    settings = {
+        "model": weights,
+        "tokenizer": weights,
+        "revision": revision,
+        "tokenizer_revision": revision,
+        "dtype": dtype,
+        "tensor_parallel_size": tensor_parallel_size,
+        "gpu_memory_utilization": gpu_memory_utilization,
+        "enable_prefix_caching": enable_prefix_caching,
+        "max_num_seqs": max_num_seqs,
+        "seed": seed,
+        "skip_tokenizer_init": False,
+    }
     if max_model_len:
         settings["max_model_len"] = max_model_len
     if lora_rank:
@@ -78,8 +97,14 @@ def engine_settings(weights: str, *, revision: str | None = None, dtype: str = "
 def sampling_settings(max_tokens: int) -> dict:
     """Keyword arguments of `vllm.SamplingParams`: greedy, short, stop at a newline (kept in the text so a
     continuation starts from exactly the tokens generated)."""
-    return {"temperature": 0.0, "top_p": 1.0, "max_tokens": max_tokens, "stop": ["\n"],
-            "include_stop_str_in_output": True, "skip_special_tokens": True}
+    return {
+        "temperature": 0.0,
+        "top_p": 1.0,
+        "max_tokens": max_tokens,
+        "stop": ["\n"],
+        "include_stop_str_in_output": True,
+        "skip_special_tokens": True,
+    }
 
 
 def adapter_rank(adapter: str, default: int = 16) -> int:
@@ -102,8 +127,9 @@ def token_prompts(token_ids: Sequence[Sequence[int]]) -> list[dict]:
 Step = Callable[[list[list[int]], list[int]], list[tuple[str, list[int], bool]]]
 
 
-def generate_until_complete(step: Step, token_ids: Sequence[Sequence[int]], max_new_tokens: int,
-                            stop_when: Callable[[str], bool] | None) -> list[Generation]:
+def generate_until_complete(
+    step: Step, token_ids: Sequence[Sequence[int]], max_new_tokens: int, stop_when: Callable[[str], bool] | None
+) -> list[Generation]:
     """Run `step` on every prompt; continue the sequences that stopped at a newline without a complete answer."""
     texts = [""] * len(token_ids)
     produced: list[list[int]] = [[] for _ in token_ids]
@@ -126,47 +152,78 @@ def generate_until_complete(step: Step, token_ids: Sequence[Sequence[int]], max_
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16",
-                 tensor_parallel_size: int = 1, gpu_memory_utilization: float = 0.9, max_model_len: int | None = None,
-                 enable_prefix_caching: bool = True, max_num_seqs: int = 256, lora: str | None = None,
-                 lora_rank: int = 16, cpu_kv_cache_gb: float = CPU_KV_CACHE_GB, progress: bool = True,
-                 **_ignored):
+    def __init__(
+        self,
+        weights: str,
+        revision: str | None = None,
+        dtype: str = "bfloat16",
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.9,
+        max_model_len: int | None = None,
+        enable_prefix_caching: bool = True,
+        max_num_seqs: int = 256,
+        lora: str | None = None,
+        lora_rank: int = 16,
+        cpu_kv_cache_gb: float = CPU_KV_CACHE_GB,
+        progress: bool = True,
+        **_ignored,
+    ):
         try:
             import vllm
             from vllm.lora.request import LoRARequest
         except ImportError:
-            raise XmrcError("backend vllm: the vllm package is not installed here (use envs/vllm.yaml on a GPU node,"
-                            " or backends.local: hf)") from None
+            raise XmrcError(
+                "backend vllm: the vllm package is not installed here (use envs/vllm.yaml on a GPU node,"
+                " or backends.local: hf)"
+            ) from None
         from xmrc.backends.hf import load_tokenizer
 
         self.progress, self.lora = progress, lora
         self.tokenizer = load_tokenizer(weights, revision)
-        self.settings = engine_settings(weights, revision=revision, dtype=dtype,
-                                        tensor_parallel_size=tensor_parallel_size,
-                                        gpu_memory_utilization=gpu_memory_utilization, max_model_len=max_model_len,
-                                        enable_prefix_caching=enable_prefix_caching, max_num_seqs=max_num_seqs,
-                                        lora_rank=adapter_rank(lora, lora_rank) if lora else None,
-                                        platform=cpu_platform_settings(cpu_kv_cache_gb))
+        self.settings = engine_settings(
+            weights,
+            revision=revision,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            max_model_len=max_model_len,
+            enable_prefix_caching=enable_prefix_caching,
+            max_num_seqs=max_num_seqs,
+            lora_rank=adapter_rank(lora, lora_rank) if lora else None,
+            platform=cpu_platform_settings(cpu_kv_cache_gb),
+        )
         self.version = vllm.__version__
         self._vllm = vllm
         self.lora_request = LoRARequest("adapter", 1, str(lora)) if lora else None
         self.llm = vllm.LLM(**self.settings)
 
     def describe(self) -> dict:
-        return {"name": self.name, "vllm": self.version, "engine": self.settings, "lora": self.lora,
-                "sampling": sampling_settings(0) | {"max_tokens": "max_new_tokens"}}
+        return {
+            "name": self.name,
+            "vllm": self.version,
+            "engine": self.settings,
+            "lora": self.lora,
+            "sampling": sampling_settings(0) | {"max_tokens": "max_new_tokens"},
+        }
 
     def tokenize(self, prompts: Sequence[str], templated: bool) -> list[list[int]]:
         return self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
 
     def _step(self, token_ids: list[list[int]], budgets: list[int]) -> list[tuple[str, list[int], bool]]:
         params = [self._vllm.SamplingParams(**sampling_settings(budget)) for budget in budgets]
-        outputs = self.llm.generate(token_prompts(token_ids), params, use_tqdm=self.progress,
-                                    lora_request=self.lora_request)
+        outputs = self.llm.generate(
+            token_prompts(token_ids), params, use_tqdm=self.progress, lora_request=self.lora_request
+        )
         # stop_reason is the matched stop string; None when the sequence ended with EOS or the budget
-        return [(out.outputs[0].text, list(out.outputs[0].token_ids), out.outputs[0].stop_reason == "\n")
-                for out in outputs]
+        return [
+            (out.outputs[0].text, list(out.outputs[0].token_ids), out.outputs[0].stop_reason == "\n") for out in outputs
+        ]
 
-    def generate(self, prompts: Sequence[str], max_new_tokens: int, templated: bool,
-                 stop_when: Callable[[str], bool] | None = None) -> list[Generation]:
+    def generate(
+        self,
+        prompts: Sequence[str],
+        max_new_tokens: int,
+        templated: bool,
+        stop_when: Callable[[str], bool] | None = None,
+    ) -> list[Generation]:
         return generate_until_complete(self._step, self.tokenize(prompts, templated), max_new_tokens, stop_when)

@@ -38,8 +38,9 @@ def dtype(parser: argparse.ArgumentParser, default: str = "bfloat16") -> None:
 
 
 def shots(parser: argparse.ArgumentParser, **options) -> None:
-    parser.add_argument("--shots", type=shots_count, metavar="K", help="k-shot (any k >= 0)",
-                        **({"required": True} | options))
+    parser.add_argument(
+        "--shots", type=shots_count, metavar="K", help="k-shot (any k >= 0)", **({"required": True} | options)
+    )
 
 
 def setting(parser: argparse.ArgumentParser, several_formats: bool = False) -> None:
@@ -58,18 +59,28 @@ def scenario_setting(parser: argparse.ArgumentParser) -> None:
 
 
 def languages(parser: argparse.ArgumentParser, **options) -> None:
-    parser.add_argument("--languages", nargs="+", choices=LANGUAGES, metavar="LANG",
-                        **({"default": list(LANGUAGES)} | options))
+    parser.add_argument(
+        "--languages", nargs="+", choices=LANGUAGES, metavar="LANG", **({"default": list(LANGUAGES)} | options)
+    )
 
 
 def format_criterion(parser: argparse.ArgumentParser) -> None:
     """--format-criterion: how each model's prompt format is chosen (config key tables.format_criterion)."""
-    parser.add_argument("--format-criterion", choices=list(FORMAT_CRITERIA), default=DEFAULT_FORMAT_CRITERION,
-                        help="how each model's prompt format is chosen: " + "; ".join(
-                            f"{name} = {text}" for name, text in FORMAT_CRITERIA.items()))
+    parser.add_argument(
+        "--format-criterion",
+        choices=list(FORMAT_CRITERIA),
+        default=DEFAULT_FORMAT_CRITERION,
+        help="how each model's prompt format is chosen: "
+        + "; ".join(f"{name} = {text}" for name, text in FORMAT_CRITERIA.items()),
+    )
 
 
 def not_in_summary(parser: argparse.ArgumentParser) -> None:
     """--not-in-summary: rows of the per-language tables only (config key extra_models)."""
-    parser.add_argument("--not-in-summary", nargs="+", default=[], metavar="MODEL",
-                        help="paper names of models left out of the summary table (rows of the others only)")
+    parser.add_argument(
+        "--not-in-summary",
+        nargs="+",
+        default=[],
+        metavar="MODEL",
+        help="paper names of models left out of the summary table (rows of the others only)",
+    )

@@ -25,8 +25,10 @@ def cmd_check_config(args) -> None:
     config = load_config(args.config)
     models = Registry.load(config["registry"]).select(config["models"])
     dataset = dataset_registry.for_config(config)
-    print(f"{args.config}: valid; run '{config['run']}', {dataset.name}, {len(models)} models, "
-          f"{len(config['languages'])} languages, shots {config['shots']}, formats {config['prompt_formats']}")
+    print(
+        f"{args.config}: valid; run '{config['run']}', {dataset.name}, {len(models)} models, "
+        f"{len(config['languages'])} languages, shots {config['shots']}, formats {config['prompt_formats']}"
+    )
 
 
 def cmd_data(args) -> None:
@@ -45,8 +47,10 @@ def cmd_data(args) -> None:
     write_csv(data.problems_table(problems), args.problems)
     for kind in sorted({problem.kind for problem in problems}):
         print(f"xmrc: warning: {dataset.name} {data.describe(problems, kind)}", file=sys.stderr)
-    print(f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages ({dataset.name} "
-          f"{split}); {len(problems)} problem(s) reported in {args.problems}")
+    print(
+        f"{args.out}: {table['id'].nunique()} items x {table['lang'].nunique()} languages ({dataset.name} "
+        f"{split}); {len(problems)} problem(s) reported in {args.problems}"
+    )
 
 
 def cmd_tiny_model(args) -> None:
@@ -57,16 +61,30 @@ def cmd_tiny_model(args) -> None:
 
 def cmd_prompts(args) -> None:
     if args.demonstration_data and args.alignment == "parallel":
-        raise XmrcError("--demonstration-data: only with --alignment by_direction (a parallel dataset's "
-                        "demonstrations are items of --data)")
+        raise XmrcError(
+            "--demonstration-data: only with --alignment by_direction (a parallel dataset's "
+            "demonstrations are items of --data)"
+        )
     model, weights = model_and_weights(args.registry, args.model, args.weights)
     template = chat_template(model, weights)
     table = read_table(args.data, required=DATA_COLUMNS)
     ids = read_ids(args.ids) if args.ids else None
-    demonstration_table = read_table(args.demonstration_data, required=DATA_COLUMNS) \
-        if args.demonstration_data else None
-    prompts = build_prompt_table(table, args.languages, args.shots, args.format, args.demonstrations, template,
-                                 args.max_items, ids, args.scenarios, args.alignment, demonstration_table)
+    demonstration_table = (
+        read_table(args.demonstration_data, required=DATA_COLUMNS) if args.demonstration_data else None
+    )
+    prompts = build_prompt_table(
+        table,
+        args.languages,
+        args.shots,
+        args.format,
+        args.demonstrations,
+        template,
+        args.max_items,
+        ids,
+        args.scenarios,
+        args.alignment,
+        demonstration_table,
+    )
     write_parquet(prompts, args.out)
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
 
@@ -74,8 +92,11 @@ def cmd_prompts(args) -> None:
 def cmd_score(args) -> None:
     scored = score_table(read_table(args.generations, required=GENERATION_COLUMNS), args.normalization)
     write_parquet(scored, args.out)
-    print(f"{args.out}: {len(scored)} items scored ({args.normalization}); "
-          f"mean F1 {100 * scored['f1'].mean():.2f}" if len(scored) else f"{args.out}: no items")
+    print(
+        f"{args.out}: {len(scored)} items scored ({args.normalization}); mean F1 {100 * scored['f1'].mean():.2f}"
+        if len(scored)
+        else f"{args.out}: no items"
+    )
 
 
 def cmd_aggregate(args) -> None:
@@ -87,8 +108,9 @@ def cmd_aggregate(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    paths = write_run_tables(read_table(args.direction_scores), Path(args.out_dir), args.format_criterion,
-                             args.not_in_summary)
+    paths = write_run_tables(
+        read_table(args.direction_scores), Path(args.out_dir), args.format_criterion, args.not_in_summary
+    )
     print(f"{args.out_dir}: {len(paths)} tables")
 
 
@@ -118,18 +140,27 @@ def register(command) -> None:
 
     p = command("data", cmd_data, "obtain a dataset (XQuAD, MLQA), validate it, write one Parquet table")
     p.add_argument("--dataset", default="xquad", help="key in the dataset registry (default: xquad)")
-    p.add_argument("--datasets", default=str(dataset_registry.DEFAULT_REGISTRY),
-                   help="dataset registry YAML (default: config/datasets.yaml of this checkout)")
+    p.add_argument(
+        "--datasets",
+        default=str(dataset_registry.DEFAULT_REGISTRY),
+        help="dataset registry YAML (default: config/datasets.yaml of this checkout)",
+    )
     p.add_argument("--source", choices=["hub", "local"], required=True)
     p.add_argument("--hub-id", help="hub dataset id (default: the registry's)")
     p.add_argument("--revision")
-    p.add_argument("--local-dir", help="directory of the dataset's own JSON files (XQuAD: xquad.<lang>.json; "
-                                       "MLQA: the MLQA_V1 folder, test/test-context-<lang>-question-<lang>.json, dev/dev-...)")
+    p.add_argument(
+        "--local-dir",
+        help="directory of the dataset's own JSON files (XQuAD: xquad.<lang>.json; "
+        "MLQA: the MLQA_V1 folder, test/test-context-<lang>-question-<lang>.json, dev/dev-...)",
+    )
     shared.languages(p)
     p.add_argument("--out", required=True)
     p.add_argument("--problems", required=True, help="CSV report of data problems, by id")
-    p.add_argument("--split", help="split to load (default: the registry's evaluation split; the demonstration "
-                                   "split, e.g. MLQA's validation, for k-shot demonstrations)")
+    p.add_argument(
+        "--split",
+        help="split to load (default: the registry's evaluation split; the demonstration "
+        "split, e.g. MLQA's validation, for k-shot demonstrations)",
+    )
 
     p = command("tiny-model", cmd_tiny_model, "build a tiny random model of a real architecture")
     shared.model(p, weights=False)
@@ -141,12 +172,26 @@ def register(command) -> None:
     shared.model(p)
     shared.setting(p)
     shared.languages(p)
-    p.add_argument("--demonstrations", nargs="*", default=[], metavar="ID",
-                   help="demonstration ids: k-shot uses the first k (at least k needed)")
-    p.add_argument("--scenarios", nargs="+", choices=list(SCENARIOS), default=list(PAPER_SCENARIOS),
-                   help="which directions get prompts: en-x, x-x (the paper's), x-y (every language pair)")
-    p.add_argument("--alignment", choices=["parallel", "by_direction"], default="parallel",
-                   help="how items align across languages (dataset registry key alignment)")
+    p.add_argument(
+        "--demonstrations",
+        nargs="*",
+        default=[],
+        metavar="ID",
+        help="demonstration ids: k-shot uses the first k (at least k needed)",
+    )
+    p.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=list(SCENARIOS),
+        default=list(PAPER_SCENARIOS),
+        help="which directions get prompts: en-x, x-x (the paper's), x-y (every language pair)",
+    )
+    p.add_argument(
+        "--alignment",
+        choices=["parallel", "by_direction"],
+        default="parallel",
+        help="how items align across languages (dataset registry key alignment)",
+    )
     p.add_argument("--demonstration-data", help="table of the demonstration split (default: --data)")
     p.add_argument("--max-items", type=int)
     p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
@@ -167,8 +212,11 @@ def register(command) -> None:
     shared.not_in_summary(p)
     p.add_argument("--out-dir", required=True)
 
-    p = command("figures", cmd_figures,
-                "one figure (PNG): F1 heatmap, en-x vs x-x means, or one model's context x question F1 matrix")
+    p = command(
+        "figures",
+        cmd_figures,
+        "one figure (PNG): F1 heatmap, en-x vs x-x means, or one model's context x question F1 matrix",
+    )
     p.add_argument("--direction-scores", required=True)
     p.add_argument("--kind", choices=["heatmap", "means", "matrix"], required=True)
     shared.shots(p)

@@ -14,22 +14,25 @@ from xmrc.errors.rates import error_rates, item_types, write_error_tables
 from xmrc.exceptions import XmrcError
 from xmrc.hub.models import local_model_and_weights
 from xmrc.io import read_table, write_csv, write_parquet
-from xmrc.prompts import hf_chat_template
 from xmrc.jobs import job_settings
+from xmrc.prompts import hf_chat_template
 
 
 def cmd_wrong_answers(args) -> None:
     if len(args.generations) != len(args.scores):
         raise XmrcError(f"{len(args.generations)} generation file(s) but {len(args.scores)} score file(s)")
-    generations = pd.concat([read_table(p, required=KEYS + ["answer_lang", "gold", "raw_output", "prediction"])
-                             for p in args.generations], ignore_index=True)
+    generations = pd.concat(
+        [read_table(p, required=KEYS + ["answer_lang", "gold", "raw_output", "prediction"]) for p in args.generations],
+        ignore_index=True,
+    )
     scores = pd.concat([read_table(p, required=KEYS + ["em", "f1"]) for p in args.scores], ignore_index=True)
     questions = read_table(args.data, required=["id", "lang", "question"])
     if args.prompt_format == "best":
         if not args.direction_scores:
             raise XmrcError("--direction-scores is required with --prompt-format best")
-        direction_scores = read_table(args.direction_scores, required=["model", "shots", "prompt_format",
-                                                                       "context_lang", "question_lang", "f1"])
+        direction_scores = read_table(
+            args.direction_scores, required=["model", "shots", "prompt_format", "context_lang", "question_lang", "f1"]
+        )
         formats = wrong.chosen_formats(direction_scores, args.shots, args.format_criterion)
     else:
         formats = args.prompt_format
@@ -37,16 +40,20 @@ def cmd_wrong_answers(args) -> None:
     answers, counts = wrong.select(scored, args.shots, args.scenario, formats, args.metric, args.max_score)
     write_parquet(answers, args.out)
     write_csv(counts, args.out_counts)
-    print(f"{args.out}: {len(answers)} wrong answers ({args.metric} <= {args.max_score}) of "
-          f"{int(counts['n_items'].sum())} items, {counts['model'].nunique()} model(s), {len(counts)} directions")
+    print(
+        f"{args.out}: {len(answers)} wrong answers ({args.metric} <= {args.max_score}) of "
+        f"{int(counts['n_items'].sum())} items, {counts['model'].nunique()} model(s), {len(counts)} directions"
+    )
 
 
 def cmd_detect_language(args) -> None:
     answers = read_table(args.wrong_answers, required=KEYS + ["gold", "prediction"])
     result = language_errors(answers, build_detector(threads=args.threads))
     write_parquet(result, args.out)
-    print(f"{args.out}: {int(result['language_error'].sum())} language errors, "
-          f"{int((result['prediction_lang'] == 'und').sum())} undecidable predictions in {len(result)} wrong answers")
+    print(
+        f"{args.out}: {int(result['language_error'].sum())} language errors, "
+        f"{int((result['prediction_lang'] == 'und').sum())} undecidable predictions in {len(result)} wrong answers"
+    )
 
 
 def cmd_judge(args) -> None:
@@ -54,8 +61,15 @@ def cmd_judge(args) -> None:
     answers = read_table(args.wrong_answers, required=KEYS + ["question", "raw_output"])
     scorer = open_scorer(args.backend, weights, model.revision, args.dtype, args.batch_size, model.gpus)
     chat_template = hf_chat_template(scorer.tokenizer) if model.chat_template else None
-    result = run_judge(answers, scorer, Path(args.out), judge_name=model.name, chat_template=chat_template,
-                       chunk_size=args.chunk_size, settings=job_settings(args))
+    result = run_judge(
+        answers,
+        scorer,
+        Path(args.out),
+        judge_name=model.name,
+        chat_template=chat_template,
+        chunk_size=args.chunk_size,
+        settings=job_settings(args),
+    )
     counts = result["category"].value_counts().to_dict()
     print(f"{args.out}: {len(result)} wrong answers judged by {model.name}: {counts}")
 
@@ -87,8 +101,12 @@ def register(command) -> None:
     p.add_argument("--scores", nargs="+", required=True, help="score files, in the order of --generations")
     p.add_argument("--direction-scores", help="direction_scores.csv (for --prompt-format best)")
     shared.scenario_setting(p)
-    p.add_argument("--prompt-format", choices=["best", "v1", "v2"], default="best",
-                   help="best: each model's format chosen by --format-criterion, as in the tables")
+    p.add_argument(
+        "--prompt-format",
+        choices=["best", "v1", "v2"],
+        default="best",
+        help="best: each model's format chosen by --format-criterion, as in the tables",
+    )
     shared.format_criterion(p)
     p.add_argument("--metric", choices=["em", "f1"], default="em")
     p.add_argument("--max-score", type=float, default=0.0, help="an item is wrong when metric <= this (0-1)")

@@ -33,9 +33,12 @@ def cmd_tulu(args) -> None:
     write_parquet(kept, args.out)
     write_csv(problems, args.problems)
     if len(problems):
-        print(f"xmrc: warning: {len(problems)} of {total} conversations malformed and not trained on "
-              f"({conversations.problem_reasons(problems)}); "
-              f"ids in {args.problems}", file=sys.stderr)
+        print(
+            f"xmrc: warning: {len(problems)} of {total} conversations malformed and not trained on "
+            f"({conversations.problem_reasons(problems)}); "
+            f"ids in {args.problems}",
+            file=sys.stderr,
+        )
     print(f"{args.out}: {len(kept)} conversations ({total} read, {len(problems)} malformed)")
 
 
@@ -48,8 +51,10 @@ def cmd_split(args) -> None:
     write_csv(split, args.out_split)
     write_text("".join(f"{item}\n" for item in ids), args.out_ids)
     counts = split["split"].value_counts()
-    print(f"{args.out_split}: {counts.get('train', 0)} training and {counts.get('eval', 0)} held-out articles; "
-          f"{len(ids)} held-out items in {args.out_ids}")
+    print(
+        f"{args.out_split}: {counts.get('train', 0)} training and {counts.get('eval', 0)} held-out articles; "
+        f"{len(ids)} held-out items in {args.out_ids}"
+    )
 
 
 def cmd_qt_pairs(args) -> None:
@@ -64,8 +69,14 @@ def cmd_qt_pairs(args) -> None:
         pools.append(pairs.read_external(args.external))
     if not pools:
         raise XmrcError("question translation: no pair source (--no-xquad without --external)")
-    result = pairs.build_pairs(pd.concat(pools, ignore_index=True), args.sources, args.target,
-                               args.max_pairs_per_source, args.seed, instruction)
+    result = pairs.build_pairs(
+        pd.concat(pools, ignore_index=True),
+        args.sources,
+        args.target,
+        args.max_pairs_per_source,
+        args.seed,
+        instruction,
+    )
     write_parquet(result, args.out)
     counts = ", ".join(f"{lang}->{args.target}: {n}" for lang, n in result["source_lang"].value_counts().items())
     print(f"{args.out}: {len(result)} pairs ({counts})")
@@ -81,15 +92,19 @@ def cmd_config(args) -> None:
     except json.JSONDecodeError as error:
         raise XmrcError(f"--hyperparameters: not valid JSON ({error.msg})") from None
     lfconfig.write_configs(spec, hyperparameters, base_weights, args.dataset, args.out_dir, args.work_dir)
-    print(f"{args.out_dir}: train.yaml, dataset_info.json for {model.name} ({spec['method']} on {spec['dataset']}, "
-          f"base {spec['base']})")
+    print(
+        f"{args.out_dir}: train.yaml, dataset_info.json for {model.name} ({spec['method']} on {spec['dataset']}, "
+        f"base {spec['base']})"
+    )
 
 
 def cmd_train(args) -> None:
     outcome = training.train(args.train_config, gpus=args.gpus)
     out = training.finalize(args.train_config, args.out, info=outcome)
-    print(f"{out}: finetuned model ready" + (f" (resumed from {outcome['resumed_from']})"
-                                             if outcome["resumed_from"] else ""))
+    print(
+        f"{out}: finetuned model ready"
+        + (f" (resumed from {outcome['resumed_from']})" if outcome["resumed_from"] else "")
+    )
 
 
 def _settings(values: list[str]) -> list[tuple[int, str]]:
@@ -104,23 +119,39 @@ def _settings(values: list[str]) -> list[tuple[int, str]]:
 
 def cmd_heldout_eval(args) -> None:
     settings = _settings(args.settings)
-    items = HeldOutItems(read_table(args.data), read_ids(args.ids), args.languages, args.demonstrations,
-                         args.max_items)
-    backend_settings = BackendSettings(dtype=args.dtype, batch_size=args.batch_size,
-                                       gpu_memory_utilization=args.gpu_memory_utilization,
-                                       max_model_len=args.max_model_len)
-    for done in evaluate_heldout(args.registry, args.model, args.weights, items, settings, args.out_dir,
-                                 backend=args.backend, backend_settings=backend_settings,
-                                 max_new_tokens=args.max_new_tokens, chunk_size=args.chunk_size,
-                                 normalization=args.normalization):
-        print(f"{done['scores']}: {done['prompts_n']} prompts, {done['generations_n']} generations ({done['kind']}), "
-              f"{done['shots']}-shot {done['prompt_format']}")
+    items = HeldOutItems(read_table(args.data), read_ids(args.ids), args.languages, args.demonstrations, args.max_items)
+    backend_settings = BackendSettings(
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+    )
+    for done in evaluate_heldout(
+        args.registry,
+        args.model,
+        args.weights,
+        items,
+        settings,
+        args.out_dir,
+        backend=args.backend,
+        backend_settings=backend_settings,
+        max_new_tokens=args.max_new_tokens,
+        chunk_size=args.chunk_size,
+        normalization=args.normalization,
+    ):
+        print(
+            f"{done['scores']}: {done['prompts_n']} prompts, {done['generations_n']} generations ({done['kind']}), "
+            f"{done['shots']}-shot {done['prompt_format']}"
+        )
 
 
 def cmd_compare(args) -> None:
     items = read_table(args.item_scores)
-    heldout = pd.concat([read_table(p) for p in args.heldout_scores], ignore_index=True) \
-        if args.heldout_scores else items.iloc[:0]
+    heldout = (
+        pd.concat([read_table(p) for p in args.heldout_scores], ignore_index=True)
+        if args.heldout_scores
+        else items.iloc[:0]
+    )
     compared = comparison_pairs(items, heldout, Registry.load(args.registry), args.tuned)
     paths = write_comparison(compared, args.shots, Path(args.out_dir), args.format_criterion)
     print(f"{args.out_dir}: {len(paths)} comparison tables for {', '.join(args.tuned)}")
@@ -132,8 +163,11 @@ def cmd_compare_figure(args) -> None:
 
 
 def register(command) -> None:
-    p = command("finetune-tulu", cmd_tulu,
-                "TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id")
+    p = command(
+        "finetune-tulu",
+        cmd_tulu,
+        "TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id",
+    )
     p.add_argument("--source", choices=["hub", "local"], required=True)
     p.add_argument("--hub-id", default="allenai/tulu-3-sft-mixture")
     p.add_argument("--revision")
@@ -151,8 +185,11 @@ def register(command) -> None:
     p.add_argument("--out-split", required=True, help="CSV: title, split, items")
     p.add_argument("--out-ids", required=True, help="text file of held-out ids, one per line")
 
-    p = command("finetune-qt-pairs", cmd_qt_pairs,
-                "question-translation pairs X->target from the training articles (and/or an external file)")
+    p = command(
+        "finetune-qt-pairs",
+        cmd_qt_pairs,
+        "question-translation pairs X->target from the training articles (and/or an external file)",
+    )
     p.add_argument("--data", help="XQuAD table")
     p.add_argument("--split", help="article split CSV (finetune-split)")
     p.add_argument("--sources", nargs="+", required=True, metavar="LANG")
@@ -160,8 +197,9 @@ def register(command) -> None:
     p.add_argument("--max-pairs-per-source", type=int)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--instruction", default=None, help="template with {target} and {question}")
-    p.add_argument("--external", help="extra pairs: JSON lines or Parquet (source_lang, target_lang, "
-                                      "source_text, target_text)")
+    p.add_argument(
+        "--external", help="extra pairs: JSON lines or Parquet (source_lang, target_lang, source_text, target_text)"
+    )
     p.add_argument("--no-xquad", action="store_true", help="only the external pairs")
     p.add_argument("--out", required=True)
 
@@ -174,14 +212,21 @@ def register(command) -> None:
     p.add_argument("--work-dir", required=True, help="LLaMA-Factory output_dir (checkpoints)")
     p.add_argument("--out-dir", required=True)
 
-    p = command("finetune-train", cmd_train, "llamafactory-cli train (resumes from the last checkpoint), then "
-                "the model directory (LoRA merged into the base by llamafactory-cli export)")
+    p = command(
+        "finetune-train",
+        cmd_train,
+        "llamafactory-cli train (resumes from the last checkpoint), then "
+        "the model directory (LoRA merged into the base by llamafactory-cli export)",
+    )
     p.add_argument("--train-config", required=True)
     p.add_argument("--gpus", type=int, default=0, help="> 1: torchrun with one process per GPU")
     p.add_argument("--out", required=True)
 
-    p = command("finetune-heldout-eval", cmd_heldout_eval,
-                "evaluate a base model on the held-out items (prompts, generate, score for each setting)")
+    p = command(
+        "finetune-heldout-eval",
+        cmd_heldout_eval,
+        "evaluate a base model on the held-out items (prompts, generate, score for each setting)",
+    )
     p.add_argument("--data", required=True, help="XQuAD table")
     shared.model(p)
     p.add_argument("--ids", required=True, help="held-out ids (finetune-split)")
@@ -193,8 +238,9 @@ def register(command) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     shared.dtype(p)
     p.add_argument("--chunk-size", type=int, default=256)
-    p.add_argument("--backend", choices=["auto", "hf", "vllm"], default="auto",
-                   help="the main generation jobs' backend (auto: hf)")
+    p.add_argument(
+        "--backend", choices=["auto", "hf", "vllm"], default="auto", help="the main generation jobs' backend (auto: hf)"
+    )
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm backend")
     p.add_argument("--max-model-len", type=int, help="vllm backend")
     p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
@@ -202,8 +248,12 @@ def register(command) -> None:
 
     p = command("finetune-compare", cmd_compare, "base vs tuned tables on the same items")
     p.add_argument("--item-scores", required=True, help="the run's item_scores.parquet")
-    p.add_argument("--heldout-scores", nargs="*", default=[],
-                   help="score tables of the question-translation models' bases on the held-out articles")
+    p.add_argument(
+        "--heldout-scores",
+        nargs="*",
+        default=[],
+        help="score tables of the question-translation models' bases on the held-out articles",
+    )
     p.add_argument("--registry", required=True)
     p.add_argument("--tuned", nargs="+", required=True, metavar="MODEL", help="registry keys of tuned models")
     p.add_argument("--shots", nargs="+", type=int, required=True)

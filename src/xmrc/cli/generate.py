@@ -28,16 +28,31 @@ PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", 
 def cmd_generate_job(args) -> None:
     model = Registry.load(args.registry).get(args.model)
     kind = choose_backend(model, args.backend)
-    settings = BackendSettings(dtype=args.dtype, batch_size=args.batch_size,
-                               tensor_parallel_size=args.tensor_parallel_size,
-                               gpu_memory_utilization=args.gpu_memory_utilization, max_model_len=args.max_model_len,
-                               lora=args.lora, concurrency=args.concurrency, max_retries=args.max_retries,
-                               timeout_s=args.timeout, backoff_s=args.backoff)
+    settings = BackendSettings(
+        dtype=args.dtype,
+        batch_size=args.batch_size,
+        tensor_parallel_size=args.tensor_parallel_size,
+        gpu_memory_utilization=args.gpu_memory_utilization,
+        max_model_len=args.max_model_len,
+        lora=args.lora,
+        concurrency=args.concurrency,
+        max_retries=args.max_retries,
+        timeout_s=args.timeout,
+        backoff_s=args.backoff,
+    )
     prompts = read_table(args.prompts, required=PROMPT_COLUMNS)
     backend = open_backend(model, kind, settings, args.weights, args.snapshot)
-    result = run_generation(prompts, backend, args.out, model=model.name, shots=args.shots,
-                            prompt_format=args.format, max_new_tokens=args.max_new_tokens,
-                            chunk_size=args.chunk_size, order=args.order)
+    result = run_generation(
+        prompts,
+        backend,
+        args.out,
+        model=model.name,
+        shots=args.shots,
+        prompt_format=args.format,
+        max_new_tokens=args.max_new_tokens,
+        chunk_size=args.chunk_size,
+        order=args.order,
+    )
     print(f"{args.out}: {len(result)} generations ({kind}), {int((result['prediction'] == '').sum())} empty answers")
 
 
@@ -49,8 +64,10 @@ def cmd_fetch_model(args) -> None:
 
 def cmd_convert_gguf(args) -> None:
     stamp = convert_packaged_model(Registry.load(args.registry).get(args.model), args.out)
-    print(f"{args.out}: {stamp['package']}=={stamp['version']} {stamp['file']} converted "
-          f"({stamp['architecture'][0]}, {stamp['layers']} layers; tokenizer round-trips)")
+    print(
+        f"{args.out}: {stamp['package']}=={stamp['version']} {stamp['file']} converted "
+        f"({stamp['architecture'][0]}, {stamp['layers']} layers; tokenizer round-trips)"
+    )
 
 
 def cmd_check_tokenizer(args) -> None:
@@ -63,8 +80,11 @@ def cmd_check_tokenizer(args) -> None:
 def cmd_pin_revisions(args) -> None:
     changed, stamps = pin_registry(args.registry, args.stamps, args.dry_run)
     verb = "would pin" if args.dry_run else "pinned"
-    print(f"{args.registry}: {verb} {len(changed)} model(s) to their fetched commits"
-          + (f": {', '.join(changed)}" if changed else "") + f"; {stamps - len(changed)} already pinned")
+    print(
+        f"{args.registry}: {verb} {len(changed)} model(s) to their fetched commits"
+        + (f": {', '.join(changed)}" if changed else "")
+        + f"; {stamps - len(changed)} already pinned"
+    )
 
 
 def cmd_serve(args) -> None:
@@ -108,18 +128,29 @@ def cmd_prefix_stats(args) -> None:
 
 
 def register(command) -> None:
-    p = command("generate-job", cmd_generate_job,
-                "one generation job on any backend (hf, vllm, api): prefix-ordered, sharded, resumable")
+    p = command(
+        "generate-job",
+        cmd_generate_job,
+        "one generation job on any backend (hf, vllm, api): prefix-ordered, sharded, resumable",
+    )
     p.add_argument("--prompts", required=True)
     shared.model(p)
     p.add_argument("--snapshot", help="stamp written by fetch-model: load its snapshot directory (offline)")
     shared.setting(p)
-    p.add_argument("--backend", choices=["auto", "hf", "vllm", "api"], default="auto",
-                   help="auto: api for API models, hf otherwise")
+    p.add_argument(
+        "--backend",
+        choices=["auto", "hf", "vllm", "api"],
+        default="auto",
+        help="auto: api for API models, hf otherwise",
+    )
     p.add_argument("--max-new-tokens", type=int, default=64)
     p.add_argument("--chunk-size", type=int, default=256, help="prompts per checkpoint shard")
-    p.add_argument("--order", choices=["prefix", "table"], default="prefix",
-                   help="run order: prefix (neighbours share prefixes, for prefix caching) or the table's")
+    p.add_argument(
+        "--order",
+        choices=["prefix", "table"],
+        default="prefix",
+        help="run order: prefix (neighbours share prefixes, for prefix caching) or the table's",
+    )
     shared.dtype(p)
     p.add_argument("--batch-size", type=int, default=16, help="hf backend")
     p.add_argument("--tensor-parallel-size", type=int, help="vllm backend (default: the registry's gpus)")
@@ -132,25 +163,37 @@ def register(command) -> None:
     p.add_argument("--backoff", type=float, default=1.0, help="api backend: first retry delay (doubles)")
     p.add_argument("--out", required=True)
 
-    p = command("fetch-model", cmd_fetch_model,
-                "download a registry model's snapshot into a cache (submit host) and write its stamp")
+    p = command(
+        "fetch-model",
+        cmd_fetch_model,
+        "download a registry model's snapshot into a cache (submit host) and write its stamp",
+    )
     shared.model(p, weights=False)
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--out", required=True, help="stamp JSON: hub id, revision, commit, snapshot directory")
 
-    p = command("convert-gguf", cmd_convert_gguf,
-                "convert a registry model's GGUF weights shipped in a Python package into a snapshot directory")
+    p = command(
+        "convert-gguf",
+        cmd_convert_gguf,
+        "convert a registry model's GGUF weights shipped in a Python package into a snapshot directory",
+    )
     shared.model(p, weights=False)
     p.add_argument("--out", required=True, help="snapshot directory (save_pretrained layout)")
 
-    p = command("check-tokenizer", cmd_check_tokenizer,
-                "check that a converted snapshot's tokenizer round-trips its probe texts with the recorded ids "
-                "(run it under each environment that loads the model)")
+    p = command(
+        "check-tokenizer",
+        cmd_check_tokenizer,
+        "check that a converted snapshot's tokenizer round-trips its probe texts with the recorded ids "
+        "(run it under each environment that loads the model)",
+    )
     p.add_argument("weights", help="snapshot directory written by convert-gguf")
     p.add_argument("--out", help="write the one-line result here (a stamp for the workflow)")
 
-    p = command("pin-revisions", cmd_pin_revisions,
-                "write the commits of fetched snapshots into the registry as each model's revision")
+    p = command(
+        "pin-revisions",
+        cmd_pin_revisions,
+        "write the commits of fetched snapshots into the registry as each model's revision",
+    )
     p.add_argument("--registry", required=True)
     p.add_argument("--stamps", required=True, help="the stamps folder of fetch-model (<hub_cache>/stamps)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be pinned")
@@ -165,8 +208,9 @@ def register(command) -> None:
     p.add_argument("--fault-every", type=int, default=0, help="then fail every k-th request (429/500)")
     p.add_argument("--delay", type=float, default=0.0, help="seconds added to every request")
 
-    p = command("prefix-stats", cmd_prefix_stats,
-                "shared-prefix share of prompt tables in table order and prefix order")
+    p = command(
+        "prefix-stats", cmd_prefix_stats, "shared-prefix share of prompt tables in table order and prefix order"
+    )
     p.add_argument("--prompts", nargs="+", required=True)
     p.add_argument("--tokenizer", help="tokenizer directory or hub id: also count tokens")
     p.add_argument("--out", help="CSV")

@@ -15,10 +15,13 @@ def cmd_intervals(args) -> None:
     registry = Registry.load(args.registry)
     pairs = model_pairs(registry.get(key) for key in args.models)
     settings = BootstrapSettings(args.resamples, args.confidence, args.seed)
-    paths = write_intervals(read_table(args.item_scores), pairs, settings, args.out_dir,
-                            args.format_criterion, args.markdown)
-    print(f"{args.out_dir}: {len(paths)} interval tables ({settings.resamples} resamples, "
-          f"{settings.confidence:.0%} intervals, seed {settings.seed})")
+    paths = write_intervals(
+        read_table(args.item_scores), pairs, settings, args.out_dir, args.format_criterion, args.markdown
+    )
+    print(
+        f"{args.out_dir}: {len(paths)} interval tables ({settings.resamples} resamples, "
+        f"{settings.confidence:.0%} intervals, seed {settings.seed})"
+    )
 
 
 def cmd_intervals_figure(args) -> None:
@@ -29,8 +32,11 @@ def cmd_intervals_figure(args) -> None:
 
 
 def register(command) -> None:
-    p = command("intervals", cmd_intervals,
-                "bootstrap intervals of F1/EM per direction and paired differences of compared models/settings")
+    p = command(
+        "intervals",
+        cmd_intervals,
+        "bootstrap intervals of F1/EM per direction and paired differences of compared models/settings",
+    )
     p.add_argument("--item-scores", required=True, help="results/<run>/tables/item_scores.parquet")
     p.add_argument("--registry", required=True, help="model registry YAML (which models a table compares)")
     p.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="the run's models (keys or names)")

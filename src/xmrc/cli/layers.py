@@ -27,14 +27,24 @@ MEMBER_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "id"
 def cmd_layer_groups(args) -> None:
     items = pd.concat([read_table(path, required=ITEM_COLUMNS) for path in args.item_scores], ignore_index=True)
     registry = Registry.load(args.registry)
-    members, sizes = sample_models(items, [registry.get(key) for key in args.models], args.shots, args.formats,
-                                   args.languages, args.groups, args.cap, args.seed)
+    members, sizes = sample_models(
+        items,
+        [registry.get(key) for key in args.models],
+        args.shots,
+        args.formats,
+        args.languages,
+        args.groups,
+        args.cap,
+        args.seed,
+    )
     write_parquet(members, args.out_members)
     write_csv(sizes, args.out_sizes, float_format="%.6g")
     for row in sizes.itertuples():
         note = " (fallback: all items)" if row.fallback else ""
-        print(f"{row.model_name} {row.shots}-shot {row.prompt_format} {row.group}: {row.eligible} eligible, "
-              f"{row.selected} selected{note}")
+        print(
+            f"{row.model_name} {row.shots}-shot {row.prompt_format} {row.group}: {row.eligible} eligible, "
+            f"{row.selected} selected{note}"
+        )
 
 
 def _model_job(args):
@@ -42,8 +52,9 @@ def _model_job(args):
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "the layer analysis")
     members = read_table(args.groups, required=["model", "shots", "prompt_format", "id"])
     ids = group_ids(members, model.key, args.shots, args.format, args.groups)
-    rows = prompt_rows(read_table(args.prompts), ids, args.languages, args.prompts, read_table(args.generations),
-                       args.generations)
+    rows = prompt_rows(
+        read_table(args.prompts), ids, args.languages, args.prompts, read_table(args.generations), args.generations
+    )
     return model, weights, rows
 
 
@@ -54,22 +65,44 @@ def cmd_layer_relevance(args) -> None:
     check_lxt_support(weights, model.revision)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     lxt_rules(network)
-    result = run_relevance(rows, network, tokenizer, Path(args.out), model_key=model.key, shots=args.shots,
-                           prompt_format=args.format, batch_size=args.batch_size, chunk_size=args.chunk_size,
-                           examples=args.examples, tokens_output=Path(args.out_tokens), settings=job_settings(args))
+    result = run_relevance(
+        rows,
+        network,
+        tokenizer,
+        Path(args.out),
+        model_key=model.key,
+        shots=args.shots,
+        prompt_format=args.format,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        examples=args.examples,
+        tokens_output=Path(args.out_tokens),
+        settings=job_settings(args),
+    )
     explained = result.drop_duplicates(["context_lang", "question_lang", "id"])["target_status"].value_counts()
-    print(f"{args.out}: AttnLRP relevance of {len(rows)} prompts ({len(result)} part rows), "
-          f"N = {int(result['layers'].max()) if len(result) else 0} layers; explained token: "
-          + ", ".join(f"{status} {count}" for status, count in explained.items()))
+    print(
+        f"{args.out}: AttnLRP relevance of {len(rows)} prompts ({len(result)} part rows), "
+        f"N = {int(result['layers'].max()) if len(result) else 0} layers; explained token: "
+        + ", ".join(f"{status} {count}" for status, count in explained.items())
+    )
 
 
 def cmd_layer_hidden(args) -> None:
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
-    count, shape = run_hidden_states(rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index),
-                                     model_key=model.key, shots=args.shots, prompt_format=args.format,
-                                     batch_size=args.batch_size, chunk_size=args.chunk_size,
-                                     settings=job_settings(args))
+    count, shape = run_hidden_states(
+        rows,
+        network,
+        tokenizer,
+        Path(args.out_vectors),
+        Path(args.out_index),
+        model_key=model.key,
+        shots=args.shots,
+        prompt_format=args.format,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        settings=job_settings(args),
+    )
     size = Path(args.out_vectors).stat().st_size
     print(f"{args.out_vectors}: pooled hidden states {shape} float16 of {count} prompts, {size / 1e6:.1f} MB")
 
@@ -90,15 +123,21 @@ def cmd_layer_similarity(args) -> None:
 def cmd_layer_figures(args) -> None:
     from xmrc.analysis.layers import figures as layer_figures  # matplotlib and seaborn
 
-    mrd = read_table(args.mrd, required=["model", "shots", "prompt_format", "group", "question_lang", "part",
-                                         "mean_mrd"])
-    similarity = read_table(args.similarity, required=["model", "shots", "prompt_format", "group", "lang", "part",
-                                                       "relative_depth", "ratio"])
-    mrd_paths = {("context", "question"): args.out_mrd_context_question,
-                 ("task_description", "demonstrations"): args.out_mrd_task_demos}
+    mrd = read_table(
+        args.mrd, required=["model", "shots", "prompt_format", "group", "question_lang", "part", "mean_mrd"]
+    )
+    similarity = read_table(
+        args.similarity,
+        required=["model", "shots", "prompt_format", "group", "lang", "part", "relative_depth", "ratio"],
+    )
+    mrd_paths = {
+        ("context", "question"): args.out_mrd_context_question,
+        ("task_description", "demonstrations"): args.out_mrd_task_demos,
+    }
     similarity_paths = {part: getattr(args, f"out_similarity_{part}") for part in PART_CHOICES}
-    paths = layer_figures.setting_figures(mrd, similarity, read_table(args.sizes), args.model, args.shots,
-                                          args.format, mrd_paths, similarity_paths)
+    paths = layer_figures.setting_figures(
+        mrd, similarity, read_table(args.sizes), args.model, args.shots, args.format, mrd_paths, similarity_paths
+    )
     print(f"{args.model}: {len(paths)} layer-analysis figures")
 
 
@@ -114,15 +153,20 @@ def cmd_layer_change_figures(args) -> None:
 
     similarity = read_table(args.similarity)
     for part in PART_CHOICES:
-        layer_figures.similarity_change(similarity, args.models, args.shots, args.format, part,
-                                        getattr(args, f"out_{part}"), args.group)
+        layer_figures.similarity_change(
+            similarity, args.models, args.shots, args.format, part, getattr(args, f"out_{part}"), args.group
+        )
     print(f"similarity change across {', '.join(args.models)}: 3 figures")
 
 
 def register(command) -> None:
     p = command("layer-groups", cmd_layer_groups, "balanced / en-superior sample groups from per-item F1")
-    p.add_argument("--item-scores", nargs="+", required=True,
-                   help="per-item score tables (the run's item_scores.parquet, score files of other models)")
+    p.add_argument(
+        "--item-scores",
+        nargs="+",
+        required=True,
+        help="per-item score tables (the run's item_scores.parquet, score files of other models)",
+    )
     p.add_argument("--registry", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys or paper names")
     shared.setting(p, several_formats=True)
@@ -135,8 +179,9 @@ def register(command) -> None:
 
     def extraction(p, default_batch):
         p.add_argument("--prompts", required=True)
-        p.add_argument("--generations", required=True,
-                       help="the model's generations of the setting: where each answer starts")
+        p.add_argument(
+            "--generations", required=True, help="the model's generations of the setting: where each answer starts"
+        )
         p.add_argument("--groups", required=True, help="groups.parquet of layer-groups")
         shared.model(p)
         shared.setting(p)
@@ -170,18 +215,29 @@ def register(command) -> None:
     p.add_argument("--sizes", required=True, help="group_sizes.csv of layer-groups")
     p.add_argument("--model", required=True, help="registry key")
     shared.setting(p)
-    for name in ("mrd-context-question", "mrd-task-demos", "similarity-question", "similarity-context",
-                 "similarity-last"):
+    for name in (
+        "mrd-context-question",
+        "mrd-task-demos",
+        "similarity-question",
+        "similarity-context",
+        "similarity-last",
+    ):
         p.add_argument(f"--out-{name}", required=True)
 
-    p = command("layer-example-figure", cmd_layer_example_figure,
-                "attribution example: top tokens of each prompt part by relevance, per layer (paper Figure 11)")
+    p = command(
+        "layer-example-figure",
+        cmd_layer_example_figure,
+        "attribution example: top tokens of each prompt part by relevance, per layer (paper Figure 11)",
+    )
     p.add_argument("--tokens", required=True, help="per-token relevance (layer-relevance --out-tokens)")
     p.add_argument("--top", type=int, default=3, help="tokens shown per prompt part")
     p.add_argument("--out", required=True)
 
-    p = command("layer-change-figures", cmd_layer_change_figures,
-                "similarity curves of a model series (base, instruct, tuned) and their change")
+    p = command(
+        "layer-change-figures",
+        cmd_layer_change_figures,
+        "similarity curves of a model series (base, instruct, tuned) and their change",
+    )
     p.add_argument("--similarity", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys, first = reference")
     shared.setting(p)

@@ -8,8 +8,8 @@ import pandas as pd
 
 from xmrc import LANGUAGES
 from xmrc.analysis.oracle.run import format_files, run_oracle, work_items
-from xmrc.analysis.oracle.tables import write_oracle_tables
 from xmrc.analysis.oracle.sentences import units_table
+from xmrc.analysis.oracle.tables import write_oracle_tables
 from xmrc.cli import args as shared
 from xmrc.exceptions import XmrcError
 from xmrc.hub.models import local_model_and_weights
@@ -34,36 +34,60 @@ def cmd_sentences(args) -> None:
     write_parquet(units, args.out)
     write_csv(problems, args.problems)
     contexts = units.groupby(["id", "lang"]).ngroups
-    print(f"{args.out}: {len(units)} sentence units in {contexts} contexts "
-          f"({len(units) / max(contexts, 1):.1f} per context); {len(problems)} problem(s) in {args.problems}")
+    print(
+        f"{args.out}: {len(units)} sentence units in {contexts} contexts "
+        f"({len(units) / max(contexts, 1):.1f} per context); {len(problems)} problem(s) in {args.problems}"
+    )
 
 
 def cmd_attribute(args) -> None:
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "attribution")
     prompt_files, generation_files = _pairs(args.prompts, "--prompts"), _pairs(args.generations, "--generations")
-    prompt_format, prompts_path, generations_path = format_files(read_table(args.summary), model.name, args.summary,
-                                                                 prompt_files, generation_files)
-    prompts = read_table(prompts_path, required=["id", "context_lang", "question_lang", "prompt", "templated",
-                                                 "context_start", "context_end"])
-    generations = read_table(generations_path,
-                             required=["id", "context_lang", "question_lang", "raw_output", "prediction"])
+    prompt_format, prompts_path, generations_path = format_files(
+        read_table(args.summary), model.name, args.summary, prompt_files, generation_files
+    )
+    prompts = read_table(
+        prompts_path,
+        required=["id", "context_lang", "question_lang", "prompt", "templated", "context_start", "context_end"],
+    )
+    generations = read_table(
+        generations_path, required=["id", "context_lang", "question_lang", "raw_output", "prediction"]
+    )
     units = read_table(args.units, required=["id", "lang", "unit", "start", "end", "is_gold", "sentences"])
     items = work_items(prompts, generations, units, args.question_languages, args.sample_size, args.seed)
 
     from xmrc.backends.hf import HFBackend  # torch and transformers
 
-    backend = HFBackend(weights, revision=model.revision, dtype=args.dtype, batch_size=args.generation_batch_size,
-                        gpus=max(model.gpus, 1), progress=False)
+    backend = HFBackend(
+        weights,
+        revision=model.revision,
+        dtype=args.dtype,
+        batch_size=args.generation_batch_size,
+        gpus=max(model.gpus, 1),
+        progress=False,
+    )
     base = {"model": model.name, "shots": args.shots, "prompt_format": prompt_format}
-    result = run_oracle(items, backend.model, backend.tokenizer, Path(args.out), base=base,
-                        implementation=args.implementation, batch_size=args.batch_size,
-                        max_new_tokens=args.max_new_tokens, generation_batch_size=args.generation_batch_size,
-                        chunk_size=args.chunk_size, settings=job_settings(args))
+    result = run_oracle(
+        items,
+        backend.model,
+        backend.tokenizer,
+        Path(args.out),
+        base=base,
+        implementation=args.implementation,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        generation_batch_size=args.generation_batch_size,
+        chunk_size=args.chunk_size,
+        settings=job_settings(args),
+    )
     ok = result[result["status"] == "ok"]
-    print(f"{args.out}: {len(result)} items of {model.name} ({prompt_format}, {args.implementation}); "
-          f"{len(ok)} attributed in {ok['seconds'].sum():.1f} s; step {100 * ok['step_correct'].mean():.1f}%, "
-          f"sequence {100 * ok['sequence_correct'].mean():.1f}% correct" if len(ok) else
-          f"{args.out}: {len(result)} items of {model.name}; none could be attributed (see column status)")
+    print(
+        f"{args.out}: {len(result)} items of {model.name} ({prompt_format}, {args.implementation}); "
+        f"{len(ok)} attributed in {ok['seconds'].sum():.1f} s; step {100 * ok['step_correct'].mean():.1f}%, "
+        f"sequence {100 * ok['sequence_correct'].mean():.1f}% correct"
+        if len(ok)
+        else f"{args.out}: {len(result)} items of {model.name}; none could be attributed (see column status)"
+    )
 
 
 def cmd_tables(args) -> None:
@@ -85,19 +109,29 @@ def register(command) -> None:
     p.add_argument("--data", required=True, help="XQuAD table (xmrc data)")
     shared.languages(p, default=["en"], help="context languages to split (default: en, the en-x contexts)")
     p.add_argument("--out", required=True)
-    p.add_argument("--problems", required=True, help="CSV of items whose answer crosses a sentence boundary "
-                                                     "or is not at answer_start")
+    p.add_argument(
+        "--problems",
+        required=True,
+        help="CSV of items whose answer crosses a sentence boundary or is not at answer_start",
+    )
 
-    p = command("oracle-attribute", cmd_attribute,
-                "sentence-ablation attribution of one model's en-x answers (resumable)")
+    p = command(
+        "oracle-attribute", cmd_attribute, "sentence-ablation attribution of one model's en-x answers (resumable)"
+    )
     p.add_argument("--units", required=True, help="sentence units (xmrc oracle-sentences)")
     p.add_argument("--summary", required=True, help="summary_<shots>shot.csv: the model's prompt format")
     p.add_argument("--prompts", nargs="+", required=True, metavar="FORMAT=PATH")
     p.add_argument("--generations", nargs="+", required=True, metavar="FORMAT=PATH")
     shared.model(p)
     shared.shots(p, required=False, default=2)
-    p.add_argument("--question-languages", nargs="+", default=list(LANGUAGES), choices=LANGUAGES, metavar="LANG",
-                   help="en-x directions by question language (en = en-en)")
+    p.add_argument(
+        "--question-languages",
+        nargs="+",
+        default=list(LANGUAGES),
+        choices=LANGUAGES,
+        metavar="LANG",
+        help="en-x directions by question language (en = en-en)",
+    )
     p.add_argument("--sample-size", type=int, help="items per direction (default: all)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--implementation", choices=["batched", "captum"], default="batched")

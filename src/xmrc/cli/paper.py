@@ -16,11 +16,18 @@ def cmd_paper_comparison(args) -> None:
 
 
 def register(command) -> None:
-    p = command("paper-comparison", cmd_paper_comparison,
-                "the paper's published numbers beside this run's, cell by cell (CSV, Markdown, scatter PNG)")
-    p.add_argument("--tables", nargs="*", default=[],
-                   help="our tables (results/<run>/tables/<name>.csv) that hold the paper's cells; a table not "
-                        "given is one the run did not produce")
+    p = command(
+        "paper-comparison",
+        cmd_paper_comparison,
+        "the paper's published numbers beside this run's, cell by cell (CSV, Markdown, scatter PNG)",
+    )
+    p.add_argument(
+        "--tables",
+        nargs="*",
+        default=[],
+        help="our tables (results/<run>/tables/<name>.csv) that hold the paper's cells; a table not "
+        "given is one the run did not produce",
+    )
     p.add_argument("--registry", required=True, help="model registry YAML (paper_name maps our models)")
     p.add_argument("--out-dir", required=True, help="directory of paper_comparison.{csv,md}")
     p.add_argument("--figure", required=True, help="scatter PNG, paper vs ours")

@@ -48,8 +48,13 @@ def error_types_chart(items: pd.DataFrame, title: str, path: str | Path) -> Path
     ax.set_xlim(0, 100)
     ax.set_xlabel("share of wrong answers (%)")
     ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.4 / max(len(shares), 1)), ncol=len(TYPES),
-              fontsize=8, frameon=False)
+    ax.legend(
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.12 - 0.4 / max(len(shares), 1)),
+        ncol=len(TYPES),
+        fontsize=8,
+        frameon=False,
+    )
     if shares.empty:
         ax.text(50, 0, "no wrong answers", ha="center", va="center")
     return save_figure(fig, path)

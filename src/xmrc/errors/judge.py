@@ -88,13 +88,15 @@ def verdicts_and_scores(result, n: int) -> tuple[list[int], np.ndarray]:
     else:
         scores = np.asarray(result, dtype=np.float32)
         finite = np.isfinite(scores)
-        verdicts = [int(np.argmax(np.where(ok, row, -np.inf))) if ok.any() else INVALID
-                    for row, ok in zip(scores, finite)]
+        verdicts = [
+            int(np.argmax(np.where(ok, row, -np.inf))) if ok.any() else INVALID for row, ok in zip(scores, finite)
+        ]
     scores = np.asarray(scores, dtype=np.float32).reshape(n, len(LABELS))
     return verdicts, scores
 
 
 # --- vLLM: structured output ------------------------------------------------------------------------------
+
 
 def vllm_request(labels: Sequence[str] = LABELS, top_logprobs: int = 20) -> dict:
     """What the vLLM judge asks for: greedy, a choice among the label strings, top log-probabilities."""
@@ -135,8 +137,9 @@ class VLLMJudge:
 
         from xmrc.backends.vllm import cpu_platform_settings, engine_settings
 
-        self.settings = engine_settings(weights, revision=revision, dtype=dtype, tensor_parallel_size=max(gpus, 1),
-                                        platform=cpu_platform_settings())
+        self.settings = engine_settings(
+            weights, revision=revision, dtype=dtype, tensor_parallel_size=max(gpus, 1), platform=cpu_platform_settings()
+        )
         self.llm = LLM(**self.settings)
         self.tokenizer = self.llm.get_tokenizer()
 
@@ -144,30 +147,32 @@ class VLLMJudge:
         from vllm.inputs import TokensPrompt
 
         params = vllm_sampling_params(vllm_request(labels))
-        encoded = [TokensPrompt(prompt_token_ids=self.tokenizer(p, add_special_tokens=not templated)["input_ids"])
-                   for p in prompts]
+        encoded = [
+            TokensPrompt(prompt_token_ids=self.tokenizer(p, add_special_tokens=not templated)["input_ids"])
+            for p in prompts
+        ]
         outputs = self.llm.generate(encoded, params)
         verdicts, scores = [], []
         for output in outputs:
             completion = output.outputs[0]
             verdicts.append(verdict_of(completion.text))
-            scores.append(label_scores_from_logprobs(completion.logprobs[0] if completion.logprobs else None,
-                                                     labels))
+            scores.append(label_scores_from_logprobs(completion.logprobs[0] if completion.logprobs else None, labels))
         return verdicts, np.asarray(scores, dtype=np.float32)
 
 
-def open_scorer(backend: str, weights: str, revision: str | None, dtype: str, batch_size: int,
-                gpus: int) -> Scorer:
+def open_scorer(backend: str, weights: str, revision: str | None, dtype: str, batch_size: int, gpus: int) -> Scorer:
     """The judge's scorer on `backend` (hf or vllm) over local `weights`."""
     if backend == "vllm":
         return VLLMJudge(weights, revision, dtype, gpus=gpus)
     from xmrc.errors.label_scoring import LabelScorer  # torch and transformers
 
-    return LabelScorer(weights, revision, dtype, batch_size, gpus=max(gpus, 1),
-                       progress=False)  # run_judge shows progress per shard
+    return LabelScorer(
+        weights, revision, dtype, batch_size, gpus=max(gpus, 1), progress=False
+    )  # run_judge shows progress per shard
 
 
 # --- the judging job ----------------------------------------------------------------------------------------
+
 
 def build_prompts(wrong: pd.DataFrame, chat_template) -> list[str]:
     texts = [judge_text(q, judged_answer(r)) for q, r in zip(wrong["question"], wrong["raw_output"])]
@@ -176,19 +181,35 @@ def build_prompts(wrong: pd.DataFrame, chat_template) -> list[str]:
     return [chat_template(text) for text in texts]
 
 
-def run_judge(wrong: pd.DataFrame, scorer: Scorer, output: Path, *, judge_name: str, chat_template,
-              chunk_size: int = 512, settings: dict | None = None, progress: bool = True) -> pd.DataFrame:
+def run_judge(
+    wrong: pd.DataFrame,
+    scorer: Scorer,
+    output: Path,
+    *,
+    judge_name: str,
+    chat_template,
+    chunk_size: int = 512,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Verdicts of every wrong answer, checkpointed in shards (`xmrc.jobs`); `settings` (the command's arguments:
     judge weights, dtype, ...) enter the job's fingerprint, so shards of another judge are never reused."""
     output = Path(output)
     templated = chat_template is not None
-    job = {"judge": judge_name, "scorer": getattr(scorer, "name", type(scorer).__name__), "templated": templated,
-           "chunk_size": chunk_size, "labels": list(LABELS), **(settings or {}),
-           "answers": digest(*(f"{q}\t{r}" for q, r in zip(wrong["question"], wrong["raw_output"])))}
+    job = {
+        "judge": judge_name,
+        "scorer": getattr(scorer, "name", type(scorer).__name__),
+        "templated": templated,
+        "chunk_size": chunk_size,
+        "labels": list(LABELS),
+        **(settings or {}),
+        "answers": digest(*(f"{q}\t{r}" for q, r in zip(wrong["question"], wrong["raw_output"]))),
+    }
 
     def judge_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
         verdicts, scores = verdicts_and_scores(
-            scorer.score(build_prompts(chunk, chat_template), LABELS, templated), len(chunk))
+            scorer.score(build_prompts(chunk, chat_template), LABELS, templated), len(chunk)
+        )
         frame = chunk[KEYS].copy()
         frame["judged_text"] = [judged_answer(r) for r in chunk["raw_output"]]
         frame["verdict"] = verdicts
@@ -204,9 +225,19 @@ def run_judge(wrong: pd.DataFrame, scorer: Scorer, output: Path, *, judge_name: 
         return result
 
     keys = ["\t".join(map(str, row)) for row in wrong[KEYS].itertuples(index=False)]
-    return run_sharded(wrong, keys=keys, compute=judge_chunk, store=ParquetStore(JUDGE_COLUMNS, key_columns=KEYS),
-                       output=output, settings=job, chunk_size=chunk_size, write_output=write_output,
-                       label=f"judge {judge_name}", unit="answer", progress=progress)
+    return run_sharded(
+        wrong,
+        keys=keys,
+        compute=judge_chunk,
+        store=ParquetStore(JUDGE_COLUMNS, key_columns=KEYS),
+        output=output,
+        settings=job,
+        chunk_size=chunk_size,
+        write_output=write_output,
+        label=f"judge {judge_name}",
+        unit="answer",
+        progress=progress,
+    )
 
 
 def _empty() -> pd.DataFrame:

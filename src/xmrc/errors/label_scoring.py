@@ -18,6 +18,7 @@ from xmrc.backends.base import longest_first_batches
 from xmrc.backends.hf import default_device, load_causal_lm, load_tokenizer
 from xmrc.exceptions import XmrcError
 
+
 def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
     """The one token each label is emitted as. A vocabulary entry spelled exactly like the label wins (a
     SentencePiece tokenizer encodes "0" as "▁" + "0" but emits a bare "0" after the assistant header);
@@ -28,8 +29,10 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
         if token_id is None or token_id == tokenizer.unk_token_id:
             encoded = tokenizer.encode(label, add_special_tokens=False)
             if len(encoded) != 1:
-                raise XmrcError(f"{tokenizer.name_or_path}: judge label {label!r} is not a single token "
-                                f"(encodes to {len(encoded)} tokens)")
+                raise XmrcError(
+                    f"{tokenizer.name_or_path}: judge label {label!r} is not a single token "
+                    f"(encodes to {len(encoded)} tokens)"
+                )
             token_id = encoded[0]
         ids.append(int(token_id))
     if len(set(ids)) != len(ids):
@@ -40,8 +43,16 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
 class LabelScorer:
     name = "hf"
 
-    def __init__(self, weights: str, revision: str | None = None, dtype: str = "bfloat16", batch_size: int = 8,
-                 device: str | None = None, gpus: int = 1, progress: bool = True):
+    def __init__(
+        self,
+        weights: str,
+        revision: str | None = None,
+        dtype: str = "bfloat16",
+        batch_size: int = 8,
+        device: str | None = None,
+        gpus: int = 1,
+        progress: bool = True,
+    ):
         self.batch_size, self.progress = batch_size, progress
         self.device = device or default_device()
         self.tokenizer = load_tokenizer(weights, revision)

@@ -44,8 +44,10 @@ def detect(detector, texts: Sequence[str]) -> list[str]:
     cleaned = [("" if text is None else str(text)).strip() for text in texts]
     distinct = list(dict.fromkeys(t for t in cleaned if t))
     found = detector.detect_languages_in_parallel_of(distinct) if distinct else []
-    code = {text: (lang.iso_code_639_1.name.lower() if lang is not None else UNDECIDED)
-            for text, lang in zip(distinct, found)}
+    code = {
+        text: (lang.iso_code_639_1.name.lower() if lang is not None else UNDECIDED)
+        for text, lang in zip(distinct, found)
+    }
     return [code.get(text, UNDECIDED) for text in cleaned]
 
 
@@ -61,9 +63,10 @@ def language_errors(wrong: pd.DataFrame, detector) -> pd.DataFrame:
     (reference in the answer language, prediction in the intruding language)."""
     languages = detect(detector, wrong["gold"].tolist() + wrong["prediction"].tolist())
     out = wrong[KEYS].copy()
-    out["reference_lang"] = languages[:len(wrong)]
-    out["prediction_lang"] = languages[len(wrong):]
+    out["reference_lang"] = languages[: len(wrong)]
+    out["prediction_lang"] = languages[len(wrong) :]
     out["intruding_lang"] = [intruding_language(c, q) for c, q in zip(wrong["context_lang"], wrong["question_lang"])]
-    out["language_error"] = ((out["reference_lang"] == wrong["context_lang"].to_numpy())
-                             & (out["prediction_lang"] == out["intruding_lang"])).astype(bool)
+    out["language_error"] = (
+        (out["reference_lang"] == wrong["context_lang"].to_numpy()) & (out["prediction_lang"] == out["intruding_lang"])
+    ).astype(bool)
     return out[LANGUAGE_COLUMNS].reset_index(drop=True)

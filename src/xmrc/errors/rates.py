@@ -23,8 +23,8 @@ setting and scenario (`{tag}` = `{shots}shot_{scenario}`):
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -37,8 +37,7 @@ from xmrc.tables import SCENARIOS, label, write_table
 
 DIRECTION_KEYS = KEYS[:-1]
 JUDGE_KINDS = {"gibberish": 2, "refusal": 3, "blank": 1}
-RATE_KINDS = ("language_error", "gibberish", "refusal", "blank", "generation_failure", "undecided",
-              "invalid_verdict")
+RATE_KINDS = ("language_error", "gibberish", "refusal", "blank", "generation_failure", "undecided", "invalid_verdict")
 WIDE_TABLES = ("language_error", "generation_failure", "gibberish", "refusal", "blank", "undecided")
 SUMMARY_COLUMNS = ("mean language", "mean generation", "en-en generation", "prompt_format")
 
@@ -48,8 +47,10 @@ def _check_keys(frame: pd.DataFrame, wrong: pd.DataFrame, what: str) -> None:
     missing = missing[missing["_merge"] == "left_only"]
     if len(missing):
         row = missing.iloc[0]
-        raise XmrcError(f"{what} lacks wrong answer {row['id']!r} of {row['model']} "
-                        f"({row['context_lang']}-{row['question_lang']}): {len(missing)} item(s) missing")
+        raise XmrcError(
+            f"{what} lacks wrong answer {row['id']!r} of {row['model']} "
+            f"({row['context_lang']}-{row['question_lang']}): {len(missing)} item(s) missing"
+        )
 
 
 def item_types(wrong: pd.DataFrame, language: pd.DataFrame, judge: pd.DataFrame) -> pd.DataFrame:
@@ -59,7 +60,8 @@ def item_types(wrong: pd.DataFrame, language: pd.DataFrame, judge: pd.DataFrame)
     _check_keys(language, wrong, "language table")
     _check_keys(judge, wrong, "judge table")
     items = wrong[KEYS + ["rule_blank"]].merge(
-        language[KEYS + ["prediction_lang", "intruding_lang", "language_error"]].drop_duplicates(KEYS), on=KEYS)
+        language[KEYS + ["prediction_lang", "intruding_lang", "language_error"]].drop_duplicates(KEYS), on=KEYS
+    )
     return items.merge(judge[KEYS + ["verdict"]].drop_duplicates(KEYS), on=KEYS)
 
 
@@ -74,7 +76,7 @@ def direction_rates(counts: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
         rule_judge_blank=items["rule_blank"] & (items["verdict"] == JUDGE_KINDS["blank"]),
     )
     items["generation_failure"] = items["gibberish"] | items["refusal"] | items["blank"]
-    flags = [kind for kind in RATE_KINDS] + ["rule_blank", "rule_judge_blank"]
+    flags = [*RATE_KINDS, "rule_blank", "rule_judge_blank"]
     sums = items.groupby(DIRECTION_KEYS, sort=False)[flags].sum().astype(int)
     sums.columns = [f"n_{flag}" for flag in flags]
     out = counts[COUNT_COLUMNS].merge(sums.reset_index(), on=DIRECTION_KEYS, how="left")
@@ -105,8 +107,9 @@ def summary(language_wide: pd.DataFrame, failure_wide: pd.DataFrame) -> pd.DataF
     non-English directions (undefined ones skipped), and the en-en generation failure."""
     non_english = [c for c in failure_wide.columns if c != "en-en"]
     out = pd.DataFrame(index=failure_wide.index)
-    out["mean language"] = language_wide.reindex(index=out.index, columns=[c for c in language_wide.columns
-                                                                            if c != "en-en"]).mean(axis=1)
+    out["mean language"] = language_wide.reindex(
+        index=out.index, columns=[c for c in language_wide.columns if c != "en-en"]
+    ).mean(axis=1)
     out["mean generation"] = failure_wide[non_english].mean(axis=1)
     out["en-en generation"] = failure_wide["en-en"] if "en-en" in failure_wide.columns else np.nan
     return out
@@ -116,25 +119,29 @@ def blank_agreement(rates: pd.DataFrame) -> pd.DataFrame:
     """Per model: wrong answers, blanks by rule, by judge, by both, and agreement in percent of W."""
     per_model = rates.groupby("model", sort=False)[["n_wrong", "n_rule_blank", "n_blank", "n_rule_judge_blank"]].sum()
     # agree = blank by both + blank by neither
-    agree = (per_model["n_wrong"] - per_model["n_rule_blank"] - per_model["n_blank"]
-             + 2 * per_model["n_rule_judge_blank"])
-    out = per_model.rename(columns={"n_rule_blank": "rule blank", "n_blank": "judge blank",
-                                    "n_rule_judge_blank": "both"})
+    agree = (
+        per_model["n_wrong"] - per_model["n_rule_blank"] - per_model["n_blank"] + 2 * per_model["n_rule_judge_blank"]
+    )
+    out = per_model.rename(
+        columns={"n_rule_blank": "rule blank", "n_blank": "judge blank", "n_rule_judge_blank": "both"}
+    )
     out["agreement"] = (100.0 * agree / per_model["n_wrong"]).where(per_model["n_wrong"] > 0)
     out.index.name = "model"
     return out.rename(columns={"n_wrong": "wrong"})
 
 
-def error_rates(counts: pd.DataFrame, wrong: pd.DataFrame, language: pd.DataFrame, judge: pd.DataFrame,
-                scenario: str) -> pd.DataFrame:
+def error_rates(
+    counts: pd.DataFrame, wrong: pd.DataFrame, language: pd.DataFrame, judge: pd.DataFrame, scenario: str
+) -> pd.DataFrame:
     counts = counts[in_scenario(counts, scenario)]
     if counts.empty:
         raise XmrcError(f"wrong-answer counts have no direction of scenario {scenario}")
     return direction_rates(counts, item_types(wrong, language, judge))
 
 
-def write_error_tables(rates: pd.DataFrame, shots: int, scenario: str, out_dir: str | Path,
-                       not_in_summary: Iterable[str] = ()) -> list[Path]:
+def write_error_tables(
+    rates: pd.DataFrame, shots: int, scenario: str, out_dir: str | Path, not_in_summary: Iterable[str] = ()
+) -> list[Path]:
     """Every table of the module docstring; returns the paths written. Models named in `not_in_summary`
     (the config's extra_models: the paper's Table 2 is the main list) have rows in the per-direction tables
     only, not in error_summary."""

@@ -1,7 +1,8 @@
 """W: the wrong answers of one shots setting and one scenario, with what the error steps need.
 
 Each model is taken in one prompt format: its better one by the tables' format criterion
-(`xmrc.tables.summary_table`, as the paper reports every model with its better format), or a fixed one. An item is wrong when its `metric`
+(`xmrc.tables.summary_table`, as the paper reports every model with its better format), or a fixed one.
+An item is wrong when its `metric`
 (em or f1, 0-1) is at most `max_score` (default em <= 0, i.e. exact match 0).
 
 Files written by the `wrong-answers` command:
@@ -24,7 +25,9 @@ COUNT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_la
 METRICS = ("em", "f1")
 
 
-def chosen_formats(direction_scores: pd.DataFrame, shots: int, criterion: str = DEFAULT_FORMAT_CRITERION) -> dict[str, str]:
+def chosen_formats(
+    direction_scores: pd.DataFrame, shots: int, criterion: str = DEFAULT_FORMAT_CRITERION
+) -> dict[str, str]:
     """model name -> the prompt format chosen by `criterion` at `shots` (the tables' choice)."""
     return summary_table(direction_scores, shots, criterion)["prompt_format"].to_dict()
 
@@ -33,8 +36,9 @@ def in_scenario(frame: pd.DataFrame, scenario: str) -> pd.Series:
     if scenario not in SCENARIOS:
         raise XmrcError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
     directions = set(SCENARIOS[scenario])
-    return pd.Series([d in directions for d in zip(frame["context_lang"], frame["question_lang"])],
-                     index=frame.index, dtype=bool)
+    return pd.Series(
+        [d in directions for d in zip(frame["context_lang"], frame["question_lang"])], index=frame.index, dtype=bool
+    )
 
 
 def scored_generations(generations: pd.DataFrame, scores: pd.DataFrame, questions: pd.DataFrame) -> pd.DataFrame:
@@ -42,16 +46,18 @@ def scored_generations(generations: pd.DataFrame, scores: pd.DataFrame, question
     if generations.duplicated(KEYS).any():
         row = generations.loc[generations.duplicated(KEYS)].iloc[0]
         raise XmrcError(f"generations hold item {row['id']!r} twice for model {row['model']!r}")
-    merged = generations.merge(scores[KEYS + ["em", "f1"]].drop_duplicates(KEYS), on=KEYS, how="left",
-                               validate="one_to_one")
+    merged = generations.merge(
+        scores[KEYS + ["em", "f1"]].drop_duplicates(KEYS), on=KEYS, how="left", validate="one_to_one"
+    )
     unscored = merged["em"].isna()
     if unscored.any():
         row = merged.loc[unscored].iloc[0]
-        raise XmrcError(f"no score for item {row['id']!r} ({row['model']}, {row['shots']}-shot "
-                        f"{row['prompt_format']}, {row['context_lang']}-{row['question_lang']})")
+        raise XmrcError(
+            f"no score for item {row['id']!r} ({row['model']}, {row['shots']}-shot "
+            f"{row['prompt_format']}, {row['context_lang']}-{row['question_lang']})"
+        )
     questions = questions[["id", "lang", "question"]].rename(columns={"lang": "question_lang"})
-    merged = merged.merge(questions.drop_duplicates(["id", "question_lang"]), on=["id", "question_lang"],
-                          how="left")
+    merged = merged.merge(questions.drop_duplicates(["id", "question_lang"]), on=["id", "question_lang"], how="left")
     missing = merged["question"].isna()
     if missing.any():
         row = merged.loc[missing].iloc[0]
@@ -59,8 +65,14 @@ def scored_generations(generations: pd.DataFrame, scores: pd.DataFrame, question
     return merged
 
 
-def select(scored: pd.DataFrame, shots: int, scenario: str, formats: dict[str, str] | str,
-           metric: str = "em", max_score: float = 0.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def select(
+    scored: pd.DataFrame,
+    shots: int,
+    scenario: str,
+    formats: dict[str, str] | str,
+    metric: str = "em",
+    max_score: float = 0.0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(W, counts): wrong answers and per-direction item/wrong counts.
 
     `formats` is one format name for every model, or model name -> format (see `chosen_formats`)."""
@@ -75,8 +87,9 @@ def select(scored: pd.DataFrame, shots: int, scenario: str, formats: dict[str, s
     if rows.empty:
         raise XmrcError(f"no generations for {shots}-shot {scenario} in the chosen prompt format(s)")
     rows = rows.assign(wrong=rows[metric] <= max_score)
-    counts = (rows.groupby(COUNT_COLUMNS[:5], sort=False)
-              .agg(n_items=("id", "size"), n_wrong=("wrong", "sum")).reset_index())
+    counts = (
+        rows.groupby(COUNT_COLUMNS[:5], sort=False).agg(n_items=("id", "size"), n_wrong=("wrong", "sum")).reset_index()
+    )
     wrong = rows[rows["wrong"]].copy()
     wrong["rule_blank"] = wrong["prediction"].fillna("").str.strip() == ""
     return wrong[WRONG_COLUMNS].reset_index(drop=True), counts[COUNT_COLUMNS]

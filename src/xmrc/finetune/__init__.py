@@ -3,7 +3,8 @@ base-vs-tuned comparison of the evaluated models.
 
 Modules: `conversations` (TULU-3 SFT data: validation, subsampling), `pairs` (question-translation pairs with an
 article-level split), `lfconfig` (LLaMA-Factory YAML and dataset_info.json), `training` (llamafactory-cli with
-resume from the last complete checkpoint, LoRA merge), `compare` (tables and figure), `heldout` (a base model scored on the held-out articles).
+resume from the last complete checkpoint, LoRA merge), `compare` (tables and figure), `heldout` (a base
+model scored on the held-out articles).
 """
 
 from xmrc.config import Model, Registry

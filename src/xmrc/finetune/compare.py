@@ -39,8 +39,9 @@ def restrict_to_shared_items(items: pd.DataFrame, base: str, tuned: str) -> pd.D
     return pair.sort_values("model", key=lambda s: s.map(order), kind="stable")
 
 
-def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int,
-                criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> dict[str, pd.DataFrame]:
+def pair_tables(
+    items: pd.DataFrame, base: str, tuned: str, shots: int, criterion: str = tables.DEFAULT_FORMAT_CRITERION
+) -> dict[str, pd.DataFrame]:
     """The summary row of each model and the per-language F1 tables of one pair and shots setting."""
     # shared items per shots setting: the item set differs between settings (0-shot also scores the
     # 2-shot demonstration items)
@@ -64,8 +65,9 @@ def pair_tables(items: pd.DataFrame, base: str, tuned: str, shots: int,
     return out
 
 
-def comparison_pairs(items: pd.DataFrame, heldout: pd.DataFrame, registry: Registry,
-                     tuned: list[str]) -> list[tuple[str, str, pd.DataFrame]]:
+def comparison_pairs(
+    items: pd.DataFrame, heldout: pd.DataFrame, registry: Registry, tuned: list[str]
+) -> list[tuple[str, str, pd.DataFrame]]:
     """(base name, tuned name, their item scores) of each tuned model's key: the run's items of both, except for a
     question-translation model, whose base was scored on the held-out articles (`heldout`) by the finetune
     stage's own rules."""
@@ -83,8 +85,12 @@ def comparison_pairs(items: pd.DataFrame, heldout: pd.DataFrame, registry: Regis
     return pairs
 
 
-def write_comparison(pairs: list[tuple[str, str, pd.DataFrame]], shots_settings: list[int],
-                     out_dir: str | Path, criterion: str = tables.DEFAULT_FORMAT_CRITERION) -> list[Path]:
+def write_comparison(
+    pairs: list[tuple[str, str, pd.DataFrame]],
+    shots_settings: list[int],
+    out_dir: str | Path,
+    criterion: str = tables.DEFAULT_FORMAT_CRITERION,
+) -> list[Path]:
     """Tables of every (base name, tuned name, their item scores) pair, one file set per shots setting."""
     out_dir = Path(out_dir)
     paths: list[Path] = []
@@ -97,7 +103,9 @@ def write_comparison(pairs: list[tuple[str, str, pd.DataFrame]], shots_settings:
         summary.index.name = "model"
         paths += tables.write_table(summary, out_dir / f"comparison_{shots}shot")
         for scenario in tables.SCENARIOS:
-            frame = pd.concat(parts[scenario]) if parts.get(scenario) else pd.DataFrame(index=pd.Index([], name="model"))
+            frame = (
+                pd.concat(parts[scenario]) if parts.get(scenario) else pd.DataFrame(index=pd.Index([], name="model"))
+            )
             paths += tables.write_table(frame, out_dir / f"comparison_f1_{shots}shot_{scenario}")
     return paths
 
@@ -115,7 +123,7 @@ def comparison_figure(per_language: dict[str, pd.DataFrame], path: str | Path) -
         frame = frame[~frame.index.astype(str).str.startswith("\u0394")]
         # Consecutive rows (base, tuned) form one pair.
         for number in range(0, len(frame), 2):
-            pair = frame.iloc[number:number + 2]
+            pair = frame.iloc[number : number + 2]
             tuned = pair.index[-1]
             melted = pair.reset_index().melt(id_vars="model", var_name="direction", value_name="F1")
             long.append(melted.assign(scenario=scenario, pair=tuned))

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import pandas as pd
 
@@ -70,8 +70,7 @@ def split_valid(records: Iterable[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
             kept.append({"id": item_id, "source": str(record.get("source") or ""), "messages": _plain(messages)})
         else:
             problems.append({"id": item_id, "reason": reason})
-    return (pd.DataFrame(kept, columns=["id", "source", "messages"]),
-            pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
+    return (pd.DataFrame(kept, columns=["id", "source", "messages"]), pd.DataFrame(problems, columns=PROBLEM_COLUMNS))
 
 
 def problem_reasons(problems: pd.DataFrame) -> str:
@@ -127,5 +126,7 @@ def read_hub(hub_id: str, revision: str | None) -> Iterable[dict]:
     try:
         return datasets.load_dataset(hub_id, split="train", revision=revision)
     except Exception as error:  # offline, unknown id, gated: one line, not a traceback
-        raise XmrcError(f"dataset {hub_id}: cannot load from the hub ({type(error).__name__}: "
-                        f"{str(error).splitlines()[0] if str(error) else ''})") from None
+        raise XmrcError(
+            f"dataset {hub_id}: cannot load from the hub ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else ''})"
+        ) from None

@@ -22,6 +22,7 @@ OUTPUTS = ("prompts", "generations", "scores")
 @dataclass(frozen=True)
 class HeldOutItems:
     """What is evaluated: the data table's held-out `ids` in `languages`, with the main run's demonstrations."""
+
     table: pd.DataFrame
     ids: list[str]
     languages: list[str]
@@ -35,10 +36,20 @@ def setting_paths(out_dir: str | Path, model_key: str, shots: int, prompt_format
     return {output: Path(out_dir) / output / model_key / stem for output in OUTPUTS}
 
 
-def evaluate_heldout(registry: str | Path, model_key: str, weights: str | None, items: HeldOutItems,
-                     settings: list[tuple[int, str]], out_dir: str | Path, *, backend: str = "auto",
-                     backend_settings: BackendSettings | None = None, max_new_tokens: int = 64,
-                     chunk_size: int = 256, normalization: str = "mlqa") -> list[dict]:
+def evaluate_heldout(
+    registry: str | Path,
+    model_key: str,
+    weights: str | None,
+    items: HeldOutItems,
+    settings: list[tuple[int, str]],
+    out_dir: str | Path,
+    *,
+    backend: str = "auto",
+    backend_settings: BackendSettings | None = None,
+    max_new_tokens: int = 64,
+    chunk_size: int = 256,
+    normalization: str = "mlqa",
+) -> list[dict]:
     """Score `model_key` on `items` at each (shots, format) of `settings`; a setting whose scores exist is
     skipped. Returns, per setting evaluated, its paths and row counts."""
     model, weights = model_and_weights(registry, model_key, weights)
@@ -50,16 +61,40 @@ def evaluate_heldout(registry: str | Path, model_key: str, weights: str | None, 
         paths = setting_paths(out_dir, model_key, shots, prompt_format)
         if paths["scores"].is_file():
             continue
-        prompts = build_prompt_table(items.table, items.languages, shots, prompt_format, items.demonstrations,
-                                     template, items.max_items, items.ids)
+        prompts = build_prompt_table(
+            items.table,
+            items.languages,
+            shots,
+            prompt_format,
+            items.demonstrations,
+            template,
+            items.max_items,
+            items.ids,
+        )
         write_parquet(prompts, paths["prompts"])
         if generator is None:  # loaded once, for the first setting that still needs generations
             generator = open_backend(model, kind, backend_settings or BackendSettings(), weights)
-        generations = run_generation(read_table(paths["prompts"]), generator, paths["generations"],
-                                     model=model.name, shots=shots, prompt_format=prompt_format,
-                                     max_new_tokens=max_new_tokens, chunk_size=chunk_size, order="prefix")
+        generations = run_generation(
+            read_table(paths["prompts"]),
+            generator,
+            paths["generations"],
+            model=model.name,
+            shots=shots,
+            prompt_format=prompt_format,
+            max_new_tokens=max_new_tokens,
+            chunk_size=chunk_size,
+            order="prefix",
+        )
         scores = score_table(read_table(paths["generations"]), normalization)  # as the score command reads it
         write_parquet(scores, paths["scores"])
-        done.append({"shots": shots, "prompt_format": prompt_format, "kind": kind, **paths,
-                     "prompts_n": len(prompts), "generations_n": len(generations)})
+        done.append(
+            {
+                "shots": shots,
+                "prompt_format": prompt_format,
+                "kind": kind,
+                **paths,
+                "prompts_n": len(prompts),
+                "generations_n": len(generations),
+            }
+        )
     return done

@@ -22,13 +22,39 @@ DATASET_NAMES = {"tulu3": "xmrc_tulu3", "question_translation": "xmrc_question_t
 # Keys of a method block that are ours, not LLaMA-Factory's.
 _OURS = {"preprocessing_num_workers"}
 _METHOD_KEYS = {
-    "full": ["num_train_epochs", "cutoff_len", "per_device_train_batch_size", "gradient_accumulation_steps",
-             "learning_rate", "warmup_ratio", "lr_scheduler_type", "bf16", "deepspeed", "max_steps",
-             "save_steps", "logging_steps"],
-    "lora": ["lora_rank", "lora_alpha", "lora_target", "num_train_epochs", "cutoff_len",
-             "per_device_train_batch_size", "gradient_accumulation_steps", "learning_rate", "warmup_ratio",
-             "lr_scheduler_type", "val_size", "bf16", "deepspeed", "max_steps", "save_steps", "logging_steps",
-             "eval_steps"],
+    "full": [
+        "num_train_epochs",
+        "cutoff_len",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "warmup_ratio",
+        "lr_scheduler_type",
+        "bf16",
+        "deepspeed",
+        "max_steps",
+        "save_steps",
+        "logging_steps",
+    ],
+    "lora": [
+        "lora_rank",
+        "lora_alpha",
+        "lora_target",
+        "num_train_epochs",
+        "cutoff_len",
+        "per_device_train_batch_size",
+        "gradient_accumulation_steps",
+        "learning_rate",
+        "warmup_ratio",
+        "lr_scheduler_type",
+        "val_size",
+        "bf16",
+        "deepspeed",
+        "max_steps",
+        "save_steps",
+        "logging_steps",
+        "eval_steps",
+    ],
 }
 
 
@@ -36,17 +62,25 @@ def dataset_info(dataset: str, data_file: str | Path, dataset_dir: str | Path) -
     """The dataset_info.json entry for a messages-format table (see xmrc.finetune.conversations)."""
     if dataset not in DATASET_NAMES:
         raise XmrcError(f"unknown finetune dataset {dataset!r} (expected one of {', '.join(DATASET_NAMES)})")
-    return {DATASET_NAMES[dataset]: {
-        "file_name": os.path.relpath(data_file, dataset_dir),
-        "formatting": "sharegpt",
-        "columns": {"messages": "messages"},
-        "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                 "assistant_tag": "assistant", "system_tag": "system"},
-    }}
+    return {
+        DATASET_NAMES[dataset]: {
+            "file_name": os.path.relpath(data_file, dataset_dir),
+            "formatting": "sharegpt",
+            "columns": {"messages": "messages"},
+            "tags": {
+                "role_tag": "role",
+                "content_tag": "content",
+                "user_tag": "user",
+                "assistant_tag": "assistant",
+                "system_tag": "system",
+            },
+        }
+    }
 
 
-def train_config(spec: dict, hyperparameters: dict, base_weights: str, dataset_dir: str | Path,
-                 output_dir: str | Path) -> dict:
+def train_config(
+    spec: dict, hyperparameters: dict, base_weights: str, dataset_dir: str | Path, output_dir: str | Path
+) -> dict:
     """The `llamafactory-cli train` config of one registry model.
 
     `spec` is the registry entry's finetune block (method, dataset, template); `hyperparameters` the run
@@ -107,8 +141,14 @@ def export_config(train: dict, base_weights: str, adapter_dir: str | Path, expor
     }
 
 
-def write_configs(spec: dict, hyperparameters: dict, base_weights: str, data_file: str | Path,
-                  out_dir: str | Path, work_dir: str | Path) -> Path:
+def write_configs(
+    spec: dict,
+    hyperparameters: dict,
+    base_weights: str,
+    data_file: str | Path,
+    out_dir: str | Path,
+    work_dir: str | Path,
+) -> Path:
     """train.yaml and its dataset_info.json in `out_dir` (see train_config); returns train.yaml's path."""
     out_dir = Path(out_dir)
     train = train_config(spec, hyperparameters, base_weights, out_dir, work_dir)

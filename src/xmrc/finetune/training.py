@@ -21,15 +21,22 @@ from pathlib import Path
 
 import yaml
 
-from xmrc.io import read_yaml, write_directory_atomic
 from xmrc.exceptions import XmrcError
 from xmrc.finetune.lfconfig import export_config
+from xmrc.io import read_yaml, write_directory_atomic
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 FINISHED = "train_results.json"  # written by LLaMA-Factory after the last step and the final save
 PROVENANCE = "xmrc_finetune.json"
-_TRAINING_LOGS = {"trainer_log.jsonl", "all_results.json", "train_results.json", "eval_results.json",
-                  "trainer_state.json", "training_args.bin", "README.md"}
+_TRAINING_LOGS = {
+    "trainer_log.jsonl",
+    "all_results.json",
+    "train_results.json",
+    "eval_results.json",
+    "trainer_state.json",
+    "training_args.bin",
+    "README.md",
+}
 
 
 def checkpoints(output_dir: str | Path) -> list[tuple[int, Path, bool]]:
@@ -101,7 +108,11 @@ def train(train_config: str | Path, gpus: int = 0, cli: str | None = None) -> di
     output_dir.mkdir(parents=True, exist_ok=True)
     run_path = output_dir / "xmrc_run.yaml"
     run_path.write_text(yaml.safe_dump(run_config, sort_keys=False), encoding="utf-8")
-    _run([cli or llamafactory_cli(), "train", str(run_path)], _launcher_env(gpus, bool(config.get("deepspeed"))), "llamafactory-cli train")
+    _run(
+        [cli or llamafactory_cli(), "train", str(run_path)],
+        _launcher_env(gpus, bool(config.get("deepspeed"))),
+        "llamafactory-cli train",
+    )
     if not (output_dir / FINISHED).is_file():
         raise XmrcError(f"{output_dir}: llamafactory-cli train ended without {FINISHED}")
     return {"resumed_from": str(resume) if resume else None, "skipped": False}
@@ -115,8 +126,11 @@ def _link_or_copy(source: Path, target: Path) -> None:
 
 
 def _model_files(output_dir: Path) -> list[Path]:
-    return [p for p in sorted(output_dir.iterdir())
-            if p.is_file() and p.name not in _TRAINING_LOGS and not p.name.startswith("xmrc_")]
+    return [
+        p
+        for p in sorted(output_dir.iterdir())
+        if p.is_file() and p.name not in _TRAINING_LOGS and not p.name.startswith("xmrc_")
+    ]
 
 
 def finalize(train_config: str | Path, out: str | Path, cli: str | None = None, info: dict | None = None) -> Path:
@@ -138,13 +152,22 @@ def finalize(train_config: str | Path, out: str | Path, cli: str | None = None, 
                 _link_or_copy(path, partial / path.name)
         if not (partial / "config.json").is_file():
             raise XmrcError(f"{output_dir}: no model was saved (config.json missing)")
-        state = json.loads((output_dir / "trainer_state.json").read_text(encoding="utf-8")) \
-            if (output_dir / "trainer_state.json").is_file() else {}
-        provenance = dict(info or {}, method=config["finetuning_type"], base=config["model_name_or_path"],
-                          template=config.get("template"), global_step=state.get("global_step"),
-                          train_loss=next((e.get("train_loss") for e in reversed(state.get("log_history", []))
-                                           if "train_loss" in e), None),
-                          llamafactory_version=_version("llamafactory"))
+        state = (
+            json.loads((output_dir / "trainer_state.json").read_text(encoding="utf-8"))
+            if (output_dir / "trainer_state.json").is_file()
+            else {}
+        )
+        provenance = dict(
+            info or {},
+            method=config["finetuning_type"],
+            base=config["model_name_or_path"],
+            template=config.get("template"),
+            global_step=state.get("global_step"),
+            train_loss=next(
+                (e.get("train_loss") for e in reversed(state.get("log_history", [])) if "train_loss" in e), None
+            ),
+            llamafactory_version=_version("llamafactory"),
+        )
         (partial / PROVENANCE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
     return out
 

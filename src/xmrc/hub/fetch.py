@@ -32,32 +32,54 @@ def fetch_snapshot(model: Model, cache_dir: str | Path, environ: dict | None = N
     token = environ.get("HF_TOKEN") or None
     offline = environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
     if model.gated and token is None and not offline:
-        raise XmrcError(f"{_label(model)} is gated on the Hugging Face Hub: export HF_TOKEN (a token of an account "
-                        f"that accepted its licence at https://huggingface.co/{model.hub_id})")
+        raise XmrcError(
+            f"{_label(model)} is gated on the Hugging Face Hub: export HF_TOKEN (a token of an account "
+            f"that accepted its licence at https://huggingface.co/{model.hub_id})"
+        )
     from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, LocalEntryNotFoundError,
-                                        RepositoryNotFoundError, RevisionNotFoundError)
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     try:
-        path = snapshot_download(model.hub_id, revision=model.revision, cache_dir=str(cache_dir), token=token,
-                                 allow_patterns=ALLOW_PATTERNS, ignore_patterns=IGNORE_PATTERNS)
+        path = snapshot_download(
+            model.hub_id,
+            revision=model.revision,
+            cache_dir=str(cache_dir),
+            token=token,
+            allow_patterns=ALLOW_PATTERNS,
+            ignore_patterns=IGNORE_PATTERNS,
+        )
     except GatedRepoError:
-        raise XmrcError(f"{_label(model)}: access denied; accept the licence at https://huggingface.co/"
-                        f"{model.hub_id} with the account of HF_TOKEN") from None
+        raise XmrcError(
+            f"{_label(model)}: access denied; accept the licence at https://huggingface.co/"
+            f"{model.hub_id} with the account of HF_TOKEN"
+        ) from None
     except RevisionNotFoundError:
         raise XmrcError(f"{_label(model)}: revision '{model.revision}' not found on the Hub") from None
     except RepositoryNotFoundError:
         raise XmrcError(f"{_label(model)}: repository not found (or HF_TOKEN has no access to it)") from None
     except LocalEntryNotFoundError:
-        raise XmrcError(f"{_label(model)}: not in the cache {cache_dir} and the Hub cannot be reached "
-                        f"(offline mode or no network); fetch it on a host with internet") from None
+        raise XmrcError(
+            f"{_label(model)}: not in the cache {cache_dir} and the Hub cannot be reached "
+            f"(offline mode or no network); fetch it on a host with internet"
+        ) from None
     except HfHubHTTPError as error:
         status = getattr(getattr(error, "response", None), "status_code", "?")
         raise XmrcError(f"{_label(model)}: the Hub answered HTTP {status}") from None
     except OSError as error:
         raise XmrcError(f"{_label(model)}: download failed ({type(error).__name__}: {error.strerror or ''})") from None
-    return {"model": model.key, "hub_id": model.hub_id, "revision": model.revision, "commit": Path(path).name,
-            "path": str(path)}
+    return {
+        "model": model.key,
+        "hub_id": model.hub_id,
+        "revision": model.revision,
+        "commit": Path(path).name,
+        "path": str(path),
+    }
 
 
 def read_stamp(path: str | Path) -> dict:

@@ -27,8 +27,13 @@ def visible_gpu_count() -> int:
     return sum(line.startswith("GPU ") for line in listing.stdout.splitlines())
 
 
-def claim_gpus(count: int, total: int | None = None, lock_dir: str | Path | None = None,
-               environ: dict | None = None, wait_s: float = 3600.0) -> list[int] | None:
+def claim_gpus(
+    count: int,
+    total: int | None = None,
+    lock_dir: str | Path | None = None,
+    environ: dict | None = None,
+    wait_s: float = 3600.0,
+) -> list[int] | None:
     """Lock `count` free devices and export them in CUDA_VISIBLE_DEVICES; None where a scheduler (or the
     user) already chose the devices, or there is nothing to choose from."""
     environ = os.environ if environ is None else environ
@@ -43,7 +48,7 @@ def claim_gpus(count: int, total: int | None = None, lock_dir: str | Path | None
     while True:
         taken = []
         for device in range(total):
-            handle = open(lock_dir / f"gpu{device}.lock", "a")
+            handle = open(lock_dir / f"gpu{device}.lock", "a")  # noqa: SIM115 (held open: the lock lives as long as the claim)
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -29,8 +29,9 @@ def check_weights(model: Model, weights: str, role: str = "model") -> str:
     return weights
 
 
-def local_model_and_weights(registry: str | Path, key: str, weights: str | None, purpose: str,
-                            role: str = "model") -> tuple[Model, str]:
+def local_model_and_weights(
+    registry: str | Path, key: str, weights: str | None, purpose: str, role: str = "model"
+) -> tuple[Model, str]:
     """model_and_weights of a model that must run here (not an API model), its weights checked; `purpose` says
     what needs them in the error, e.g. "attribution"."""
     model, weights = model_and_weights(registry, key, weights)
@@ -65,6 +66,7 @@ def choose_backend(model: Model, requested: str) -> str:
 @dataclass(frozen=True)
 class BackendSettings:
     """How a generation job runs its backend (the generate-job options; each backend reads its own)."""
+
     dtype: str = "bfloat16"
     batch_size: int = 16  # hf
     tensor_parallel_size: int | None = None  # vllm; None: the registry's gpus
@@ -77,8 +79,9 @@ class BackendSettings:
     backoff_s: float = 1.0  # api
 
 
-def open_backend(model: Model, kind: str, settings: BackendSettings, weights: str | None = None,
-                 snapshot: str | None = None) -> Backend:
+def open_backend(
+    model: Model, kind: str, settings: BackendSettings, weights: str | None = None, snapshot: str | None = None
+) -> Backend:
     """The backend `kind` (see choose_backend) serving `model` from `weights` (default: the registry's) or from
     a fetched `snapshot` stamp (offline: its directory, no revision lookup); a local backend first locks this
     machine's GPUs when no scheduler assigned them."""
@@ -86,9 +89,15 @@ def open_backend(model: Model, kind: str, settings: BackendSettings, weights: st
         raise XmrcError("--lora needs the vllm backend (LoRA adapters are served with LoRARequest)")
     _gpus_of_this_job(model, kind)
     if kind == "api":
-        return create_backend(kind, model=model.hub_id, provider=model.api_provider or "openai",
-                              concurrency=settings.concurrency, max_retries=settings.max_retries,
-                              timeout_s=settings.timeout_s, backoff_s=settings.backoff_s)
+        return create_backend(
+            kind,
+            model=model.hub_id,
+            provider=model.api_provider or "openai",
+            concurrency=settings.concurrency,
+            max_retries=settings.max_retries,
+            timeout_s=settings.timeout_s,
+            backoff_s=settings.backoff_s,
+        )
     if snapshot:
         weights, revision = read_stamp(snapshot)["path"], None
     else:
@@ -97,18 +106,23 @@ def open_backend(model: Model, kind: str, settings: BackendSettings, weights: st
     if kind == "hf":
         options.update(batch_size=settings.batch_size, gpus=max(model.gpus, 1))
     else:
-        options.update(tensor_parallel_size=settings.tensor_parallel_size or max(model.gpus, 1),
-                       gpu_memory_utilization=settings.gpu_memory_utilization,
-                       max_model_len=settings.max_model_len, lora=settings.lora)
+        options.update(
+            tensor_parallel_size=settings.tensor_parallel_size or max(model.gpus, 1),
+            gpu_memory_utilization=settings.gpu_memory_utilization,
+            max_model_len=settings.max_model_len,
+            lora=settings.lora,
+        )
     return create_backend(kind, **options)
 
 
 def _gpus_of_this_job(model: Model, kind: str) -> None:
     """Under SLURM, log the GPUs it assigned; elsewhere a local backend locks free ones (xmrc.hub.gpus)."""
     if os.environ.get("SLURM_JOB_ID"):  # what the scheduler gave this job, for the log
-        print(f"SLURM job {os.environ['SLURM_JOB_ID']}: GPUs "
-              f"{os.environ.get('SLURM_JOB_GPUS') or os.environ.get('CUDA_VISIBLE_DEVICES') or 'none'}",
-              file=sys.stderr)
+        print(
+            f"SLURM job {os.environ['SLURM_JOB_ID']}: GPUs "
+            f"{os.environ.get('SLURM_JOB_GPUS') or os.environ.get('CUDA_VISIBLE_DEVICES') or 'none'}",
+            file=sys.stderr,
+        )
         return
     devices = claim_gpus(max(model.gpus, 0)) if kind != "api" else None
     if devices is not None:

@@ -58,8 +58,10 @@ def locate_gguf(model: Model) -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise XmrcError(f"{_label(model)}: package {package} is not installed ({install})") from None
     if distribution.version != version:
-        raise XmrcError(f"{_label(model)}: package {package} {distribution.version} is installed, the registry pins "
-                        f"{version} ({install})")
+        raise XmrcError(
+            f"{_label(model)}: package {package} {distribution.version} is installed, the registry pins "
+            f"{version} ({install})"
+        )
     listed = [str(f) for f in distribution.files or [] if str(f) == name or str(f).endswith("/" + name)]
     if not listed:
         raise XmrcError(f"{_label(model)}: package {package} {version} holds no file {name}")
@@ -92,8 +94,11 @@ def _fast_tokenizer(tokenizer, config):
 def probe_texts(tokenizer) -> list[str]:
     texts = list(PROBES)
     if getattr(tokenizer, "chat_template", None):
-        texts.append(tokenizer.apply_chat_template([{"role": "user", "content": PROBES[1]}], tokenize=False,
-                                                   add_generation_prompt=True))
+        texts.append(
+            tokenizer.apply_chat_template(
+                [{"role": "user", "content": PROBES[1]}], tokenize=False, add_generation_prompt=True
+            )
+        )
     return texts
 
 
@@ -125,8 +130,9 @@ def check_tokenizer(weights: str | Path, record: dict | None = None) -> str:
         if back != text:
             raise XmrcError(f"{where} does not round-trip {text[:40]!r}: decodes to {back[:40]!r}")
         if list(ids) != expected:
-            raise XmrcError(f"{where} gives other ids for {text[:40]!r} than at conversion ({list(ids)[:6]} vs "
-                            f"{expected[:6]})")
+            raise XmrcError(
+                f"{where} gives other ids for {text[:40]!r} than at conversion ({list(ids)[:6]} vs {expected[:6]})"
+            )
     return f"{where}: {len(record['texts'])} probe texts round-trip with the recorded ids"
 
 
@@ -146,8 +152,9 @@ def convert_packaged_model(model: Model, out: str | Path) -> dict:
         raise XmrcError(f"{_label(model)}: reading GGUF needs the gguf package ({error})") from None
     except Exception as error:  # the gguf reader raises ValueError, KeyError, struct and numpy errors alike
         first = (str(error).splitlines() or [""])[0][:160]
-        raise XmrcError(f"{_label(model)}: {path} is not a readable GGUF model ({type(error).__name__}: "
-                        f"{first})") from None
+        raise XmrcError(
+            f"{_label(model)}: {path} is not a readable GGUF model ({type(error).__name__}: {first})"
+        ) from None
     out = Path(out)
     with write_directory_atomic(out) as partial:
         weights.save_pretrained(partial, safe_serialization=True)
@@ -155,13 +162,20 @@ def convert_packaged_model(model: Model, out: str | Path) -> dict:
         fast.save_pretrained(partial)
         (partial / "tokenizer.model").unlink(missing_ok=True)
         record = tokenizer_record(fast)
-        if record["ids"] != tokenizer_record(tokenizer)["ids"][:len(record["ids"])]:
+        if record["ids"] != tokenizer_record(tokenizer)["ids"][: len(record["ids"])]:
             raise XmrcError(f"{_label(model)}: the saved tokenizer gives other ids than the GGUF's own")
         (partial / CHECK_FILE).write_text(json.dumps(record, ensure_ascii=False) + "\n", encoding="utf-8")
         check_tokenizer(partial, record)
         spec = model.gguf
-        stamp = {"model": model.key, "package": spec["package"], "version": spec["version"], "file": spec["file"],
-                 "gguf_bytes": path.stat().st_size, "architecture": weights.config.architectures,
-                 "layers": weights.config.num_hidden_layers, "transformers": transformers.__version__}
+        stamp = {
+            "model": model.key,
+            "package": spec["package"],
+            "version": spec["version"],
+            "file": spec["file"],
+            "gguf_bytes": path.stat().st_size,
+            "architecture": weights.config.architectures,
+            "layers": weights.config.num_hidden_layers,
+            "transformers": transformers.__version__,
+        }
         (partial / STAMP_FILE).write_text(json.dumps(stamp, indent=1) + "\n", encoding="utf-8")
     return stamp

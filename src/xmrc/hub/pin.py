@@ -64,8 +64,10 @@ def pin_revisions(registry_text: str, stamps: dict[str, dict]) -> tuple[str, lis
         start, end = span
         hub = _field(lines, start, end, "hub_id")
         if hub is None or hub[1].strip("'\"") != stamp["hub_id"]:
-            raise XmrcError(f"{stamp['path']}: model '{key}' was fetched from {stamp['hub_id']}, the registry "
-                            f"names {hub[1] if hub else 'no hub_id'}")
+            raise XmrcError(
+                f"{stamp['path']}: model '{key}' was fetched from {stamp['hub_id']}, the registry "
+                f"names {hub[1] if hub else 'no hub_id'}"
+            )
         indent = re.match(r"^(\s+)", lines[hub[0]]).group(1)
         current = _field(lines, start, end, "revision")
         value = current[1].strip("'\"") if current else ""
@@ -77,8 +79,10 @@ def pin_revisions(registry_text: str, stamps: dict[str, dict]) -> tuple[str, lis
                 lines.insert(hub[0] + 1, pinned)
             changed.append(key)
         elif value != stamp["commit"]:
-            raise XmrcError(f"{stamp['path']}: model '{key}' is pinned to revision {value} in the registry, but "
-                            f"its snapshot is commit {stamp['commit']}; fetch it again or edit the registry")
+            raise XmrcError(
+                f"{stamp['path']}: model '{key}' is pinned to revision {value} in the registry, but "
+                f"its snapshot is commit {stamp['commit']}; fetch it again or edit the registry"
+            )
     return "\n".join(lines), changed
 
 

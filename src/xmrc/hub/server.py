@@ -20,8 +20,9 @@ FAULT_STATUSES = (429, 500, 502, 503)
 
 
 class _State:
-    def __init__(self, backend, chat_template, api_key: str | None, faults: list[int], fault_every: int,
-                 delay_s: float):
+    def __init__(
+        self, backend, chat_template, api_key: str | None, faults: list[int], fault_every: int, delay_s: float
+    ):
         self.backend, self.chat_template, self.api_key = backend, chat_template, api_key
         self.faults, self.fault_every, self.delay_s = list(faults), fault_every, delay_s
         self.lock, self.model_lock = threading.Lock(), threading.Lock()
@@ -52,15 +53,16 @@ def _handler(state: _State):
             self.end_headers()
             self.wfile.write(body)
 
-        def do_GET(self):  # noqa: N802
+        def do_GET(self):
             if self.path.rstrip("/") == "/stats":
                 with state.lock:
-                    self._send(200, {"requests": state.requests, "max_in_flight": state.max_in_flight,
-                                     "failed": state.failed})
+                    self._send(
+                        200, {"requests": state.requests, "max_in_flight": state.max_in_flight, "failed": state.failed}
+                    )
             else:
                 self._send(404, {"error": {"message": "not found"}})
 
-        def do_POST(self):  # noqa: N802
+        def do_POST(self):
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length)
             if self.path.rstrip("/") != "/v1/chat/completions":
@@ -92,21 +94,43 @@ def _handler(state: _State):
                 prompt = state.chat_template(user) if state.chat_template else user
                 with state.model_lock:
                     generation = state.backend.generate([prompt], max_tokens, state.chat_template is not None)[0]
-                self._send(200, {
-                    "id": f"chatcmpl-{number}", "object": "chat.completion", "model": request.get("model", ""),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": generation.text}}],
-                    "usage": {"prompt_tokens": generation.prompt_tokens,
-                              "completion_tokens": generation.output_tokens,
-                              "total_tokens": generation.prompt_tokens + generation.output_tokens}})
+                self._send(
+                    200,
+                    {
+                        "id": f"chatcmpl-{number}",
+                        "object": "chat.completion",
+                        "model": request.get("model", ""),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "finish_reason": "stop",
+                                "message": {"role": "assistant", "content": generation.text},
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": generation.prompt_tokens,
+                            "completion_tokens": generation.output_tokens,
+                            "total_tokens": generation.prompt_tokens + generation.output_tokens,
+                        },
+                    },
+                )
             finally:
                 with state.lock:
                     state.in_flight -= 1
+
     return Handler
 
 
-def make_server(backend, chat_template, host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
-                faults: list[int] | None = None, fault_every: int = 0, delay_s: float = 0.0) -> ThreadingHTTPServer:
+def make_server(
+    backend,
+    chat_template,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    api_key: str | None = None,
+    faults: list[int] | None = None,
+    fault_every: int = 0,
+    delay_s: float = 0.0,
+) -> ThreadingHTTPServer:
     state = _State(backend, chat_template, api_key, faults or [], fault_every, delay_s)
     server = ThreadingHTTPServer((host, port), _handler(state))
     server.daemon_threads = True

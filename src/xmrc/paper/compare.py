@@ -28,8 +28,18 @@ from xmrc.paper.published import PAPER_TABLES, PaperTable, our_file_names, publi
 from xmrc.tables import markdown_table
 
 CELL_COLUMNS = ["table", "measure", "model", "paper_model", "column", "unit", "paper", "ours", "difference"]
-SUMMARY_COLUMNS = ["table", "measure", "unit", "our_file", "cells", "published", "mean_abs_difference",
-                   "max_abs_difference", "largest_differences", "note"]
+SUMMARY_COLUMNS = [
+    "table",
+    "measure",
+    "unit",
+    "our_file",
+    "cells",
+    "published",
+    "mean_abs_difference",
+    "max_abs_difference",
+    "largest_differences",
+    "note",
+]
 LARGEST_SHOWN = 3
 
 
@@ -61,8 +71,19 @@ def table_cells(spec: PaperTable, ours: pd.DataFrame, names: dict[str, str]) -> 
             if pd.isna(published) or pd.isna(produced):
                 continue
             published, produced = round(float(published), 2), round(float(produced), 2)
-            rows.append([spec.table, spec.measure, str(model), paper_model, column, spec.unit, published, produced,
-                         round(produced - published, 2)])
+            rows.append(
+                [
+                    spec.table,
+                    spec.measure,
+                    str(model),
+                    paper_model,
+                    column,
+                    spec.unit,
+                    published,
+                    produced,
+                    round(produced - published, 2),
+                ]
+            )
     return pd.DataFrame(rows, columns=CELL_COLUMNS)
 
 
@@ -70,8 +91,10 @@ def _largest(cells: pd.DataFrame) -> str:
     """The largest nonzero differences, largest first ("" where every cell agrees)."""
     cells = cells[cells["difference"] != 0]
     top = cells.reindex(cells["difference"].abs().sort_values(ascending=False, kind="stable").index)
-    return "; ".join(f"{row.model} {row.column}: {row.ours:.2f} vs {row.paper:.2f} ({row.difference:+.2f})"
-                     for row in top.head(LARGEST_SHOWN).itertuples())
+    return "; ".join(
+        f"{row.model} {row.column}: {row.ours:.2f} vs {row.paper:.2f} ({row.difference:+.2f})"
+        for row in top.head(LARGEST_SHOWN).itertuples()
+    )
 
 
 def _why_none(spec: PaperTable, ours: pd.DataFrame | None, names: dict[str, str]) -> str:
@@ -104,14 +127,20 @@ def compare(ours_by_file: dict[str, pd.DataFrame], registry: Registry) -> tuple[
         names = paper_names(ours["model"], registry, spec.ours) if ours is not None else {}
         cells = table_cells(spec, ours, names) if ours is not None else pd.DataFrame(columns=CELL_COLUMNS)
         absolute = cells["difference"].abs()
-        summary.append({
-            "table": spec.table, "measure": spec.measure, "unit": spec.unit, "our_file": spec.ours,
-            "cells": len(cells), "published": published_cells(spec),
-            "mean_abs_difference": absolute.mean() if len(cells) else float("nan"),
-            "max_abs_difference": absolute.max() if len(cells) else float("nan"),
-            "largest_differences": _largest(cells) if len(cells) else "",
-            "note": "" if len(cells) else _why_none(spec, ours, names),
-        })
+        summary.append(
+            {
+                "table": spec.table,
+                "measure": spec.measure,
+                "unit": spec.unit,
+                "our_file": spec.ours,
+                "cells": len(cells),
+                "published": published_cells(spec),
+                "mean_abs_difference": absolute.mean() if len(cells) else float("nan"),
+                "max_abs_difference": absolute.max() if len(cells) else float("nan"),
+                "largest_differences": _largest(cells) if len(cells) else "",
+                "note": "" if len(cells) else _why_none(spec, ours, names),
+            }
+        )
         if len(cells):
             all_cells.append(cells)
     cells = pd.concat(all_cells, ignore_index=True) if all_cells else pd.DataFrame(columns=CELL_COLUMNS)
@@ -124,21 +153,32 @@ def headline(cells: pd.DataFrame, summary: pd.DataFrame) -> str:
         reasons = summary["note"].unique()
         if len(reasons) == 1 and reasons[0] == "no model of this run is the paper's":
             return "No published cell compared: no model of this run is the paper's."
-        return ("No published cell compared: this run has no model of the paper, or did not produce the tables "
-                "that hold the paper's numbers (see `note`).")
+        return (
+            "No published cell compared: this run has no model of the paper, or did not produce the tables "
+            "that hold the paper's numbers (see `note`)."
+        )
     tables = summary.loc[summary["cells"] > 0, "table"].nunique()
-    return (f"{len(cells)} of {int(summary['published'].sum())} published cells compared, in {tables} of the "
-            f"paper's tables; mean absolute difference {cells['difference'].abs().mean():.2f} "
-            "(percentage points, fractions for Table 2's ratios).")
+    return (
+        f"{len(cells)} of {int(summary['published'].sum())} published cells compared, in {tables} of the "
+        f"paper's tables; mean absolute difference {cells['difference'].abs().mean():.2f} "
+        "(percentage points, fractions for Table 2's ratios)."
+    )
 
 
 def write_comparison(cells: pd.DataFrame, summary: pd.DataFrame, out_dir: str | Path) -> list[Path]:
     """paper_comparison.csv, paper_comparison_summary.csv and paper_comparison.md (see the module docstring)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    report = ("# The paper's published numbers beside ours\n\n" + headline(cells, summary) + "\n\n## Per table\n\n"
-              + markdown_table(summary) + "\n## Every compared cell (difference = ours - paper)\n\n"
-              + (markdown_table(cells) if len(cells) else "None.\n"))
-    return [write_csv(cells, out_dir / "paper_comparison.csv", float_format="%.2f"),
-            write_csv(summary, out_dir / "paper_comparison_summary.csv", float_format="%.2f"),
-            write_text(report, out_dir / "paper_comparison.md")]
+    report = (
+        "# The paper's published numbers beside ours\n\n"
+        + headline(cells, summary)
+        + "\n\n## Per table\n\n"
+        + markdown_table(summary)
+        + "\n## Every compared cell (difference = ours - paper)\n\n"
+        + (markdown_table(cells) if len(cells) else "None.\n")
+    )
+    return [
+        write_csv(cells, out_dir / "paper_comparison.csv", float_format="%.2f"),
+        write_csv(summary, out_dir / "paper_comparison_summary.csv", float_format="%.2f"),
+        write_text(report, out_dir / "paper_comparison.md"),
+    ]

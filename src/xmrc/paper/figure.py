@@ -23,9 +23,15 @@ def comparison_scatter(cells: pd.DataFrame, path: str | Path) -> Path:
     fig = new_figure(figsize=(3.6 * columns + 2.5, 3.4 * rows + 0.4), layout="constrained")
     axes = fig.subplots(rows, columns, squeeze=False).ravel()
     if not panels:
-        axes[0].text(0.5, 0.5, "no published cell compared:\nno model of the paper in this run,\nor none of the "
-                     "tables that hold its numbers\n(why: tables/paper_comparison.md)", ha="center", va="center",
-                     transform=axes[0].transAxes)
+        axes[0].text(
+            0.5,
+            0.5,
+            "no published cell compared:\nno model of the paper in this run,\nor none of the "
+            "tables that hold its numbers\n(why: tables/paper_comparison.md)",
+            ha="center",
+            va="center",
+            transform=axes[0].transAxes,
+        )
         axes[0].set_axis_off()
     labels = cells["table"] + ": " + cells["measure"] if len(cells) else pd.Series(dtype=str)
     # one colour per model in every panel, one legend for the figure
@@ -42,11 +48,12 @@ def comparison_scatter(cells: pd.DataFrame, path: str | Path) -> Path:
         ax.set_xlabel("paper", fontsize=8)
         ax.set_ylabel("ours", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in axes[len(panels) or 1:]:
+    for ax in axes[len(panels) or 1 :]:
         ax.set_axis_off()
     if colours:
-        handles = [Line2D([], [], marker="o", linestyle="", color=colour, label=model)
-                   for model, colour in colours.items()]
+        handles = [
+            Line2D([], [], marker="o", linestyle="", color=colour, label=model) for model, colour in colours.items()
+        ]
         fig.legend(handles=handles, loc="outside right upper", fontsize=7, title="model", title_fontsize=8)
     fig.suptitle("The paper's published numbers (x) against this run's (y)", fontsize=10)
     return save_figure(fig, path)

@@ -15,12 +15,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+
 from helpers import ROOT
 from helpers.scale import ForkServer, prompt_table
-
 from xmrc.backends.api import APIBackend
-from xmrc.hub.server import make_server
 from xmrc.exceptions import XmrcError
+from xmrc.hub.server import make_server
 from xmrc.io import read_parquet
 
 SECRET = "sk-test-9f8e7d6c5b4a-never-print-me"
@@ -37,9 +37,27 @@ def _env(**extra):
 def served(tiny_models):
     """`xmrc serve` on a free port: the first five requests fail (429, 500, 503, 429, 502), then every 7th."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "xmrc", "serve", "--weights", tiny_models["llama-chat"], "--api-key-env",
-         "SERVER_KEY", "--faults", "429,500,503,429,502", "--fault-every", "7", "--delay", "0.02"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(SERVER_KEY=SECRET))
+        [
+            sys.executable,
+            "-m",
+            "xmrc",
+            "serve",
+            "--weights",
+            tiny_models["llama-chat"],
+            "--api-key-env",
+            "SERVER_KEY",
+            "--faults",
+            "429,500,503,429,502",
+            "--fault-every",
+            "7",
+            "--delay",
+            "0.02",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=_env(SERVER_KEY=SECRET),
+    )
     line = process.stdout.readline()
     assert "listening on" in line, process.stderr.read()
     yield line.split()[-1]
@@ -51,23 +69,56 @@ def served(tiny_models):
 def api_setup(tmp_path_factory, served):
     root = tmp_path_factory.mktemp("api")
     registry = root / "models.yaml"
-    registry.write_text(yaml.safe_dump({"served-model": {
-        "name": "Served-Model", "hub_id": "tiny-served", "family": "test", "mode": "chat", "chat_template": True,
-        "gpus": 0, "backend": "api", "api_provider": "localtest"}}))
+    registry.write_text(
+        yaml.safe_dump(
+            {
+                "served-model": {
+                    "name": "Served-Model",
+                    "hub_id": "tiny-served",
+                    "family": "test",
+                    "mode": "chat",
+                    "chat_template": True,
+                    "gpus": 0,
+                    "backend": "api",
+                    "api_provider": "localtest",
+                }
+            }
+        )
+    )
     prompts = root / "prompts.parquet"
     prompt_table(None).to_parquet(prompts)  # API models get the untemplated prompt, as the prompts rule writes
     return root, registry, prompts
 
 
 def _argv(registry, prompts, out, *extra):
-    return ["generate-job", "--prompts", str(prompts), "--registry", str(registry), "--model", "served-model",
-            "--shots", "0", "--format", "v1", "--max-new-tokens", "6", "--chunk-size", "4", "--concurrency",
-            str(CONCURRENCY), "--backoff", "0.01", *extra, "--out", str(out)]
+    return [
+        "generate-job",
+        "--prompts",
+        str(prompts),
+        "--registry",
+        str(registry),
+        "--model",
+        "served-model",
+        "--shots",
+        "0",
+        "--format",
+        "v1",
+        "--max-new-tokens",
+        "6",
+        "--chunk-size",
+        "4",
+        "--concurrency",
+        str(CONCURRENCY),
+        "--backoff",
+        "0.01",
+        *extra,
+        "--out",
+        str(out),
+    ]
 
 
 def _cli(argv, env):
-    return subprocess.run([sys.executable, "-m", "xmrc", *argv], capture_output=True, text=True, env=env,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "xmrc", *argv], capture_output=True, text=True, env=env, timeout=300)
 
 
 def _stats(base_url):
@@ -122,8 +173,9 @@ def test_missing_key_is_one_line_naming_the_variable(api_setup, tmp_path):
 def test_rejected_key_is_one_line_without_the_key(api_setup, served, tmp_path):
     _, registry, prompts = api_setup
     wrong = "sk-wrong-key-0123456789"
-    result = _cli(_argv(registry, prompts, tmp_path / "g.parquet"),
-                  _env(LOCALTEST_API_KEY=wrong, LOCALTEST_BASE_URL=served))
+    result = _cli(
+        _argv(registry, prompts, tmp_path / "g.parquet"), _env(LOCALTEST_API_KEY=wrong, LOCALTEST_BASE_URL=served)
+    )
     assert result.returncode == 2 and "was rejected (HTTP 401" in result.stderr
     assert wrong not in result.stdout + result.stderr and "Traceback" not in result.stderr
 
@@ -134,8 +186,15 @@ def test_gives_up_after_max_retries_and_honours_concurrency():
     thread.start()
     try:
         host, port = server.server_address[:2]
-        backend = APIBackend("m", "localtest", concurrency=2, max_retries=2, backoff_s=0.0, progress=False,
-                             environ={"LOCALTEST_API_KEY": "key-xyz-123", "LOCALTEST_BASE_URL": f"http://{host}:{port}/v1"})
+        backend = APIBackend(
+            "m",
+            "localtest",
+            concurrency=2,
+            max_retries=2,
+            backoff_s=0.0,
+            progress=False,
+            environ={"LOCALTEST_API_KEY": "key-xyz-123", "LOCALTEST_BASE_URL": f"http://{host}:{port}/v1"},
+        )
         with pytest.raises(XmrcError, match=r"gave up after 3 attempts, last: HTTP (429|500)") as error:
             backend.generate(["a", "b"], 4, False)
         assert "key-xyz-123" not in repr(backend) and "\n" not in str(error.value)

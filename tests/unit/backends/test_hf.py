@@ -1,8 +1,7 @@
-
 import pandas as pd
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc import LANGUAGES, data
 from xmrc.backends.hf import HFBackend
 from xmrc.exceptions import XmrcError
@@ -46,8 +45,9 @@ def test_templated_prompts_get_no_second_bos(tiny_models, table):
 def test_stop_when_ends_a_sequence_early(base_backend):
     full = base_backend.generate(["Context: a\nQuestion: b\nAnswer:"], 10, templated=False)[0]
     assert full.output_tokens == 10
-    stopped = base_backend.generate(["Context: a\nQuestion: b\nAnswer:"], 10, templated=False,
-                                    stop_when=lambda text: len(text) > 0)[0]
+    stopped = base_backend.generate(
+        ["Context: a\nQuestion: b\nAnswer:"], 10, templated=False, stop_when=lambda text: len(text) > 0
+    )[0]
     assert stopped.output_tokens == 1 and full.text.startswith(stopped.text)
 
 

@@ -7,9 +7,9 @@ import sys
 
 import pandas as pd
 import pytest
+
 from helpers import ROOT
 from helpers.scale import prompt_table
-
 from xmrc.backends.prefix import common_prefix_length, prefix_order, prefix_stats, shared_prefix_share
 
 
@@ -50,12 +50,30 @@ def test_prefix_order_beats_table_order_on_real_prompts():
 def test_cli_prefix_stats(tmp_path, tiny_models):
     prompts = tmp_path / "p.parquet"
     prompt_table(tiny_models["qwen2-chat"], shots=2, max_items=3).to_parquet(prompts)
-    result = subprocess.run([sys.executable, "-m", "xmrc", "prefix-stats", "--prompts", str(prompts),
-                             "--tokenizer", tiny_models["qwen2-chat"], "--out", str(tmp_path / "s.csv")],
-                            capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmrc",
+            "prefix-stats",
+            "--prompts",
+            str(prompts),
+            "--tokenizer",
+            tiny_models["qwen2-chat"],
+            "--out",
+            str(tmp_path / "s.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     assert result.returncode == 0, result.stderr
     stats = pd.read_csv(tmp_path / "s.csv")
     assert stats.loc[0, "n"] == 15 and 0.5 < stats.loc[0, "tokens_prefix_order"] < 1
-    missing = subprocess.run([sys.executable, "-m", "xmrc", "prefix-stats", "--prompts", str(tmp_path / "no")],
-                             capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src")})
+    missing = subprocess.run(
+        [sys.executable, "-m", "xmrc", "prefix-stats", "--prompts", str(tmp_path / "no")],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src")},
+    )
     assert missing.returncode == 2 and "file not found" in missing.stderr

@@ -10,13 +10,20 @@ import subprocess
 import sys
 
 import pytest
-from helpers.real import run_in_vllm_env
-from helpers import ROOT
-from helpers.scale import prompt_table
 
+from helpers import ROOT
+from helpers.real import run_in_vllm_env
+from helpers.scale import prompt_table
 from xmrc.backends.base import Generation
-from xmrc.backends.vllm import (MAX_ROUNDS, adapter_rank, engine_settings, generate_until_complete,
-                                platform_settings, sampling_settings, token_prompts)
+from xmrc.backends.vllm import (
+    MAX_ROUNDS,
+    adapter_rank,
+    engine_settings,
+    generate_until_complete,
+    platform_settings,
+    sampling_settings,
+    token_prompts,
+)
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete
 
@@ -74,12 +81,14 @@ class ScriptedEngine:
 
 
 def test_continues_only_incomplete_answers_from_the_tokens_so_far():
-    engine = ScriptedEngine({
-        1: [(" Paris\n", [11, 12], True)],                       # base model: complete at the newline
-        2: [("\n", [13], True), ("Answer: Rome\n", [14, 15, 16], True)],  # leading newline: continue
-        3: [("Answer:\n", [17, 18], True), ("Oslo\n", [19, 20], True)],    # label alone: continue
-        4: [("no newline", [21, 22, 23], False)],                 # EOS or budget: never continued
-    })
+    engine = ScriptedEngine(
+        {
+            1: [(" Paris\n", [11, 12], True)],  # base model: complete at the newline
+            2: [("\n", [13], True), ("Answer: Rome\n", [14, 15, 16], True)],  # leading newline: continue
+            3: [("Answer:\n", [17, 18], True), ("Oslo\n", [19, 20], True)],  # label alone: continue
+            4: [("no newline", [21, 22, 23], False)],  # EOS or budget: never continued
+        }
+    )
     results = generate_until_complete(engine, [[1, 9], [2], [3, 9, 9], [4]], 8, answer_complete)
     assert [r.text for r in results] == [" Paris\n", "\nAnswer: Rome\n", "Answer:\nOslo\n", "no newline"]
     assert results[1] == Generation("\nAnswer: Rome\n", 1, 4) and results[2].output_tokens == 4
@@ -119,10 +128,32 @@ def test_missing_vllm_is_a_one_line_error(tiny_models, tmp_path):
     prompts = tmp_path / "p.parquet"
     prompt_table(tiny_models["llama-chat"], max_items=1).to_parquet(prompts)
     result = subprocess.run(
-        [sys.executable, "-m", "xmrc", "generate-job", "--prompts", str(prompts), "--registry",
-         str(ROOT / "config/models.yaml"), "--model", "tiny-llama-chat", "--weights", tiny_models["llama-chat"],
-         "--shots", "0", "--format", "v1", "--backend", "vllm", "--out", str(tmp_path / "g.parquet")],
-        capture_output=True, text=True, env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"})
+        [
+            sys.executable,
+            "-m",
+            "xmrc",
+            "generate-job",
+            "--prompts",
+            str(prompts),
+            "--registry",
+            str(ROOT / "config/models.yaml"),
+            "--model",
+            "tiny-llama-chat",
+            "--weights",
+            tiny_models["llama-chat"],
+            "--shots",
+            "0",
+            "--format",
+            "v1",
+            "--backend",
+            "vllm",
+            "--out",
+            str(tmp_path / "g.parquet"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 2 and result.stderr.startswith("xmrc: error: backend vllm")
     assert result.stderr.count("\n") == 1
 

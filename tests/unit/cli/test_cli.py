@@ -5,9 +5,9 @@ import shutil
 
 import pandas as pd
 import pytest
+
 from helpers import ROOT
 from helpers.workflow import assert_one_line_error, xmrc
-
 from xmrc.io import read_parquet
 
 SUBSET = ROOT / "data/xquad_subset"
@@ -22,8 +22,20 @@ def test_help_lists_the_steps():
 
 def test_data_missing_file(tmp_path):
     shutil.copy(SUBSET / "xquad.en.json", tmp_path)
-    result = xmrc("data", "--source", "local", "--local-dir", tmp_path, "--languages", "en", "de",
-                  "--out", tmp_path / "x.parquet", "--problems", tmp_path / "p.csv")
+    result = xmrc(
+        "data",
+        "--source",
+        "local",
+        "--local-dir",
+        tmp_path,
+        "--languages",
+        "en",
+        "de",
+        "--out",
+        tmp_path / "x.parquet",
+        "--problems",
+        tmp_path / "p.csv",
+    )
     assert_one_line_error(result, "xquad.de.json", "not found")
 
 
@@ -33,15 +45,39 @@ def test_data_non_parallel(tmp_path):
     german = json.loads((tmp_path / "xquad.de.json").read_text())
     dropped = german["data"][0]["paragraphs"][1]["qas"].pop(0)["id"]
     (tmp_path / "xquad.de.json").write_text(json.dumps(german, ensure_ascii=False))
-    result = xmrc("data", "--source", "local", "--local-dir", tmp_path, "--languages", "en", "de",
-                  "--out", tmp_path / "x.parquet", "--problems", tmp_path / "p.csv")
+    result = xmrc(
+        "data",
+        "--source",
+        "local",
+        "--local-dir",
+        tmp_path,
+        "--languages",
+        "en",
+        "de",
+        "--out",
+        tmp_path / "x.parquet",
+        "--problems",
+        tmp_path / "p.csv",
+    )
     assert_one_line_error(result, "not parallel", dropped)
     assert not (tmp_path / "x.parquet").exists()
 
 
 def test_data_writes_table_and_problem_report(tmp_path):
-    result = xmrc("data", "--source", "local", "--local-dir", SUBSET, "--languages", "en", "th",
-                  "--out", tmp_path / "x.parquet", "--problems", tmp_path / "p.csv")
+    result = xmrc(
+        "data",
+        "--source",
+        "local",
+        "--local-dir",
+        SUBSET,
+        "--languages",
+        "en",
+        "th",
+        "--out",
+        tmp_path / "x.parquet",
+        "--problems",
+        tmp_path / "p.csv",
+    )
     assert result.returncode == 0, result.stderr
     table = read_parquet(tmp_path / "x.parquet")
     assert len(table) == 100 and set(table["lang"]) == {"en", "th"}
@@ -49,16 +85,32 @@ def test_data_writes_table_and_problem_report(tmp_path):
 
 
 def test_unknown_model(tmp_path):
-    result = xmrc("prompts", "--data", tmp_path / "x.parquet", "--registry", ROOT / "config/models.yaml",
-                  "--model", "gpt-7", "--shots", 2, "--format", "v1", "--demonstrations", "a", "b",
-                  "--out", tmp_path / "p.parquet")
+    result = xmrc(
+        "prompts",
+        "--data",
+        tmp_path / "x.parquet",
+        "--registry",
+        ROOT / "config/models.yaml",
+        "--model",
+        "gpt-7",
+        "--shots",
+        2,
+        "--format",
+        "v1",
+        "--demonstrations",
+        "a",
+        "b",
+        "--out",
+        tmp_path / "p.parquet",
+    )
     assert_one_line_error(result, "unknown model 'gpt-7'")
 
 
 def test_bad_config(tmp_path):
     bad = tmp_path / "c.yaml"
-    bad.write_text((ROOT / "config/smoke.yaml").read_text().replace("prompt_formats: [v1, v2]",
-                                                                    "prompt_formats: [v1, v7]"))
+    bad.write_text(
+        (ROOT / "config/smoke.yaml").read_text().replace("prompt_formats: [v1, v2]", "prompt_formats: [v1, v7]")
+    )
     assert_one_line_error(xmrc("check-config", bad), "prompt_formats[1]", "'v7'")
 
 
@@ -72,11 +124,27 @@ def test_score_rejects_a_table_without_predictions(tmp_path):
 
 
 def test_score_normalises_by_answer_language(tmp_path):
-    rows = [("en", "en", "en", "The Rollo", "Rollo"), ("zh", "zh", "zh", "东京都", "东京"),
-            ("en", "zh", "en", "", "Rollo")]
+    rows = [
+        ("en", "en", "en", "The Rollo", "Rollo"),
+        ("zh", "zh", "zh", "东京都", "东京"),
+        ("en", "zh", "en", "", "Rollo"),
+    ]
     generations = pd.DataFrame(
-        [{"model": "M", "shots": 2, "prompt_format": "v1", "id": str(i), "context_lang": c, "question_lang": q,
-          "answer_lang": a, "prediction": p, "gold": g} for i, (c, q, a, p, g) in enumerate(rows)])
+        [
+            {
+                "model": "M",
+                "shots": 2,
+                "prompt_format": "v1",
+                "id": str(i),
+                "context_lang": c,
+                "question_lang": q,
+                "answer_lang": a,
+                "prediction": p,
+                "gold": g,
+            }
+            for i, (c, q, a, p, g) in enumerate(rows)
+        ]
+    )
     generations.to_parquet(tmp_path / "g.parquet")
     assert xmrc("score", "--generations", tmp_path / "g.parquet", "--out", tmp_path / "s.parquet").returncode == 0
     scores = read_parquet(tmp_path / "s.parquet")
@@ -85,18 +153,55 @@ def test_score_normalises_by_answer_language(tmp_path):
     assert scores["f1"].iloc[2] == 0.0
 
 
-FIVE_DEMOS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a", "56de0daecffd8e1900b4b595",
-              "56de0daecffd8e1900b4b596", "56de0f6a4396321400ee257f"]
+FIVE_DEMOS = [
+    "56dde1d966d3e219004dad8d",
+    "56de49564396321400ee277a",
+    "56de0daecffd8e1900b4b595",
+    "56de0daecffd8e1900b4b596",
+    "56de0f6a4396321400ee257f",
+]
 
 
 def test_prompts_any_direction_and_any_number_of_shots(tmp_path):
     data = tmp_path / "x.parquet"
-    assert xmrc("data", "--source", "local", "--local-dir", SUBSET, "--languages", "en", "de", "zh",
-                "--out", data, "--problems", tmp_path / "p.csv").returncode == 0
-    common = ["prompts", "--data", data, "--registry", ROOT / "config/models.yaml", "--model", "gpt-4o",
-              "--format", "v2", "--languages", "en", "de", "zh", "--max-items", 1]
-    result = xmrc(*common, "--shots", 5, "--scenarios", "x-y", "--demonstrations", *FIVE_DEMOS,
-                  "--out", tmp_path / "p.parquet")
+    assert (
+        xmrc(
+            "data",
+            "--source",
+            "local",
+            "--local-dir",
+            SUBSET,
+            "--languages",
+            "en",
+            "de",
+            "zh",
+            "--out",
+            data,
+            "--problems",
+            tmp_path / "p.csv",
+        ).returncode
+        == 0
+    )
+    common = [
+        "prompts",
+        "--data",
+        data,
+        "--registry",
+        ROOT / "config/models.yaml",
+        "--model",
+        "gpt-4o",
+        "--format",
+        "v2",
+        "--languages",
+        "en",
+        "de",
+        "zh",
+        "--max-items",
+        1,
+    ]
+    result = xmrc(
+        *common, "--shots", 5, "--scenarios", "x-y", "--demonstrations", *FIVE_DEMOS, "--out", tmp_path / "p.parquet"
+    )
     assert result.returncode == 0, result.stderr
     prompts = read_parquet(tmp_path / "p.parquet")
     assert len(prompts) == 9 and (prompts["answer_lang"] == prompts["context_lang"]).all()

@@ -4,8 +4,8 @@ one-line errors for bad input."""
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.layers_prompts import prompt_rows
 
+from helpers.layers_prompts import prompt_rows
 from xmrc.cli import main
 from xmrc.io import read_parquet
 
@@ -17,8 +17,21 @@ LANGS = ["en", "de", "zh", "ar"]
 
 def write_item_scores(path, models=("Tiny-Llama-Base", "Tiny-Llama-Chat"), n=6, seed=0):
     rng = np.random.default_rng(seed)
-    rows = [dict(model=m, shots=2, prompt_format="v2", context_lang="en", question_lang=q, id=f"i{i}", em=0.0,
-                 f1=float(rng.choice([0.0, 1.0]))) for m in models for q in LANGS for i in range(n)]
+    rows = [
+        dict(
+            model=m,
+            shots=2,
+            prompt_format="v2",
+            context_lang="en",
+            question_lang=q,
+            id=f"i{i}",
+            em=0.0,
+            f1=float(rng.choice([0.0, 1.0])),
+        )
+        for m in models
+        for q in LANGS
+        for i in range(n)
+    ]
     pd.DataFrame(rows).to_parquet(path, index=False)
 
 
@@ -32,11 +45,30 @@ def test_groups_command_writes_members_and_sizes(tmp_path, capsys):
     # the run's item table plus the score file of an analysis-only model
     write_item_scores(tmp_path / "items.parquet", models=("Tiny-Llama-Base",))
     write_item_scores(tmp_path / "extra.parquet", models=("Tiny-Llama-Chat",), seed=1)
-    code, out, err = run(capsys, "layer-groups", "--item-scores", tmp_path / "items.parquet",
-                         tmp_path / "extra.parquet",
-                         "--registry", "config/models.yaml", "--models", "tiny-llama-base", "Tiny-Llama-Chat",
-                         "--shots", 2, "--formats", "v2", "--languages", *LANGS, "--cap", 3,
-                         "--out-members", tmp_path / "groups.parquet", "--out-sizes", tmp_path / "sizes.csv")
+    code, out, err = run(
+        capsys,
+        "layer-groups",
+        "--item-scores",
+        tmp_path / "items.parquet",
+        tmp_path / "extra.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--models",
+        "tiny-llama-base",
+        "Tiny-Llama-Chat",
+        "--shots",
+        2,
+        "--formats",
+        "v2",
+        "--languages",
+        *LANGS,
+        "--cap",
+        3,
+        "--out-members",
+        tmp_path / "groups.parquet",
+        "--out-sizes",
+        tmp_path / "sizes.csv",
+    )
     assert code == 0, err
     members, sizes = read_parquet(tmp_path / "groups.parquet"), pd.read_csv(tmp_path / "sizes.csv")
     assert set(members["model"]) == {"tiny-llama-base", "tiny-llama-chat"}
@@ -45,17 +77,47 @@ def test_groups_command_writes_members_and_sizes(tmp_path, capsys):
 
 
 def test_missing_item_scores_is_one_line_error(tmp_path, capsys):
-    code, _, err = run(capsys, "layer-groups", "--item-scores", tmp_path / "nope.parquet", "--registry",
-                       "config/models.yaml", "--models", "tiny-llama-base", "--shots", 2, "--formats", "v2",
-                       "--out-members", tmp_path / "g.parquet", "--out-sizes", tmp_path / "s.csv")
+    code, _, err = run(
+        capsys,
+        "layer-groups",
+        "--item-scores",
+        tmp_path / "nope.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--models",
+        "tiny-llama-base",
+        "--shots",
+        2,
+        "--formats",
+        "v2",
+        "--out-members",
+        tmp_path / "g.parquet",
+        "--out-sizes",
+        tmp_path / "s.csv",
+    )
     assert code == 2 and err.strip().count("\n") == 0 and "nope.parquet: file not found" in err
 
 
 def test_model_not_scored_is_one_line_error(tmp_path, capsys):
     write_item_scores(tmp_path / "items.parquet", models=("Tiny-Llama-Base",))
-    code, _, err = run(capsys, "layer-groups", "--item-scores", tmp_path / "items.parquet", "--registry",
-                       "config/models.yaml", "--models", "tiny-qwen2-chat", "--shots", 2, "--formats", "v2",
-                       "--out-members", tmp_path / "g.parquet", "--out-sizes", tmp_path / "s.csv")
+    code, _, err = run(
+        capsys,
+        "layer-groups",
+        "--item-scores",
+        tmp_path / "items.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--models",
+        "tiny-qwen2-chat",
+        "--shots",
+        2,
+        "--formats",
+        "v2",
+        "--out-members",
+        tmp_path / "g.parquet",
+        "--out-sizes",
+        tmp_path / "s.csv",
+    )
     assert code == 2 and "no en-x rows for model 'Tiny-Qwen2-Chat'" in err and err.count("\n") == 1
 
 
@@ -68,15 +130,36 @@ def synthetic_tables(tmp_path, models=("tiny-llama-base", "tiny-llama-chat"), la
             sizes.append(dict(key, group=group, eligible=0 if fallback else 5, selected=5, fallback=fallback))
             for lang in LANGS:
                 for part in ("task_description", "demonstrations", "context", "question"):
-                    mrd.append(dict(key, group=group, fallback=fallback, question_lang=lang, part=part,
-                                    mean_mrd=rng.uniform(1, layers - 1), std_mrd=0.5, n=5, layers=layers - 1))
+                    mrd.append(
+                        dict(
+                            key,
+                            group=group,
+                            fallback=fallback,
+                            question_lang=lang,
+                            part=part,
+                            mean_mrd=rng.uniform(1, layers - 1),
+                            std_mrd=0.5,
+                            n=5,
+                            layers=layers - 1,
+                        )
+                    )
                 if lang == "en":
                     continue
                 for layer in range(layers + 1):
                     for part in ("question", "context", "last"):
-                        similarity.append(dict(key, group=group, fallback=fallback, lang=lang, part=part,
-                                               layer=layer, relative_depth=layer / layers,
-                                               ratio=rng.uniform(0.8, 1.5), k=5))
+                        similarity.append(
+                            dict(
+                                key,
+                                group=group,
+                                fallback=fallback,
+                                lang=lang,
+                                part=part,
+                                layer=layer,
+                                relative_depth=layer / layers,
+                                ratio=rng.uniform(0.8, 1.5),
+                                k=5,
+                            )
+                        )
     paths = {name: tmp_path / f"{name}.csv" for name in ("mrd", "similarity", "sizes")}
     pd.DataFrame(mrd).to_csv(paths["mrd"], index=False)
     pd.DataFrame(similarity).to_csv(paths["similarity"], index=False)
@@ -92,15 +175,44 @@ def test_figures_render_from_tables(tmp_path, capsys):
     paths = synthetic_tables(tmp_path)
     names = ["mrd-context-question", "mrd-task-demos", "similarity-question", "similarity-context", "similarity-last"]
     outs = [arg for name in names for arg in (f"--out-{name}", tmp_path / "fig" / f"{name}.png")]
-    code, _, err = run(capsys, "layer-figures", "--mrd", paths["mrd"], "--similarity", paths["similarity"],
-                       "--sizes", paths["sizes"], "--model", "tiny-llama-chat", "--shots", 2, "--format", "v2", *outs)
+    code, _, err = run(
+        capsys,
+        "layer-figures",
+        "--mrd",
+        paths["mrd"],
+        "--similarity",
+        paths["similarity"],
+        "--sizes",
+        paths["sizes"],
+        "--model",
+        "tiny-llama-chat",
+        "--shots",
+        2,
+        "--format",
+        "v2",
+        *outs,
+    )
     assert code == 0, err
     for name in names:
         assert_png(tmp_path / "fig" / f"{name}.png")
-    code, _, err = run(capsys, "layer-change-figures", "--similarity", paths["similarity"], "--models",
-                       "tiny-llama-base", "tiny-llama-chat", "--shots", 2, "--format", "v2",
-                       *[arg for part in ("question", "context", "last")
-                         for arg in (f"--out-{part}", tmp_path / "change" / f"{part}.png")])
+    code, _, err = run(
+        capsys,
+        "layer-change-figures",
+        "--similarity",
+        paths["similarity"],
+        "--models",
+        "tiny-llama-base",
+        "tiny-llama-chat",
+        "--shots",
+        2,
+        "--format",
+        "v2",
+        *[
+            arg
+            for part in ("question", "context", "last")
+            for arg in (f"--out-{part}", tmp_path / "change" / f"{part}.png")
+        ],
+    )
     assert code == 0, err
     for part in ("question", "context", "last"):
         assert_png(tmp_path / "change" / f"{part}.png")
@@ -108,18 +220,43 @@ def test_figures_render_from_tables(tmp_path, capsys):
 
 def test_figure_of_unknown_model_is_one_line_error(tmp_path, capsys):
     paths = synthetic_tables(tmp_path)
-    outs = [arg for name in ("mrd-context-question", "mrd-task-demos", "similarity-question", "similarity-context",
-                             "similarity-last") for arg in (f"--out-{name}", tmp_path / f"{name}.png")]
-    code, _, err = run(capsys, "layer-figures", "--mrd", paths["mrd"], "--similarity", paths["similarity"],
-                       "--sizes", paths["sizes"], "--model", "other", "--shots", 2, "--format", "v2", *outs)
+    outs = [
+        arg
+        for name in (
+            "mrd-context-question",
+            "mrd-task-demos",
+            "similarity-question",
+            "similarity-context",
+            "similarity-last",
+        )
+        for arg in (f"--out-{name}", tmp_path / f"{name}.png")
+    ]
+    code, _, err = run(
+        capsys,
+        "layer-figures",
+        "--mrd",
+        paths["mrd"],
+        "--similarity",
+        paths["similarity"],
+        "--sizes",
+        paths["sizes"],
+        "--model",
+        "other",
+        "--shots",
+        2,
+        "--format",
+        "v2",
+        *outs,
+    )
     assert code == 2 and "no rows for model 'other'" in err and err.count("\n") == 1
 
 
 def test_group_titles_say_when_all_items_stand_in():
     from xmrc.analysis.layers.figures import group_title
 
-    sizes = pd.DataFrame([dict(group="balanced", selected=12, fallback=False),
-                          dict(group="en-superior", selected=4, fallback=True)])
+    sizes = pd.DataFrame(
+        [dict(group="balanced", selected=12, fallback=False), dict(group="en-superior", selected=4, fallback=True)]
+    )
     assert group_title("balanced", sizes) == "balanced (n=12)"
     assert group_title("en-superior", sizes) == "no en-superior sample: all items (n=4)"
 
@@ -127,19 +264,56 @@ def test_group_titles_say_when_all_items_stand_in():
 def write_prompts_and_generations(rows, directory):
     """The prompt table and the model's generation table (its outputs) of the test rows."""
     rows.drop(columns="raw_output").to_parquet(directory / "prompts.parquet", index=False)
-    rows[["id", "context_lang", "question_lang", "raw_output"]].to_parquet(directory / "generations.parquet",
-                                                                           index=False)
+    rows[["id", "context_lang", "question_lang", "raw_output"]].to_parquet(
+        directory / "generations.parquet", index=False
+    )
 
 
 def relevance_command(tiny_models, tmp_path, model="llama-chat", languages=("de", "es"), examples=1):
     key = f"tiny-{model}"
-    pd.DataFrame([dict(model=key, model_name=key.title(), shots=2, prompt_format="v1", group="balanced", id=item,
-                       fallback=False) for item in ("item0", "item1")]).to_parquet(tmp_path / "groups.parquet")
-    return ["layer-relevance", "--prompts", tmp_path / "prompts.parquet", "--generations",
-            tmp_path / "generations.parquet", "--groups", tmp_path / "groups.parquet", "--registry",
-            "config/models.yaml", "--model", key, "--weights", tiny_models[model], "--shots", 2, "--format", "v1",
-            "--languages", *languages, "--dtype", "float32", "--examples", examples, "--out", tmp_path / "r.parquet",
-            "--out-tokens", tmp_path / "t.parquet"]
+    pd.DataFrame(
+        [
+            dict(
+                model=key,
+                model_name=key.title(),
+                shots=2,
+                prompt_format="v1",
+                group="balanced",
+                id=item,
+                fallback=False,
+            )
+            for item in ("item0", "item1")
+        ]
+    ).to_parquet(tmp_path / "groups.parquet")
+    return [
+        "layer-relevance",
+        "--prompts",
+        tmp_path / "prompts.parquet",
+        "--generations",
+        tmp_path / "generations.parquet",
+        "--groups",
+        tmp_path / "groups.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--model",
+        key,
+        "--weights",
+        tiny_models[model],
+        "--shots",
+        2,
+        "--format",
+        "v1",
+        "--languages",
+        *languages,
+        "--dtype",
+        "float32",
+        "--examples",
+        examples,
+        "--out",
+        tmp_path / "r.parquet",
+        "--out-tokens",
+        tmp_path / "t.parquet",
+    ]
 
 
 def test_relevance_command_keeps_example_tokens_and_draws_them(tiny_models, tmp_path, capsys):
@@ -159,8 +333,9 @@ def test_relevance_command_keeps_example_tokens_and_draws_them(tiny_models, tmp_
     mrd = relevance[relevance["id"] == "item0"].set_index("part")["mrd"]
     by_part = tokens[tokens["part"] != ""].groupby("part")["mrd"].max()
     assert by_part.to_dict() == mrd.to_dict()  # the part MRD is the largest of its tokens'
-    code, _, err = run(capsys, "layer-example-figure", "--tokens", tmp_path / "t.parquet", "--out",
-                       tmp_path / "example.png")
+    code, _, err = run(
+        capsys, "layer-example-figure", "--tokens", tmp_path / "t.parquet", "--out", tmp_path / "example.png"
+    )
     assert code == 0, err
     assert_png(tmp_path / "example.png")
 
@@ -171,7 +346,8 @@ def test_relevance_command_needs_a_generation_per_prompt(tiny_models, tmp_path, 
     rows = prompt_rows(AutoTokenizer.from_pretrained(tiny_models["llama-chat"]), chat=True)
     write_prompts_and_generations(rows, tmp_path)
     rows[rows["question_lang"] != "es"][["id", "context_lang", "question_lang", "raw_output"]].to_parquet(
-        tmp_path / "generations.parquet", index=False)
+        tmp_path / "generations.parquet", index=False
+    )
     code, _, err = run(capsys, *relevance_command(tiny_models, tmp_path))
     assert code == 2 and err.count("\n") == 1
     assert "generations.parquet: no generation for 1 prompt(s), e.g. item item1 (en-es)" in err
@@ -179,8 +355,7 @@ def test_relevance_command_needs_a_generation_per_prompt(tiny_models, tmp_path, 
 
 def test_example_figure_needs_the_token_table(tmp_path, capsys):
     pd.DataFrame([dict(model="m", id="a")]).to_parquet(tmp_path / "t.parquet", index=False)
-    code, _, err = run(capsys, "layer-example-figure", "--tokens", tmp_path / "t.parquet", "--out",
-                       tmp_path / "x.png")
+    code, _, err = run(capsys, "layer-example-figure", "--tokens", tmp_path / "t.parquet", "--out", tmp_path / "x.png")
     assert code == 2 and "t.parquet" in err and "position" in err and err.count("\n") == 1
 
 
@@ -190,13 +365,47 @@ def test_relevance_command_on_unsupported_family_fails_in_one_line(tiny_models, 
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["mistral-base"])
     write_prompts_and_generations(prompt_rows(tokenizer, chat=False), tmp_path)
-    pd.DataFrame([dict(model="tiny-mistral-base", model_name="Tiny-Mistral-Base", shots=2, prompt_format="v1",
-                       group="balanced", id="item0", fallback=True)]).to_parquet(tmp_path / "groups.parquet")
-    code, _, err = run(capsys, "layer-relevance", "--prompts", tmp_path / "prompts.parquet", "--generations",
-                       tmp_path / "generations.parquet", "--groups", tmp_path / "groups.parquet", "--registry",
-                       "config/models.yaml", "--model", "tiny-mistral-base", "--weights", tiny_models["mistral-base"],
-                       "--shots", 2, "--format", "v1", "--languages", "de", "--dtype", "float32",
-                       "--out", tmp_path / "r.parquet", "--out-tokens", tmp_path / "t.parquet")
+    pd.DataFrame(
+        [
+            dict(
+                model="tiny-mistral-base",
+                model_name="Tiny-Mistral-Base",
+                shots=2,
+                prompt_format="v1",
+                group="balanced",
+                id="item0",
+                fallback=True,
+            )
+        ]
+    ).to_parquet(tmp_path / "groups.parquet")
+    code, _, err = run(
+        capsys,
+        "layer-relevance",
+        "--prompts",
+        tmp_path / "prompts.parquet",
+        "--generations",
+        tmp_path / "generations.parquet",
+        "--groups",
+        tmp_path / "groups.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--model",
+        "tiny-mistral-base",
+        "--weights",
+        tiny_models["mistral-base"],
+        "--shots",
+        2,
+        "--format",
+        "v1",
+        "--languages",
+        "de",
+        "--dtype",
+        "float32",
+        "--out",
+        tmp_path / "r.parquet",
+        "--out-tokens",
+        tmp_path / "t.parquet",
+    )
     assert code == 2 and "LXT 2.1 has no AttnLRP rules" in err and err.count("\n") == 1
     assert not (tmp_path / "r.parquet").exists()
 
@@ -206,26 +415,70 @@ def test_hidden_command_names_missing_prompts(tiny_models, tmp_path, capsys):
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["llama-chat"])
     write_prompts_and_generations(prompt_rows(tokenizer, chat=True), tmp_path)
-    pd.DataFrame([dict(model="tiny-llama-chat", model_name="Tiny-Llama-Chat", shots=2, prompt_format="v1",
-                       group="balanced", id=item, fallback=False) for item in ("item0", "lost")]
-                 ).to_parquet(tmp_path / "groups.parquet")
-    code, _, err = run(capsys, "layer-hidden", "--prompts", tmp_path / "prompts.parquet", "--generations",
-                       tmp_path / "generations.parquet", "--groups",
-                       tmp_path / "groups.parquet", "--registry", "config/models.yaml", "--model",
-                       "tiny-llama-chat", "--weights", tiny_models["llama-chat"], "--shots", 2, "--format", "v1",
-                       "--languages", "de", "--out-vectors", tmp_path / "h.npy", "--out-index", tmp_path / "h.parquet")
+    pd.DataFrame(
+        [
+            dict(
+                model="tiny-llama-chat",
+                model_name="Tiny-Llama-Chat",
+                shots=2,
+                prompt_format="v1",
+                group="balanced",
+                id=item,
+                fallback=False,
+            )
+            for item in ("item0", "lost")
+        ]
+    ).to_parquet(tmp_path / "groups.parquet")
+    code, _, err = run(
+        capsys,
+        "layer-hidden",
+        "--prompts",
+        tmp_path / "prompts.parquet",
+        "--generations",
+        tmp_path / "generations.parquet",
+        "--groups",
+        tmp_path / "groups.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--model",
+        "tiny-llama-chat",
+        "--weights",
+        tiny_models["llama-chat"],
+        "--shots",
+        2,
+        "--format",
+        "v1",
+        "--languages",
+        "de",
+        "--out-vectors",
+        tmp_path / "h.npy",
+        "--out-index",
+        tmp_path / "h.parquet",
+    )
     assert code == 2 and "no en-x prompts for item(s) lost" in err and err.count("\n") == 1
 
 
 def test_similarity_command_checks_vectors_against_index(tmp_path, capsys):
-    index = pd.DataFrame([dict(model="m", shots=2, prompt_format="v2", context_lang="en", question_lang=q, id="a")
-                          for q in ("en", "de")])
+    index = pd.DataFrame(
+        [dict(model="m", shots=2, prompt_format="v2", context_lang="en", question_lang=q, id="a") for q in ("en", "de")]
+    )
     index.to_parquet(tmp_path / "h.parquet", index=False)
     np.save(tmp_path / "h.npy", np.zeros((3, 2, 3, 4), dtype=np.float16))
-    pd.DataFrame([dict(model="m", model_name="M", shots=2, prompt_format="v2", group="balanced", id="a",
-                       fallback=False)]).to_parquet(tmp_path / "groups.parquet", index=False)
-    code, _, err = run(capsys, "layer-similarity", "--vectors", tmp_path / "h.npy", "--index", tmp_path / "h.parquet",
-                       "--groups", tmp_path / "groups.parquet", "--out", tmp_path / "s.csv")
+    pd.DataFrame(
+        [dict(model="m", model_name="M", shots=2, prompt_format="v2", group="balanced", id="a", fallback=False)]
+    ).to_parquet(tmp_path / "groups.parquet", index=False)
+    code, _, err = run(
+        capsys,
+        "layer-similarity",
+        "--vectors",
+        tmp_path / "h.npy",
+        "--index",
+        tmp_path / "h.parquet",
+        "--groups",
+        tmp_path / "groups.parquet",
+        "--out",
+        tmp_path / "s.csv",
+    )
     assert code == 2 and "does not match 2 rows" in err and err.count("\n") == 1
 
 
@@ -237,10 +490,24 @@ def synthetic_tokens(layers=5):
             parts = ["", "task_description", "demonstrations", "context", "question"] * 4
             for position, part in enumerate(parts):
                 profile = rng.uniform(0, 1, layers)
-                rows.append(dict(model="m", shots=2, prompt_format="v2", context_lang="en", question_lang=lang,
-                                 id=item, position=position, token_id=position, token=f" t{position}", part=part,
-                                 target_token=" The", mrd=int(rng.integers(1, layers + 1)),
-                                 total=float(profile.sum()), relevance=profile.tolist()))
+                rows.append(
+                    dict(
+                        model="m",
+                        shots=2,
+                        prompt_format="v2",
+                        context_lang="en",
+                        question_lang=lang,
+                        id=item,
+                        position=position,
+                        token_id=position,
+                        token=f" t{position}",
+                        part=part,
+                        target_token=" The",
+                        mrd=int(rng.integers(1, layers + 1)),
+                        total=float(profile.sum()),
+                        relevance=profile.tolist(),
+                    )
+                )
     return pd.DataFrame(rows)
 
 
@@ -252,18 +519,21 @@ def test_example_draws_the_top_tokens_of_each_part_of_one_en_x_prompt(tmp_path, 
     # the first item, its first non-English direction in the paper's language order (de before zh)
     assert set(prompt["id"]) == {"first"} and set(prompt["question_lang"]) == {"de"}
     chosen = top_tokens(prompt, 3)
-    assert chosen["part"].tolist() == [p for p in ("task_description", "demonstrations", "context", "question")
-                                       for _ in range(3)]
+    assert chosen["part"].tolist() == [
+        p for p in ("task_description", "demonstrations", "context", "question") for _ in range(3)
+    ]
     for part, rows in chosen.groupby("part"):
         candidates = prompt[prompt["part"] == part]["total"].sort_values(ascending=False)
         assert rows["total"].tolist() == candidates.iloc[:3].tolist()
     tokens.to_parquet(tmp_path / "t.parquet", index=False)
-    code, _, err = run(capsys, "layer-example-figure", "--tokens", tmp_path / "t.parquet", "--out",
-                       tmp_path / "example.png")
+    code, _, err = run(
+        capsys, "layer-example-figure", "--tokens", tmp_path / "t.parquet", "--out", tmp_path / "example.png"
+    )
     assert code == 0, err
     assert_png(tmp_path / "example.png")
     tokens.iloc[:0].to_parquet(tmp_path / "none.parquet", index=False)  # no example explained: a notice
-    code, _, err = run(capsys, "layer-example-figure", "--tokens", tmp_path / "none.parquet", "--out",
-                       tmp_path / "none.png")
+    code, _, err = run(
+        capsys, "layer-example-figure", "--tokens", tmp_path / "none.parquet", "--out", tmp_path / "none.png"
+    )
     assert code == 0, err
     assert (tmp_path / "none.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,12 +1,11 @@
 """The oracle commands end to end on a tiny model: real prompts, generations, attributions, tables, figure."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
+
 from helpers import ROOT
 from helpers.jobs import rewrite_shard, shards_kept
-
 from xmrc.cli import main
 from xmrc.io import read_parquet
 
@@ -24,33 +23,116 @@ def stage(tiny_models, tmp_path_factory):
     """Inputs of the oracle stage for tiny-llama-chat: 2-shot prompts and generations (v1, v2), summary."""
     root = tmp_path_factory.mktemp("oracle_stage")
     weights = tiny_models["llama-chat"]
-    run("data", "--source", "local", "--local-dir", SUBSET, "--languages", "en", "de", "--out",
-        root / "xquad.parquet", "--problems", root / "problems.csv")
+    run(
+        "data",
+        "--source",
+        "local",
+        "--local-dir",
+        SUBSET,
+        "--languages",
+        "en",
+        "de",
+        "--out",
+        root / "xquad.parquet",
+        "--problems",
+        root / "problems.csv",
+    )
     scores = []
     for fmt in ("v1", "v2"):
-        common = ["--registry", REGISTRY, "--model", "tiny-llama-chat", "--weights", weights, "--shots", 2,
-                  "--format", fmt]
-        run("prompts", "--data", root / "xquad.parquet", *common, "--languages", "en", "de",
-            "--demonstrations", *DEMOS, "--max-items", 2, "--out", root / f"prompts-{fmt}.parquet")
-        run("generate-job", "--prompts", root / f"prompts-{fmt}.parquet", *common, "--max-new-tokens", 8,
-            "--dtype", "float32", "--out", root / f"generations-{fmt}.parquet")
+        common = [
+            "--registry",
+            REGISTRY,
+            "--model",
+            "tiny-llama-chat",
+            "--weights",
+            weights,
+            "--shots",
+            2,
+            "--format",
+            fmt,
+        ]
+        run(
+            "prompts",
+            "--data",
+            root / "xquad.parquet",
+            *common,
+            "--languages",
+            "en",
+            "de",
+            "--demonstrations",
+            *DEMOS,
+            "--max-items",
+            2,
+            "--out",
+            root / f"prompts-{fmt}.parquet",
+        )
+        run(
+            "generate-job",
+            "--prompts",
+            root / f"prompts-{fmt}.parquet",
+            *common,
+            "--max-new-tokens",
+            8,
+            "--dtype",
+            "float32",
+            "--out",
+            root / f"generations-{fmt}.parquet",
+        )
         run("score", "--generations", root / f"generations-{fmt}.parquet", "--out", root / f"scores-{fmt}.parquet")
         scores.append(root / f"scores-{fmt}.parquet")
-    run("aggregate", "--scores", *scores, "--out-csv", root / "direction_scores.csv", "--out-items",
-        root / "item_scores.parquet")
+    run(
+        "aggregate",
+        "--scores",
+        *scores,
+        "--out-csv",
+        root / "direction_scores.csv",
+        "--out-items",
+        root / "item_scores.parquet",
+    )
     run("tables", "--direction-scores", root / "direction_scores.csv", "--out-dir", root / "tables")
-    run("oracle-sentences", "--data", root / "xquad.parquet", "--out", root / "units.parquet",
-        "--problems", root / "sentence_problems.csv")
+    run(
+        "oracle-sentences",
+        "--data",
+        root / "xquad.parquet",
+        "--out",
+        root / "units.parquet",
+        "--problems",
+        root / "sentence_problems.csv",
+    )
     return root, weights
 
 
 def attribute_args(root, weights, implementation, out, *extra, languages=("en", "de")):
-    return ["oracle-attribute", "--units", root / "units.parquet", "--summary",
-            root / "tables" / "summary_2shot.csv", "--prompts", f"v1={root / 'prompts-v1.parquet'}",
-            f"v2={root / 'prompts-v2.parquet'}", "--generations", f"v1={root / 'generations-v1.parquet'}",
-            f"v2={root / 'generations-v2.parquet'}", "--registry", REGISTRY, "--model", "tiny-llama-chat",
-            "--weights", weights, "--question-languages", *languages, "--implementation", implementation,
-            "--max-new-tokens", 8, "--dtype", "float32", "--out", out, *extra]
+    return [
+        "oracle-attribute",
+        "--units",
+        root / "units.parquet",
+        "--summary",
+        root / "tables" / "summary_2shot.csv",
+        "--prompts",
+        f"v1={root / 'prompts-v1.parquet'}",
+        f"v2={root / 'prompts-v2.parquet'}",
+        "--generations",
+        f"v1={root / 'generations-v1.parquet'}",
+        f"v2={root / 'generations-v2.parquet'}",
+        "--registry",
+        REGISTRY,
+        "--model",
+        "tiny-llama-chat",
+        "--weights",
+        weights,
+        "--question-languages",
+        *languages,
+        "--implementation",
+        implementation,
+        "--max-new-tokens",
+        8,
+        "--dtype",
+        "float32",
+        "--out",
+        out,
+        *extra,
+    ]
 
 
 def test_attribution_tables_and_figure(stage):
@@ -78,8 +160,15 @@ def test_attribution_tables_and_figure(stage):
         assert np.abs(np.array(row.step_attr) - np.array(reference.step_attr)).max() < 1e-4
         assert row.step_correct == (row.step_top == row.gold_unit)
 
-    run("oracle-tables", "--attributions", root / "batched.parquet", "--item-scores", root / "item_scores.parquet",
-        "--out-dir", root / "oracle_tables")
+    run(
+        "oracle-tables",
+        "--attributions",
+        root / "batched.parquet",
+        "--item-scores",
+        root / "item_scores.parquet",
+        "--out-dir",
+        root / "oracle_tables",
+    )
     table3 = pd.read_csv(root / "oracle_tables" / "oracle_summary.csv")
     assert list(table3.columns) == ["model", "step en-en", "step en-x", "sequence en-en", "sequence en-x"]
     assert table3["model"].tolist() == ["Tiny-Llama-Chat"]
@@ -118,6 +207,5 @@ def test_bad_input_is_one_line(stage, tmp_path, capsys):
     assert main([str(a) for a in args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no row for model 'Tiny-Llama-Chat'" in err
-    assert main(["oracle-tables", "--attributions", str(tmp_path / "missing.parquet"), "--out-dir",
-                 str(tmp_path)]) == 2
+    assert main(["oracle-tables", "--attributions", str(tmp_path / "missing.parquet"), "--out-dir", str(tmp_path)]) == 2
     assert "missing.parquet: file not found" in capsys.readouterr().err

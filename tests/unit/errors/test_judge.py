@@ -6,9 +6,9 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+
 from helpers import ROOT
 from helpers.jobs import killed_then_resumed
-
 from xmrc.errors import KEYS
 from xmrc.errors.judge import (
     CATEGORIES,
@@ -49,11 +49,31 @@ def qwen_scorer(tiny_models):
 
 
 def wrong_answers(n=5):
-    raw = ["Answer: Paris", "", "Answer:", "I cannot answer this question.", "{Your Answer}", "Answer: 1066",
-           "asdf qwer", "Answer: the Normans"]
-    return pd.DataFrame([{"model": "M", "shots": 2, "prompt_format": "v1", "context_lang": "en",
-                          "question_lang": "de", "id": f"q{i}", "question": f"Wo liegt {i}?",
-                          "raw_output": raw[i % len(raw)]} for i in range(n)])
+    raw = [
+        "Answer: Paris",
+        "",
+        "Answer:",
+        "I cannot answer this question.",
+        "{Your Answer}",
+        "Answer: 1066",
+        "asdf qwer",
+        "Answer: the Normans",
+    ]
+    return pd.DataFrame(
+        [
+            {
+                "model": "M",
+                "shots": 2,
+                "prompt_format": "v1",
+                "context_lang": "en",
+                "question_lang": "de",
+                "id": f"q{i}",
+                "question": f"Wo liegt {i}?",
+                "raw_output": raw[i % len(raw)],
+            }
+            for i in range(n)
+        ]
+    )
 
 
 def test_prompt_through_qwen25_template_is_the_papers_verbatim(tiny_models):
@@ -88,8 +108,11 @@ def test_vllm_request_is_a_greedy_choice_among_the_label_strings():
 
 
 def test_vllm_label_scores_come_from_the_top_logprobs():
-    top = {11: SimpleNamespace(logprob=-0.1, decoded_token="2"), 12: SimpleNamespace(logprob=-2.5, decoded_token="0"),
-           13: SimpleNamespace(logprob=-3.0, decoded_token=" yes")}
+    top = {
+        11: SimpleNamespace(logprob=-0.1, decoded_token="2"),
+        12: SimpleNamespace(logprob=-2.5, decoded_token="0"),
+        13: SimpleNamespace(logprob=-3.0, decoded_token=" yes"),
+    }
     scores = label_scores_from_logprobs(top, LABELS)
     assert scores[0] == -2.5 and scores[2] == -0.1 and np.isnan(scores[1]) and np.isnan(scores[3])
     assert all(np.isnan(label_scores_from_logprobs(None, LABELS)))
@@ -110,8 +133,9 @@ def test_labels_are_distinct_single_tokens_in_every_family(tiny_models, name):
 
 
 def test_batched_scores_equal_scores_one_at_a_time(qwen_scorer):
-    prompts = [hf_chat_template(qwen_scorer.tokenizer)(judge_text(f"Frage {'lang ' * i}?", "Answer: x"))
-               for i in range(5)]
+    prompts = [
+        hf_chat_template(qwen_scorer.tokenizer)(judge_text(f"Frage {'lang ' * i}?", "Answer: x")) for i in range(5)
+    ]
     batched = qwen_scorer.score(prompts, LABELS, templated=True)
     qwen_scorer.batch_size = 1
     try:
@@ -149,10 +173,20 @@ def test_judge_job_gives_label_verdicts_and_resumes_after_a_kill(qwen_scorer, tm
     assert list(result.columns) == JUDGE_COLUMNS and result[KEYS].equals(answers[KEYS])
     assert set(result["verdict"]) <= {0, 1, 2, 3}
     assert (result["category"] == result["verdict"].map(CATEGORIES)).all()
-    fresh = run_judge(answers, qwen_scorer, tmp_path / "fresh.parquet", judge_name="J", chat_template=template,
-                      chunk_size=7, progress=False)
-    np.testing.assert_allclose(result[["score_0", "score_1", "score_2", "score_3"]],
-                               fresh[["score_0", "score_1", "score_2", "score_3"]], atol=1e-4)
+    fresh = run_judge(
+        answers,
+        qwen_scorer,
+        tmp_path / "fresh.parquet",
+        judge_name="J",
+        chat_template=template,
+        chunk_size=7,
+        progress=False,
+    )
+    np.testing.assert_allclose(
+        result[["score_0", "score_1", "score_2", "score_3"]],
+        fresh[["score_0", "score_1", "score_2", "score_3"]],
+        atol=1e-4,
+    )
     assert not (tmp_path / "judge.parquet.shards").exists()
 
 
@@ -165,8 +199,7 @@ def test_stale_shard_of_other_answers_is_judged_again(qwen_scorer, tmp_path):
         run_judge(first, killed, out, judge_name="J", chat_template=template, chunk_size=2, progress=False)
     changed = first.assign(id=["x0", "x1", "x2"])
     counting = Counting(qwen_scorer)
-    result = run_judge(changed, counting, out, judge_name="J", chat_template=template, chunk_size=2,
-                       progress=False)
+    result = run_judge(changed, counting, out, judge_name="J", chat_template=template, chunk_size=2, progress=False)
     assert counting.prompts == 3 and result["id"].tolist() == ["x0", "x1", "x2"]
 
 
@@ -178,22 +211,38 @@ def test_shards_of_another_judge_are_never_reused(qwen_scorer, tmp_path):
     answers = wrong_answers(4)
     killed = Counting(qwen_scorer, fail_after=2)
     with pytest.raises(KeyboardInterrupt):
-        run_judge(answers, killed, out, judge_name="J", chat_template=template, chunk_size=2,
-                  settings={"weights": "judge-a"}, progress=False)
+        run_judge(
+            answers,
+            killed,
+            out,
+            judge_name="J",
+            chat_template=template,
+            chunk_size=2,
+            settings={"weights": "judge-a"},
+            progress=False,
+        )
     other = Counting(qwen_scorer)
-    run_judge(answers, other, out, judge_name="J", chat_template=template, chunk_size=2,
-              settings={"weights": "judge-b"}, progress=False)
+    run_judge(
+        answers,
+        other,
+        out,
+        judge_name="J",
+        chat_template=template,
+        chunk_size=2,
+        settings={"weights": "judge-b"},
+        progress=False,
+    )
     assert other.prompts == 4
 
 
 def test_judge_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(qwen_scorer, tmp_path, monkeypatch):
     answers = wrong_answers(5)
-    options = dict(judge_name="J", chat_template=hf_chat_template(qwen_scorer.tokenizer), chunk_size=2,
-                   progress=False)
+    options = dict(judge_name="J", chat_template=hf_chat_template(qwen_scorer.tokenizer), chunk_size=2, progress=False)
     reference = run_judge(answers, qwen_scorer, tmp_path / "ref.parquet", **options)
     out = tmp_path / "judge.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.errors.judge", out, lambda: run_judge(
-        answers, qwen_scorer, out, **options))
+    result, computed = killed_then_resumed(
+        monkeypatch, "xmrc.errors.judge", out, lambda: run_judge(answers, qwen_scorer, out, **options)
+    )
     assert computed == [2, 1]  # the first chunk came from its shard
     pd.testing.assert_frame_equal(result, reference)
     pd.testing.assert_frame_equal(read_parquet(out), read_parquet(tmp_path / "ref.parquet"))
@@ -207,12 +256,19 @@ class OffLabel:
 
 
 def test_off_label_output_is_recorded_as_invalid_not_a_crash(tmp_path):
-    result = run_judge(wrong_answers(4), OffLabel(), tmp_path / "j.parquet", judge_name="J", chat_template=None,
-                       progress=False)
+    result = run_judge(
+        wrong_answers(4), OffLabel(), tmp_path / "j.parquet", judge_name="J", chat_template=None, progress=False
+    )
     assert result["category"].tolist() == ["gibberish", "invalid", "gibberish", "invalid"]
 
 
 def test_empty_w_gives_an_empty_judge_table(tmp_path):
-    result = run_judge(wrong_answers(0).reindex(columns=KEYS + ["question", "raw_output"]), OffLabel(),
-                       tmp_path / "j.parquet", judge_name="J", chat_template=None, progress=False)
+    result = run_judge(
+        wrong_answers(0).reindex(columns=KEYS + ["question", "raw_output"]),
+        OffLabel(),
+        tmp_path / "j.parquet",
+        judge_name="J",
+        chat_template=None,
+        progress=False,
+    )
     assert result.empty and list(read_parquet(tmp_path / "j.parquet").columns) == JUDGE_COLUMNS

@@ -43,20 +43,38 @@ def test_intruding_language_per_direction():
 
 
 def wrong(rows):
-    return pd.DataFrame([{"model": "M", "shots": 2, "prompt_format": "v1", "context_lang": c, "question_lang": q,
-                          "id": str(i), "gold": g, "prediction": p} for i, (c, q, g, p) in enumerate(rows)])
+    return pd.DataFrame(
+        [
+            {
+                "model": "M",
+                "shots": 2,
+                "prompt_format": "v1",
+                "context_lang": c,
+                "question_lang": q,
+                "id": str(i),
+                "gold": g,
+                "prediction": p,
+            }
+            for i, (c, q, g, p) in enumerate(rows)
+        ]
+    )
 
 
 def test_language_error_needs_english_reference_and_prediction_in_question_language(detector):
-    result = language_errors(wrong([
-        ("en", "de", ENGLISH, GERMAN),    # the paper's language error
-        ("en", "de", ENGLISH, RUSSIAN),   # a third language: not E_lang(en, de)
-        ("en", "de", "1066", GERMAN),     # reference undecidable: not counted
-        ("en", "de", ENGLISH, "1066"),    # prediction undecidable: its own category
-        ("en", "en", ENGLISH, GERMAN),    # en-en has no intruding language
-        ("de", "de", GERMAN, ENGLISH),    # x-x: answered in English
-    ]), detector)
-    assert list(result.columns[:len(KEYS)]) == KEYS
+    result = language_errors(
+        wrong(
+            [
+                ("en", "de", ENGLISH, GERMAN),  # the paper's language error
+                ("en", "de", ENGLISH, RUSSIAN),  # a third language: not E_lang(en, de)
+                ("en", "de", "1066", GERMAN),  # reference undecidable: not counted
+                ("en", "de", ENGLISH, "1066"),  # prediction undecidable: its own category
+                ("en", "en", ENGLISH, GERMAN),  # en-en has no intruding language
+                ("de", "de", GERMAN, ENGLISH),  # x-x: answered in English
+            ]
+        ),
+        detector,
+    )
+    assert list(result.columns[: len(KEYS)]) == KEYS
     assert result["language_error"].tolist() == [True, False, False, False, False, True]
     assert result["prediction_lang"].tolist() == ["de", "ru", "de", UNDECIDED, "de", "en"]
     assert result["reference_lang"].tolist()[2] == UNDECIDED

@@ -7,16 +7,32 @@ from xmrc.errors.wrong import chosen_formats, scored_generations, select
 from xmrc.exceptions import XmrcError
 
 
-def generations(models=("A", "B"), formats=("v1", "v2"), directions=(("en", "en"), ("en", "de"), ("de", "de")),
-                ids=("i1", "i2"), shots=2):
+def generations(
+    models=("A", "B"),
+    formats=("v1", "v2"),
+    directions=(("en", "en"), ("en", "de"), ("de", "de")),
+    ids=("i1", "i2"),
+    shots=2,
+):
     rows = []
     for m in models:
         for f in formats:
             for c, q in directions:
                 for i in ids:
-                    rows.append({"model": m, "shots": shots, "prompt_format": f, "id": i, "context_lang": c,
-                                 "question_lang": q, "answer_lang": c, "gold": "Paris",
-                                 "raw_output": f"Answer: {i}{f}", "prediction": "" if i == "i2" else f"{i}{f}"})
+                    rows.append(
+                        {
+                            "model": m,
+                            "shots": shots,
+                            "prompt_format": f,
+                            "id": i,
+                            "context_lang": c,
+                            "question_lang": q,
+                            "answer_lang": c,
+                            "gold": "Paris",
+                            "raw_output": f"Answer: {i}{f}",
+                            "prediction": "" if i == "i2" else f"{i}{f}",
+                        }
+                    )
     return pd.DataFrame(rows)
 
 
@@ -28,15 +44,21 @@ def scores_for(gens, em):
     return out
 
 
-QUESTIONS = pd.DataFrame([{"id": i, "lang": lang, "question": f"{i}?{lang}"} for i in ("i1", "i2")
-                          for lang in ("en", "de")])
+QUESTIONS = pd.DataFrame(
+    [{"id": i, "lang": lang, "question": f"{i}?{lang}"} for i in ("i1", "i2") for lang in ("en", "de")]
+)
 
 
 def test_wrong_answers_are_the_em_zero_items_of_the_scenario_and_format():
     gens = generations()
     # i1 is right, i2 wrong, except model B's en-de in v2 where both are right
-    scores = scores_for(gens, lambda r: r.id == "i1" or (r.model == "B" and r.question_lang == "de"
-                                                          and r.context_lang == "en" and r.prompt_format == "v2"))
+    scores = scores_for(
+        gens,
+        lambda r: (
+            r.id == "i1"
+            or (r.model == "B" and r.question_lang == "de" and r.context_lang == "en" and r.prompt_format == "v2")
+        ),
+    )
     scored = scored_generations(gens, scores, QUESTIONS)
     wrong, counts = select(scored, 2, "en-x", {"A": "v1", "B": "v2"})
     assert set(zip(wrong["model"], wrong["prompt_format"])) == {("A", "v1"), ("B", "v2")}
@@ -58,9 +80,21 @@ def test_threshold_on_f1_and_one_format_for_all():
 
 
 def test_chosen_format_is_the_better_mean_f1():
-    scores = pd.DataFrame([{"model": m, "shots": 2, "prompt_format": f, "context_lang": "en", "question_lang": "de",
-                            "n": 1, "em": 0.0, "f1": f1} for m, f, f1 in
-                           [("A", "v1", 50), ("A", "v2", 60), ("B", "v1", 70), ("B", "v2", 10)]])
+    scores = pd.DataFrame(
+        [
+            {
+                "model": m,
+                "shots": 2,
+                "prompt_format": f,
+                "context_lang": "en",
+                "question_lang": "de",
+                "n": 1,
+                "em": 0.0,
+                "f1": f1,
+            }
+            for m, f, f1 in [("A", "v1", 50), ("A", "v2", 60), ("B", "v1", 70), ("B", "v2", 10)]
+        ]
+    )
     assert chosen_formats(scores, 2) == {"A": "v2", "B": "v1"}
 
 

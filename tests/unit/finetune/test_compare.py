@@ -2,8 +2,8 @@
 
 import pandas as pd
 import pytest
-from helpers import PUBLISHED_TABLES
 
+from helpers import PUBLISHED_TABLES
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import compare
@@ -14,13 +14,25 @@ def items(model, ids, f1_by_format, directions=(("en", "en"), ("en", "de"), ("de
     for fmt, f1 in f1_by_format.items():
         for context, question in directions:
             for item in ids:
-                rows.append({"model": model, "shots": 2, "prompt_format": fmt, "context_lang": context,
-                             "question_lang": question, "id": item, "em": 0.0, "f1": f1})
+                rows.append(
+                    {
+                        "model": model,
+                        "shots": 2,
+                        "prompt_format": fmt,
+                        "context_lang": context,
+                        "question_lang": question,
+                        "id": item,
+                        "em": 0.0,
+                        "f1": f1,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def test_base_is_restricted_to_the_tuned_models_items():
-    base = pd.concat([items("Base", ["a", "b"], {"v1": 0.2, "v2": 0.4}), items("Base", ["c", "d"], {"v1": 1.0, "v2": 1.0})])
+    base = pd.concat(
+        [items("Base", ["a", "b"], {"v1": 0.2, "v2": 0.4}), items("Base", ["c", "d"], {"v1": 1.0, "v2": 1.0})]
+    )
     tuned = items("Tuned", ["a", "b"], {"v1": 0.9, "v2": 0.5})
     tables = compare.pair_tables(pd.concat([base, tuned]), "Base", "Tuned", 2)
     summary = tables["summary"]
@@ -59,8 +71,10 @@ def test_comparison_files_and_figure(tmp_path):
     second = pd.concat([items("Base", ["a"], {"v1": 0.2}), items("Other", ["a"], {"v1": 0.1})])
     paths = compare.write_comparison([("Base", "Tuned", first), ("Base", "Other", second)], [2], tmp_path)
     assert sorted(p.name for p in paths) == sorted(
-        f"{stem}.{ext}" for stem in ("comparison_2shot", "comparison_f1_2shot_en-x", "comparison_f1_2shot_x-x")
-        for ext in ("csv", "md"))
+        f"{stem}.{ext}"
+        for stem in ("comparison_2shot", "comparison_f1_2shot_en-x", "comparison_f1_2shot_x-x")
+        for ext in ("csv", "md")
+    )
     summary = pd.read_csv(tmp_path / "comparison_2shot.csv")
     assert list(summary["pair"]) == ["Tuned", "Tuned", "Other", "Other"]
     per_language = compare.read_per_language(tmp_path, 2)
@@ -71,8 +85,12 @@ def test_comparison_files_and_figure(tmp_path):
 
 def test_per_language_tables_have_the_layout_of_the_papers_table_10():
     directions = [("en", x) for x in LANGUAGES] + [(x, x) for x in LANGUAGES if x != "en"]
-    frame = pd.concat([items("LLaMA-3.1-8B", ["a"], {"v1": 0.5}, directions),
-                       items("LLaMA-3.1-Tuned-8B", ["a"], {"v1": 0.7}, directions)])
+    frame = pd.concat(
+        [
+            items("LLaMA-3.1-8B", ["a"], {"v1": 0.5}, directions),
+            items("LLaMA-3.1-Tuned-8B", ["a"], {"v1": 0.7}, directions),
+        ]
+    )
     tables = compare.pair_tables(frame, "LLaMA-3.1-8B", "LLaMA-3.1-Tuned-8B", 2)
     for scenario, name in (("en-x", "table10a_2shot_f1_en-x_tuned.csv"), ("x-x", "table10b_2shot_f1_x-x_tuned.csv")):
         paper = pd.read_csv(PUBLISHED_TABLES / name, index_col="model")

@@ -6,8 +6,8 @@ import sys
 
 import pandas as pd
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc.exceptions import XmrcError
 from xmrc.finetune import conversations, pairs
 from xmrc.io import read_parquet
@@ -20,19 +20,22 @@ def turn(role, content="text"):
     return {"role": role, "content": content}
 
 
-@pytest.mark.parametrize("messages, problem", [
-    ([turn("user"), turn("assistant")], None),
-    ([turn("system"), turn("user"), turn("assistant"), turn("user"), turn("assistant")], None),
-    ([], "no messages"),
-    ([turn("assistant"), turn("user")], "turn 0: expected user, found assistant"),
-    ([turn("user"), turn("user"), turn("assistant")], "turn 1: expected assistant, found user"),
-    ([turn("user"), turn("assistant", "  \n")], "turn 1: empty assistant content"),
-    ([turn("user"), turn("assistant"), turn("user")], "ends without an assistant turn"),
-    ([turn("system")], "system turn only"),
-    ([turn("user"), turn("tool"), turn("assistant")], "turn 1: unknown role 'tool'"),
-    ([turn("user"), turn("assistant"), turn("system"), turn("assistant")], "turn 2: expected user, found system"),
-    ([{"role": "user"}], "turn 0: not a {role, content} mapping"),
-])
+@pytest.mark.parametrize(
+    "messages, problem",
+    [
+        ([turn("user"), turn("assistant")], None),
+        ([turn("system"), turn("user"), turn("assistant"), turn("user"), turn("assistant")], None),
+        ([], "no messages"),
+        ([turn("assistant"), turn("user")], "turn 0: expected user, found assistant"),
+        ([turn("user"), turn("user"), turn("assistant")], "turn 1: expected assistant, found user"),
+        ([turn("user"), turn("assistant", "  \n")], "turn 1: empty assistant content"),
+        ([turn("user"), turn("assistant"), turn("user")], "ends without an assistant turn"),
+        ([turn("system")], "system turn only"),
+        ([turn("user"), turn("tool"), turn("assistant")], "turn 1: unknown role 'tool'"),
+        ([turn("user"), turn("assistant"), turn("system"), turn("assistant")], "turn 2: expected user, found system"),
+        ([{"role": "user"}], "turn 0: not a {role, content} mapping"),
+    ],
+)
 def test_conversation_problem(messages, problem):
     assert conversations.conversation_problem(messages) == problem
 
@@ -60,9 +63,28 @@ def test_subsample_is_seeded_and_keeps_order():
 def test_tulu_command_writes_table_and_problem_report(tmp_path):
     out, problems = tmp_path / "tulu.parquet", tmp_path / "problems.csv"
     result = subprocess.run(
-        [sys.executable, "-m", "xmrc", "finetune-tulu", "--source", "local", "--local-file", str(SAMPLE),
-         "--max-conversations", "20", "--seed", "1", "--out", str(out), "--problems", str(problems)],
-        capture_output=True, text=True, env=_env())
+        [
+            sys.executable,
+            "-m",
+            "xmrc",
+            "finetune-tulu",
+            "--source",
+            "local",
+            "--local-file",
+            str(SAMPLE),
+            "--max-conversations",
+            "20",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+            "--problems",
+            str(problems),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert result.returncode == 0, result.stderr
     assert "2 of 36 conversations malformed" in result.stderr
     table = read_parquet(out)
@@ -74,12 +96,29 @@ def test_tulu_command_writes_table_and_problem_report(tmp_path):
 def test_tulu_command_rejects_a_file_without_messages(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"prompt": "x"}) + "\n")
-    result = subprocess.run([sys.executable, "-m", "xmrc", "finetune-tulu", "--source", "local", "--local-file",
-                             str(bad), "--out", str(tmp_path / "o.parquet"), "--problems", str(tmp_path / "p.csv")],
-                            capture_output=True, text=True, env=_env())
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "xmrc",
+            "finetune-tulu",
+            "--source",
+            "local",
+            "--local-file",
+            str(bad),
+            "--out",
+            str(tmp_path / "o.parquet"),
+            "--problems",
+            str(tmp_path / "p.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        f"xmrc: error: {bad}: every record needs a 'messages' field (TULU-3 / LLaMA-Factory messages format)"]
+        f"xmrc: error: {bad}: every record needs a 'messages' field (TULU-3 / LLaMA-Factory messages format)"
+    ]
 
 
 def _xquad(articles):
@@ -89,8 +128,18 @@ def _xquad(articles):
         for index in range(n):
             item = f"{title}-{index}"
             for lang in ("en", "de", "es", "zh"):
-                rows.append({"id": item, "title": title, "paragraph_index": 0, "lang": lang, "context": "c",
-                             "question": f"{lang}:{item}?", "answer_text": "a", "answer_start": 0})
+                rows.append(
+                    {
+                        "id": item,
+                        "title": title,
+                        "paragraph_index": 0,
+                        "lang": lang,
+                        "context": "c",
+                        "question": f"{lang}:{item}?",
+                        "answer_text": "a",
+                        "answer_start": 0,
+                    }
+                )
     table = pd.DataFrame(rows)
     first = next(iter(articles))
     table.loc[table["id"] == f"{first}-0", "id"] = "d1"
@@ -132,14 +181,27 @@ def test_pairs_are_capped_per_source_mixed_and_formatted():
     first = result.iloc[0]
     assert first["messages"] == [
         {"role": "user", "content": f"Translate the following question into English.\n{first['source_text']}"},
-        {"role": "assistant", "content": first["target_text"]}]
+        {"role": "assistant", "content": first["target_text"]},
+    ]
     assert conversations.conversation_problem(first["messages"]) is None
 
 
 def test_external_pairs_are_read_and_validated(tmp_path):
     good = tmp_path / "pairs.jsonl"
-    good.write_text("".join(json.dumps({"source_lang": "de", "target_lang": "en", "source_text": f"Frage {i}?",
-                                        "target_text": f"Question {i}?"}) + "\n" for i in range(4)))
+    good.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "source_lang": "de",
+                    "target_lang": "en",
+                    "source_text": f"Frage {i}?",
+                    "target_text": f"Question {i}?",
+                }
+            )
+            + "\n"
+            for i in range(4)
+        )
+    )
     external = pairs.read_external(good)
     assert list(external["origin"].unique()) == ["pairs.jsonl"] and len(external) == 4
     assert len(pairs.build_pairs(external, ["de"], "en", None, seed=0)) == 4
@@ -171,20 +233,39 @@ def _env():
 def test_bad_train_config_and_registry_entries_are_one_line_errors(tmp_path):
     bad = tmp_path / "train.yaml"
     bad.write_text("a: [\n")
-    result = subprocess.run([sys.executable, "-m", "xmrc", "finetune-train", "--train-config", str(bad),
-                             "--out", str(tmp_path / "out")], capture_output=True, text=True, env=_env())
+    result = subprocess.run(
+        [sys.executable, "-m", "xmrc", "finetune-train", "--train-config", str(bad), "--out", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        env=_env(),
+    )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"xmrc: error: {bad}: not valid YAML (line 2)"]
 
     from xmrc.config import Registry
 
     registry = tmp_path / "models.yaml"
-    entry = {"name": "T", "source": "finetune", "family": "x", "mode": "chat", "chat_template": True, "gpus": 1,
-             "backend": "local"}
+    entry = {
+        "name": "T",
+        "source": "finetune",
+        "family": "x",
+        "mode": "chat",
+        "chat_template": True,
+        "gpus": 1,
+        "backend": "local",
+    }
     registry.write_text(json.dumps({"tuned": entry}))
     with pytest.raises(XmrcError, match="'finetune' is a required property"):
         Registry.load(registry)
-    registry.write_text(json.dumps({"tuned": dict(entry, finetune={
-        "method": "lora", "base": "b", "dataset": "question_translation", "template": "llama3"})}))
+    registry.write_text(
+        json.dumps(
+            {
+                "tuned": dict(
+                    entry,
+                    finetune={"method": "lora", "base": "b", "dataset": "question_translation", "template": "llama3"},
+                )
+            }
+        )
+    )
     with pytest.raises(XmrcError, match="'sources' is a required property"):
         Registry.load(registry)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc.config import Registry, load_config
 from xmrc.hub import scheduling
 
@@ -14,9 +14,19 @@ REGISTRY = Registry.load(ROOT / "config/models.yaml")
 PAPER = load_config(ROOT / "config/config.yaml")["backends"]
 
 
-@pytest.mark.parametrize("key, gpus", [("llama-3.1-8b", 1), ("gemma-2-it-9b", 1), ("qwen-2.5-7b", 1),
-                                        ("llama-3.1-70b", 4), ("qwen-2.5-instruct-72b", 4), ("gpt-4o", 0),
-                                        ("deepseek-v3", 0), ("tiny-llama-chat", 0)])
+@pytest.mark.parametrize(
+    "key, gpus",
+    [
+        ("llama-3.1-8b", 1),
+        ("gemma-2-it-9b", 1),
+        ("qwen-2.5-7b", 1),
+        ("llama-3.1-70b", 4),
+        ("qwen-2.5-instruct-72b", 4),
+        ("gpt-4o", 0),
+        ("deepseek-v3", 0),
+        ("tiny-llama-chat", 0),
+    ],
+)
 def test_gpus_per_model(key, gpus):
     assert scheduling.job_gpus(REGISTRY.get(key)) == gpus
 
@@ -41,8 +51,12 @@ def test_memory_and_runtime_grow_with_size_and_attempt():
 
 def test_finetune_resources_come_from_its_registry_block():
     def resources(model):
-        return (scheduling.finetune_gpus(model), scheduling.finetune_threads(model),
-                scheduling.finetune_mem_mb(model), scheduling.finetune_runtime_min(model))
+        return (
+            scheduling.finetune_gpus(model),
+            scheduling.finetune_threads(model),
+            scheduling.finetune_mem_mb(model),
+            scheduling.finetune_runtime_min(model),
+        )
 
     assert resources(REGISTRY.get("llama-3.1-tuned-8b")) == (8, 32, 256 * 1024, 24 * 60)  # 4 workers per GPU
     assert resources(REGISTRY.get("tiny-llama-tulu-sft")) == (0, 1, 4 * 1024, 60)  # on CPU: one worker

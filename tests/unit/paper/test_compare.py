@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+
 from helpers import PUBLISHED_TABLES, ROOT
 from helpers.workflow import assert_one_line_error, xmrc
-
 from xmrc.paper.published import PAPER_TABLES, published_cells, published_table
 from xmrc.tables import write_table
 
@@ -23,9 +23,11 @@ def paper_as_ours(out_dir: Path) -> list[Path]:
     table2 = reference("table2_2shot_summary")
     ours = {
         "summary_2shot": table2[["en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en"]].assign(
-            prompt_format="v1"),
+            prompt_format="v1"
+        ),
         "error_summary_2shot_en-x": table2[["mean language", "mean generation", "en-en generation"]].assign(
-            prompt_format="v2"),
+            prompt_format="v2"
+        ),
         "oracle_summary": reference("table3_oracle"),
         "em_0shot_en-x": reference("table5a_0shot_em_en-x"),
         "f1_0shot_en-x": reference("table5b_0shot_f1_en-x"),
@@ -45,8 +47,17 @@ def paper_as_ours(out_dir: Path) -> list[Path]:
 
 def run_comparison(tmp_path: Path, tables: list[Path]):
     out = tmp_path / "out"
-    result = xmrc("paper-comparison", "--tables", *tables, "--registry", REGISTRY, "--out-dir", out,
-                  "--figure", out / "paper_comparison.png")
+    result = xmrc(
+        "paper-comparison",
+        "--tables",
+        *tables,
+        "--registry",
+        REGISTRY,
+        "--out-dir",
+        out,
+        "--figure",
+        out / "paper_comparison.png",
+    )
     assert result.returncode == 0, result.stderr
     cells = pd.read_csv(out / "paper_comparison.csv")
     summary = pd.read_csv(out / "paper_comparison_summary.csv", keep_default_na=False, na_values=[""])
@@ -117,5 +128,8 @@ def test_bad_input_is_one_line_naming_the_file(tmp_path):
     assert_one_line_error(xmrc("paper-comparison", "--tables", unknown, *args), "f1_2shot_en-x.csv", "No-Such-Model")
     stray = tmp_path / "direction_scores.csv"
     stray.write_text("model,f1\nA,1\n")
-    assert_one_line_error(xmrc("paper-comparison", "--tables", stray, *args), "direction_scores.csv",
-                          "not a table the paper comparison reads")
+    assert_one_line_error(
+        xmrc("paper-comparison", "--tables", stray, *args),
+        "direction_scores.csv",
+        "not a table the paper comparison reads",
+    )

@@ -49,10 +49,15 @@ def answer_start(tokenizer, raw_output: str | None) -> AnswerStart:
     span = answer_span(text)
     if span is None:
         return AnswerStart(UNALIGNED)
-    head = text[:span[0]]
+    head = text[: span[0]]
     for m in range(1, len(ids) + 1):
         if not head.startswith(tokenizer.decode(ids[:m], skip_special_tokens=True)):
-            prefix = tuple(ids[:m - 1])
-            return AnswerStart(ANSWER, prefix, tokenizer.decode(list(prefix), skip_special_tokens=True),
-                               int(ids[m - 1]), tokenizer.decode([ids[m - 1]]))
+            prefix = tuple(ids[: m - 1])
+            return AnswerStart(
+                ANSWER,
+                prefix,
+                tokenizer.decode(list(prefix), skip_special_tokens=True),
+                int(ids[m - 1]),
+                tokenizer.decode([ids[m - 1]]),
+            )
     return AnswerStart(UNALIGNED)

@@ -19,8 +19,12 @@ from xmrc import LANGUAGES
 from xmrc.plots import new_figure, save_figure
 from xmrc.prompts import PARTS
 
-PART_LABELS = {"task_description": "task description", "demonstrations": "demonstrations", "context": "context",
-               "question": "question"}
+PART_LABELS = {
+    "task_description": "task description",
+    "demonstrations": "demonstrations",
+    "context": "context",
+    "question": "question",
+}
 
 
 def example_prompt(tokens: pd.DataFrame) -> pd.DataFrame:
@@ -50,18 +54,33 @@ def draw(tokens: pd.DataFrame, top: int, path) -> Path:
     chosen = top_tokens(prompt, top)
     heat = np.stack(chosen["relevance"].map(np.asarray).tolist())
     layers = heat.shape[1]
-    labels = [f"{PART_LABELS[row.part]}: {row.token.strip() or repr(row.token)} (#{row.position})"
-              for row in chosen.itertuples()]
+    labels = [
+        f"{PART_LABELS[row.part]}: {row.token.strip() or repr(row.token)} (#{row.position})"
+        for row in chosen.itertuples()
+    ]
     fig = new_figure(figsize=(max(6.0, 1.2 + 0.25 * layers), 1.4 + 0.32 * len(chosen)), layout="constrained")
     ax = fig.subplots()
-    sns.heatmap(pd.DataFrame(heat, index=labels, columns=range(1, layers + 1)), ax=ax, cmap="rocket_r",
-                xticklabels=max(1, round(layers / 16)), cbar_kws={"label": "|relevance| / |logit|"})
-    ax.scatter(chosen["mrd"].to_numpy() - 0.5, np.arange(len(chosen)) + 0.5, marker="|", s=120, color="tab:blue",
-               label="MRD of the token")
+    sns.heatmap(
+        pd.DataFrame(heat, index=labels, columns=range(1, layers + 1)),
+        ax=ax,
+        cmap="rocket_r",
+        xticklabels=max(1, round(layers / 16)),
+        cbar_kws={"label": "|relevance| / |logit|"},
+    )
+    ax.scatter(
+        chosen["mrd"].to_numpy() - 0.5,
+        np.arange(len(chosen)) + 0.5,
+        marker="|",
+        s=120,
+        color="tab:blue",
+        label="MRD of the token",
+    )
     ax.legend(loc="upper right", bbox_to_anchor=(1.0, 1.12), fontsize=8, frameon=False)
     ax.set_xlabel(f"layer (N={layers})")
     first = prompt.iloc[0]
-    fig.suptitle(f"{first['model']}, {first['shots']}-shot {first['prompt_format']}: item {first['id']} "
-                 f"(en-{first['question_lang']}), explaining {first['target_token']!r}; top {top} tokens per part",
-                 fontsize=10)
+    fig.suptitle(
+        f"{first['model']}, {first['shots']}-shot {first['prompt_format']}: item {first['id']} "
+        f"(en-{first['question_lang']}), explaining {first['target_token']!r}; top {top} tokens per part",
+        fontsize=10,
+    )
     return save_figure(fig, path)

@@ -25,8 +25,13 @@ from xmrc.analysis.layers.groups import GROUPS
 from xmrc.exceptions import XmrcError
 from xmrc.plots import new_figure, save_figure
 
-PART_LABELS = {"task_description": "task description", "demonstrations": "demonstrations", "question": "question",
-               "context": "context", "last": "last input token"}
+PART_LABELS = {
+    "task_description": "task description",
+    "demonstrations": "demonstrations",
+    "question": "question",
+    "context": "context",
+    "last": "last input token",
+}
 
 
 def group_title(group: str, sizes: pd.DataFrame | None, fallback: bool | None = None, n: int | None = None) -> str:
@@ -51,8 +56,16 @@ def _select(table: pd.DataFrame, model: str, shots: int, prompt_format: str, wha
     return rows
 
 
-def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, parts: tuple[str, str], path,
-              sizes: pd.DataFrame | None = None, groups=GROUPS) -> Path:
+def mrd_parts(
+    mrd: pd.DataFrame,
+    model: str,
+    shots: int,
+    prompt_format: str,
+    parts: tuple[str, str],
+    path,
+    sizes: pd.DataFrame | None = None,
+    groups=GROUPS,
+) -> Path:
     """Grouped bars: mean MRD of each of `parts` per question language, one panel per group."""
     rows = _select(mrd, model, shots, prompt_format, "MRD table")
     layers = int(rows["layers"].max())
@@ -64,12 +77,25 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
         data = rows[(rows["group"] == group) & rows["part"].isin(parts)].copy()
         data["part"] = data["part"].map(PART_LABELS)
         if data.empty:
-            ax.text(0.5, 0.5, f"no {PART_LABELS[parts[0]]} / {PART_LABELS[parts[1]]} tokens in these prompts",
-                    ha="center", va="center", transform=ax.transAxes)
+            ax.text(
+                0.5,
+                0.5,
+                f"no {PART_LABELS[parts[0]]} / {PART_LABELS[parts[1]]} tokens in these prompts",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+            )
         else:
-            sns.barplot(data=data, x="question_lang", y="mean_mrd", hue="part", order=languages,
-                        hue_order=[PART_LABELS[p] for p in parts], ax=ax,
-                        palette={PART_LABELS[p]: c for p, c in palette.items()})
+            sns.barplot(
+                data=data,
+                x="question_lang",
+                y="mean_mrd",
+                hue="part",
+                order=languages,
+                hue_order=[PART_LABELS[p] for p in parts],
+                ax=ax,
+                palette={PART_LABELS[p]: c for p, c in palette.items()},
+            )
             ax.legend(loc="upper left", fontsize=8, ncols=2, frameon=False)
         fallback = bool(rows.loc[rows["group"] == group, "fallback"].any())
         ax.set_title(group_title(group, sizes, fallback), fontsize=10)
@@ -77,27 +103,46 @@ def mrd_parts(mrd: pd.DataFrame, model: str, shots: int, prompt_format: str, par
         ax.set_xlabel("question language (en-x)")
         ax.set_ylabel(f"mean MRD (layer, N={layers})")
     name = rows["model_name"].iloc[0]
-    fig.suptitle(f"{name}: mean MRD of {PART_LABELS[parts[0]]} vs {PART_LABELS[parts[1]]}, "
-                 f"{shots}-shot {prompt_format}", fontsize=11)
+    fig.suptitle(
+        f"{name}: mean MRD of {PART_LABELS[parts[0]]} vs {PART_LABELS[parts[1]]}, {shots}-shot {prompt_format}",
+        fontsize=11,
+    )
     return save_figure(fig, path)
 
 
-def setting_figures(mrd: pd.DataFrame, similarity: pd.DataFrame, sizes: pd.DataFrame, model: str, shots: int,
-                    prompt_format: str, mrd_paths: dict[tuple[str, str], Path | str],
-                    similarity_paths: dict[str, Path | str]) -> list[Path]:
+def setting_figures(
+    mrd: pd.DataFrame,
+    similarity: pd.DataFrame,
+    sizes: pd.DataFrame,
+    model: str,
+    shots: int,
+    prompt_format: str,
+    mrd_paths: dict[tuple[str, str], Path | str],
+    similarity_paths: dict[str, Path | str],
+) -> list[Path]:
     """The figures of one model and setting: mrd_parts for each pair of parts in `mrd_paths`, then
     similarity_curves for each part in `similarity_paths`, their groups titled with the setting's sizes
     (group_sizes.csv of layer-groups)."""
     sizes = sizes[(sizes["model"] == model) & (sizes["shots"] == shots) & (sizes["prompt_format"] == prompt_format)]
     setting = (model, shots, prompt_format)
     paths = [mrd_parts(mrd, *setting, parts, path, sizes) for parts, path in mrd_paths.items()]
-    return paths + [similarity_curves(similarity, *setting, part, path, sizes)
-                    for part, path in similarity_paths.items()]
+    return paths + [
+        similarity_curves(similarity, *setting, part, path, sizes) for part, path in similarity_paths.items()
+    ]
 
 
 def _curves(ax, data: pd.DataFrame, languages: list[str], palette, reference: float = 1.0) -> None:
-    sns.lineplot(data=data, x="relative_depth", y="ratio", hue="lang", hue_order=languages, palette=palette,
-                 marker="o" if data["layer"].nunique() < 12 else None, markersize=4, ax=ax)
+    sns.lineplot(
+        data=data,
+        x="relative_depth",
+        y="ratio",
+        hue="lang",
+        hue_order=languages,
+        palette=palette,
+        marker="o" if data["layer"].nunique() < 12 else None,
+        markersize=4,
+        ax=ax,
+    )
     ax.axhline(reference, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlim(0, 1)
     ax.set_xlabel("relative depth (layer / layers)")
@@ -111,8 +156,16 @@ def _language_palette(languages):
     return {lang: colours[i % len(colours)] for i, lang in enumerate(languages)}
 
 
-def similarity_curves(similarity: pd.DataFrame, model: str, shots: int, prompt_format: str, part: str, path,
-                      sizes: pd.DataFrame | None = None, groups=GROUPS) -> Path:
+def similarity_curves(
+    similarity: pd.DataFrame,
+    model: str,
+    shots: int,
+    prompt_format: str,
+    part: str,
+    path,
+    sizes: pd.DataFrame | None = None,
+    groups=GROUPS,
+) -> Path:
     """S(en, x) per relative depth for one part: a line per language, a panel per group."""
     rows = _select(similarity, model, shots, prompt_format, "similarity table")
     rows = rows[rows["part"] == part]
@@ -130,8 +183,11 @@ def similarity_curves(similarity: pd.DataFrame, model: str, shots: int, prompt_f
         ax.set_title(group_title(group, None, bool(data["fallback"].any()), k), fontsize=10)
         ax.set_ylabel(f"S(en, x), {PART_LABELS[part]}")
     _legend(fig, languages, palette)
-    fig.suptitle(f"{rows['model_name'].iloc[0] if len(rows) else model}: {PART_LABELS[part]} hidden-state "
-                 f"similarity to English, {shots}-shot {prompt_format}", fontsize=11)
+    fig.suptitle(
+        f"{rows['model_name'].iloc[0] if len(rows) else model}: {PART_LABELS[part]} hidden-state "
+        f"similarity to English, {shots}-shot {prompt_format}",
+        fontsize=11,
+    )
     return save_figure(fig, path)
 
 
@@ -142,8 +198,15 @@ def _legend(fig: Figure, languages, palette) -> None:
     fig.legend(handles=handles, loc="outside right center", fontsize=8, title="x", frameon=False)
 
 
-def similarity_change(similarity: pd.DataFrame, models: list[str], shots: int, prompt_format: str, part: str,
-                      path, group: str = "balanced") -> Path:
+def similarity_change(
+    similarity: pd.DataFrame,
+    models: list[str],
+    shots: int,
+    prompt_format: str,
+    part: str,
+    path,
+    group: str = "balanced",
+) -> Path:
     """Curves of several models side by side (one group), then each later model minus the first."""
     frames = [_select(similarity, model, shots, prompt_format, "similarity table") for model in models]
     frames = [frame[(frame["part"] == part) & (frame["group"] == group)] for frame in frames]
@@ -160,17 +223,18 @@ def similarity_change(similarity: pd.DataFrame, models: list[str], shots: int, p
         ax.set_title(f"{name}\n{group_title(group, None, bool(frame['fallback'].any()), k)}", fontsize=9)
         ax.set_ylabel(f"S(en, x), {PART_LABELS[part]}")
     base = frames[0].set_index(["lang", "relative_depth"])["ratio"]
-    for ax, frame in zip(axes[len(models):], frames[1:]):
+    for ax, frame in zip(axes[len(models) :], frames[1:]):
         # Models of one series share the depth grid only if they share the layer count; align on it.
         later = frame.set_index(["lang", "relative_depth"])["ratio"]
         delta = (later - base.reindex(later.index)).rename("ratio").reset_index()
         delta["layer"] = frame["layer"].to_numpy()
         if delta["ratio"].notna().any():
             _curves(ax, delta, languages, palette, reference=0.0)
-        ax.set_title(f"change: {frame['model_name'].iloc[0]}\nminus {frames[0]['model_name'].iloc[0]}",
-                     fontsize=9)
+        ax.set_title(f"change: {frame['model_name'].iloc[0]}\nminus {frames[0]['model_name'].iloc[0]}", fontsize=9)
         ax.set_ylabel("difference in S(en, x)")
     _legend(fig, languages, palette)
-    fig.suptitle(f"Change in {PART_LABELS[part]} hidden-state similarity to English ({group}), "
-                 f"{shots}-shot {prompt_format}", fontsize=11)
+    fig.suptitle(
+        f"Change in {PART_LABELS[part]} hidden-state similarity to English ({group}), {shots}-shot {prompt_format}",
+        fontsize=11,
+    )
     return save_figure(fig, path)

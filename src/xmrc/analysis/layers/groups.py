@@ -17,7 +17,7 @@ fallback.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -31,16 +31,23 @@ ITEM_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lan
 THRESHOLD = 0.5
 
 
-def en_x_f1(items: pd.DataFrame, model_name: str, shots: int, prompt_format: str,
-            languages: Iterable[str]) -> pd.DataFrame:
+def en_x_f1(
+    items: pd.DataFrame, model_name: str, shots: int, prompt_format: str, languages: Iterable[str]
+) -> pd.DataFrame:
     """Item x question-language F1 (0-1) of the en-x directions; items missing a direction are dropped."""
     languages = list(languages)
-    rows = items[(items["model"] == model_name) & (items["shots"] == shots)
-                 & (items["prompt_format"] == prompt_format) & (items["context_lang"] == "en")
-                 & (items["question_lang"].isin(languages))]
+    rows = items[
+        (items["model"] == model_name)
+        & (items["shots"] == shots)
+        & (items["prompt_format"] == prompt_format)
+        & (items["context_lang"] == "en")
+        & (items["question_lang"].isin(languages))
+    ]
     if rows.empty:
-        raise XmrcError(f"item scores: no en-x rows for model '{model_name}', {shots}-shot {prompt_format} "
-                        "(is the model in the run's models, and the setting in its shots/prompt_formats?)")
+        raise XmrcError(
+            f"item scores: no en-x rows for model '{model_name}', {shots}-shot {prompt_format} "
+            "(is the model in the run's models, and the setting in its shots/prompt_formats?)"
+        )
     order = list(dict.fromkeys(rows["id"]))
     table = rows.pivot_table(index="id", columns="question_lang", values="f1", aggfunc="first")
     table = table.reindex(index=order, columns=languages)
@@ -67,9 +74,18 @@ def _draw(ids: list[str], cap: int | None, seed: int) -> list[str]:
     return [item for position, item in enumerate(ids) if position in chosen]
 
 
-def sample_groups(items: pd.DataFrame, model_key: str, model_name: str, shots: int, prompt_format: str,
-                  languages: Iterable[str], groups: Iterable[str] = GROUPS, cap: int | None = None,
-                  seed: int = 0, min_size: int = 2) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sample_groups(
+    items: pd.DataFrame,
+    model_key: str,
+    model_name: str,
+    shots: int,
+    prompt_format: str,
+    languages: Iterable[str],
+    groups: Iterable[str] = GROUPS,
+    cap: int | None = None,
+    seed: int = 0,
+    min_size: int = 2,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(members, sizes) of every group for one model and setting; see the module docstring."""
     f1 = en_x_f1(items, model_name, shots, prompt_format, languages)
     members, sizes = [], []
@@ -83,9 +99,16 @@ def sample_groups(items: pd.DataFrame, model_key: str, model_name: str, shots: i
     return (pd.DataFrame(members, columns=GROUP_COLUMNS), pd.DataFrame(sizes, columns=SIZE_COLUMNS))
 
 
-def sample_models(items: pd.DataFrame, models: Iterable, shots: int, prompt_formats: Iterable[str],
-                  languages: Iterable[str], groups: Iterable[str] = GROUPS, cap: int | None = None,
-                  seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+def sample_models(
+    items: pd.DataFrame,
+    models: Iterable,
+    shots: int,
+    prompt_formats: Iterable[str],
+    languages: Iterable[str],
+    groups: Iterable[str] = GROUPS,
+    cap: int | None = None,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """sample_groups of every model (xmrc.config.Model) in every prompt format, as one (members, sizes)."""
     members, sizes = [], []
     for model in models:

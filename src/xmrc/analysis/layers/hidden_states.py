@@ -45,12 +45,22 @@ from xmrc.jobs import ArrayStore, digest, run_sharded, table_keys
 
 POOLED_PARTS = ("question", "context", "last")
 ITEM_KEY = ["context_lang", "question_lang", "id"]
-INDEX_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "target_status",
-                 "forced_prefix", "last_token"]
+INDEX_COLUMNS = [
+    "model",
+    "shots",
+    "prompt_format",
+    "context_lang",
+    "question_lang",
+    "id",
+    "target_status",
+    "forced_prefix",
+    "last_token",
+]
 
 
-def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int,
-                         has_last: list[bool] | None = None) -> np.ndarray:
+def pooled_hidden_states(
+    model, batch: list[EncodedPrompt], pad_id: int, has_last: list[bool] | None = None
+) -> np.ndarray:
     """float16 array (batch, L + 1, 3, d) of pooled hidden states (see the module docstring); the last-token
     vectors of prompts with `has_last[b]` False are NaN."""
     import torch
@@ -64,7 +74,7 @@ def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int,
         for slot, part in enumerate(POOLED_PARTS[:2]):
             part_mask = torch.as_tensor(item.parts[part], dtype=torch.float32)
             if part_mask.sum() > 0:
-                weights[row, slot, width - len(item.input_ids):] = part_mask / part_mask.sum()
+                weights[row, slot, width - len(item.input_ids) :] = part_mask / part_mask.sum()
             else:
                 weights[row, slot, :] = float("nan")
     last_weight = torch.ones((len(batch), 1, 1))
@@ -86,24 +96,48 @@ def pooled_hidden_states(model, batch: list[EncodedPrompt], pad_id: int,
         with torch.inference_mode():
             embeddings = model.get_input_embeddings()(ids)
             pool(embeddings)
-            model.model(inputs_embeds=embeddings, attention_mask=mask,
-                        position_ids=(mask.cumsum(-1) - 1).clamp(min=0), use_cache=False)
+            model.model(
+                inputs_embeds=embeddings,
+                attention_mask=mask,
+                position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                use_cache=False,
+            )
     finally:
         for handle in handles:
             handle.remove()
     return torch.stack(pooled, dim=1).numpy()
 
 
-def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, index_out: Path, *, model_key: str,
-                      shots: int, prompt_format: str, batch_size: int = 8, chunk_size: int = 64,
-                      settings: dict | None = None, progress: bool = True) -> tuple[int, tuple[int, ...]]:
+def run_hidden_states(
+    rows: pd.DataFrame,
+    model,
+    tokenizer,
+    vectors_out: Path,
+    index_out: Path,
+    *,
+    model_key: str,
+    shots: int,
+    prompt_format: str,
+    batch_size: int = 8,
+    chunk_size: int = 64,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> tuple[int, tuple[int, ...]]:
     """Pooled states of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.jobs`; `settings`,
     the command's arguments, enter the job's fingerprint); returns (prompts, shape)."""
     vectors_out, index_out = Path(vectors_out), Path(index_out)
     if getattr(model, "model", None) is None:
         raise XmrcError(f"{type(model).__name__}: expected a causal LM with a `.model` decoder")
-    job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
-           "chunk_size": chunk_size, "code": LAYER_CODE_VERSION, **(settings or {}), "rows": digest(*row_keys(rows))}
+    job = {
+        "model": model_key,
+        "shots": shots,
+        "prompt_format": prompt_format,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+        "code": LAYER_CODE_VERSION,
+        **(settings or {}),
+        "rows": digest(*row_keys(rows)),
+    }
     inputs = [encode_to_answer(tokenizer, row) for _, row in rows.iterrows()]
     trailing = (len(decoder_layers(model)) + 1, len(POOLED_PARTS), model.get_input_embeddings().weight.shape[1])
 
@@ -111,32 +145,43 @@ def run_hidden_states(rows: pd.DataFrame, model, tokenizer, vectors_out: Path, i
         pooled: dict[int, np.ndarray] = {}
         for batch in longest_first_batches([len(inputs[i][0].input_ids) for i in chunk], batch_size):
             batch = [chunk[i] for i in batch]
-            found = pooled_hidden_states(model, [inputs[i][0] for i in batch], tokenizer.pad_token_id,
-                                         [inputs[i][1].explained for i in batch])
+            found = pooled_hidden_states(
+                model, [inputs[i][0] for i in batch], tokenizer.pad_token_id, [inputs[i][1].explained for i in batch]
+            )
             pooled.update(zip(batch, found))
         return np.stack([pooled[i] for i in chunk])
 
     def write_output(shards: list[np.ndarray]) -> tuple[int, ...]:
         shape = (len(rows), *trailing)
         write_array_blocks(shards, shape, np.float16, vectors_out)
-        _write_index(rows, inputs, tokenizer, index_out, model_key=model_key, shots=shots,
-                     prompt_format=prompt_format)
+        _write_index(rows, inputs, tokenizer, index_out, model_key=model_key, shots=shots, prompt_format=prompt_format)
         return shape
 
-    shape = run_sharded(list(range(len(rows))), keys=table_keys(rows, ITEM_KEY), compute=pool_chunk,
-                        store=ArrayStore(trailing, "float16"), output=vectors_out, settings=job,
-                        chunk_size=chunk_size, write_output=write_output, label=f"hidden states {model_key}",
-                        unit="prompt", progress=progress)
+    shape = run_sharded(
+        list(range(len(rows))),
+        keys=table_keys(rows, ITEM_KEY),
+        compute=pool_chunk,
+        store=ArrayStore(trailing, "float16"),
+        output=vectors_out,
+        settings=job,
+        chunk_size=chunk_size,
+        write_output=write_output,
+        label=f"hidden states {model_key}",
+        unit="prompt",
+        progress=progress,
+    )
     return len(rows), shape
 
 
-def _write_index(rows: pd.DataFrame, inputs: list, tokenizer, index_out: Path, *, model_key: str, shots: int,
-                 prompt_format: str) -> None:
+def _write_index(
+    rows: pd.DataFrame, inputs: list, tokenizer, index_out: Path, *, model_key: str, shots: int, prompt_format: str
+) -> None:
     index = rows[["context_lang", "question_lang", "id"]].copy()
     index["target_status"] = [start.status for _, start in inputs]
     index["forced_prefix"] = [start.prefix_text for _, start in inputs]
-    index["last_token"] = [tokenizer.decode(prompt.input_ids[-1:]) if start.explained else ""
-                           for prompt, start in inputs]
+    index["last_token"] = [
+        tokenizer.decode(prompt.input_ids[-1:]) if start.explained else "" for prompt, start in inputs
+    ]
     index.insert(0, "prompt_format", prompt_format)
     index.insert(0, "shots", shots)
     index.insert(0, "model", model_key)

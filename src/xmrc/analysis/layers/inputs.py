@@ -29,7 +29,8 @@ LAYER_CODE_VERSION = 2
 GENERATION_INPUT_COLUMNS = ["id", "context_lang", "question_lang", "raw_output"]
 
 PROMPT_INPUT_COLUMNS = ["id", "context_lang", "question_lang", "prompt", "templated"] + [
-    f"{part}_{edge}" for part in PARTS for edge in ("start", "end")]
+    f"{part}_{edge}" for part in PARTS for edge in ("start", "end")
+]
 
 
 @dataclass
@@ -38,8 +39,9 @@ class EncodedPrompt:
     parts: dict[str, np.ndarray]  # part -> boolean mask over the tokens
 
 
-def load_model(weights: str, revision: str | None = None, dtype: str = "bfloat16", gpus: int = 1,
-               device: str | None = None):
+def load_model(
+    weights: str, revision: str | None = None, dtype: str = "bfloat16", gpus: int = 1, device: str | None = None
+):
     """(model, tokenizer) in eval mode with frozen weights: gradients flow to activations only.
 
     More than one GPU: the layers are sharded over them (`device_map="auto"`), as for generation.
@@ -91,8 +93,8 @@ def left_pad(batch: list[EncodedPrompt], pad_id: int):
     ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(batch), width), dtype=torch.long)
     for row, item in enumerate(batch):
-        ids[row, width - len(item.input_ids):] = torch.tensor(item.input_ids)
-        mask[row, width - len(item.input_ids):] = 1
+        ids[row, width - len(item.input_ids) :] = torch.tensor(item.input_ids)
+        mask[row, width - len(item.input_ids) :] = 1
     return ids, mask
 
 
@@ -126,18 +128,27 @@ def layer_outputs(model, keep_grad: bool = False):
             handle.remove()
 
 
-def prompt_rows(prompts: pd.DataFrame, ids: list[str], languages: list[str], path: str,
-                generations: pd.DataFrame | None = None, generations_path: str = "") -> pd.DataFrame:
+def prompt_rows(
+    prompts: pd.DataFrame,
+    ids: list[str],
+    languages: list[str],
+    path: str,
+    generations: pd.DataFrame | None = None,
+    generations_path: str = "",
+) -> pd.DataFrame:
     """The en-x rows of a prompt table for the given items and question languages, in a stable order; with
     `generations` (the model's generation table of the same setting), each row carries its `raw_output`."""
     require_columns(prompts, PROMPT_INPUT_COLUMNS, path)
     wanted = set(ids)
-    rows = prompts[(prompts["context_lang"] == "en") & prompts["question_lang"].isin(languages)
-                   & prompts["id"].isin(wanted)]
+    rows = prompts[
+        (prompts["context_lang"] == "en") & prompts["question_lang"].isin(languages) & prompts["id"].isin(wanted)
+    ]
     absent = sorted(wanted - set(rows["id"]))
     if absent:
-        raise XmrcError(f"{path}: no en-x prompts for item(s) {', '.join(absent[:5])}"
-                        + (f" and {len(absent) - 5} more" if len(absent) > 5 else ""))
+        raise XmrcError(
+            f"{path}: no en-x prompts for item(s) {', '.join(absent[:5])}"
+            + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        )
     rows = rows.reset_index(drop=True)
     return rows if generations is None else _with_outputs(rows, generations, generations_path)
 
@@ -146,20 +157,22 @@ def _with_outputs(rows: pd.DataFrame, generations: pd.DataFrame, path: str) -> p
     require_columns(generations, GENERATION_INPUT_COLUMNS, path)
     keys = ["id", "context_lang", "question_lang"]
     outputs = generations[GENERATION_INPUT_COLUMNS].drop_duplicates(keys)
-    joined = rows.drop(columns=["raw_output"], errors="ignore").merge(outputs, on=keys, how="left",
-                                                                      indicator=True)
+    joined = rows.drop(columns=["raw_output"], errors="ignore").merge(outputs, on=keys, how="left", indicator=True)
     lost = joined[joined["_merge"] != "both"]
     if not lost.empty:
         first = lost.iloc[0]
-        raise XmrcError(f"{path}: no generation for {len(lost)} prompt(s), e.g. item {first['id']} "
-                        f"({first['context_lang']}-{first['question_lang']})")
+        raise XmrcError(
+            f"{path}: no generation for {len(lost)} prompt(s), e.g. item {first['id']} "
+            f"({first['context_lang']}-{first['question_lang']})"
+        )
     return joined.drop(columns="_merge")
 
 
 def group_ids(members: pd.DataFrame, model_key: str, shots: int, prompt_format: str, path: str) -> list[str]:
     """The ids of the sample groups (`members`, from layer-groups at `path`) of one model and setting, in order."""
-    mine = members[(members["model"] == model_key) & (members["shots"] == shots)
-                   & (members["prompt_format"] == prompt_format)]
+    mine = members[
+        (members["model"] == model_key) & (members["shots"] == shots) & (members["prompt_format"] == prompt_format)
+    ]
     if mine.empty:
         raise XmrcError(f"{path}: no sample group rows for model '{model_key}', {shots}-shot {prompt_format}")
     return list(dict.fromkeys(mine["id"]))

@@ -11,7 +11,7 @@ The functions take relevance as given; the relevance stage passes absolute value
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -42,15 +42,18 @@ def major_relevance_depth(relevance_per_layer, threshold: float = THRESHOLD) -> 
     return int(major_relevance_depths(relevance[:, None], threshold)[0])
 
 
-def part_mrds(relevance: np.ndarray, part_masks: Mapping[str, np.ndarray],
-              threshold: float = THRESHOLD) -> dict[str, int | None]:
+def part_mrds(
+    relevance: np.ndarray, part_masks: Mapping[str, np.ndarray], threshold: float = THRESHOLD
+) -> dict[str, int | None]:
     """Per prompt part, the largest MRD of its tokens (None for a part with no tokens).
 
     `relevance`: (N layers, T tokens); `part_masks`: part -> boolean mask over the T tokens.
     """
     depths = major_relevance_depths(relevance, threshold)
-    return {part: (int(depths[np.asarray(mask, dtype=bool)].max()) if np.any(mask) else None)
-            for part, mask in part_masks.items()}
+    return {
+        part: (int(depths[np.asarray(mask, dtype=bool)].max()) if np.any(mask) else None)
+        for part, mask in part_masks.items()
+    }
 
 
 MRD_KEYS = ["model", "shots", "prompt_format", "group", "question_lang", "part"]
@@ -67,8 +70,20 @@ def mean_part_mrd(sample_mrds: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(mean_mrd="mean", std_mrd="std", n="count").reset_index()
 
 
-GROUP_MRD_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "fallback", "question_lang", "part",
-                     "mean_mrd", "std_mrd", "n", "layers"]
+GROUP_MRD_COLUMNS = [
+    "model",
+    "model_name",
+    "shots",
+    "prompt_format",
+    "group",
+    "fallback",
+    "question_lang",
+    "part",
+    "mean_mrd",
+    "std_mrd",
+    "n",
+    "layers",
+]
 
 
 def group_mrd_table(relevance: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:
@@ -79,6 +94,9 @@ def group_mrd_table(relevance: pd.DataFrame, members: pd.DataFrame) -> pd.DataFr
     if joined.empty:
         return pd.DataFrame(columns=GROUP_MRD_COLUMNS)
     means = mean_part_mrd(joined)
-    extra = joined.groupby(["model", "shots", "prompt_format", "group"], sort=False).agg(
-        model_name=("model_name", "first"), fallback=("fallback", "first"), layers=("layers", "max")).reset_index()
+    extra = (
+        joined.groupby(["model", "shots", "prompt_format", "group"], sort=False)
+        .agg(model_name=("model_name", "first"), fallback=("fallback", "first"), layers=("layers", "max"))
+        .reset_index()
+    )
     return means.merge(extra, on=["model", "shots", "prompt_format", "group"])[GROUP_MRD_COLUMNS]

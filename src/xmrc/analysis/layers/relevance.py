@@ -43,8 +43,8 @@ the attribution example figure), one row per input token of every direction of t
 
 from __future__ import annotations
 
-import importlib
 import contextlib
+import importlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,16 +63,27 @@ from xmrc.analysis.layers.inputs import (
     row_keys,
 )
 from xmrc.analysis.layers.mrd import major_relevance_depths
-from xmrc.exceptions import XmrcError
 from xmrc.backends.base import longest_first_batches
+from xmrc.exceptions import XmrcError
 from xmrc.io import write_parquet
 from xmrc.jobs import ParquetStore, StoreGroup, digest, run_sharded, table_keys
 from xmrc.prompts import PARTS
 
 KEY_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
 ITEM_KEY = ["context_lang", "question_lang", "id"]
-RELEVANCE_COLUMNS = KEY_COLUMNS + ["part", "n_tokens", "mrd", "layers", "target_status", "target_id",
-                                   "target_token", "forced_prefix", "forced_tokens", "target_greedy", "relevance"]
+RELEVANCE_COLUMNS = KEY_COLUMNS + [
+    "part",
+    "n_tokens",
+    "mrd",
+    "layers",
+    "target_status",
+    "target_id",
+    "target_token",
+    "forced_prefix",
+    "forced_tokens",
+    "target_greedy",
+    "relevance",
+]
 TOKEN_COLUMNS = KEY_COLUMNS + ["position", "token_id", "token", "part", "target_token", "mrd", "total", "relevance"]
 
 
@@ -102,10 +113,16 @@ def _rules_for(module, name: str) -> dict:
     from lxt.efficient.models import DEFAULT_MAP
 
     if module not in DEFAULT_MAP:
-        supported = ", ".join(sorted(m.__name__.rsplit(".", 1)[-1].removeprefix("modeling_") for m in DEFAULT_MAP
-                             if m.__name__.startswith("transformers.")))
-        raise XmrcError(f"{name} ({module.__name__}): LXT 2.1 has no AttnLRP rules for this "
-                        f"architecture (supported: {supported})")
+        supported = ", ".join(
+            sorted(
+                m.__name__.rsplit(".", 1)[-1].removeprefix("modeling_")
+                for m in DEFAULT_MAP
+                if m.__name__.startswith("transformers.")
+            )
+        )
+        raise XmrcError(
+            f"{name} ({module.__name__}): LXT 2.1 has no AttnLRP rules for this architecture (supported: {supported})"
+        )
     return DEFAULT_MAP[module]
 
 
@@ -136,8 +153,9 @@ class LayerRelevance:
     greedy_id: int  # the model's own choice at that position
 
 
-def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = True,
-                    targets: list[int] | None = None) -> list[LayerRelevance]:
+def layer_relevance(
+    model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = True, targets: list[int] | None = None
+) -> list[LayerRelevance]:
     """Relevance of every token at every depth for the logit of `targets[b]` at the last position of prompt b
     (default: the greedy next token); one backward per batch (prompts in a batch do not interact, so the
     summed logits give each prompt its own gradients)."""
@@ -151,8 +169,9 @@ def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = 
     with rules, torch.enable_grad():
         embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
         with layer_outputs(model, keep_grad=True) as hidden:
-            logits = model(inputs_embeds=embeddings, attention_mask=mask, position_ids=positions,
-                           use_cache=False, logits_to_keep=1).logits[:, -1, :]
+            logits = model(
+                inputs_embeds=embeddings, attention_mask=mask, position_ids=positions, use_cache=False, logits_to_keep=1
+            ).logits[:, -1, :]
         greedy_id = logits.argmax(dim=-1)
         target_id = greedy_id if targets is None else torch.tensor(targets, device=logits.device)
         target_logit = logits.gather(1, target_id[:, None])[:, 0]
@@ -162,8 +181,15 @@ def layer_relevance(model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = 
         stacked = torch.stack([(h * h.grad).float().sum(-1).detach().to("cpu") for h in states])  # (L, B, T)
     width = ids.shape[1]
     target_logit = target_logit.detach().float().to("cpu")
-    return [LayerRelevance(stacked[:, row, width - len(item.input_ids):].numpy(), int(target_id[row]),
-                           float(target_logit[row]), int(greedy_id[row])) for row, item in enumerate(batch)]
+    return [
+        LayerRelevance(
+            stacked[:, row, width - len(item.input_ids) :].numpy(),
+            int(target_id[row]),
+            float(target_logit[row]),
+            int(greedy_id[row]),
+        )
+        for row, item in enumerate(batch)
+    ]
 
 
 def normalised_relevance(result: LayerRelevance) -> np.ndarray:
@@ -180,16 +206,24 @@ def part_records(result: LayerRelevance, prompt: EncodedPrompt) -> list[dict]:
     for part in PARTS:
         mask = prompt.parts[part]
         present = bool(mask.any()) and layers > 0
-        records.append(dict(part=part, n_tokens=int(mask.sum()),
-                            mrd=float(depths[mask].max()) if present else np.nan, layers=layers,
-                            relevance=relevance[:, mask].sum(axis=1).astype(np.float32).tolist()))
+        records.append(
+            dict(
+                part=part,
+                n_tokens=int(mask.sum()),
+                mrd=float(depths[mask].max()) if present else np.nan,
+                layers=layers,
+                relevance=relevance[:, mask].sum(axis=1).astype(np.float32).tolist(),
+            )
+        )
     return records
 
 
 def unexplained_records(prompt: EncodedPrompt, layers: int) -> list[dict]:
     """The part rows of an item whose answer has no first token: sizes only."""
-    return [dict(part=part, n_tokens=int(prompt.parts[part].sum()), mrd=np.nan, layers=layers, relevance=[])
-            for part in PARTS]
+    return [
+        dict(part=part, n_tokens=int(prompt.parts[part].sum()), mrd=np.nan, layers=layers, relevance=[])
+        for part in PARTS
+    ]
 
 
 def token_records(result: LayerRelevance, prompt: EncodedPrompt, tokenizer) -> list[dict]:
@@ -199,16 +233,29 @@ def token_records(result: LayerRelevance, prompt: EncodedPrompt, tokenizer) -> l
     part_of = np.full(len(prompt.input_ids), "", dtype=object)
     for part in PARTS:
         part_of[prompt.parts[part]] = part
-    return [dict(position=position, token_id=int(token), token=tokenizer.decode([token]), part=part_of[position],
-                 mrd=int(depths[position]), total=float(relevance[:, position].sum()),
-                 relevance=relevance[:, position].astype(np.float32).tolist())
-            for position, token in enumerate(prompt.input_ids)]
+    return [
+        dict(
+            position=position,
+            token_id=int(token),
+            token=tokenizer.decode([token]),
+            part=part_of[position],
+            mrd=int(depths[position]),
+            total=float(relevance[:, position].sum()),
+            relevance=relevance[:, position].astype(np.float32).tolist(),
+        )
+        for position, token in enumerate(prompt.input_ids)
+    ]
 
 
 def _target_fields(start: AnswerStart, result: LayerRelevance | None) -> dict:
-    return dict(target_status=start.status, target_id=start.target_id, target_token=start.target_text,
-                forced_prefix=start.prefix_text, forced_tokens=len(start.prefix_ids),
-                target_greedy=result is not None and result.greedy_id == result.target_id)
+    return dict(
+        target_status=start.status,
+        target_id=start.target_id,
+        target_token=start.target_text,
+        forced_prefix=start.prefix_text,
+        forced_tokens=len(start.prefix_ids),
+        target_greedy=result is not None and result.greedy_id == result.target_id,
+    )
 
 
 def example_ids(rows: pd.DataFrame, count: int) -> list[str]:
@@ -216,19 +263,39 @@ def example_ids(rows: pd.DataFrame, count: int) -> list[str]:
     return list(dict.fromkeys(rows["id"]))[:count]
 
 
-def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_key: str, shots: int,
-                  prompt_format: str, batch_size: int = 1, chunk_size: int = 64, examples: int = 0,
-                  tokens_output: Path | None = None, settings: dict | None = None,
-                  progress: bool = True) -> pd.DataFrame:
+def run_relevance(
+    rows: pd.DataFrame,
+    model,
+    tokenizer,
+    output: Path,
+    *,
+    model_key: str,
+    shots: int,
+    prompt_format: str,
+    batch_size: int = 1,
+    chunk_size: int = 64,
+    examples: int = 0,
+    tokens_output: Path | None = None,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Relevance records of every prompt row (with its model's `raw_output`), checkpointed every `chunk_size`
     prompts (`xmrc.jobs`; `settings`, the command's arguments, enter the job's fingerprint). The per-token
     relevance of every direction of the first `examples` items goes to `tokens_output`."""
     output = Path(output)
     lxt_rules(model)  # unsupported architectures fail before any work
     kept = set(example_ids(rows, examples))
-    job = {"model": model_key, "shots": shots, "prompt_format": prompt_format, "batch_size": batch_size,
-           "chunk_size": chunk_size, "examples": sorted(kept), "code": LAYER_CODE_VERSION, **(settings or {}),
-           "rows": digest(*row_keys(rows))}
+    job = {
+        "model": model_key,
+        "shots": shots,
+        "prompt_format": prompt_format,
+        "batch_size": batch_size,
+        "chunk_size": chunk_size,
+        "examples": sorted(kept),
+        "code": LAYER_CODE_VERSION,
+        **(settings or {}),
+        "rows": digest(*row_keys(rows)),
+    }
     key = dict(model=model_key, shots=shots, prompt_format=prompt_format)
 
     def relevance_chunk(chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -236,28 +303,45 @@ def run_relevance(rows: pd.DataFrame, model, tokenizer, output: Path, *, model_k
         return _keyed(parts, key, RELEVANCE_COLUMNS), _keyed(tokens, key, TOKEN_COLUMNS)
 
     def write_output(shards: list[tuple[pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
-        result = pd.concat([p for p, _ in shards], ignore_index=True) if shards else \
-            pd.DataFrame(columns=RELEVANCE_COLUMNS)
+        result = (
+            pd.concat([p for p, _ in shards], ignore_index=True) if shards else pd.DataFrame(columns=RELEVANCE_COLUMNS)
+        )
         write_parquet(result, output)
         if tokens_output is not None:
-            tokens = pd.concat([t for _, t in shards], ignore_index=True) if shards else \
-                pd.DataFrame(columns=TOKEN_COLUMNS)
+            tokens = (
+                pd.concat([t for _, t in shards], ignore_index=True) if shards else pd.DataFrame(columns=TOKEN_COLUMNS)
+            )
             write_parquet(tokens, Path(tokens_output))
         return result
 
-    store = StoreGroup((ParquetStore(RELEVANCE_COLUMNS, key_columns=ITEM_KEY, rows_per_item=len(PARTS)),
-                        ParquetStore(TOKEN_COLUMNS, rows_per_item=None, name="tokens")))
-    return run_sharded(rows, keys=table_keys(rows, ITEM_KEY), compute=relevance_chunk, store=store, output=output,
-                       settings=job, chunk_size=chunk_size, write_output=write_output,
-                       label=f"relevance {model_key}", unit="prompt", progress=progress)
+    store = StoreGroup(
+        (
+            ParquetStore(RELEVANCE_COLUMNS, key_columns=ITEM_KEY, rows_per_item=len(PARTS)),
+            ParquetStore(TOKEN_COLUMNS, rows_per_item=None, name="tokens"),
+        )
+    )
+    return run_sharded(
+        rows,
+        keys=table_keys(rows, ITEM_KEY),
+        compute=relevance_chunk,
+        store=store,
+        output=output,
+        settings=job,
+        chunk_size=chunk_size,
+        write_output=write_output,
+        label=f"relevance {model_key}",
+        unit="prompt",
+        progress=progress,
+    )
 
 
 def _keyed(records: list[dict], key: dict, columns: list[str]) -> pd.DataFrame:
     return pd.DataFrame([dict(key, **record) for record in records], columns=columns)
 
 
-def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int,
-                     kept: set) -> tuple[list[dict], list[dict]]:
+def _relevance_chunk(
+    chunk: pd.DataFrame, model, tokenizer, batch_size: int, kept: set
+) -> tuple[list[dict], list[dict]]:
     """(part records, token records of the kept items) of one chunk of prompt rows."""
     inputs = [encode_to_answer(tokenizer, row) for _, row in chunk.iterrows()]
     layers = len(decoder_layers(model)) - 1
@@ -265,8 +349,12 @@ def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int,
     results: dict[int, LayerRelevance] = {}
     for batch in longest_first_batches([len(inputs[i][0].input_ids) for i in explained], batch_size):
         batch = [explained[i] for i in batch]
-        found = layer_relevance(model, [inputs[i][0] for i in batch], tokenizer.pad_token_id,
-                                targets=[inputs[i][1].target_id for i in batch])
+        found = layer_relevance(
+            model,
+            [inputs[i][0] for i in batch],
+            tokenizer.pad_token_id,
+            targets=[inputs[i][1].target_id for i in batch],
+        )
         results.update(zip(batch, found))
     parts, tokens = [], []
     for index, (prompt, start) in enumerate(inputs):
@@ -276,6 +364,8 @@ def _relevance_chunk(chunk: pd.DataFrame, model, tokenizer, batch_size: int,
         records = part_records(result, prompt) if result is not None else unexplained_records(prompt, layers)
         parts.extend(dict(item, **target, **record) for record in records)
         if result is not None and row["id"] in kept:
-            tokens.extend(dict(item, target_token=start.target_text, **record)
-                          for record in token_records(result, prompt, tokenizer))
+            tokens.extend(
+                dict(item, target_token=start.target_text, **record)
+                for record in token_records(result, prompt, tokenizer)
+            )
     return parts, tokens

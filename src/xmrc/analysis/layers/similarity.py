@@ -61,8 +61,20 @@ def similarity_ratio(english, other) -> float:
     return float(similarity_ratios(english, other))
 
 
-SIMILARITY_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "fallback", "lang", "part", "layer",
-                      "relative_depth", "ratio", "k"]
+SIMILARITY_COLUMNS = [
+    "model",
+    "model_name",
+    "shots",
+    "prompt_format",
+    "group",
+    "fallback",
+    "lang",
+    "part",
+    "layer",
+    "relative_depth",
+    "ratio",
+    "k",
+]
 
 
 def similarity_table(vectors: np.ndarray, index, members, parts=("question", "context", "last")):
@@ -73,13 +85,17 @@ def similarity_table(vectors: np.ndarray, index, members, parts=("question", "co
     (`xmrc.analysis.layers.groups`). Items missing in either run, or whose vectors of a part are NaN in either (the
     last token of an empty answer, `xmrc.analysis.layers.hidden_states`), are left out; k is the number used.
     """
-    rows = {(q, i): r for r, (c, q, i) in enumerate(zip(index["context_lang"], index["question_lang"], index["id"]))
-            if c == "en"}
+    rows = {
+        (q, i): r
+        for r, (c, q, i) in enumerate(zip(index["context_lang"], index["question_lang"], index["id"]))
+        if c == "en"
+    }
     depth = vectors.shape[1] - 1
     languages = [lang for lang in dict.fromkeys(index["question_lang"]) if lang != "en"]
     records = []
     for (model, model_name, shots, fmt, group), group_rows in members.groupby(
-            ["model", "model_name", "shots", "prompt_format", "group"], sort=False):
+        ["model", "model_name", "shots", "prompt_format", "group"], sort=False
+    ):
         fallback = bool(group_rows["fallback"].iloc[0])
         for lang in languages:
             ids = [i for i in group_rows["id"] if ("en", i) in rows and (lang, i) in rows]
@@ -89,16 +105,33 @@ def similarity_table(vectors: np.ndarray, index, members, parts=("question", "co
             for slot, part in enumerate(parts):
                 # (K, L+1, d) of the items whose vectors exist in both runs -> one ratio per layer
                 usable = np.isfinite(english[:, :, slot]).all(axis=(1, 2)) & np.isfinite(other[:, :, slot]).all(
-                    axis=(1, 2))
+                    axis=(1, 2)
+                )
                 k = int(usable.sum())
-                ratios = similarity_ratios(english[usable, :, slot].transpose(1, 0, 2),
-                                           other[usable, :, slot].transpose(1, 0, 2)) if k else \
-                    np.full(depth + 1, np.nan)
+                ratios = (
+                    similarity_ratios(
+                        english[usable, :, slot].transpose(1, 0, 2), other[usable, :, slot].transpose(1, 0, 2)
+                    )
+                    if k
+                    else np.full(depth + 1, np.nan)
+                )
                 for layer in range(depth + 1):
-                    records.append(dict(model=model, model_name=model_name, shots=shots, prompt_format=fmt,
-                                        group=group, fallback=fallback, lang=lang, part=part, layer=layer,
-                                        relative_depth=layer / depth if depth else 0.0,
-                                        ratio=float(ratios[layer]), k=k))
+                    records.append(
+                        dict(
+                            model=model,
+                            model_name=model_name,
+                            shots=shots,
+                            prompt_format=fmt,
+                            group=group,
+                            fallback=fallback,
+                            lang=lang,
+                            part=part,
+                            layer=layer,
+                            relative_depth=layer / depth if depth else 0.0,
+                            ratio=float(ratios[layer]),
+                            k=k,
+                        )
+                    )
     return pd.DataFrame(records, columns=SIMILARITY_COLUMNS)
 
 
@@ -119,7 +152,10 @@ def similarity_of_runs(vector_files: list[str], index_files: list[str], members:
         if index.empty:
             continue
         key = index.iloc[0]
-        mine = members[(members["model"] == key["model"]) & (members["shots"] == key["shots"])
-                       & (members["prompt_format"] == key["prompt_format"])]
+        mine = members[
+            (members["model"] == key["model"])
+            & (members["shots"] == key["shots"])
+            & (members["prompt_format"] == key["prompt_format"])
+        ]
         tables.append(similarity_table(vectors, index, mine))
     return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()

@@ -35,6 +35,7 @@ from xmrc.extract import _LABEL, extract_answer
 
 # --- The target: generated token ids and where the answer starts in them ------------------------------
 
+
 def answer_span(raw: str) -> tuple[int, int] | None:
     """Character span in `raw` of the answer `extract_answer(raw)` returns; None for an empty answer."""
     answer = extract_answer(raw)
@@ -61,7 +62,7 @@ def align_target(ids: Sequence[int], tokenizer) -> Target | None:
     span = answer_span(text)
     if span is None:
         return None
-    head, whole = text[:span[0]], text[:span[1]]
+    head, whole = text[: span[0]], text[: span[1]]
     answer_token = None
     for m in range(1, len(ids) + 1):
         decoded = tokenizer.decode(list(ids[:m]), skip_special_tokens=True)
@@ -73,6 +74,7 @@ def align_target(ids: Sequence[int], tokenizer) -> Target | None:
 
 
 # --- Items and their ablated prompts ---------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class AblationItem:
@@ -95,14 +97,15 @@ class AblationItem:
         """The intact prompt, then the prompt without unit i for every i."""
         kept = [self.template(*self.units)]
         for i in range(len(self.units)):
-            kept.append(self.template(*self.units[:i], *self.units[i + 1:]))
+            kept.append(self.template(*self.units[:i], *self.units[i + 1 :]))
         return kept
 
 
-def item_from_prompt(prompt: str, context_start: int, unit_spans: Sequence[tuple[int, int]], templated: bool,
-                     target: Target) -> AblationItem:
+def item_from_prompt(
+    prompt: str, context_start: int, unit_spans: Sequence[tuple[int, int]], templated: bool, target: Target
+) -> AblationItem:
     """An item from a prompt string, the context's offset in it and unit spans relative to the context."""
-    units = tuple(prompt[context_start + s:context_start + e] for s, e in unit_spans)
+    units = tuple(prompt[context_start + s : context_start + e] for s, e in unit_spans)
     context_end = context_start + (unit_spans[-1][1] if unit_spans else 0)
     return AblationItem(prompt[:context_start], units, prompt[context_end:], templated, target)
 
@@ -120,6 +123,7 @@ def encode(tokenizer, text: str, templated: bool) -> list[int]:
 
 
 # --- Evaluators ------------------------------------------------------------------------------------------
+
 
 class BatchedAblation:
     """All ablated prompts of an item in batched teacher-forced passes over a shared-prefix KV cache."""
@@ -148,7 +152,7 @@ class BatchedAblation:
                 cache = self.model(input_ids=prefix, use_cache=True).past_key_values
             rows = []
             for first in range(0, len(prompts), self.batch_size):
-                chunk = prompts[first:first + self.batch_size]
+                chunk = prompts[first : first + self.batch_size]
                 rows.append(self._chunk_log_probs(chunk, target, prefix_length, cache))
             return np.concatenate(rows, axis=0)
 
@@ -175,7 +179,7 @@ class BatchedAblation:
         # Right padding needs no attention mask: causal attention never lets a real token see a later pad.
         batch = torch.full((len(chunk), width), self.pad_id, dtype=torch.long, device=device)
         for row, suffix in enumerate(suffixes):
-            batch[row, :len(suffix)] = torch.tensor(suffix, device=device)
+            batch[row, : len(suffix)] = torch.tensor(suffix, device=device)
         steps = torch.arange(len(target))
         # Row r predicts target token t at position len(prompt_r) - 1 + t (relative to the suffix).
         positions = torch.stack([len(p) - prefix_length - 1 + steps for p in chunk])  # (rows, T)
@@ -235,8 +239,9 @@ class CaptumAblation:
         features = TextTemplateInput(template=item.template, values=list(item.units))
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Captum's notes on pretty-printing target tokens, not results
-            result = attribution.attribute(features, target=torch.tensor(item.target.ids),
-                                           forward_in_tokens=self.forward_in_tokens)
+            result = attribution.attribute(
+                features, target=torch.tensor(item.target.ids), forward_in_tokens=self.forward_in_tokens
+            )
         return torch.cat([result.seq_attr[None, :], result.token_attr], dim=0).float().cpu().numpy()
 
 
@@ -249,6 +254,7 @@ def create_evaluator(implementation: str, model, tokenizer, batch_size: int = 16
 
 
 # --- The oracle decision ---------------------------------------------------------------------------------
+
 
 def top_unit(scores: Sequence[float]) -> int | None:
     """Index of the strictly largest score; None on a tie for the top (no unit singled out)."""

@@ -1,7 +1,8 @@
 """An oracle job: sentence-ablation attribution of one model's 2-shot en-x answers, checkpointed in shards.
 
 Inputs: the model's prompt and generation tables of its chosen prompt format (the one the summary table
-`summary_<shots>shot.csv` reports, chosen by its format criterion), the sentence units of the contexts, and the model itself. For every sampled
+`summary_<shots>shot.csv` reports, chosen by its format criterion), the sentence units of the contexts, and
+the model itself. For every sampled
 item of every configured direction the answer is generated again greedily to recover its token ids; when
 the regenerated answer differs from the stored one (batch effects in half precision), the stored raw
 output is tokenised instead and the row says so (`target_source`).
@@ -49,10 +50,30 @@ from xmrc.io import write_parquet
 from xmrc.jobs import ParquetStore, digest, run_sharded
 
 ITEM_KEY = ["context_lang", "question_lang", "id"]
-RESULT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "implementation",
-                  "status", "n_units", "gold_unit", "merged", "prediction", "target_source", "target_ids",
-                  "answer_token", "step_attr", "sequence_attr", "step_top", "sequence_top", "step_correct",
-                  "sequence_correct", "seconds"]
+RESULT_COLUMNS = [
+    "model",
+    "shots",
+    "prompt_format",
+    "context_lang",
+    "question_lang",
+    "id",
+    "implementation",
+    "status",
+    "n_units",
+    "gold_unit",
+    "merged",
+    "prediction",
+    "target_source",
+    "target_ids",
+    "answer_token",
+    "step_attr",
+    "sequence_attr",
+    "step_top",
+    "sequence_top",
+    "step_correct",
+    "sequence_correct",
+    "seconds",
+]
 
 
 def chosen_format(summary: pd.DataFrame, model_name: str, source: str) -> str:
@@ -65,14 +86,17 @@ def chosen_format(summary: pd.DataFrame, model_name: str, source: str) -> str:
     return str(rows["prompt_format"].iloc[0])
 
 
-def format_files(summary: pd.DataFrame, model_name: str, source: str, prompt_files: dict[str, str],
-                 generation_files: dict[str, str]) -> tuple[str, str, str]:
+def format_files(
+    summary: pd.DataFrame, model_name: str, source: str, prompt_files: dict[str, str], generation_files: dict[str, str]
+) -> tuple[str, str, str]:
     """(format, prompt table, generation table) of the format the summary table reports for a model, from the
     files given per format."""
     prompt_format = chosen_format(summary, model_name, source)
     if prompt_format not in prompt_files or prompt_format not in generation_files:
-        raise XmrcError(f"{source}: model '{model_name}' uses format {prompt_format}, but no prompts or "
-                        f"generations of that format were given")
+        raise XmrcError(
+            f"{source}: model '{model_name}' uses format {prompt_format}, but no prompts or "
+            f"generations of that format were given"
+        )
     return prompt_format, prompt_files[prompt_format], generation_files[prompt_format]
 
 
@@ -101,8 +125,14 @@ class WorkItem:
     merged: bool
 
 
-def work_items(prompts: pd.DataFrame, generations: pd.DataFrame, units: pd.DataFrame, question_langs: list[str],
-               sample_size: int | None, seed: int) -> list[WorkItem]:
+def work_items(
+    prompts: pd.DataFrame,
+    generations: pd.DataFrame,
+    units: pd.DataFrame,
+    question_langs: list[str],
+    sample_size: int | None,
+    seed: int,
+) -> list[WorkItem]:
     """The (direction, item) pairs to attribute, in direction order then table order."""
     keys = ["id", "context_lang", "question_lang"]
     table = prompts.merge(generations[keys + ["raw_output", "prediction"]], on=keys, how="inner")
@@ -122,25 +152,43 @@ def work_items(prompts: pd.DataFrame, generations: pd.DataFrame, units: pd.DataF
                 raise XmrcError(f"sentence units: no units for item {row.id} ({row.context_lang})")
             spans = tuple(zip(group["start"].tolist(), group["end"].tolist()))
             if spans[-1][1] != row.context_end - row.context_start:
-                raise XmrcError(f"item {row.id} ({row.context_lang}-{row.question_lang}): the sentence units "
-                                "do not cover the prompt's context (units from another XQuAD table?)")
+                raise XmrcError(
+                    f"item {row.id} ({row.context_lang}-{row.question_lang}): the sentence units "
+                    "do not cover the prompt's context (units from another XQuAD table?)"
+                )
             gold = group.index[group["is_gold"]].tolist()
             gold_unit = int(group.loc[gold[0], "unit"]) if gold else -1
             merged = bool(group.loc[gold[0], "sentences"] > 1) if gold else False
-            items.append(WorkItem(row.id, row.context_lang, row.question_lang, row.prompt, bool(row.templated),
-                                  int(row.context_start), int(row.context_end), row.raw_output or "",
-                                  row.prediction or "", spans, gold_unit, merged))
+            items.append(
+                WorkItem(
+                    row.id,
+                    row.context_lang,
+                    row.question_lang,
+                    row.prompt,
+                    bool(row.templated),
+                    int(row.context_start),
+                    int(row.context_end),
+                    row.raw_output or "",
+                    row.prediction or "",
+                    spans,
+                    gold_unit,
+                    merged,
+                )
+            )
     return items
 
 
-def generate_ids(model, tokenizer, prompts: list[str], templated: bool, max_new_tokens: int,
-                 batch_size: int) -> list[list[int]]:
+def generate_ids(
+    model, tokenizer, prompts: list[str], templated: bool, max_new_tokens: int, batch_size: int
+) -> list[list[int]]:
     """Greedy continuations as token ids, generated as the generation stage generates them."""
     from xmrc.backends.hf import generate_until  # loads torch and transformers
 
     encoded = [encode(tokenizer, text, templated) for text in prompts]
-    return [ids.tolist() for ids in generate_until(model, tokenizer, encoded, max_new_tokens, batch_size,
-                                                   stop_when=answer_complete)]
+    return [
+        ids.tolist()
+        for ids in generate_until(model, tokenizer, encoded, max_new_tokens, batch_size, stop_when=answer_complete)
+    ]
 
 
 def choose_target(regenerated: list[int], item: WorkItem, tokenizer) -> tuple[Target | None, str]:
@@ -153,17 +201,34 @@ def choose_target(regenerated: list[int], item: WorkItem, tokenizer) -> tuple[Ta
 
 
 def _result(item: WorkItem, base: dict, status: str, **fields) -> dict:
-    row = dict(base, context_lang=item.context_lang, question_lang=item.question_lang, id=item.id,
-               status=status, n_units=len(item.units), gold_unit=item.gold_unit, merged=item.merged,
-               prediction=item.prediction, target_source="", target_ids=[], answer_token=-1, step_attr=[],
-               sequence_attr=[], step_top=-1, sequence_top=-1, step_correct=False, sequence_correct=False,
-               seconds=0.0)
+    row = dict(
+        base,
+        context_lang=item.context_lang,
+        question_lang=item.question_lang,
+        id=item.id,
+        status=status,
+        n_units=len(item.units),
+        gold_unit=item.gold_unit,
+        merged=item.merged,
+        prediction=item.prediction,
+        target_source="",
+        target_ids=[],
+        answer_token=-1,
+        step_attr=[],
+        sequence_attr=[],
+        step_top=-1,
+        sequence_top=-1,
+        step_correct=False,
+        sequence_correct=False,
+        seconds=0.0,
+    )
     row.update(fields)
     return row
 
 
-def attribute_items(items: list[WorkItem], model, tokenizer, evaluator, base: dict, max_new_tokens: int,
-                    generation_batch_size: int) -> list[dict]:
+def attribute_items(
+    items: list[WorkItem], model, tokenizer, evaluator, base: dict, max_new_tokens: int, generation_batch_size: int
+) -> list[dict]:
     """Result rows of a list of items (one shard)."""
     rows = []
     templated = {item.templated for item in items}
@@ -189,26 +254,55 @@ def attribute_items(items: list[WorkItem], model, tokenizer, evaluator, base: di
         seconds = time.perf_counter() - started
         step, sequence = attr[1 + target.answer_token], attr[0]
         step_top, sequence_top = top_unit(step), top_unit(sequence)
-        rows.append(_result(
-            item, base, "ok", target_source=source, target_ids=target.ids, answer_token=target.answer_token,
-            step_attr=step.astype(float).tolist(), sequence_attr=sequence.astype(float).tolist(),
-            step_top=-1 if step_top is None else step_top, sequence_top=-1 if sequence_top is None else sequence_top,
-            step_correct=step_top == item.gold_unit, sequence_correct=sequence_top == item.gold_unit,
-            seconds=seconds))
+        rows.append(
+            _result(
+                item,
+                base,
+                "ok",
+                target_source=source,
+                target_ids=target.ids,
+                answer_token=target.answer_token,
+                step_attr=step.astype(float).tolist(),
+                sequence_attr=sequence.astype(float).tolist(),
+                step_top=-1 if step_top is None else step_top,
+                sequence_top=-1 if sequence_top is None else sequence_top,
+                step_correct=step_top == item.gold_unit,
+                sequence_correct=sequence_top == item.gold_unit,
+                seconds=seconds,
+            )
+        )
     return rows
 
 
-def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: dict, implementation: str,
-               batch_size: int, max_new_tokens: int, generation_batch_size: int, chunk_size: int,
-               settings: dict | None = None, progress: bool = True) -> pd.DataFrame:
+def run_oracle(
+    items: list[WorkItem],
+    model,
+    tokenizer,
+    output: Path,
+    *,
+    base: dict,
+    implementation: str,
+    batch_size: int,
+    max_new_tokens: int,
+    generation_batch_size: int,
+    chunk_size: int,
+    settings: dict | None = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Attributions of every item, checkpointed in shards (`xmrc.jobs`); `settings` (the command's arguments:
     weights, dtype, ...) enter the job's fingerprint, so shards of another job are never reused."""
     output = Path(output)
     evaluator = create_evaluator(implementation, model, tokenizer, batch_size)
     base = dict(base, implementation=implementation)
-    job = {**base, "batch_size": batch_size, "max_new_tokens": max_new_tokens, "chunk_size": chunk_size,
-           "generation_batch_size": generation_batch_size, **(settings or {}),
-           "items": digest(*(repr(item) for item in items))}
+    job = {
+        **base,
+        "batch_size": batch_size,
+        "max_new_tokens": max_new_tokens,
+        "chunk_size": chunk_size,
+        "generation_batch_size": generation_batch_size,
+        **(settings or {}),
+        "items": digest(*(repr(item) for item in items)),
+    }
 
     def attribute_chunk(chunk: list[WorkItem]) -> pd.DataFrame:
         rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size)
@@ -220,6 +314,15 @@ def run_oracle(items: list[WorkItem], model, tokenizer, output: Path, *, base: d
         return result
 
     keys = ["\t".join((item.context_lang, item.question_lang, item.id)) for item in items]
-    return run_sharded(items, keys=keys, compute=attribute_chunk, store=ParquetStore(RESULT_COLUMNS, ITEM_KEY),
-                       output=output, settings=job, chunk_size=chunk_size, write_output=write_output,
-                       label=f"oracle {base['model']}", progress=progress)
+    return run_sharded(
+        items,
+        keys=keys,
+        compute=attribute_chunk,
+        store=ParquetStore(RESULT_COLUMNS, ITEM_KEY),
+        output=output,
+        settings=job,
+        chunk_size=chunk_size,
+        write_output=write_output,
+        label=f"oracle {base['model']}",
+        progress=progress,
+    )

@@ -43,13 +43,15 @@ _TERMINATORS = {
 }
 _CJK_TERMINATORS = "\u3002\uff01\uff1f!?"
 # Lower-case forms of abbreviations after which a period does not end a sentence.
-_ABBREVIATIONS = frozenset("""
+_ABBREVIATIONS = frozenset(
+    """
 mr mrs ms dr prof sr jr st mt ft vs v etc e.g i.e cf al approx ca c no nos vol fig figs gen col lt sgt capt
 cmdr adm gov sen rep rev hon pres inc ltd co corp bros dept univ est jan feb mar apr jun jul aug sep sept
 oct nov dec u.s u.k u.n a.d b.c p.m a.m ph.d m.d b.a m.a op pp ed eds
 bzw z.b d.h usw ca vgl nr s
 sra srta dña ee.uu
-""".split())  # noqa: SIM905 (a word list reads better as text)
+""".split()  # noqa: SIM905 (a word list reads better as text)
+)
 _ORDINAL_DOT_LANGS = frozenset({"de", "tr"})
 
 
@@ -141,7 +143,7 @@ class ContextUnits:
 
 
 def _locate_answer(context: str, answer: str, answer_start: int) -> int | None:
-    if answer and context[answer_start:answer_start + len(answer)] == answer:
+    if answer and context[answer_start : answer_start + len(answer)] == answer:
         return answer_start
     return None
 
@@ -158,8 +160,8 @@ def context_units(context: str, answer: str, answer_start: int, lang: str) -> Co
     first, last = touched[0], touched[-1]
     if first == last:
         return ContextUnits(units, first, None)
-    merged = Unit(units[first].start, units[last].end, sum(u.sentences for u in units[first:last + 1]))
-    units = units[:first] + [merged] + units[last + 1:]
+    merged = Unit(units[first].start, units[last].end, sum(u.sentences for u in units[first : last + 1]))
+    units = units[:first] + [merged] + units[last + 1 :]
     detail = f"answer {answer!r} spans sentences {first}-{last}; merged"
     return ContextUnits(units, first, ("answer_crosses_boundary", detail))
 

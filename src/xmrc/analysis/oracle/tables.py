@@ -35,15 +35,23 @@ def _direction_order(frame: pd.DataFrame) -> pd.Series:
 def direction_accuracy(results: pd.DataFrame, item_scores: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per model and direction: items, skipped, merged gold units, step and sequence accuracy (percent),
     and the mean F1 (percent) of the model's answers on the same attributed items when scores are given."""
-    require_columns(results, RESULT_KEYS + ["status", "merged", "step_correct", "sequence_correct"],
-                    "oracle results")
+    require_columns(results, RESULT_KEYS + ["status", "merged", "step_correct", "sequence_correct"], "oracle results")
     ok = results["status"] == "ok"
-    frame = results.assign(ok=ok, step=results["step_correct"] & ok, sequence=results["sequence_correct"] & ok,
-                           merged=results["merged"] & ok)
+    frame = results.assign(
+        ok=ok,
+        step=results["step_correct"] & ok,
+        sequence=results["sequence_correct"] & ok,
+        merged=results["merged"] & ok,
+    )
     keys = ["model", "shots", "prompt_format", "context_lang", "question_lang"]
     grouped = frame.groupby(keys, sort=False)
-    out = grouped.agg(n=("ok", "sum"), items=("id", "size"), merged=("merged", "sum"), step=("step", "sum"),
-                      sequence=("sequence", "sum")).reset_index()
+    out = grouped.agg(
+        n=("ok", "sum"),
+        items=("id", "size"),
+        merged=("merged", "sum"),
+        step=("step", "sum"),
+        sequence=("sequence", "sum"),
+    ).reset_index()
     out["skipped"] = out["items"] - out["n"]
     denominator = out["n"].where(out["n"] > 0)
     out["step"] = 100.0 * out["step"] / denominator

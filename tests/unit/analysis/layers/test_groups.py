@@ -8,11 +8,18 @@ LANGS = ["en", "de", "zh"]
 
 
 def items(scores: dict[str, dict[str, float]], model="Model-A", shots=2, fmt="v2"):
-    rows = [dict(model=model, shots=shots, prompt_format=fmt, context_lang="en", question_lang=lang, id=item,
-                 em=0.0, f1=f1) for item, by_lang in scores.items() for lang, f1 in by_lang.items()]
+    rows = [
+        dict(model=model, shots=shots, prompt_format=fmt, context_lang="en", question_lang=lang, id=item, em=0.0, f1=f1)
+        for item, by_lang in scores.items()
+        for lang, f1 in by_lang.items()
+    ]
     # x-x rows must not count
-    rows += [dict(model=model, shots=shots, prompt_format=fmt, context_lang="de", question_lang="de", id=item,
-                  em=0.0, f1=0.0) for item in scores]
+    rows += [
+        dict(
+            model=model, shots=shots, prompt_format=fmt, context_lang="de", question_lang="de", id=item, em=0.0, f1=0.0
+        )
+        for item in scores
+    ]
     return pd.DataFrame(rows)
 
 

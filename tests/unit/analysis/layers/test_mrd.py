@@ -2,8 +2,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xmrc.analysis.layers.mrd import (group_mrd_table, major_relevance_depth, major_relevance_depths, mean_part_mrd,
-                               part_mrds)
+from xmrc.analysis.layers.mrd import (
+    group_mrd_table,
+    major_relevance_depth,
+    major_relevance_depths,
+    mean_part_mrd,
+    part_mrds,
+)
 
 
 def test_mrd_hand_computed():
@@ -38,30 +43,38 @@ def test_vectorised_matches_scalar():
 
 
 def test_mrd_rejects_bad_shapes():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="one value per layer"):
         major_relevance_depth(np.ones((3, 2)))
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="at least one layer"):
         major_relevance_depths(np.ones((0, 2)))
 
 
 def test_part_mrd_is_max_over_part_tokens():
     # token MRDs: 1, 2, 3 (columns), parts: question = tokens 0,1; context = token 2; task = none
-    relevance = np.array([[1.0, 0.0, 0.0],
-                          [0.0, 1.0, 0.0],
-                          [0.0, 0.0, 1.0]])
-    masks = {"question": np.array([True, True, False]), "context": np.array([False, False, True]),
-             "task_description": np.zeros(3, dtype=bool)}
+    relevance = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    masks = {
+        "question": np.array([True, True, False]),
+        "context": np.array([False, False, True]),
+        "task_description": np.zeros(3, dtype=bool),
+    }
     assert part_mrds(relevance, masks) == {"question": 2, "context": 3, "task_description": None}
 
 
 def test_mean_over_samples_and_groups():
     base = dict(model="m", shots=2, prompt_format="v2", question_lang="de")
-    rows = [dict(base, id="a", part="question", mrd=2.0), dict(base, id="b", part="question", mrd=4.0),
-            dict(base, id="a", part="context", mrd=10.0), dict(base, id="b", part="context", mrd=np.nan)]
+    rows = [
+        dict(base, id="a", part="question", mrd=2.0),
+        dict(base, id="b", part="question", mrd=4.0),
+        dict(base, id="a", part="context", mrd=10.0),
+        dict(base, id="b", part="context", mrd=np.nan),
+    ]
     relevance = pd.DataFrame(rows).assign(layers=31)
-    members = pd.DataFrame([dict(model="m", model_name="M", shots=2, prompt_format="v2", group=g, id=i,
-                                 fallback=False) for g, i in [("balanced", "a"), ("balanced", "b"),
-                                                              ("en-superior", "b")]])
+    members = pd.DataFrame(
+        [
+            dict(model="m", model_name="M", shots=2, prompt_format="v2", group=g, id=i, fallback=False)
+            for g, i in [("balanced", "a"), ("balanced", "b"), ("en-superior", "b")]
+        ]
+    )
     table = group_mrd_table(relevance, members).set_index(["group", "part"])
     assert table.loc[("balanced", "question"), "mean_mrd"] == 3.0
     assert table.loc[("balanced", "question"), "n"] == 2

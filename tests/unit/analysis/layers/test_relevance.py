@@ -11,7 +11,6 @@ pytest.importorskip("lxt")
 
 from helpers.jobs import killed_then_resumed, rewrite_shard, shards_kept  # noqa: E402
 from helpers.layers_prompts import TESTS, prompt_rows  # noqa: E402
-
 from xmrc.analysis.layers.answer_start import answer_start  # noqa: E402
 from xmrc.analysis.layers.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
 from xmrc.analysis.layers.inputs import LAYER_CODE_VERSION, encode, encode_to_answer, load_model  # noqa: E402
@@ -55,7 +54,7 @@ def test_parts_map_to_their_tokens(llama):
     encoded = encode(tokenizer, row)
     question = tokenizer.decode([t for t, keep in zip(encoded.input_ids, encoded.parts["question"]) if keep])
     context = tokenizer.decode([t for t, keep in zip(encoded.input_ids, encoded.parts["context"]) if keep])
-    assert row["prompt"][row["question_start"]:row["question_end"]] in question
+    assert row["prompt"][row["question_start"] : row["question_end"]] in question
     assert TESTS[0][0] in context and TESTS[0][1] not in context
     assert not (encoded.parts["question"] & encoded.parts["context"]).any()
     assert encoded.parts["demonstrations"].sum() > encoded.parts["question"].sum()
@@ -81,8 +80,13 @@ def test_patches_are_undone():
     import torch.nn
     from transformers.models.llama import modeling_llama
 
-    before = (torch.nn.Dropout.forward, modeling_llama.LlamaMLP.forward, modeling_llama.LlamaRMSNorm.forward,
-              modeling_llama.eager_attention_forward, modeling_llama.ALL_ATTENTION_FUNCTIONS)
+    before = (
+        torch.nn.Dropout.forward,
+        modeling_llama.LlamaMLP.forward,
+        modeling_llama.LlamaRMSNorm.forward,
+        modeling_llama.eager_attention_forward,
+        modeling_llama.ALL_ATTENTION_FUNCTIONS,
+    )
 
     class Probe(modeling_llama.LlamaForCausalLM):
         pass
@@ -90,8 +94,13 @@ def test_patches_are_undone():
     Probe.__module__ = modeling_llama.__name__
     with attnlrp_rules(Probe.__new__(Probe)):
         assert modeling_llama.LlamaMLP.forward is not before[1]
-    after = (torch.nn.Dropout.forward, modeling_llama.LlamaMLP.forward, modeling_llama.LlamaRMSNorm.forward,
-             modeling_llama.eager_attention_forward, modeling_llama.ALL_ATTENTION_FUNCTIONS)
+    after = (
+        torch.nn.Dropout.forward,
+        modeling_llama.LlamaMLP.forward,
+        modeling_llama.LlamaRMSNorm.forward,
+        modeling_llama.eager_attention_forward,
+        modeling_llama.ALL_ATTENTION_FUNCTIONS,
+    )
     assert all(x is y for x, y in zip(before, after))
 
 
@@ -108,7 +117,7 @@ def test_batching_does_not_change_relevance(llama):
 def test_architectures_without_lxt_rules_fail_clearly(tiny_models, name):
     model, tokenizer = load_model(str(tiny_models[name]), dtype="float32")
     row = prompt_rows(tokenizer, chat=False).iloc[0]
-    with pytest.raises(XmrcError, match="LXT 2.1 has no AttnLRP rules .*supported: .*llama"):
+    with pytest.raises(XmrcError, match=r"LXT 2.1 has no AttnLRP rules .*supported: .*llama"):
         layer_relevance(model, [encode(tokenizer, row)], tokenizer.pad_token_id)
 
 
@@ -140,8 +149,18 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
     model, tokenizer = deep_llama
     rows = prompt_rows(tokenizer, chat=False)
     out = tmp_path / "relevance.parquet"
-    first = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
-                          batch_size=2, chunk_size=2, progress=False)
+    first = run_relevance(
+        rows,
+        model,
+        tokenizer,
+        out,
+        model_key="deep",
+        shots=2,
+        prompt_format="v1",
+        batch_size=2,
+        chunk_size=2,
+        progress=False,
+    )
     assert list(first.columns) == RELEVANCE_COLUMNS and len(first) == 3 * 4
     shard_dir = out.with_name(out.name + ".shards")
     assert not shard_dir.exists()
@@ -149,8 +168,19 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
     def killed_after_first_shard():
         """The shard folder as a job killed after its first shard leaves it (marked, to tell it apart)."""
         with shards_kept(monkeypatch):
-            run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
-                          batch_size=2, chunk_size=2, settings={"dtype": "float32"}, progress=False)
+            run_relevance(
+                rows,
+                model,
+                tokenizer,
+                out,
+                model_key="deep",
+                shots=2,
+                prompt_format="v1",
+                batch_size=2,
+                chunk_size=2,
+                settings={"dtype": "float32"},
+                progress=False,
+            )
         rewrite_shard(shard_dir / "shard-00000.parquet", first.iloc[:8].assign(target_token="from-shard"))
         (shard_dir / "shard-00001.parquet").unlink()
         out.unlink()
@@ -158,28 +188,55 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
     killed_after_first_shard()  # the same job again: keeps the shard and computes only the missing one
     # the layer code version is part of the job: shards of older code (another explained token) are not its own
     assert json.loads((shard_dir / "manifest.json").read_text())["settings"]["code"] == LAYER_CODE_VERSION
-    second = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
-                           batch_size=2, chunk_size=2, settings={"dtype": "float32"}, progress=False)
+    second = run_relevance(
+        rows,
+        model,
+        tokenizer,
+        out,
+        model_key="deep",
+        shots=2,
+        prompt_format="v1",
+        batch_size=2,
+        chunk_size=2,
+        settings={"dtype": "float32"},
+        progress=False,
+    )
     assert (second["target_token"].iloc[:8] == "from-shard").all()
     assert (second["target_token"].iloc[8:] != "from-shard").all()
     pd.testing.assert_frame_equal(second.drop(columns="target_token"), first.drop(columns="target_token"))
     killed_after_first_shard()  # another setting: the shard is not its own
-    third = run_relevance(rows, model, tokenizer, out, model_key="deep", shots=2, prompt_format="v1",
-                          batch_size=2, chunk_size=2, settings={"dtype": "bfloat16"}, progress=False)
+    third = run_relevance(
+        rows,
+        model,
+        tokenizer,
+        out,
+        model_key="deep",
+        shots=2,
+        prompt_format="v1",
+        batch_size=2,
+        chunk_size=2,
+        settings={"dtype": "bfloat16"},
+        progress=False,
+    )
     assert (third["target_token"] != "from-shard").all()
 
 
-def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(deep_llama, tmp_path,
-                                                                               monkeypatch):
+def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(deep_llama, tmp_path, monkeypatch):
     model, tokenizer = deep_llama
     rows = prompt_rows(tokenizer, chat=False)
-    options = dict(model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, examples=1,
-                   progress=False)
-    reference = run_relevance(rows, model, tokenizer, tmp_path / "ref.parquet",
-                              tokens_output=tmp_path / "ref.tokens.parquet", **options)
+    options = dict(
+        model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, examples=1, progress=False
+    )
+    reference = run_relevance(
+        rows, model, tokenizer, tmp_path / "ref.parquet", tokens_output=tmp_path / "ref.tokens.parquet", **options
+    )
     out, tokens = tmp_path / "relevance.parquet", tmp_path / "relevance.tokens.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.layers.relevance", out, lambda: run_relevance(
-        rows, model, tokenizer, out, tokens_output=tokens, **options))
+    result, computed = killed_then_resumed(
+        monkeypatch,
+        "xmrc.analysis.layers.relevance",
+        out,
+        lambda: run_relevance(rows, model, tokenizer, out, tokens_output=tokens, **options),
+    )
     assert computed == [1]  # the first chunk (2 prompts) came from its shard
     pd.testing.assert_frame_equal(result, reference)
     pd.testing.assert_frame_equal(read_parquet(out), read_parquet(tmp_path / "ref.parquet"))
@@ -192,8 +249,12 @@ def test_hidden_states_job_killed_after_a_chunk_resumes_through_the_checkpoint_l
     options = dict(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
     reference = run_hidden_states(rows, model, tokenizer, tmp_path / "ref.npy", tmp_path / "ref.parquet", **options)
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.layers.hidden_states", vectors, lambda: (
-        run_hidden_states(rows, model, tokenizer, vectors, index, **options)))
+    result, computed = killed_then_resumed(
+        monkeypatch,
+        "xmrc.analysis.layers.hidden_states",
+        vectors,
+        lambda: run_hidden_states(rows, model, tokenizer, vectors, index, **options),
+    )
     assert computed == [1] and result == reference
     assert vectors.read_bytes() == (tmp_path / "ref.npy").read_bytes()
     pd.testing.assert_frame_equal(read_parquet(index), read_parquet(tmp_path / "ref.parquet"))
@@ -217,8 +278,19 @@ def test_pooled_hidden_states(llama, tmp_path):
     np.testing.assert_allclose(alone[0].astype(np.float32), pooled[1].astype(np.float32), rtol=1e-2, atol=1e-3)
 
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
-    count, shape = run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2,
-                                     prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
+    count, shape = run_hidden_states(
+        rows,
+        model,
+        tokenizer,
+        vectors,
+        index,
+        model_key="m",
+        shots=2,
+        prompt_format="v1",
+        batch_size=2,
+        chunk_size=2,
+        progress=False,
+    )
     stored = np.load(vectors)
     assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
     np.testing.assert_allclose(stored.astype(np.float32), pooled.astype(np.float32), rtol=1e-2, atol=1e-3)
@@ -227,8 +299,10 @@ def test_pooled_hidden_states(llama, tmp_path):
     # the chat model's label is teacher-forced: the last input token ends "Answer: " (the tiny BPE keeps the
     # space apart where it has no merge with the answer's first word) and predicts the answer
     assert (table["forced_prefix"].str.strip() == "Answer:").all()
-    assert all(prefix.endswith(last) and last.strip() in (":", "")
-               for prefix, last in zip(table["forced_prefix"], table["last_token"]))
+    assert all(
+        prefix.endswith(last) and last.strip() in (":", "")
+        for prefix, last in zip(table["forced_prefix"], table["last_token"])
+    )
     bare = pooled_hidden_states(model, [encode(tokenizer, rows.iloc[1])], tokenizer.pad_token_id)[0]
     np.testing.assert_allclose(bare[:, :2], pooled[1, :, :2], rtol=1e-2, atol=1e-3)  # causal: parts unchanged
     assert not np.allclose(bare[:, 2], pooled[1, :, 2], rtol=1e-2, atol=1e-3)  # the last token is another one
@@ -239,8 +313,9 @@ def test_empty_answer_has_no_last_token_state(llama, tmp_path):
     rows = prompt_rows(tokenizer, chat=True)
     rows.loc[1, "raw_output"] = "Answer:\n"
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
-    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
-                      progress=False)
+    run_hidden_states(
+        rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1", progress=False
+    )
     stored, table = np.load(vectors), read_parquet(index)
     assert table["target_status"].tolist() == ["answer", "empty_answer", "answer"]
     assert table["last_token"].tolist()[1] == "" and table["forced_prefix"].tolist()[1] == ""
@@ -255,25 +330,50 @@ def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
     shard_dir = vectors.with_name(vectors.name + ".shards")
     # a job killed after its first shard: the folder stays (marked with zeros), later shards are gone
     with shards_kept(monkeypatch):
-        run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
-                          batch_size=2, chunk_size=2, progress=False)
+        run_hidden_states(
+            rows,
+            model,
+            tokenizer,
+            vectors,
+            index,
+            model_key="m",
+            shots=2,
+            prompt_format="v1",
+            batch_size=2,
+            chunk_size=2,
+            progress=False,
+        )
     complete = np.load(vectors)
     np.save(shard_dir / "shard-00000.npy", np.zeros_like(complete[:2]))
     (shard_dir / "shard-00001.npy").unlink()
     vectors.unlink()
-    run_hidden_states(rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1",
-                      batch_size=2, chunk_size=2, progress=False)
+    run_hidden_states(
+        rows,
+        model,
+        tokenizer,
+        vectors,
+        index,
+        model_key="m",
+        shots=2,
+        prompt_format="v1",
+        batch_size=2,
+        chunk_size=2,
+        progress=False,
+    )
     resumed = np.load(vectors)
     assert not resumed[:2].any()  # the shard was kept, the rest recomputed
     np.testing.assert_array_equal(resumed[2:], complete[2:])
     assert not shard_dir.exists()
 
 
-@pytest.mark.parametrize("output, prefix, answer", [
-    ("Answer: The Normans\nQuestion: ...", "Answer:", "The Normans"),  # a chat model writes the label first
-    (" The Normans\n", "", "The Normans"),  # a base model's prompt ends with the label
-    ("Answer:\nParis\n", "Answer:", "Paris"),  # the label alone on its line: the answer is the next line
-])
+@pytest.mark.parametrize(
+    "output, prefix, answer",
+    [
+        ("Answer: The Normans\nQuestion: ...", "Answer:", "The Normans"),  # a chat model writes the label first
+        (" The Normans\n", "", "The Normans"),  # a base model's prompt ends with the label
+        ("Answer:\nParis\n", "Answer:", "Paris"),  # the label alone on its line: the answer is the next line
+    ],
+)
 def test_answer_start_is_the_answers_first_token(llama, output, prefix, answer):
     _, tokenizer = llama
     start = answer_start(tokenizer, output)
@@ -281,7 +381,7 @@ def test_answer_start_is_the_answers_first_token(llama, output, prefix, answer):
     assert tokenizer.decode(list(start.prefix_ids)) == start.prefix_text
     assert start.target_text.strip() and answer.startswith(start.target_text.strip())
     ids = tokenizer(output, add_special_tokens=False)["input_ids"]
-    assert start.target_id == ids[len(start.prefix_ids)] and list(start.prefix_ids) == ids[:len(start.prefix_ids)]
+    assert start.target_id == ids[len(start.prefix_ids)] and list(start.prefix_ids) == ids[: len(start.prefix_ids)]
 
 
 @pytest.mark.parametrize("output", ["", "  \n", "Answer:", "Answer:\n\n", None])
@@ -295,9 +395,19 @@ def test_relevance_explains_the_answer_token_of_every_row(llama, tmp_path):
     model, tokenizer = llama
     rows = prompt_rows(tokenizer, chat=True)
     rows.loc[2, "raw_output"] = "Answer:"  # empty answer
-    result = run_relevance(rows, model, tokenizer, tmp_path / "r.parquet", model_key="m", shots=2,
-                           prompt_format="v1", batch_size=2, examples=3, tokens_output=tmp_path / "t.parquet",
-                           progress=False)
+    result = run_relevance(
+        rows,
+        model,
+        tokenizer,
+        tmp_path / "r.parquet",
+        model_key="m",
+        shots=2,
+        prompt_format="v1",
+        batch_size=2,
+        examples=3,
+        tokens_output=tmp_path / "t.parquet",
+        progress=False,
+    )
     items = result.drop_duplicates("id").set_index("id")
     assert items["target_status"].tolist() == ["answer", "answer", "empty_answer"]
     for number in (0, 1):
@@ -329,19 +439,25 @@ def test_real_chat_model_relevance_explains_the_token_after_its_label(smollm2, t
     rows = prompt_rows(tokenizer, chat=True, shots=0, prompt_format="v1").iloc[[0]].reset_index(drop=True)
     prompt = encode(tokenizer, rows.iloc[0])
     with torch.no_grad():
-        generated = model.generate(torch.tensor([prompt.input_ids]), attention_mask=torch.ones(
-            1, len(prompt.input_ids), dtype=torch.long), max_new_tokens=6, do_sample=False,
-            pad_token_id=tokenizer.pad_token_id)[0, len(prompt.input_ids):].tolist()
+        generated = model.generate(
+            torch.tensor([prompt.input_ids]),
+            attention_mask=torch.ones(1, len(prompt.input_ids), dtype=torch.long),
+            max_new_tokens=6,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+        )[0, len(prompt.input_ids) :].tolist()
     rows.loc[0, "raw_output"] = tokenizer.decode(generated, skip_special_tokens=True)
     assert rows.loc[0, "raw_output"].startswith("Answer:")  # measured: "Answer: Wer gab"
-    result = run_relevance(rows, model, tokenizer, tmp_path / "r.parquet", model_key="smollm2", shots=0,
-                           prompt_format="v1", progress=False).set_index("part")
+    result = run_relevance(
+        rows, model, tokenizer, tmp_path / "r.parquet", model_key="smollm2", shots=0, prompt_format="v1", progress=False
+    ).set_index("part")
     row = result.loc["context"]
     assert row["target_status"] == "answer" and row["forced_prefix"] == "Answer:"
     assert row["target_id"] == generated[row["forced_tokens"]]  # the model's own token after the label
     assert row["target_id"] != generated[0] and tokenizer.decode([generated[0]]) == "Answer"  # not the label
     assert row["target_token"].strip() and extract_answer(rows.loc[0, "raw_output"]).startswith(
-        row["target_token"].strip())
+        row["target_token"].strip()
+    )
     assert row["target_greedy"]  # float32 HF: the stored output is the model's greedy choice
     assert (result["layers"] == 29).all()
     for part in ("task_description", "context", "question"):
@@ -349,5 +465,7 @@ def test_real_chat_model_relevance_explains_the_token_after_its_label(smollm2, t
     assert np.isnan(result.loc["demonstrations", "mrd"])  # 0-shot
     last = encode_to_answer(tokenizer, rows.iloc[0])[0].input_ids[-1]
     assert tokenizer.decode([last]) == ":"  # the hidden-state "last input token" ends the label
-    print(f"explained {row['target_token']!r} (id {row['target_id']}) after {row['forced_prefix']!r}; "
-          f"MRD {result['mrd'].to_dict()}")
+    print(
+        f"explained {row['target_token']!r} (id {row['target_id']}) after {row['forced_prefix']!r}; "
+        f"MRD {result['mrd'].to_dict()}"
+    )

@@ -1,10 +1,9 @@
 """The batched evaluator against Captum's FeatureAblation on real prompts and tiny models."""
 
-
 import numpy as np
 import pytest
-from helpers import ROOT
 
+from helpers import ROOT
 from xmrc.analysis.oracle.ablation import (
     BatchedAblation,
     CaptumAblation,
@@ -51,26 +50,29 @@ def items(xquad, model, tokenizer, chat, count, fmt="v1", languages=("de", "zh")
     """Ablation items of `count` test items per en-x direction, targets as the model generates them."""
     import torch
 
-    prompts = build_prompt_table(xquad, list(languages), 2, fmt, DEMOS, hf_chat_template(tokenizer) if chat else None,
-                                 count)
+    prompts = build_prompt_table(
+        xquad, list(languages), 2, fmt, DEMOS, hf_chat_template(tokenizer) if chat else None, count
+    )
     english = xquad[xquad["lang"] == "en"].set_index("id")
     result = []
     for row in prompts.itertuples():
         ids = encode(tokenizer, row.prompt, row.templated)
-        generated = model.generate(torch.tensor([ids]), max_new_tokens=6, do_sample=False,
-                                   pad_token_id=tokenizer.pad_token_id)[0, len(ids):].tolist()
+        generated = model.generate(
+            torch.tensor([ids]), max_new_tokens=6, do_sample=False, pad_token_id=tokenizer.pad_token_id
+        )[0, len(ids) :].tolist()
         target = align_target(generated, tokenizer) or whole_characters(generated, tokenizer)
         gold = english.loc[row.id]
         units = context_units(gold["context"], gold["answer_text"], int(gold["answer_start"]), "en").units
-        item = item_from_prompt(row.prompt, row.context_start, [(u.start, u.end) for u in units], row.templated,
-                                target)
+        item = item_from_prompt(row.prompt, row.context_start, [(u.start, u.end) for u in units], row.templated, target)
         assert item.prompt == row.prompt
         result.append(item)
     return result
 
 
-@pytest.mark.parametrize("name, chat, languages", [("llama-chat", True, ("de", "zh")), ("llama-base", False, ("en",)),
-                                                   ("qwen2-chat", True, ("zh",))])
+@pytest.mark.parametrize(
+    "name, chat, languages",
+    [("llama-chat", True, ("de", "zh")), ("llama-base", False, ("en",)), ("qwen2-chat", True, ("zh",))],
+)
 def test_batched_attributions_equal_captum_feature_ablation(tiny_models, xquad, name, chat, languages):
     model, tokenizer = load(tiny_models[name])
     batched = BatchedAblation(model, tokenizer, batch_size=3)  # several batches per item
@@ -121,6 +123,6 @@ def test_align_target_finds_the_answers_first_token(tiny_models):
     ids = tokenizer("Answer: the Normans\nQuestion: x", add_special_tokens=False)["input_ids"]
     target = align_target(ids, tokenizer)
     assert tokenizer.decode(target.ids).endswith("the Normans")
-    assert "Answer:" in tokenizer.decode(target.ids[:target.answer_token])
-    assert tokenizer.decode(target.ids[target.answer_token:]).strip() == "the Normans"
+    assert "Answer:" in tokenizer.decode(target.ids[: target.answer_token])
+    assert tokenizer.decode(target.ids[target.answer_token :]).strip() == "the Normans"
     assert align_target(tokenizer("Answer:", add_special_tokens=False)["input_ids"], tokenizer) is None

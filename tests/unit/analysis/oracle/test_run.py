@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
-from helpers.jobs import killed_then_resumed
 
+from helpers.jobs import killed_then_resumed
 from xmrc.analysis.oracle.run import chosen_format, run_oracle, sample_ids, work_items
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
@@ -19,7 +19,7 @@ def test_sample_is_seeded_ordered_and_complete_when_large():
 def test_chosen_format_reads_the_summary():
     summary = pd.DataFrame({"model": ["A", "B"], "prompt_format": ["v2", "v1"]})
     assert chosen_format(summary, "A", "s.csv") == "v2"
-    with pytest.raises(XmrcError, match="s.csv: no row for model 'C'"):
+    with pytest.raises(XmrcError, match=r"s.csv: no row for model 'C'"):
         chosen_format(summary, "C", "s.csv")
     with pytest.raises(XmrcError, match="needs columns"):
         chosen_format(summary.drop(columns="prompt_format"), "A", "s.csv")
@@ -28,12 +28,29 @@ def test_chosen_format_reads_the_summary():
 def tables(context="One. Two."):
     prompt = f"Task\nContext: {context}\nQuestion: q"
     start = prompt.index(context)
-    prompts = pd.DataFrame([{"id": i, "context_lang": "en", "question_lang": q, "prompt": prompt, "templated": True,
-                             "context_start": start, "context_end": start + len(context)}
-                            for q in ("en", "de") for i in ("a", "b", "c")])
+    prompts = pd.DataFrame(
+        [
+            {
+                "id": i,
+                "context_lang": "en",
+                "question_lang": q,
+                "prompt": prompt,
+                "templated": True,
+                "context_start": start,
+                "context_end": start + len(context),
+            }
+            for q in ("en", "de")
+            for i in ("a", "b", "c")
+        ]
+    )
     generations = prompts[["id", "context_lang", "question_lang"]].assign(raw_output=" Two", prediction="Two")
-    units = pd.DataFrame([{"id": i, "lang": "en", "unit": u, "start": s, "end": e, "is_gold": u == 1,
-                           "sentences": 1} for i in ("a", "b", "c") for u, (s, e) in enumerate([(0, 5), (5, 9)])])
+    units = pd.DataFrame(
+        [
+            {"id": i, "lang": "en", "unit": u, "start": s, "end": e, "is_gold": u == 1, "sentences": 1}
+            for i in ("a", "b", "c")
+            for u, (s, e) in enumerate([(0, 5), (5, 9)])
+        ]
+    )
     return prompts, generations, units
 
 
@@ -60,12 +77,20 @@ def test_oracle_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(tin
 
     model, tokenizer = load_model(str(tiny_models["llama-chat"]), dtype="float32")
     items = work_items(*tables(), ["en", "de"], None, seed=0)
-    options = dict(base={"model": "Tiny", "shots": 2, "prompt_format": "v1"}, implementation="batched",
-                   batch_size=4, max_new_tokens=4, generation_batch_size=2, chunk_size=2, progress=False)
+    options = dict(
+        base={"model": "Tiny", "shots": 2, "prompt_format": "v1"},
+        implementation="batched",
+        batch_size=4,
+        max_new_tokens=4,
+        generation_batch_size=2,
+        chunk_size=2,
+        progress=False,
+    )
     reference = run_oracle(items, model, tokenizer, tmp_path / "ref.parquet", **options)
     out = tmp_path / "oracle.parquet"
-    result, computed = killed_then_resumed(monkeypatch, "xmrc.analysis.oracle.run", out, lambda: run_oracle(
-        items, model, tokenizer, out, **options))
+    result, computed = killed_then_resumed(
+        monkeypatch, "xmrc.analysis.oracle.run", out, lambda: run_oracle(items, model, tokenizer, out, **options)
+    )
     assert computed == [2, 2]  # the first chunk came from its shard
     assert (result["status"] == "ok").all()
     timing = ["seconds"]  # the only column that differs between runs

@@ -10,7 +10,7 @@ from xmrc.analysis.oracle.sentences import (
 
 
 def texts(text, lang="en"):
-    return [text[u.start:u.end] for u in split_sentences(text, lang)]
+    return [text[u.start : u.end] for u in split_sentences(text, lang)]
 
 
 def test_units_cover_the_text_exactly_and_keep_trailing_space():
@@ -20,16 +20,19 @@ def test_units_cover_the_text_exactly_and_keep_trailing_space():
     assert units == ["  The Normans came. ", "They stayed!  ", "Did they leave? ", "No.\n"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Mr. Smith met Dr. Jones in St. Louis. They talked.", 2),
-    ("J. R. R. Tolkien wrote it. It sold well.", 2),
-    ("The U.S. economy grew, e.g. in 2000. Then it fell.", 2),
-    ("Brown v. Board of Education was decided in 1954. It ended segregation.", 2),
-    ("He said \"I am here to . . . submit cheerfully\". The court agreed.", 2),
-    ("It ended in 1066. The next king was crowned.", 2),
-    ("The value is 3.14 and rising. (It was lower.) Now it is high.", 3),
-    ("It grew. and then it shrank.", 1),  # a lower-case start continues the sentence
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Mr. Smith met Dr. Jones in St. Louis. They talked.", 2),
+        ("J. R. R. Tolkien wrote it. It sold well.", 2),
+        ("The U.S. economy grew, e.g. in 2000. Then it fell.", 2),
+        ("Brown v. Board of Education was decided in 1954. It ended segregation.", 2),
+        ('He said "I am here to . . . submit cheerfully". The court agreed.', 2),
+        ("It ended in 1066. The next king was crowned.", 2),
+        ("The value is 3.14 and rising. (It was lower.) Now it is high.", 3),
+        ("It grew. and then it shrank.", 1),  # a lower-case start continues the sentence
+    ],
+)
 def test_english_boundaries(text, expected):
     assert len(texts(text)) == expected, texts(text)
 
@@ -53,15 +56,18 @@ def test_gold_unit_is_the_sentence_holding_the_answer():
     answer = "Normandy"
     result = context_units(context, answer, context.index(answer), "en")
     assert result.gold == 1 and result.problem is None
-    assert context[result.units[1].start:result.units[1].end].startswith("The Normans")
+    assert context[result.units[1].start : result.units[1].end].startswith("The Normans")
 
 
 def test_answer_across_a_boundary_merges_the_sentences_and_is_reported():
     context = "Paris is big. The case was Brown v. Smith. Then it ended. Later more."
     answer = "it ended. Later"
     result = context_units(context, answer, context.index(answer), "en")
-    assert [context[u.start:u.end] for u in result.units] == [
-        "Paris is big. ", "The case was Brown v. Smith. ", "Then it ended. Later more."]
+    assert [context[u.start : u.end] for u in result.units] == [
+        "Paris is big. ",
+        "The case was Brown v. Smith. ",
+        "Then it ended. Later more.",
+    ]
     assert result.gold == 2 and result.units[2].sentences == 2
     assert result.problem[0] == "answer_crosses_boundary"
 
@@ -72,10 +78,15 @@ def test_answer_not_at_answer_start_gets_no_gold_unit():
 
 
 def test_units_table_rows_and_problems():
-    table = pd.DataFrame({
-        "id": ["a", "a", "b"], "lang": ["en", "de", "en"],
-        "context": ["One thing. Two things.", "Eins. Zwei.", "Alpha. Beta gamma."],
-        "answer_text": ["Two", "Zwei", "Delta"], "answer_start": [11, 6, 0]})
+    table = pd.DataFrame(
+        {
+            "id": ["a", "a", "b"],
+            "lang": ["en", "de", "en"],
+            "context": ["One thing. Two things.", "Eins. Zwei.", "Alpha. Beta gamma."],
+            "answer_text": ["Two", "Zwei", "Delta"],
+            "answer_start": [11, 6, 0],
+        }
+    )
     units, problems = units_table(table, ["en"])
     assert list(units.columns) == UNIT_COLUMNS
     assert set(units["lang"]) == {"en"}

@@ -1,9 +1,8 @@
-
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import PUBLISHED_TABLES
 
+from helpers import PUBLISHED_TABLES
 from xmrc import LANGUAGES
 from xmrc.analysis.oracle.figures import oracle_vs_f1
 from xmrc.analysis.oracle.tables import (
@@ -16,7 +15,6 @@ from xmrc.analysis.oracle.tables import (
 from xmrc.exceptions import XmrcError
 
 
-
 def results(models=("Model-B", "Model-A"), n=4):
     """Attribution rows: item i of every direction is step-correct when i < 3, sequence-correct when i < 2,
     for the first model; the second is always right. The last item of en-de is skipped (empty answer)."""
@@ -25,16 +23,27 @@ def results(models=("Model-B", "Model-A"), n=4):
         for lang in LANGUAGES:
             for i in range(n):
                 skipped = lang == "de" and i == n - 1
-                rows.append({"model": model, "shots": 2, "prompt_format": "v1", "context_lang": "en",
-                             "question_lang": lang, "id": f"q{i}", "status": "empty_answer" if skipped else "ok",
-                             "merged": i == 0, "step_correct": (i < 3 or m == 1) and not skipped,
-                             "sequence_correct": (i < 2 or m == 1) and not skipped})
+                rows.append(
+                    {
+                        "model": model,
+                        "shots": 2,
+                        "prompt_format": "v1",
+                        "context_lang": "en",
+                        "question_lang": lang,
+                        "id": f"q{i}",
+                        "status": "empty_answer" if skipped else "ok",
+                        "merged": i == 0,
+                        "step_correct": (i < 3 or m == 1) and not skipped,
+                        "sequence_correct": (i < 2 or m == 1) and not skipped,
+                    }
+                )
     return pd.DataFrame(rows)
 
 
 def scores(frame):
     return frame[["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]].assign(
-        em=0.0, f1=[0.5 if i.endswith("0") else 0.0 for i in frame["id"]])
+        em=0.0, f1=[0.5 if i.endswith("0") else 0.0 for i in frame["id"]]
+    )
 
 
 def test_direction_accuracy_counts_only_attributed_items():
@@ -75,9 +84,17 @@ def test_write_tables_and_figure(tmp_path):
     frame = results()
     paths = write_oracle_tables(frame, scores(frame), tmp_path)
     names = sorted(p.name for p in paths)
-    assert names == sorted(["oracle_summary.csv", "oracle_summary.md", "oracle_step_en-x.csv",
-                            "oracle_step_en-x.md", "oracle_sequence_en-x.csv", "oracle_sequence_en-x.md",
-                            "oracle_vs_f1.csv"])
+    assert names == sorted(
+        [
+            "oracle_summary.csv",
+            "oracle_summary.md",
+            "oracle_step_en-x.csv",
+            "oracle_step_en-x.md",
+            "oracle_sequence_en-x.csv",
+            "oracle_sequence_en-x.md",
+            "oracle_vs_f1.csv",
+        ]
+    )
     written = pd.read_csv(tmp_path / "oracle_summary.csv", index_col="model")
     assert np.allclose(written.values, summary_table(direction_accuracy(frame)).values, atol=0.005)
     figure = oracle_vs_f1(pd.read_csv(tmp_path / "oracle_vs_f1.csv"), tmp_path / "figure.png")
