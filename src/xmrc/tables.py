@@ -133,7 +133,7 @@ def _with_chosen_format(ds: pd.DataFrame, criterion: str = DEFAULT_FORMAT_CRITER
     mean_f1 = mean_f1.where(~undecided, overall)
     # A model whose F1 is all NaN still needs a format; -inf keeps idxmax defined.
     best = mean_f1.fillna(float("-inf")).groupby(level="model").idxmax()
-    chosen = dict(best)
+    chosen = dict(best.tolist())  # idxmax gives (model, format) pairs
     return ds[ds["prompt_format"] == ds["model"].map(chosen)]
 
 
