@@ -26,6 +26,18 @@ from xmrc.io import require_columns
 from xmrc.plots import new_figure, save_figure
 from xmrc.tables import DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, summary_table
 
+# F1 (%) cells annotated to one decimal on one fixed colour scale, so heatmaps compare across figures.
+F1_HEATMAP = {
+    "vmin": 0,
+    "vmax": 100,
+    "cmap": "viridis",
+    "annot": True,
+    "fmt": ".1f",
+    "annot_kws": {"fontsize": 8},
+    "linewidths": 0.5,
+    "cbar_kws": {"label": "F1 (%)"},
+}
+
 
 def heatmap(
     direction_scores: pd.DataFrame,
@@ -41,18 +53,7 @@ def heatmap(
     # ~0.75 in per column leaves room for "100.0" at fontsize 8; long model names get the left margin.
     fig = new_figure(figsize=(2.5 + 0.75 * cols, 1.2 + 0.38 * rows))
     ax = fig.subplots()
-    sns.heatmap(
-        table.astype(float),
-        ax=ax,
-        vmin=0,
-        vmax=100,
-        cmap="viridis",
-        annot=True,
-        fmt=".1f",
-        annot_kws={"fontsize": 8},
-        linewidths=0.5,
-        cbar_kws={"label": "F1 (%)"},
-    )
+    sns.heatmap(table.astype(float), ax=ax, **F1_HEATMAP)
     ax.set_xlabel("direction (context-question)")
     ax.set_ylabel("")
     ax.set_title(f"F1, {scenario}, {shots}-shot" if shots is not None else f"F1, {scenario}")
@@ -142,19 +143,7 @@ def direction_matrix(
     size = len(matrix)
     fig = new_figure(figsize=(2.0 + 0.6 * size, 1.6 + 0.5 * size))
     ax = fig.subplots()
-    sns.heatmap(
-        matrix.astype(float),
-        ax=ax,
-        vmin=0,
-        vmax=100,
-        cmap="viridis",
-        annot=True,
-        fmt=".1f",
-        annot_kws={"fontsize": 8},
-        linewidths=0.5,
-        square=True,
-        cbar_kws={"label": "F1 (%)"},
-    )
+    sns.heatmap(matrix.astype(float), ax=ax, square=True, **F1_HEATMAP)
     ax.set_xlabel("question language")
     ax.set_ylabel("context language (answer language)")
     ax.set_title(f"F1, {model}, {shots}-shot {prompt_format}")

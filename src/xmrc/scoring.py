@@ -178,18 +178,10 @@ def score_pairs(
     return [em for em, _ in scores], [f for _, f in scores]
 
 
-GENERATION_COLUMNS = [
-    "model",
-    "shots",
-    "prompt_format",
-    "id",
-    "context_lang",
-    "question_lang",
-    "answer_lang",
-    "gold",
-    "prediction",
-]
-SCORE_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "em", "f1"]
+SETTING_COLUMNS = ["model", "shots", "prompt_format"]
+# What scoring reads of a generation table (xmrc.generation.GENERATION_COLUMNS holds them all).
+GENERATION_COLUMNS = [*SETTING_COLUMNS, "id", "context_lang", "question_lang", "answer_lang", "gold", "prediction"]
+SCORE_COLUMNS = [*SETTING_COLUMNS, "context_lang", "question_lang", "id", "em", "f1"]
 
 
 def score_table(generations: pd.DataFrame, normalization: str = "mlqa") -> pd.DataFrame:

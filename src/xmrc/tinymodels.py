@@ -99,51 +99,47 @@ _GEMMA2_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<start_of_turn>model\\n' }}{%- endif %}"
 )
 
-_FAMILIES = {
-    "llama": _Family(
-        specials=(
-            "<|begin_of_text|>",
-            "<|end_of_text|>",
-            "<|start_header_id|>",
-            "<|end_header_id|>",
-            "<|eot_id|>",
-            "<|finetune_right_pad_id|>",
-        ),
+_SPECIALS = {
+    "llama": (
+        "<|begin_of_text|>",
+        "<|end_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+        "<|finetune_right_pad_id|>",
+    ),
+    "qwen2": ("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
+    "mistral": ("<pad>", "<s>", "</s>", "[INST]", "[/INST]"),
+    "gemma2": ("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"),
+}
+
+_CHAT_TEMPLATES = {
+    "llama": _LLAMA_TEMPLATE,
+    "qwen2": _QWEN2_TEMPLATE,
+    "mistral": _MISTRAL_TEMPLATE,
+    "gemma2": _GEMMA2_TEMPLATE,
+}
+
+# The special token of each role. Gemma-2-it keeps <eos> as the tokenizer's eos and stops on <end_of_turn> via
+# the generation config.
+_ROLES = {
+    "llama": dict(
         bos="<|begin_of_text|>",
         eos_base="<|end_of_text|>",
         eos_chat="<|eot_id|>",
         end_of_turn="<|eot_id|>",
         pad="<|finetune_right_pad_id|>",
-        chat_template=_LLAMA_TEMPLATE,
     ),
-    "qwen2": _Family(
-        specials=("<|endoftext|>", "<|im_start|>", "<|im_end|>"),
-        bos=None,
-        eos_base="<|endoftext|>",
-        eos_chat="<|im_end|>",
-        end_of_turn="<|im_end|>",
-        pad="<|endoftext|>",
-        chat_template=_QWEN2_TEMPLATE,
+    "qwen2": dict(
+        bos=None, eos_base="<|endoftext|>", eos_chat="<|im_end|>", end_of_turn="<|im_end|>", pad="<|endoftext|>"
     ),
-    "mistral": _Family(
-        specials=("<pad>", "<s>", "</s>", "[INST]", "[/INST]"),
-        bos="<s>",
-        eos_base="</s>",
-        eos_chat="</s>",
-        end_of_turn="</s>",
-        pad="<pad>",
-        chat_template=_MISTRAL_TEMPLATE,
-    ),
-    # Gemma-2-it keeps <eos> as the tokenizer's eos and stops on <end_of_turn> via the generation config.
-    "gemma2": _Family(
-        specials=("<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"),
-        bos="<bos>",
-        eos_base="<eos>",
-        eos_chat="<eos>",
-        end_of_turn="<end_of_turn>",
-        pad="<pad>",
-        chat_template=_GEMMA2_TEMPLATE,
-    ),
+    "mistral": dict(bos="<s>", eos_base="</s>", eos_chat="</s>", end_of_turn="</s>", pad="<pad>"),
+    "gemma2": dict(bos="<bos>", eos_base="<eos>", eos_chat="<eos>", end_of_turn="<end_of_turn>", pad="<pad>"),
+}
+
+_FAMILIES = {
+    name: _Family(specials=_SPECIALS[name], chat_template=_CHAT_TEMPLATES[name], **roles)
+    for name, roles in _ROLES.items()
 }
 
 

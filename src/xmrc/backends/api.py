@@ -19,12 +19,12 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from tqdm.auto import tqdm
 
-from xmrc.backends.base import Generation
+from xmrc.backends.base import Generation, StopRule
 from xmrc.exceptions import XmrcError
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "deepseek": "https://api.deepseek.com/v1"}
@@ -90,11 +90,7 @@ class APIBackend:
         return {"name": self.name, "provider": self.provider, "model": self.model, "temperature": 0}
 
     def generate(
-        self,
-        prompts: Sequence[str],
-        max_new_tokens: int,
-        templated: bool,
-        stop_when: Callable[[str], bool] | None = None,
+        self, prompts: Sequence[str], max_new_tokens: int, templated: bool, stop_when: StopRule | None = None
     ) -> list[Generation]:
         del templated, stop_when  # the provider templates; extraction takes the first line
         results: list[Generation | None] = [None] * len(prompts)

@@ -12,6 +12,10 @@ class Generation:
     output_tokens: int
 
 
+# A sequence's text so far in, whether its answer is complete (generation may stop there).
+StopRule = Callable[[str], bool]
+
+
 class Backend(Protocol):
     """Required: `name` and `generate`. Optional (used when present): `describe()` -> JSON-able dict of the
     backend's name, library versions and output-relevant settings (recorded with every output and part of
@@ -20,11 +24,7 @@ class Backend(Protocol):
     name: str
 
     def generate(
-        self,
-        prompts: Sequence[str],
-        max_new_tokens: int,
-        templated: bool,
-        stop_when: Callable[[str], bool] | None = None,
+        self, prompts: Sequence[str], max_new_tokens: int, templated: bool, stop_when: StopRule | None = None
     ) -> list[Generation]:
         """Greedy continuations of `prompts`, in the same order. `templated` prompts already hold the chat
         template's special tokens, so no BOS is added; `stop_when(text)` may end a sequence early."""

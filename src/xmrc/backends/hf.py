@@ -5,13 +5,13 @@ Longest-first batching keeps padding small (neighbours have similar lengths) and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM, AutoTokenizer, StoppingCriteria, StoppingCriteriaList
 
-from xmrc.backends.base import Generation, longest_first_batches
+from xmrc.backends.base import Generation, StopRule, longest_first_batches
 from xmrc.exceptions import XmrcError
 
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32, "auto": "auto"}
@@ -20,7 +20,7 @@ DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch
 class _StopWhen(StoppingCriteria):
     """Per-sequence early stop: decodes only the new tokens and asks `stop_when`."""
 
-    def __init__(self, tokenizer, prompt_length: int, stop_when: Callable[[str], bool]):
+    def __init__(self, tokenizer, prompt_length: int, stop_when: StopRule):
         self.tokenizer, self.prompt_length, self.stop_when = tokenizer, prompt_length, stop_when
 
     def __call__(self, input_ids: torch.LongTensor, scores, **kwargs) -> torch.BoolTensor:
@@ -122,11 +122,7 @@ class HFBackend:
         return self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
 
     def generate(
-        self,
-        prompts: Sequence[str],
-        max_new_tokens: int,
-        templated: bool,
-        stop_when: Callable[[str], bool] | None = None,
+        self, prompts: Sequence[str], max_new_tokens: int, templated: bool, stop_when: StopRule | None = None
     ) -> list[Generation]:
         encoded = self.tokenize(prompts, templated)
         new_tokens = generate_until(
@@ -148,7 +144,7 @@ def generate_until(
     encoded: Sequence[list[int]],
     max_new_tokens: int,
     batch_size: int,
-    stop_when: Callable[[str], bool] | None = None,
+    stop_when: StopRule | None = None,
     progress: bool = False,
 ) -> list[torch.Tensor]:
     """Greedy continuations of tokenised prompts, batched longest first and left-padded, each ended early once

@@ -24,7 +24,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from xmrc.backends.base import Generation
+from xmrc.backends.base import Generation, StopRule
 from xmrc.exceptions import XmrcError
 
 # Continuation rounds after the first newline stop; more is never needed for "Answer:\n<answer>\n".
@@ -128,7 +128,7 @@ Step = Callable[[list[list[int]], list[int]], list[tuple[str, list[int], bool]]]
 
 
 def generate_until_complete(
-    step: Step, token_ids: Sequence[Sequence[int]], max_new_tokens: int, stop_when: Callable[[str], bool] | None
+    step: Step, token_ids: Sequence[Sequence[int]], max_new_tokens: int, stop_when: StopRule | None
 ) -> list[Generation]:
     """Run `step` on every prompt; continue the sequences that stopped at a newline without a complete answer."""
     texts = [""] * len(token_ids)
@@ -152,22 +152,9 @@ def generate_until_complete(
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(
-        self,
-        weights: str,
-        revision: str | None = None,
-        dtype: str = "bfloat16",
-        tensor_parallel_size: int = 1,
-        gpu_memory_utilization: float = 0.9,
-        max_model_len: int | None = None,
-        enable_prefix_caching: bool = True,
-        max_num_seqs: int = 256,
-        lora: str | None = None,
-        lora_rank: int = 16,
-        cpu_kv_cache_gb: float = CPU_KV_CACHE_GB,
-        progress: bool = True,
-        **_ignored,
-    ):
+    def __init__(self, weights: str, lora: str | None = None, progress: bool = True, **engine):
+        """`engine`: the keywords of `engine_settings` (revision, dtype, tensor_parallel_size, ...); `lora`: an
+        adapter directory, served with a LoRA rank of its own (`adapter_rank`)."""
         try:
             import vllm
             from vllm.lora.request import LoRARequest
@@ -179,31 +166,22 @@ class VLLMBackend:
         from xmrc.backends.hf import load_tokenizer
 
         self.progress, self.lora = progress, lora
-        self.tokenizer = load_tokenizer(weights, revision)
-        self.settings = engine_settings(
-            weights,
-            revision=revision,
-            dtype=dtype,
-            tensor_parallel_size=tensor_parallel_size,
-            gpu_memory_utilization=gpu_memory_utilization,
-            max_model_len=max_model_len,
-            enable_prefix_caching=enable_prefix_caching,
-            max_num_seqs=max_num_seqs,
-            lora_rank=adapter_rank(lora, lora_rank) if lora else None,
-            platform=cpu_platform_settings(cpu_kv_cache_gb),
-        )
+        self.tokenizer = load_tokenizer(weights, engine.get("revision"))
+        lora_rank = adapter_rank(lora) if lora else None
+        self.settings = engine_settings(weights, **engine, lora_rank=lora_rank, platform=cpu_platform_settings())
         self.version = vllm.__version__
         self._vllm = vllm
         self.lora_request = LoRARequest("adapter", 1, str(lora)) if lora else None
         self.llm = vllm.LLM(**self.settings)
 
     def describe(self) -> dict:
+        sampling = sampling_settings(0) | {"max_tokens": "max_new_tokens"}  # max_tokens differs per call
         return {
             "name": self.name,
             "vllm": self.version,
             "engine": self.settings,
             "lora": self.lora,
-            "sampling": sampling_settings(0) | {"max_tokens": "max_new_tokens"},
+            "sampling": sampling,
         }
 
     def tokenize(self, prompts: Sequence[str], templated: bool) -> list[list[int]]:
@@ -220,10 +198,6 @@ class VLLMBackend:
         ]
 
     def generate(
-        self,
-        prompts: Sequence[str],
-        max_new_tokens: int,
-        templated: bool,
-        stop_when: Callable[[str], bool] | None = None,
+        self, prompts: Sequence[str], max_new_tokens: int, templated: bool, stop_when: StopRule | None = None
     ) -> list[Generation]:
         return generate_until_complete(self._step, self.tokenize(prompts, templated), max_new_tokens, stop_when)

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from xmrc.backends.base import longest_first_batches
-from xmrc.backends.hf import default_device, load_causal_lm, load_tokenizer
+from xmrc.backends.hf import HFBackend
 from xmrc.exceptions import XmrcError
 
 
@@ -40,25 +40,15 @@ def label_token_ids(tokenizer, labels: Sequence[str]) -> list[int]:
     return ids
 
 
-class LabelScorer:
-    name = "hf"
+class LabelScorer(HFBackend):
+    """An `HFBackend` (same loading, batching and left padding) that also scores label tokens."""
 
     def __init__(
-        self,
-        weights: str,
-        revision: str | None = None,
-        dtype: str = "bfloat16",
-        batch_size: int = 8,
-        device: str | None = None,
-        gpus: int = 1,
-        progress: bool = True,
+        self, weights: str, revision: str | None = None, dtype: str = "bfloat16", batch_size: int = 8, **options
     ):
-        self.batch_size, self.progress = batch_size, progress
-        self.device = device or default_device()
-        self.tokenizer = load_tokenizer(weights, revision)
+        super().__init__(weights, revision, dtype, batch_size, **options)
         # Prompts are encoded once (to sort by length) and padded per batch: that is intended, not slow.
         self.tokenizer.deprecation_warnings["Asking-to-pad-a-fast-tokenizer"] = True
-        self.model = load_causal_lm(weights, revision, dtype, self.device, gpus)
         self._keeps_logits = "logits_to_keep" in inspect.signature(self.model.forward).parameters
 
     def _last_logits(self, input_ids, attention_mask, position_ids) -> torch.Tensor:
@@ -71,7 +61,7 @@ class LabelScorer:
     def score(self, prompts: Sequence[str], labels: Sequence[str], templated: bool) -> np.ndarray:
         """log P(label | prompt) over the whole vocabulary, shape (len(prompts), len(labels)), float32."""
         label_ids = torch.tensor(label_token_ids(self.tokenizer, labels))
-        encoded = self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
+        encoded = self.tokenize(prompts, templated)
         scores = np.full((len(prompts), len(labels)), np.nan, dtype=np.float32)
         batches = longest_first_batches([len(ids) for ids in encoded], self.batch_size)
         for batch in tqdm(batches, desc="judge", unit="batch", disable=not self.progress):
