@@ -25,6 +25,7 @@ MEMBER_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "id"
 
 
 def cmd_layer_groups(args) -> None:
+    """balanced / en-superior sample groups from per-item F1"""
     items = pd.concat([read_table(path, required=ITEM_COLUMNS) for path in args.item_scores], ignore_index=True)
     registry = Registry.load(args.registry)
     members, sizes = sample_models(
@@ -59,6 +60,7 @@ def _model_job(args):
 
 
 def cmd_layer_relevance(args) -> None:
+    """AttnLRP (LXT) relevance per layer and part MRD (resumable)"""
     if args.examples < 0:
         raise XmrcError(f"--examples must be 0 or more, got {args.examples}")
     model, weights, rows = _model_job(args)
@@ -88,6 +90,7 @@ def cmd_layer_relevance(args) -> None:
 
 
 def cmd_layer_hidden(args) -> None:
+    """pooled hidden states per part and layer, float16 (resumable)"""
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     count, shape = run_hidden_states(
@@ -108,6 +111,7 @@ def cmd_layer_hidden(args) -> None:
 
 
 def cmd_layer_mrd(args) -> None:
+    """mean MRD per model, group, language and part (CSV)"""
     relevance = pd.concat([read_table(path) for path in args.relevance], ignore_index=True)
     table = group_mrd_table(relevance, read_table(args.groups, required=MEMBER_COLUMNS))
     write_csv(table, args.out, float_format="%.6g")
@@ -115,12 +119,14 @@ def cmd_layer_mrd(args) -> None:
 
 
 def cmd_layer_similarity(args) -> None:
+    """cross-lingual similarity ratio per layer (CSV)"""
     table = similarity_of_runs(args.vectors, args.index, read_table(args.groups, required=MEMBER_COLUMNS))
     write_csv(table, args.out, float_format="%.6g")
     print(f"{args.out}: {len(table)} similarity ratios")
 
 
 def cmd_layer_figures(args) -> None:
+    """MRD and similarity figures of one model and setting"""
     from xmrc.analysis.layers import figures as layer_figures  # matplotlib and seaborn
 
     mrd = read_table(
@@ -142,6 +148,7 @@ def cmd_layer_figures(args) -> None:
 
 
 def cmd_layer_example_figure(args) -> None:
+    """attribution example: top tokens of each prompt part by relevance, per layer (paper Figure 11)"""
     from xmrc.analysis.layers.attribution_example import draw  # matplotlib and seaborn
 
     draw(read_table(args.tokens, required=TOKEN_COLUMNS), args.top, args.out)
@@ -149,6 +156,7 @@ def cmd_layer_example_figure(args) -> None:
 
 
 def cmd_layer_change_figures(args) -> None:
+    """similarity curves of a model series (base, instruct, tuned) and their change"""
     from xmrc.analysis.layers import figures as layer_figures  # matplotlib and seaborn
 
     similarity = read_table(args.similarity)
@@ -160,7 +168,7 @@ def cmd_layer_change_figures(args) -> None:
 
 
 def register(command) -> None:
-    p = command("layer-groups", cmd_layer_groups, "balanced / en-superior sample groups from per-item F1")
+    p = command("layer-groups", cmd_layer_groups)
     p.add_argument(
         "--item-scores",
         nargs="+",
@@ -190,26 +198,26 @@ def register(command) -> None:
         p.add_argument("--batch-size", type=int, default=default_batch)
         p.add_argument("--chunk-size", type=int, default=64, help="prompts per checkpoint shard")
 
-    p = command("layer-relevance", cmd_layer_relevance, "AttnLRP (LXT) relevance per layer and part MRD (resumable)")
+    p = command("layer-relevance", cmd_layer_relevance)
     extraction(p, 1)
     p.add_argument("--examples", type=int, default=1, help="items whose per-token relevance is kept (first ones)")
     p.add_argument("--out", required=True)
     p.add_argument("--out-tokens", required=True, help="per-token relevance of the example items")
 
-    p = command("layer-hidden", cmd_layer_hidden, "pooled hidden states per part and layer, float16 (resumable)")
+    p = command("layer-hidden", cmd_layer_hidden)
     extraction(p, 8)
     shared.required_paths(p, "--out-vectors", "--out-index")
 
-    p = command("layer-mrd", cmd_layer_mrd, "mean MRD per model, group, language and part (CSV)")
+    p = command("layer-mrd", cmd_layer_mrd)
     p.add_argument("--relevance", nargs="+", required=True)
     shared.required_paths(p, "--groups", "--out")
 
-    p = command("layer-similarity", cmd_layer_similarity, "cross-lingual similarity ratio per layer (CSV)")
+    p = command("layer-similarity", cmd_layer_similarity)
     p.add_argument("--vectors", nargs="+", required=True)
     p.add_argument("--index", nargs="+", required=True)
     shared.required_paths(p, "--groups", "--out")
 
-    p = command("layer-figures", cmd_layer_figures, "MRD and similarity figures of one model and setting")
+    p = command("layer-figures", cmd_layer_figures)
     p.add_argument("--mrd", required=True)
     p.add_argument("--similarity", required=True)
     p.add_argument("--sizes", required=True, help="group_sizes.csv of layer-groups")
@@ -224,20 +232,12 @@ def register(command) -> None:
     ):
         p.add_argument(f"--out-{name}", required=True)
 
-    p = command(
-        "layer-example-figure",
-        cmd_layer_example_figure,
-        "attribution example: top tokens of each prompt part by relevance, per layer (paper Figure 11)",
-    )
+    p = command("layer-example-figure", cmd_layer_example_figure)
     p.add_argument("--tokens", required=True, help="per-token relevance (layer-relevance --out-tokens)")
     p.add_argument("--top", type=int, default=3, help="tokens shown per prompt part")
     p.add_argument("--out", required=True)
 
-    p = command(
-        "layer-change-figures",
-        cmd_layer_change_figures,
-        "similarity curves of a model series (base, instruct, tuned) and their change",
-    )
+    p = command("layer-change-figures", cmd_layer_change_figures)
     p.add_argument("--similarity", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys, first = reference")
     shared.setting(p)
