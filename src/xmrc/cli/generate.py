@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import fields
 
 import pandas as pd
 
@@ -22,6 +23,8 @@ from xmrc.hub.server import make_server
 from xmrc.io import read_table, write_csv, write_text
 from xmrc.prompts import hf_chat_template
 
+# generate-job's backend options are named as BackendSettings' fields, but for these two
+OPTION_OF_FIELD = {"timeout_s": "timeout", "backoff_s": "backoff"}
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"]
 
 
@@ -30,16 +33,7 @@ def cmd_generate_job(args) -> None:
     model = Registry.load(args.registry).get(args.model)
     kind = choose_backend(model, args.backend)
     settings = BackendSettings(
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        tensor_parallel_size=args.tensor_parallel_size,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        max_model_len=args.max_model_len,
-        lora=args.lora,
-        concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        timeout_s=args.timeout,
-        backoff_s=args.backoff,
+        **{field.name: getattr(args, OPTION_OF_FIELD.get(field.name, field.name)) for field in fields(BackendSettings)}
     )
     prompts = read_table(args.prompts, required=PROMPT_COLUMNS)
     backend = open_backend(model, kind, settings, args.weights, args.snapshot)

@@ -21,6 +21,7 @@ from xmrc.io import read_table, write_csv, write_parquet
 from xmrc.jobs import job_settings
 
 PART_CHOICES = ("question", "context", "last")
+ITEM_SCORES_HELP = "per-item score tables (the run's item_scores.parquet, score files of other models)"
 MEMBER_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"]
 
 
@@ -59,6 +60,18 @@ def _model_job(args):
     return model, weights, rows
 
 
+def _job_options(args, model) -> dict:
+    """The options every extraction job takes from its command: model and setting, batching, checkpoints."""
+    return {
+        "model_key": model.key,
+        "shots": args.shots,
+        "prompt_format": args.format,
+        "batch_size": args.batch_size,
+        "chunk_size": args.chunk_size,
+        "settings": job_settings(args),
+    }
+
+
 def cmd_layer_relevance(args) -> None:
     """AttnLRP (LXT) relevance per layer and part MRD (resumable)"""
     if args.examples < 0:
@@ -72,14 +85,9 @@ def cmd_layer_relevance(args) -> None:
         network,
         tokenizer,
         Path(args.out),
-        model_key=model.key,
-        shots=args.shots,
-        prompt_format=args.format,
-        batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
         examples=args.examples,
         tokens_output=Path(args.out_tokens),
-        settings=job_settings(args),
+        **_job_options(args, model),
     )
     explained = result.drop_duplicates(["context_lang", "question_lang", "id"])["target_status"].value_counts()
     print(
@@ -94,17 +102,7 @@ def cmd_layer_hidden(args) -> None:
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     count, shape = run_hidden_states(
-        rows,
-        network,
-        tokenizer,
-        Path(args.out_vectors),
-        Path(args.out_index),
-        model_key=model.key,
-        shots=args.shots,
-        prompt_format=args.format,
-        batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
-        settings=job_settings(args),
+        rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index), **_job_options(args, model)
     )
     size = Path(args.out_vectors).stat().st_size
     print(f"{args.out_vectors}: pooled hidden states {shape} float16 of {count} prompts, {size / 1e6:.1f} MB")
@@ -169,12 +167,7 @@ def cmd_layer_change_figures(args) -> None:
 
 def register(command) -> None:
     p = command("layer-groups", cmd_layer_groups)
-    p.add_argument(
-        "--item-scores",
-        nargs="+",
-        required=True,
-        help="per-item score tables (the run's item_scores.parquet, score files of other models)",
-    )
+    p.add_argument("--item-scores", nargs="+", required=True, help=ITEM_SCORES_HELP)
     p.add_argument("--registry", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys or paper names")
     shared.setting(p, several_formats=True)
