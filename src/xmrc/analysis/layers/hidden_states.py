@@ -45,17 +45,7 @@ from xmrc.jobs import ArrayStore, digest, run_sharded, table_keys
 
 POOLED_PARTS = ("question", "context", "last")
 ITEM_KEY = ["context_lang", "question_lang", "id"]
-INDEX_COLUMNS = [
-    "model",
-    "shots",
-    "prompt_format",
-    "context_lang",
-    "question_lang",
-    "id",
-    "target_status",
-    "forced_prefix",
-    "last_token",
-]
+INDEX_COLUMNS = ["model", "shots", "prompt_format", *ITEM_KEY, "target_status", "forced_prefix", "last_token"]
 
 
 def pooled_hidden_states(
