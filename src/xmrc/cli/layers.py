@@ -9,7 +9,7 @@ import pandas as pd
 
 from xmrc.analysis.layers.groups import ITEM_COLUMNS, sample_models
 from xmrc.analysis.layers.hidden_states import run_hidden_states
-from xmrc.analysis.layers.inputs import group_ids, load_model, prompt_rows
+from xmrc.analysis.layers.inputs import ExtractionJob, group_ids, load_model, prompt_rows
 from xmrc.analysis.layers.mrd import group_mrd_table
 from xmrc.analysis.layers.relevance import TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
 from xmrc.analysis.layers.similarity import similarity_of_runs
@@ -60,16 +60,8 @@ def _model_job(args):
     return model, weights, rows
 
 
-def _job_options(args, model) -> dict:
-    """The options every extraction job takes from its command: model and setting, batching, checkpoints."""
-    return {
-        "model_key": model.key,
-        "shots": args.shots,
-        "prompt_format": args.format,
-        "batch_size": args.batch_size,
-        "chunk_size": args.chunk_size,
-        "settings": job_settings(args),
-    }
+def _extraction_job(args, model) -> ExtractionJob:
+    return ExtractionJob(model.key, args.shots, args.format, args.batch_size, args.chunk_size, job_settings(args))
 
 
 def cmd_layer_relevance(args) -> None:
@@ -80,14 +72,9 @@ def cmd_layer_relevance(args) -> None:
     check_lxt_support(weights, model.revision)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     lxt_rules(network)
+    job = _extraction_job(args, model)
     result = run_relevance(
-        rows,
-        network,
-        tokenizer,
-        Path(args.out),
-        examples=args.examples,
-        tokens_output=Path(args.out_tokens),
-        **_job_options(args, model),
+        rows, network, tokenizer, Path(args.out), job, examples=args.examples, tokens_output=Path(args.out_tokens)
     )
     explained = result.drop_duplicates(["context_lang", "question_lang", "id"])["target_status"].value_counts()
     print(
@@ -101,9 +88,8 @@ def cmd_layer_hidden(args) -> None:
     """pooled hidden states per part and layer, float16 (resumable)"""
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
-    count, shape = run_hidden_states(
-        rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index), **_job_options(args, model)
-    )
+    job = _extraction_job(args, model)
+    count, shape = run_hidden_states(rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index), job)
     size = Path(args.out_vectors).stat().st_size
     print(f"{args.out_vectors}: pooled hidden states {shape} float16 of {count} prompts, {size / 1e6:.1f} MB")
 
