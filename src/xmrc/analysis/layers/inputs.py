@@ -55,6 +55,19 @@ class ExtractionJob:
         """The columns that name the job's rows in its tables."""
         return {"model": self.model_key, "shots": self.shots, "prompt_format": self.prompt_format}
 
+    def fingerprint_settings(self, rows: pd.DataFrame, kind_settings: dict) -> dict:
+        """What the job's fingerprint is made of besides the rows' item keys: `kind_settings`, those of one
+        kind of extraction, yield to `settings` (the command's arguments, as given)."""
+        return {
+            **self.key(),
+            "batch_size": self.batch_size,
+            "chunk_size": self.chunk_size,
+            **kind_settings,
+            "code": LAYER_CODE_VERSION,
+            **(self.settings or {}),
+            "rows": digest(*row_keys(rows)),
+        }
+
     def run(
         self,
         kind: str,
@@ -67,24 +80,14 @@ class ExtractionJob:
         **kind_settings,
     ):
         """`xmrc.jobs.run_sharded` over `items` (the rows, or their positions) of the job of `kind` (its progress
-        label), its shards named by the rows' item keys; `kind_settings`, those of one kind of extraction, enter
-        the fingerprint but yield to `settings`."""
-        job = {
-            **self.key(),
-            "batch_size": self.batch_size,
-            "chunk_size": self.chunk_size,
-            **kind_settings,
-            "code": LAYER_CODE_VERSION,
-            **(self.settings or {}),
-            "rows": digest(*row_keys(rows)),
-        }
+        label), its shards named by the rows' item keys."""
         return run_sharded(
             items,
             keys=table_keys(rows, ITEM_KEY),
             compute=compute,
             store=store,
             output=output,
-            settings=job,
+            settings=self.fingerprint_settings(rows, kind_settings),
             chunk_size=self.chunk_size,
             write_output=write_output,
             label=f"{kind} {self.model_key}",
