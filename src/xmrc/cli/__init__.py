@@ -12,8 +12,8 @@ from xmrc import __version__
 from xmrc.cli import data, errors, finetune, generate, intervals, layers, oracle, paper
 from xmrc.exceptions import XmrcError
 
-# Each module adds its subcommands with `register(command)`, where `command(name, func, help_text)` returns an
-# argparse subparser; in this order in `xmrc --help`.
+# Each module adds its subcommands with `register(command)`, where `command(name, func)` returns an argparse
+# subparser whose help is the docstring of func; in this order in `xmrc --help`.
 STAGES = (data, generate, errors, finetune, oracle, layers, paper, intervals)
 
 
@@ -22,7 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xmrc {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name, func, help_text):
+    def command(name, func):
+        help_text = " ".join(func.__doc__.split())
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
         return p

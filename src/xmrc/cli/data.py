@@ -22,6 +22,7 @@ from xmrc.tinymodels import build_registry_model
 
 
 def cmd_check_config(args) -> None:
+    """validate a run config and its registry"""
     config = load_config(args.config)
     models = Registry.load(config["registry"]).select(config["models"])
     dataset = dataset_registry.for_config(config)
@@ -32,6 +33,7 @@ def cmd_check_config(args) -> None:
 
 
 def cmd_data(args) -> None:
+    """obtain a dataset (XQuAD, MLQA), validate it, write one Parquet table"""
     dataset = dataset_registry.get(args.dataset, args.datasets)
     dataset.check_languages(args.languages, "languages")
     if args.source == "local" and not args.local_dir:
@@ -54,12 +56,14 @@ def cmd_data(args) -> None:
 
 
 def cmd_tiny_model(args) -> None:
+    """build a tiny random model of a real architecture"""
     model = Registry.load(args.registry).get(args.model)
     spec = build_registry_model(model, read_table(args.data), args.out)
     print(f"{args.out}: tiny {spec['architecture']} ({model.mode}) built")
 
 
 def cmd_prompts(args) -> None:
+    """build the prompts of one (model, shots, format) for all directions"""
     if args.demonstration_data and args.alignment == "parallel":
         raise XmrcError(
             "--demonstration-data: only with --alignment by_direction (a parallel dataset's "
@@ -90,6 +94,7 @@ def cmd_prompts(args) -> None:
 
 
 def cmd_score(args) -> None:
+    """F1/EM of every generation against its gold answer"""
     scored = score_table(read_table(args.generations, required=GENERATION_COLUMNS), args.normalization)
     write_parquet(scored, args.out)
     print(
@@ -100,6 +105,7 @@ def cmd_score(args) -> None:
 
 
 def cmd_aggregate(args) -> None:
+    """per-direction scores from per-item scores"""
     items = pd.concat([read_table(path) for path in args.scores], ignore_index=True)
     write_parquet(items, args.out_items)
     scores = direction_scores(items)
@@ -108,6 +114,7 @@ def cmd_aggregate(args) -> None:
 
 
 def cmd_tables(args) -> None:
+    """summary and per-language tables (CSV and Markdown)"""
     paths = write_run_tables(
         read_table(args.direction_scores), Path(args.out_dir), args.format_criterion, args.not_in_summary
     )
@@ -115,6 +122,7 @@ def cmd_tables(args) -> None:
 
 
 def cmd_figures(args) -> None:
+    """one figure (PNG): F1 heatmap, en-x vs x-x means, or one model's context x question F1 matrix"""
     from xmrc import figures  # matplotlib and seaborn: not for every command's start
 
     scores = read_table(args.direction_scores)
@@ -130,15 +138,16 @@ def cmd_figures(args) -> None:
 
 
 def cmd_report_tables(args) -> None:
+    """a run's main tables as HTML pages (items of the HTML report)"""
     paths = write_pages(args.tables_dir, args.stems, args.out_dir)
     print(f"{args.out_dir}: {len(paths)} tables as HTML pages for the report")
 
 
 def register(command) -> None:
-    p = command("check-config", cmd_check_config, "validate a run config and its registry")
+    p = command("check-config", cmd_check_config)
     p.add_argument("config")
 
-    p = command("data", cmd_data, "obtain a dataset (XQuAD, MLQA), validate it, write one Parquet table")
+    p = command("data", cmd_data)
     p.add_argument("--dataset", default="xquad", help="key in the dataset registry (default: xquad)")
     p.add_argument(
         "--datasets",
@@ -162,12 +171,12 @@ def register(command) -> None:
         "split, e.g. MLQA's validation, for k-shot demonstrations)",
     )
 
-    p = command("tiny-model", cmd_tiny_model, "build a tiny random model of a real architecture")
+    p = command("tiny-model", cmd_tiny_model)
     shared.model(p, weights=False)
     p.add_argument("--data", required=True, help="XQuAD table: the tokenizer is trained on it")
     p.add_argument("--out", required=True)
 
-    p = command("prompts", cmd_prompts, "build the prompts of one (model, shots, format) for all directions")
+    p = command("prompts", cmd_prompts)
     p.add_argument("--data", required=True)
     shared.model(p)
     shared.setting(p)
@@ -197,26 +206,22 @@ def register(command) -> None:
     p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
     p.add_argument("--out", required=True)
 
-    p = command("score", cmd_score, "F1/EM of every generation against its gold answer")
+    p = command("score", cmd_score)
     p.add_argument("--generations", required=True)
     p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
     p.add_argument("--out", required=True)
 
-    p = command("aggregate", cmd_aggregate, "per-direction scores from per-item scores")
+    p = command("aggregate", cmd_aggregate)
     p.add_argument("--scores", nargs="+", required=True)
     shared.required_paths(p, "--out-csv", "--out-items")
 
-    p = command("tables", cmd_tables, "summary and per-language tables (CSV and Markdown)")
+    p = command("tables", cmd_tables)
     p.add_argument("--direction-scores", required=True)
     shared.format_criterion(p)
     shared.not_in_summary(p)
     p.add_argument("--out-dir", required=True)
 
-    p = command(
-        "figures",
-        cmd_figures,
-        "one figure (PNG): F1 heatmap, en-x vs x-x means, or one model's context x question F1 matrix",
-    )
+    p = command("figures", cmd_figures)
     p.add_argument("--direction-scores", required=True)
     p.add_argument("--kind", choices=["heatmap", "means", "matrix"], required=True)
     shared.shots(p)
@@ -226,7 +231,7 @@ def register(command) -> None:
     shared.format_criterion(p)
     p.add_argument("--out", required=True)
 
-    p = command("report-tables", cmd_report_tables, "a run's main tables as HTML pages (items of the HTML report)")
+    p = command("report-tables", cmd_report_tables)
     p.add_argument("--tables-dir", required=True, help="results/<run>/tables")
     p.add_argument("--stems", nargs="+", required=True, help="tables (paths under --tables-dir, without .csv)")
     p.add_argument("--out-dir", required=True, help="results/<run>/report: <stem>.html per table")

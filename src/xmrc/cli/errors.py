@@ -19,6 +19,7 @@ from xmrc.prompts import hf_chat_template
 
 
 def cmd_wrong_answers(args) -> None:
+    """select the wrong answers W of one shots setting and scenario"""
     if len(args.generations) != len(args.scores):
         raise XmrcError(f"{len(args.generations)} generation file(s) but {len(args.scores)} score file(s)")
     generations = pd.concat(
@@ -47,6 +48,7 @@ def cmd_wrong_answers(args) -> None:
 
 
 def cmd_detect_language(args) -> None:
+    """Lingua language of reference and prediction of W"""
     answers = read_table(args.wrong_answers, required=KEYS + ["gold", "prediction"])
     result = language_errors(answers, build_detector(threads=args.threads))
     write_parquet(result, args.out)
@@ -57,6 +59,7 @@ def cmd_detect_language(args) -> None:
 
 
 def cmd_judge(args) -> None:
+    """LLM judge of generation failures over W (resumable)"""
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "the judge", role="judge model")
     answers = read_table(args.wrong_answers, required=KEYS + ["question", "raw_output"])
     scorer = open_scorer(args.backend, weights, model.revision, args.dtype, args.batch_size, model.gpus)
@@ -75,6 +78,7 @@ def cmd_judge(args) -> None:
 
 
 def cmd_error_tables(args) -> None:
+    """error rates per direction; Tables 7, 8, 9a-c, 2 (right half)"""
     counts = read_table(args.counts, required=wrong.COUNT_COLUMNS)
     answers = read_table(args.wrong_answers, required=KEYS + ["rule_blank"])
     language = read_table(args.language, required=KEYS + ["prediction_lang", "intruding_lang", "language_error"])
@@ -87,6 +91,7 @@ def cmd_error_tables(args) -> None:
 
 
 def cmd_error_figure(args) -> None:
+    """stacked bars of error types per model (PNG)"""
     from xmrc.errors.figure import error_types_chart  # matplotlib and seaborn
 
     items = read_table(args.items, required=KEYS + ["verdict", "language_error"])
@@ -95,7 +100,7 @@ def cmd_error_figure(args) -> None:
 
 
 def register(command) -> None:
-    p = command("wrong-answers", cmd_wrong_answers, "select the wrong answers W of one shots setting and scenario")
+    p = command("wrong-answers", cmd_wrong_answers)
     p.add_argument("--data", required=True, help="XQuAD table (questions)")
     p.add_argument("--generations", nargs="+", required=True)
     p.add_argument("--scores", nargs="+", required=True, help="score files, in the order of --generations")
@@ -113,12 +118,12 @@ def register(command) -> None:
     p.add_argument("--out", required=True, help="wrong_answers.parquet")
     p.add_argument("--out-counts", required=True, help="wrong_counts.csv: items and wrong answers per direction")
 
-    p = command("detect-language", cmd_detect_language, "Lingua language of reference and prediction of W")
+    p = command("detect-language", cmd_detect_language)
     p.add_argument("--wrong-answers", required=True)
     p.add_argument("--threads", type=int, help="Lingua worker threads (default: all cores)")
     p.add_argument("--out", required=True)
 
-    p = command("judge", cmd_judge, "LLM judge of generation failures over W (resumable)")
+    p = command("judge", cmd_judge)
     p.add_argument("--wrong-answers", required=True)
     shared.model(p)
     p.add_argument("--backend", choices=["hf", "vllm"], default="hf")
@@ -127,7 +132,7 @@ def register(command) -> None:
     p.add_argument("--chunk-size", type=int, default=512, help="answers per checkpoint shard")
     p.add_argument("--out", required=True)
 
-    p = command("error-tables", cmd_error_tables, "error rates per direction; Tables 7, 8, 9a-c, 2 (right half)")
+    p = command("error-tables", cmd_error_tables)
     p.add_argument("--counts", required=True, help="wrong_counts.csv")
     p.add_argument("--wrong-answers", required=True)
     p.add_argument("--language", required=True)
@@ -137,7 +142,7 @@ def register(command) -> None:
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-items", required=True, help="typed wrong answers (Parquet), input of error-figure")
 
-    p = command("error-figure", cmd_error_figure, "stacked bars of error types per model (PNG)")
+    p = command("error-figure", cmd_error_figure)
     p.add_argument("--items", required=True, help="typed wrong answers from error-tables")
     shared.scenario_setting(p)
     p.add_argument("--out", required=True)

@@ -21,6 +21,7 @@ from xmrc.prompts import FORMATS, read_ids
 
 
 def cmd_tulu(args) -> None:
+    """TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id"""
     if args.source == "local":
         if not args.local_file:
             raise XmrcError("--local-file is required with --source local")
@@ -43,6 +44,7 @@ def cmd_tulu(args) -> None:
 
 
 def cmd_split(args) -> None:
+    """article-level train/eval split of XQuAD and the held-out item ids"""
     if not 0 < args.eval_fraction < 1:
         raise XmrcError(f"--eval-fraction: {args.eval_fraction} is not between 0 and 1")
     table = read_table(args.data)
@@ -58,6 +60,7 @@ def cmd_split(args) -> None:
 
 
 def cmd_qt_pairs(args) -> None:
+    """question-translation pairs X->target from the training articles (and/or an external file)"""
     instruction = args.instruction or pairs.DEFAULT_INSTRUCTION
     pairs.check_request(instruction, args.sources, args.target)
     pools = []
@@ -83,6 +86,7 @@ def cmd_qt_pairs(args) -> None:
 
 
 def cmd_config(args) -> None:
+    """LLaMA-Factory train YAML and dataset_info.json of one finetuned model"""
     registry = Registry.load(args.registry)
     model = finetuned_model(registry, args.model)
     spec = model.finetune
@@ -99,6 +103,8 @@ def cmd_config(args) -> None:
 
 
 def cmd_train(args) -> None:
+    """llamafactory-cli train (resumes from the last checkpoint), then the model directory (LoRA merged into the base by
+    llamafactory-cli export)"""
     outcome = training.train(args.train_config, gpus=args.gpus)
     out = training.finalize(args.train_config, args.out, info=outcome)
     print(
@@ -118,6 +124,7 @@ def _settings(values: list[str]) -> list[tuple[int, str]]:
 
 
 def cmd_heldout_eval(args) -> None:
+    """evaluate a base model on the held-out items (prompts, generate, score for each setting)"""
     settings = _settings(args.settings)
     items = HeldOutItems(read_table(args.data), read_ids(args.ids), args.languages, args.demonstrations, args.max_items)
     backend_settings = BackendSettings(
@@ -146,6 +153,7 @@ def cmd_heldout_eval(args) -> None:
 
 
 def cmd_compare(args) -> None:
+    """base vs tuned tables on the same items"""
     items = read_table(args.item_scores)
     heldout = (
         pd.concat([read_table(p) for p in args.heldout_scores], ignore_index=True)
@@ -158,16 +166,13 @@ def cmd_compare(args) -> None:
 
 
 def cmd_compare_figure(args) -> None:
+    """base vs tuned F1 per direction (PNG)"""
     path = comparison_figure(read_per_language(args.table_dir, args.shots), args.out)
     print(f"{path}: base vs tuned figure")
 
 
 def register(command) -> None:
-    p = command(
-        "finetune-tulu",
-        cmd_tulu,
-        "TULU-3 SFT conversations -> LLaMA-Factory messages table; malformed ones reported by id",
-    )
+    p = command("finetune-tulu", cmd_tulu)
     p.add_argument("--source", choices=["hub", "local"], required=True)
     p.add_argument("--hub-id", default="allenai/tulu-3-sft-mixture")
     p.add_argument("--revision")
@@ -177,7 +182,7 @@ def register(command) -> None:
     p.add_argument("--out", required=True, help="Parquet: id, source, messages")
     p.add_argument("--problems", required=True, help="CSV of malformed conversations: id, reason")
 
-    p = command("finetune-split", cmd_split, "article-level train/eval split of XQuAD and the held-out item ids")
+    p = command("finetune-split", cmd_split)
     p.add_argument("--data", required=True, help="XQuAD table")
     p.add_argument("--eval-fraction", type=float, required=True)
     p.add_argument("--seed", type=int, default=0)
@@ -185,11 +190,7 @@ def register(command) -> None:
     p.add_argument("--out-split", required=True, help="CSV: title, split, items")
     p.add_argument("--out-ids", required=True, help="text file of held-out ids, one per line")
 
-    p = command(
-        "finetune-qt-pairs",
-        cmd_qt_pairs,
-        "question-translation pairs X->target from the training articles (and/or an external file)",
-    )
+    p = command("finetune-qt-pairs", cmd_qt_pairs)
     p.add_argument("--data", help="XQuAD table")
     p.add_argument("--split", help="article split CSV (finetune-split)")
     p.add_argument("--sources", nargs="+", required=True, metavar="LANG")
@@ -203,7 +204,7 @@ def register(command) -> None:
     p.add_argument("--no-xquad", action="store_true", help="only the external pairs")
     p.add_argument("--out", required=True)
 
-    p = command("finetune-config", cmd_config, "LLaMA-Factory train YAML and dataset_info.json of one finetuned model")
+    p = command("finetune-config", cmd_config)
     p.add_argument("--registry", required=True)
     p.add_argument("--model", required=True, help="registry key of a source: finetune model")
     p.add_argument("--base-weights", help="default: the base model's weights from the registry")
@@ -212,21 +213,12 @@ def register(command) -> None:
     p.add_argument("--work-dir", required=True, help="LLaMA-Factory output_dir (checkpoints)")
     p.add_argument("--out-dir", required=True)
 
-    p = command(
-        "finetune-train",
-        cmd_train,
-        "llamafactory-cli train (resumes from the last checkpoint), then "
-        "the model directory (LoRA merged into the base by llamafactory-cli export)",
-    )
+    p = command("finetune-train", cmd_train)
     p.add_argument("--train-config", required=True)
     p.add_argument("--gpus", type=int, default=0, help="> 1: torchrun with one process per GPU")
     p.add_argument("--out", required=True)
 
-    p = command(
-        "finetune-heldout-eval",
-        cmd_heldout_eval,
-        "evaluate a base model on the held-out items (prompts, generate, score for each setting)",
-    )
+    p = command("finetune-heldout-eval", cmd_heldout_eval)
     p.add_argument("--data", required=True, help="XQuAD table")
     shared.model(p)
     p.add_argument("--ids", required=True, help="held-out ids (finetune-split)")
@@ -246,7 +238,7 @@ def register(command) -> None:
     p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
     p.add_argument("--out-dir", required=True, help="writes {prompts,generations,scores}/<model>/<setting>.parquet")
 
-    p = command("finetune-compare", cmd_compare, "base vs tuned tables on the same items")
+    p = command("finetune-compare", cmd_compare)
     p.add_argument("--item-scores", required=True, help="the run's item_scores.parquet")
     p.add_argument(
         "--heldout-scores",
@@ -260,7 +252,7 @@ def register(command) -> None:
     shared.format_criterion(p)
     p.add_argument("--out-dir", required=True)
 
-    p = command("finetune-figure", cmd_compare_figure, "base vs tuned F1 per direction (PNG)")
+    p = command("finetune-figure", cmd_compare_figure)
     p.add_argument("--table-dir", required=True)
     p.add_argument("--shots", type=int, required=True)
     p.add_argument("--out", required=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from dataclasses import fields
 
 import pandas as pd
 
@@ -22,23 +23,17 @@ from xmrc.hub.server import make_server
 from xmrc.io import read_table, write_csv, write_text
 from xmrc.prompts import hf_chat_template
 
+# generate-job's backend options are named as BackendSettings' fields, but for these two
+OPTION_OF_FIELD = {"timeout_s": "timeout", "backoff_s": "backoff"}
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"]
 
 
 def cmd_generate_job(args) -> None:
+    """one generation job on any backend (hf, vllm, api): prefix-ordered, sharded, resumable"""
     model = Registry.load(args.registry).get(args.model)
     kind = choose_backend(model, args.backend)
     settings = BackendSettings(
-        dtype=args.dtype,
-        batch_size=args.batch_size,
-        tensor_parallel_size=args.tensor_parallel_size,
-        gpu_memory_utilization=args.gpu_memory_utilization,
-        max_model_len=args.max_model_len,
-        lora=args.lora,
-        concurrency=args.concurrency,
-        max_retries=args.max_retries,
-        timeout_s=args.timeout,
-        backoff_s=args.backoff,
+        **{field.name: getattr(args, OPTION_OF_FIELD.get(field.name, field.name)) for field in fields(BackendSettings)}
     )
     prompts = read_table(args.prompts, required=PROMPT_COLUMNS)
     backend = open_backend(model, kind, settings, args.weights, args.snapshot)
@@ -57,12 +52,14 @@ def cmd_generate_job(args) -> None:
 
 
 def cmd_fetch_model(args) -> None:
+    """download a registry model's snapshot into a cache (submit host) and write its stamp"""
     stamp = fetch_snapshot(Registry.load(args.registry).get(args.model), args.cache_dir)
     write_text(json.dumps(stamp, indent=1) + "\n", args.out)
     print(f"{args.out}: {stamp['hub_id']} at commit {stamp['commit']}")
 
 
 def cmd_convert_gguf(args) -> None:
+    """convert a registry model's GGUF weights shipped in a Python package into a snapshot directory"""
     stamp = convert_packaged_model(Registry.load(args.registry).get(args.model), args.out)
     print(
         f"{args.out}: {stamp['package']}=={stamp['version']} {stamp['file']} converted "
@@ -71,6 +68,8 @@ def cmd_convert_gguf(args) -> None:
 
 
 def cmd_check_tokenizer(args) -> None:
+    """check that a converted snapshot's tokenizer round-trips its probe texts with the recorded ids (run it under each
+    environment that loads the model)"""
     summary = check_tokenizer(args.weights)
     if args.out:
         write_text(summary + "\n", args.out)
@@ -78,6 +77,7 @@ def cmd_check_tokenizer(args) -> None:
 
 
 def cmd_pin_revisions(args) -> None:
+    """write the commits of fetched snapshots into the registry as each model's revision"""
     changed, stamps = pin_registry(args.registry, args.stamps, args.dry_run)
     verb = "would pin" if args.dry_run else "pinned"
     print(
@@ -88,6 +88,7 @@ def cmd_pin_revisions(args) -> None:
 
 
 def cmd_serve(args) -> None:
+    """OpenAI-compatible chat completions server over the HF backend (testing)"""
     from xmrc.backends.hf import HFBackend  # torch and transformers
 
     api_key = None
@@ -111,6 +112,7 @@ def cmd_serve(args) -> None:
 
 
 def cmd_prefix_stats(args) -> None:
+    """shared-prefix share of prompt tables in table order and prefix order"""
     tokenizer = None
     if args.tokenizer:
         from xmrc.backends.hf import load_tokenizer  # torch and transformers
@@ -128,11 +130,7 @@ def cmd_prefix_stats(args) -> None:
 
 
 def register(command) -> None:
-    p = command(
-        "generate-job",
-        cmd_generate_job,
-        "one generation job on any backend (hf, vllm, api): prefix-ordered, sharded, resumable",
-    )
+    p = command("generate-job", cmd_generate_job)
     p.add_argument("--prompts", required=True)
     shared.model(p)
     p.add_argument("--snapshot", help="stamp written by fetch-model: load its snapshot directory (offline)")
@@ -163,42 +161,25 @@ def register(command) -> None:
     p.add_argument("--backoff", type=float, default=1.0, help="api backend: first retry delay (doubles)")
     p.add_argument("--out", required=True)
 
-    p = command(
-        "fetch-model",
-        cmd_fetch_model,
-        "download a registry model's snapshot into a cache (submit host) and write its stamp",
-    )
+    p = command("fetch-model", cmd_fetch_model)
     shared.model(p, weights=False)
     p.add_argument("--cache-dir", required=True)
     p.add_argument("--out", required=True, help="stamp JSON: hub id, revision, commit, snapshot directory")
 
-    p = command(
-        "convert-gguf",
-        cmd_convert_gguf,
-        "convert a registry model's GGUF weights shipped in a Python package into a snapshot directory",
-    )
+    p = command("convert-gguf", cmd_convert_gguf)
     shared.model(p, weights=False)
     p.add_argument("--out", required=True, help="snapshot directory (save_pretrained layout)")
 
-    p = command(
-        "check-tokenizer",
-        cmd_check_tokenizer,
-        "check that a converted snapshot's tokenizer round-trips its probe texts with the recorded ids "
-        "(run it under each environment that loads the model)",
-    )
+    p = command("check-tokenizer", cmd_check_tokenizer)
     p.add_argument("weights", help="snapshot directory written by convert-gguf")
     p.add_argument("--out", help="write the one-line result here (a stamp for the workflow)")
 
-    p = command(
-        "pin-revisions",
-        cmd_pin_revisions,
-        "write the commits of fetched snapshots into the registry as each model's revision",
-    )
+    p = command("pin-revisions", cmd_pin_revisions)
     p.add_argument("--registry", required=True)
     p.add_argument("--stamps", required=True, help="the stamps folder of fetch-model (<hub_cache>/stamps)")
     p.add_argument("--dry-run", action="store_true", help="only say what would be pinned")
 
-    p = command("serve", cmd_serve, "OpenAI-compatible chat completions server over the HF backend (testing)")
+    p = command("serve", cmd_serve)
     p.add_argument("--weights", required=True)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="0: any free port (printed)")
@@ -208,9 +189,7 @@ def register(command) -> None:
     p.add_argument("--fault-every", type=int, default=0, help="then fail every k-th request (429/500)")
     p.add_argument("--delay", type=float, default=0.0, help="seconds added to every request")
 
-    p = command(
-        "prefix-stats", cmd_prefix_stats, "shared-prefix share of prompt tables in table order and prefix order"
-    )
+    p = command("prefix-stats", cmd_prefix_stats)
     p.add_argument("--prompts", nargs="+", required=True)
     p.add_argument("--tokenizer", help="tokenizer directory or hub id: also count tokens")
     p.add_argument("--out", help="CSV")

@@ -12,6 +12,7 @@ from xmrc.io import read_table
 
 
 def cmd_intervals(args) -> None:
+    """bootstrap intervals of F1/EM per direction and paired differences of compared models/settings"""
     registry = Registry.load(args.registry)
     pairs = model_pairs(registry.get(key) for key in args.models)
     settings = BootstrapSettings(args.resamples, args.confidence, args.seed)
@@ -25,6 +26,7 @@ def cmd_intervals(args) -> None:
 
 
 def cmd_intervals_figure(args) -> None:
+    """F1 per direction with bootstrap error bars (PNG)"""
     from xmrc.figures import interval_chart  # matplotlib and seaborn
 
     path = interval_chart(read_intervals(args.intervals), args.shots, args.out)
@@ -32,11 +34,7 @@ def cmd_intervals_figure(args) -> None:
 
 
 def register(command) -> None:
-    p = command(
-        "intervals",
-        cmd_intervals,
-        "bootstrap intervals of F1/EM per direction and paired differences of compared models/settings",
-    )
+    p = command("intervals", cmd_intervals)
     p.add_argument("--item-scores", required=True, help="results/<run>/tables/item_scores.parquet")
     p.add_argument("--registry", required=True, help="model registry YAML (which models a table compares)")
     p.add_argument("--models", nargs="+", required=True, metavar="MODEL", help="the run's models (keys or names)")
@@ -47,7 +45,7 @@ def register(command) -> None:
     shared.format_criterion(p)
     p.add_argument("--out-dir", required=True)
 
-    p = command("intervals-figure", cmd_intervals_figure, "F1 per direction with bootstrap error bars (PNG)")
+    p = command("intervals-figure", cmd_intervals_figure)
     p.add_argument("--intervals", required=True, help="direction_intervals.csv")
     p.add_argument("--shots", type=int, required=True)
     p.add_argument("--out", required=True)

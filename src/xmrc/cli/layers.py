@@ -9,7 +9,7 @@ import pandas as pd
 
 from xmrc.analysis.layers.groups import ITEM_COLUMNS, sample_models
 from xmrc.analysis.layers.hidden_states import run_hidden_states
-from xmrc.analysis.layers.inputs import group_ids, load_model, prompt_rows
+from xmrc.analysis.layers.inputs import ExtractionJob, group_ids, load_model, prompt_rows
 from xmrc.analysis.layers.mrd import group_mrd_table
 from xmrc.analysis.layers.relevance import TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
 from xmrc.analysis.layers.similarity import similarity_of_runs
@@ -21,10 +21,12 @@ from xmrc.io import read_table, write_csv, write_parquet
 from xmrc.jobs import job_settings
 
 PART_CHOICES = ("question", "context", "last")
+ITEM_SCORES_HELP = "per-item score tables (the run's item_scores.parquet, score files of other models)"
 MEMBER_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"]
 
 
 def cmd_layer_groups(args) -> None:
+    """balanced / en-superior sample groups from per-item F1"""
     items = pd.concat([read_table(path, required=ITEM_COLUMNS) for path in args.item_scores], ignore_index=True)
     registry = Registry.load(args.registry)
     members, sizes = sample_models(
@@ -58,26 +60,21 @@ def _model_job(args):
     return model, weights, rows
 
 
+def _extraction_job(args, model) -> ExtractionJob:
+    return ExtractionJob(model.key, args.shots, args.format, args.batch_size, args.chunk_size, job_settings(args))
+
+
 def cmd_layer_relevance(args) -> None:
+    """AttnLRP (LXT) relevance per layer and part MRD (resumable)"""
     if args.examples < 0:
         raise XmrcError(f"--examples must be 0 or more, got {args.examples}")
     model, weights, rows = _model_job(args)
     check_lxt_support(weights, model.revision)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
     lxt_rules(network)
+    job = _extraction_job(args, model)
     result = run_relevance(
-        rows,
-        network,
-        tokenizer,
-        Path(args.out),
-        model_key=model.key,
-        shots=args.shots,
-        prompt_format=args.format,
-        batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
-        examples=args.examples,
-        tokens_output=Path(args.out_tokens),
-        settings=job_settings(args),
+        rows, network, tokenizer, Path(args.out), job, examples=args.examples, tokens_output=Path(args.out_tokens)
     )
     explained = result.drop_duplicates(["context_lang", "question_lang", "id"])["target_status"].value_counts()
     print(
@@ -88,26 +85,17 @@ def cmd_layer_relevance(args) -> None:
 
 
 def cmd_layer_hidden(args) -> None:
+    """pooled hidden states per part and layer, float16 (resumable)"""
     model, weights, rows = _model_job(args)
     network, tokenizer = load_model(weights, model.revision, args.dtype, max(model.gpus, 1))
-    count, shape = run_hidden_states(
-        rows,
-        network,
-        tokenizer,
-        Path(args.out_vectors),
-        Path(args.out_index),
-        model_key=model.key,
-        shots=args.shots,
-        prompt_format=args.format,
-        batch_size=args.batch_size,
-        chunk_size=args.chunk_size,
-        settings=job_settings(args),
-    )
+    job = _extraction_job(args, model)
+    count, shape = run_hidden_states(rows, network, tokenizer, Path(args.out_vectors), Path(args.out_index), job)
     size = Path(args.out_vectors).stat().st_size
     print(f"{args.out_vectors}: pooled hidden states {shape} float16 of {count} prompts, {size / 1e6:.1f} MB")
 
 
 def cmd_layer_mrd(args) -> None:
+    """mean MRD per model, group, language and part (CSV)"""
     relevance = pd.concat([read_table(path) for path in args.relevance], ignore_index=True)
     table = group_mrd_table(relevance, read_table(args.groups, required=MEMBER_COLUMNS))
     write_csv(table, args.out, float_format="%.6g")
@@ -115,12 +103,14 @@ def cmd_layer_mrd(args) -> None:
 
 
 def cmd_layer_similarity(args) -> None:
+    """cross-lingual similarity ratio per layer (CSV)"""
     table = similarity_of_runs(args.vectors, args.index, read_table(args.groups, required=MEMBER_COLUMNS))
     write_csv(table, args.out, float_format="%.6g")
     print(f"{args.out}: {len(table)} similarity ratios")
 
 
 def cmd_layer_figures(args) -> None:
+    """MRD and similarity figures of one model and setting"""
     from xmrc.analysis.layers import figures as layer_figures  # matplotlib and seaborn
 
     mrd = read_table(
@@ -142,6 +132,7 @@ def cmd_layer_figures(args) -> None:
 
 
 def cmd_layer_example_figure(args) -> None:
+    """attribution example: top tokens of each prompt part by relevance, per layer (paper Figure 11)"""
     from xmrc.analysis.layers.attribution_example import draw  # matplotlib and seaborn
 
     draw(read_table(args.tokens, required=TOKEN_COLUMNS), args.top, args.out)
@@ -149,6 +140,7 @@ def cmd_layer_example_figure(args) -> None:
 
 
 def cmd_layer_change_figures(args) -> None:
+    """similarity curves of a model series (base, instruct, tuned) and their change"""
     from xmrc.analysis.layers import figures as layer_figures  # matplotlib and seaborn
 
     similarity = read_table(args.similarity)
@@ -160,13 +152,8 @@ def cmd_layer_change_figures(args) -> None:
 
 
 def register(command) -> None:
-    p = command("layer-groups", cmd_layer_groups, "balanced / en-superior sample groups from per-item F1")
-    p.add_argument(
-        "--item-scores",
-        nargs="+",
-        required=True,
-        help="per-item score tables (the run's item_scores.parquet, score files of other models)",
-    )
+    p = command("layer-groups", cmd_layer_groups)
+    p.add_argument("--item-scores", nargs="+", required=True, help=ITEM_SCORES_HELP)
     p.add_argument("--registry", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys or paper names")
     shared.setting(p, several_formats=True)
@@ -190,26 +177,26 @@ def register(command) -> None:
         p.add_argument("--batch-size", type=int, default=default_batch)
         p.add_argument("--chunk-size", type=int, default=64, help="prompts per checkpoint shard")
 
-    p = command("layer-relevance", cmd_layer_relevance, "AttnLRP (LXT) relevance per layer and part MRD (resumable)")
+    p = command("layer-relevance", cmd_layer_relevance)
     extraction(p, 1)
     p.add_argument("--examples", type=int, default=1, help="items whose per-token relevance is kept (first ones)")
     p.add_argument("--out", required=True)
     p.add_argument("--out-tokens", required=True, help="per-token relevance of the example items")
 
-    p = command("layer-hidden", cmd_layer_hidden, "pooled hidden states per part and layer, float16 (resumable)")
+    p = command("layer-hidden", cmd_layer_hidden)
     extraction(p, 8)
     shared.required_paths(p, "--out-vectors", "--out-index")
 
-    p = command("layer-mrd", cmd_layer_mrd, "mean MRD per model, group, language and part (CSV)")
+    p = command("layer-mrd", cmd_layer_mrd)
     p.add_argument("--relevance", nargs="+", required=True)
     shared.required_paths(p, "--groups", "--out")
 
-    p = command("layer-similarity", cmd_layer_similarity, "cross-lingual similarity ratio per layer (CSV)")
+    p = command("layer-similarity", cmd_layer_similarity)
     p.add_argument("--vectors", nargs="+", required=True)
     p.add_argument("--index", nargs="+", required=True)
     shared.required_paths(p, "--groups", "--out")
 
-    p = command("layer-figures", cmd_layer_figures, "MRD and similarity figures of one model and setting")
+    p = command("layer-figures", cmd_layer_figures)
     p.add_argument("--mrd", required=True)
     p.add_argument("--similarity", required=True)
     p.add_argument("--sizes", required=True, help="group_sizes.csv of layer-groups")
@@ -224,20 +211,12 @@ def register(command) -> None:
     ):
         p.add_argument(f"--out-{name}", required=True)
 
-    p = command(
-        "layer-example-figure",
-        cmd_layer_example_figure,
-        "attribution example: top tokens of each prompt part by relevance, per layer (paper Figure 11)",
-    )
+    p = command("layer-example-figure", cmd_layer_example_figure)
     p.add_argument("--tokens", required=True, help="per-token relevance (layer-relevance --out-tokens)")
     p.add_argument("--top", type=int, default=3, help="tokens shown per prompt part")
     p.add_argument("--out", required=True)
 
-    p = command(
-        "layer-change-figures",
-        cmd_layer_change_figures,
-        "similarity curves of a model series (base, instruct, tuned) and their change",
-    )
+    p = command("layer-change-figures", cmd_layer_change_figures)
     p.add_argument("--similarity", required=True)
     p.add_argument("--models", nargs="+", required=True, help="registry keys, first = reference")
     shared.setting(p)

@@ -29,6 +29,7 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
 
 
 def cmd_sentences(args) -> None:
+    """split XQuAD contexts into sentence units, mark the gold one"""
     table = read_table(args.data, required=["id", "lang", "context", "answer_text", "answer_start"])
     units, problems = units_table(table, args.languages)
     write_parquet(units, args.out)
@@ -41,6 +42,7 @@ def cmd_sentences(args) -> None:
 
 
 def cmd_attribute(args) -> None:
+    """sentence-ablation attribution of one model's en-x answers (resumable)"""
     model, weights = local_model_and_weights(args.registry, args.model, args.weights, "attribution")
     prompt_files, generation_files = _pairs(args.prompts, "--prompts"), _pairs(args.generations, "--generations")
     prompt_format, prompts_path, generations_path = format_files(
@@ -91,6 +93,7 @@ def cmd_attribute(args) -> None:
 
 
 def cmd_tables(args) -> None:
+    """Table 3, per-language oracle tables and oracle vs F1"""
     results = pd.concat([read_table(path) for path in args.attributions], ignore_index=True)
     scores = read_table(args.item_scores) if args.item_scores else None
     paths = write_oracle_tables(results, scores, Path(args.out_dir))
@@ -98,6 +101,7 @@ def cmd_tables(args) -> None:
 
 
 def cmd_figure(args) -> None:
+    """oracle accuracy vs actual F1 per model and direction (PNG)"""
     from xmrc.analysis.oracle.figures import oracle_vs_f1  # matplotlib
 
     oracle_vs_f1(read_table(args.accuracy), Path(args.out))
@@ -105,7 +109,7 @@ def cmd_figure(args) -> None:
 
 
 def register(command) -> None:
-    p = command("oracle-sentences", cmd_sentences, "split XQuAD contexts into sentence units, mark the gold one")
+    p = command("oracle-sentences", cmd_sentences)
     p.add_argument("--data", required=True, help="XQuAD table (xmrc data)")
     shared.languages(p, default=["en"], help="context languages to split (default: en, the en-x contexts)")
     p.add_argument("--out", required=True)
@@ -115,9 +119,7 @@ def register(command) -> None:
         help="CSV of items whose answer crosses a sentence boundary or is not at answer_start",
     )
 
-    p = command(
-        "oracle-attribute", cmd_attribute, "sentence-ablation attribution of one model's en-x answers (resumable)"
-    )
+    p = command("oracle-attribute", cmd_attribute)
     p.add_argument("--units", required=True, help="sentence units (xmrc oracle-sentences)")
     p.add_argument("--summary", required=True, help="summary_<shots>shot.csv: the model's prompt format")
     p.add_argument("--prompts", nargs="+", required=True, metavar="FORMAT=PATH")
@@ -142,11 +144,11 @@ def register(command) -> None:
     p.add_argument("--chunk-size", type=int, default=64, help="items per checkpoint shard")
     p.add_argument("--out", required=True)
 
-    p = command("oracle-tables", cmd_tables, "Table 3, per-language oracle tables and oracle vs F1")
+    p = command("oracle-tables", cmd_tables)
     p.add_argument("--attributions", nargs="+", required=True)
     p.add_argument("--item-scores", help="item_scores.parquet: F1 of the same items")
     p.add_argument("--out-dir", required=True)
 
-    p = command("oracle-figure", cmd_figure, "oracle accuracy vs actual F1 per model and direction (PNG)")
+    p = command("oracle-figure", cmd_figure)
     p.add_argument("--accuracy", required=True, help="oracle_vs_f1.csv (xmrc oracle-tables)")
     p.add_argument("--out", required=True)

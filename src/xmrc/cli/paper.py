@@ -7,6 +7,7 @@ from xmrc.paper.compare import compare, headline, read_our_tables, write_compari
 
 
 def cmd_paper_comparison(args) -> None:
+    """the paper's published numbers beside this run's, cell by cell (CSV, Markdown, scatter PNG)"""
     from xmrc.paper.figure import comparison_scatter  # matplotlib and seaborn
 
     cells, summary = compare(read_our_tables(args.tables), Registry.load(args.registry))
@@ -16,11 +17,7 @@ def cmd_paper_comparison(args) -> None:
 
 
 def register(command) -> None:
-    p = command(
-        "paper-comparison",
-        cmd_paper_comparison,
-        "the paper's published numbers beside this run's, cell by cell (CSV, Markdown, scatter PNG)",
-    )
+    p = command("paper-comparison", cmd_paper_comparison)
     p.add_argument(
         "--tables",
         nargs="*",

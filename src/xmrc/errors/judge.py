@@ -33,7 +33,7 @@ import pandas as pd
 
 from xmrc.errors import KEYS
 from xmrc.io import write_parquet
-from xmrc.jobs import ParquetStore, digest, run_sharded
+from xmrc.jobs import ParquetStore, digest, run_sharded, table_keys
 
 INSTRUCTION = (
     "You are tasked with identifying the type of a given raw answer. You will be provided with a question and a "
@@ -224,10 +224,9 @@ def run_judge(
         write_parquet(result, output)
         return result
 
-    keys = ["\t".join(map(str, row)) for row in wrong[KEYS].itertuples(index=False)]
     return run_sharded(
         wrong,
-        keys=keys,
+        keys=table_keys(wrong, KEYS),
         compute=judge_chunk,
         store=ParquetStore(JUDGE_COLUMNS, key_columns=KEYS),
         output=output,

@@ -21,40 +21,22 @@ DATASET_NAMES = {"tulu3": "xmrc_tulu3", "question_translation": "xmrc_question_t
 
 # Keys of a method block that are ours, not LLaMA-Factory's.
 _OURS = {"preprocessing_num_workers"}
+
+# The hyperparameters each method passes on, in the train config's order: both share the schedule and the run's
+# settings; LoRA adds its adapter and an evaluation split.
+_SCHEDULE_KEYS = [
+    "num_train_epochs",
+    "cutoff_len",
+    "per_device_train_batch_size",
+    "gradient_accumulation_steps",
+    "learning_rate",
+    "warmup_ratio",
+    "lr_scheduler_type",
+]
+_RUN_KEYS = ["bf16", "deepspeed", "max_steps", "save_steps", "logging_steps"]
 _METHOD_KEYS = {
-    "full": [
-        "num_train_epochs",
-        "cutoff_len",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "learning_rate",
-        "warmup_ratio",
-        "lr_scheduler_type",
-        "bf16",
-        "deepspeed",
-        "max_steps",
-        "save_steps",
-        "logging_steps",
-    ],
-    "lora": [
-        "lora_rank",
-        "lora_alpha",
-        "lora_target",
-        "num_train_epochs",
-        "cutoff_len",
-        "per_device_train_batch_size",
-        "gradient_accumulation_steps",
-        "learning_rate",
-        "warmup_ratio",
-        "lr_scheduler_type",
-        "val_size",
-        "bf16",
-        "deepspeed",
-        "max_steps",
-        "save_steps",
-        "logging_steps",
-        "eval_steps",
-    ],
+    "full": [*_SCHEDULE_KEYS, *_RUN_KEYS],
+    "lora": ["lora_rank", "lora_alpha", "lora_target", *_SCHEDULE_KEYS, "val_size", *_RUN_KEYS, "eval_steps"],
 }
 
 

@@ -15,6 +15,7 @@ says so ("no balanced sample: all items, n=4").
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import seaborn as sns
@@ -32,6 +33,14 @@ PART_LABELS = {
     "context": "context",
     "last": "last input token",
 }
+
+
+class Setting(NamedTuple):
+    """The model (registry key) and generation setting a figure shows."""
+
+    model: str
+    shots: int
+    prompt_format: str
 
 
 def group_title(group: str, sizes: pd.DataFrame | None, fallback: bool | None = None, n: int | None = None) -> str:
@@ -57,45 +66,24 @@ def _select(table: pd.DataFrame, model: str, shots: int, prompt_format: str, wha
 
 
 def mrd_parts(
-    mrd: pd.DataFrame,
-    model: str,
-    shots: int,
-    prompt_format: str,
-    parts: tuple[str, str],
-    path,
-    sizes: pd.DataFrame | None = None,
-    groups=GROUPS,
+    mrd: pd.DataFrame, setting: Setting, parts: tuple[str, str], path, sizes: pd.DataFrame | None = None, groups=GROUPS
 ) -> Path:
     """Grouped bars: mean MRD of each of `parts` per question language, one panel per group."""
+    model, shots, prompt_format = setting
     rows = _select(mrd, model, shots, prompt_format, "MRD table")
     layers = int(rows["layers"].max())
     languages = _ordered_languages(rows["question_lang"])
     fig = new_figure(figsize=(len(groups) * (1.4 + 0.5 * len(languages)), 4.0), layout="constrained")
     axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
-    palette = dict(zip(parts, sns.color_palette("deep", 2)))
+    labels = [PART_LABELS[p] for p in parts]
+    palette = dict(zip(labels, sns.color_palette("deep", 2)))
     for ax, group in zip(axes, groups):
         data = rows[(rows["group"] == group) & rows["part"].isin(parts)].copy()
         data["part"] = data["part"].map(PART_LABELS)
         if data.empty:
-            ax.text(
-                0.5,
-                0.5,
-                f"no {PART_LABELS[parts[0]]} / {PART_LABELS[parts[1]]} tokens in these prompts",
-                ha="center",
-                va="center",
-                transform=ax.transAxes,
-            )
+            _no_data(ax, f"no {labels[0]} / {labels[1]} tokens in these prompts")
         else:
-            sns.barplot(
-                data=data,
-                x="question_lang",
-                y="mean_mrd",
-                hue="part",
-                order=languages,
-                hue_order=[PART_LABELS[p] for p in parts],
-                ax=ax,
-                palette={PART_LABELS[p]: c for p, c in palette.items()},
-            )
+            _bars(ax, data, languages, labels, palette)
             ax.legend(loc="upper left", fontsize=8, ncols=2, frameon=False)
         fallback = bool(rows.loc[rows["group"] == group, "fallback"].any())
         ax.set_title(group_title(group, sizes, fallback), fontsize=10)
@@ -124,11 +112,21 @@ def setting_figures(
     similarity_curves for each part in `similarity_paths`, their groups titled with the setting's sizes
     (group_sizes.csv of layer-groups)."""
     sizes = sizes[(sizes["model"] == model) & (sizes["shots"] == shots) & (sizes["prompt_format"] == prompt_format)]
-    setting = (model, shots, prompt_format)
-    paths = [mrd_parts(mrd, *setting, parts, path, sizes) for parts, path in mrd_paths.items()]
+    setting = Setting(model, shots, prompt_format)
+    paths = [mrd_parts(mrd, setting, parts, path, sizes) for parts, path in mrd_paths.items()]
     return paths + [
-        similarity_curves(similarity, *setting, part, path, sizes) for part, path in similarity_paths.items()
+        similarity_curves(similarity, setting, part, path, sizes) for part, path in similarity_paths.items()
     ]
+
+
+def _no_data(ax, message: str) -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes)
+
+
+def _bars(ax, data: pd.DataFrame, languages: list[str], labels: list[str], palette) -> None:
+    sns.barplot(
+        data, x="question_lang", y="mean_mrd", hue="part", order=languages, hue_order=labels, palette=palette, ax=ax
+    )
 
 
 def _curves(ax, data: pd.DataFrame, languages: list[str], palette, reference: float = 1.0) -> None:
@@ -157,16 +155,10 @@ def _language_palette(languages):
 
 
 def similarity_curves(
-    similarity: pd.DataFrame,
-    model: str,
-    shots: int,
-    prompt_format: str,
-    part: str,
-    path,
-    sizes: pd.DataFrame | None = None,
-    groups=GROUPS,
+    similarity: pd.DataFrame, setting: Setting, part: str, path, sizes: pd.DataFrame | None = None, groups=GROUPS
 ) -> Path:
     """S(en, x) per relative depth for one part: a line per language, a panel per group."""
+    model, shots, prompt_format = setting
     rows = _select(similarity, model, shots, prompt_format, "similarity table")
     rows = rows[rows["part"] == part]
     languages = _ordered_languages(rows["lang"])
@@ -178,7 +170,7 @@ def similarity_curves(
         if data["ratio"].notna().any():
             _curves(ax, data, languages, palette)
         else:
-            ax.text(0.5, 0.5, "fewer than 2 items: no ratio", ha="center", va="center", transform=ax.transAxes)
+            _no_data(ax, "fewer than 2 items: no ratio")
         k = int(data["k"].max()) if len(data) else 0
         ax.set_title(group_title(group, None, bool(data["fallback"].any()), k), fontsize=10)
         ax.set_ylabel(f"S(en, x), {PART_LABELS[part]}")

@@ -25,8 +25,10 @@ import pandas as pd
 from xmrc.exceptions import XmrcError
 
 GROUPS = ("balanced", "en-superior")
-GROUP_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "id", "fallback"]
-SIZE_COLUMNS = ["model", "model_name", "shots", "prompt_format", "group", "eligible", "selected", "fallback"]
+# A sample group: the model, its setting and which group; the columns every table of groups starts with.
+GROUP_KEY = ["model", "model_name", "shots", "prompt_format", "group"]
+GROUP_COLUMNS = [*GROUP_KEY, "id", "fallback"]
+SIZE_COLUMNS = [*GROUP_KEY, "eligible", "selected", "fallback"]
 ITEM_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "f1"]
 THRESHOLD = 0.5
 

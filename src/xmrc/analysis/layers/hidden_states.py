@@ -31,31 +31,20 @@ import numpy as np
 import pandas as pd
 
 from xmrc.analysis.layers.inputs import (
-    LAYER_CODE_VERSION,
+    ITEM_KEY,
     EncodedPrompt,
+    ExtractionJob,
     decoder_layers,
     encode_to_answer,
     left_pad,
-    row_keys,
 )
 from xmrc.backends.base import longest_first_batches
 from xmrc.exceptions import XmrcError
 from xmrc.io import write_array_blocks, write_parquet
-from xmrc.jobs import ArrayStore, digest, run_sharded, table_keys
+from xmrc.jobs import ArrayStore
 
 POOLED_PARTS = ("question", "context", "last")
-ITEM_KEY = ["context_lang", "question_lang", "id"]
-INDEX_COLUMNS = [
-    "model",
-    "shots",
-    "prompt_format",
-    "context_lang",
-    "question_lang",
-    "id",
-    "target_status",
-    "forced_prefix",
-    "last_token",
-]
+INDEX_COLUMNS = ["model", "shots", "prompt_format", *ITEM_KEY, "target_status", "forced_prefix", "last_token"]
 
 
 def pooled_hidden_states(
@@ -109,41 +98,18 @@ def pooled_hidden_states(
 
 
 def run_hidden_states(
-    rows: pd.DataFrame,
-    model,
-    tokenizer,
-    vectors_out: Path,
-    index_out: Path,
-    *,
-    model_key: str,
-    shots: int,
-    prompt_format: str,
-    batch_size: int = 8,
-    chunk_size: int = 64,
-    settings: dict | None = None,
-    progress: bool = True,
+    rows: pd.DataFrame, model, tokenizer, vectors_out: Path, index_out: Path, job: ExtractionJob
 ) -> tuple[int, tuple[int, ...]]:
-    """Pooled states of every prompt row, checkpointed every `chunk_size` prompts (`xmrc.jobs`; `settings`,
-    the command's arguments, enter the job's fingerprint); returns (prompts, shape)."""
+    """Pooled states of every prompt row, checkpointed every `job.chunk_size` prompts; returns (prompts, shape)."""
     vectors_out, index_out = Path(vectors_out), Path(index_out)
     if getattr(model, "model", None) is None:
         raise XmrcError(f"{type(model).__name__}: expected a causal LM with a `.model` decoder")
-    job = {
-        "model": model_key,
-        "shots": shots,
-        "prompt_format": prompt_format,
-        "batch_size": batch_size,
-        "chunk_size": chunk_size,
-        "code": LAYER_CODE_VERSION,
-        **(settings or {}),
-        "rows": digest(*row_keys(rows)),
-    }
     inputs = [encode_to_answer(tokenizer, row) for _, row in rows.iterrows()]
     trailing = (len(decoder_layers(model)) + 1, len(POOLED_PARTS), model.get_input_embeddings().weight.shape[1])
 
     def pool_chunk(chunk: list[int]) -> np.ndarray:
         pooled: dict[int, np.ndarray] = {}
-        for batch in longest_first_batches([len(inputs[i][0].input_ids) for i in chunk], batch_size):
+        for batch in longest_first_batches([len(inputs[i][0].input_ids) for i in chunk], job.batch_size):
             batch = [chunk[i] for i in batch]
             found = pooled_hidden_states(
                 model, [inputs[i][0] for i in batch], tokenizer.pad_token_id, [inputs[i][1].explained for i in batch]
@@ -154,35 +120,19 @@ def run_hidden_states(
     def write_output(shards: list[np.ndarray]) -> tuple[int, ...]:
         shape = (len(rows), *trailing)
         write_array_blocks(shards, shape, np.float16, vectors_out)
-        _write_index(rows, inputs, tokenizer, index_out, model_key=model_key, shots=shots, prompt_format=prompt_format)
+        _write_index(rows, inputs, tokenizer, index_out, job.key())
         return shape
 
-    shape = run_sharded(
-        list(range(len(rows))),
-        keys=table_keys(rows, ITEM_KEY),
-        compute=pool_chunk,
-        store=ArrayStore(trailing, "float16"),
-        output=vectors_out,
-        settings=job,
-        chunk_size=chunk_size,
-        write_output=write_output,
-        label=f"hidden states {model_key}",
-        unit="prompt",
-        progress=progress,
-    )
+    store = ArrayStore(trailing, "float16")
+    shape = job.run("hidden states", rows, list(range(len(rows))), pool_chunk, store, vectors_out, write_output)
     return len(rows), shape
 
 
-def _write_index(
-    rows: pd.DataFrame, inputs: list, tokenizer, index_out: Path, *, model_key: str, shots: int, prompt_format: str
-) -> None:
-    index = rows[["context_lang", "question_lang", "id"]].copy()
+def _write_index(rows: pd.DataFrame, inputs: list, tokenizer, index_out: Path, key: dict) -> None:
+    index = rows[ITEM_KEY].assign(**key)
     index["target_status"] = [start.status for _, start in inputs]
     index["forced_prefix"] = [start.prefix_text for _, start in inputs]
     index["last_token"] = [
         tokenizer.decode(prompt.input_ids[-1:]) if start.explained else "" for prompt, start in inputs
     ]
-    index.insert(0, "prompt_format", prompt_format)
-    index.insert(0, "shots", shots)
-    index.insert(0, "model", model_key)
     write_parquet(index[INDEX_COLUMNS], index_out)

@@ -12,7 +12,9 @@ Parts: a token belongs to a part when its character span overlaps the part's spa
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,17 +22,78 @@ import pandas as pd
 from xmrc.analysis.layers.answer_start import AnswerStart, answer_start
 from xmrc.exceptions import XmrcError
 from xmrc.io import require_columns
+from xmrc.jobs import ShardStore, digest, run_sharded, table_keys
 from xmrc.prompts import PARTS
 
 # Bump when a change alters what the layer-wise extractions compute (inputs, explained token, outputs): the
 # workflow passes it as a param of the relevance and hidden-state rules and it enters their shard
 # fingerprints, so stale outputs and shards are never reused. 2: inputs end where the answer starts.
 LAYER_CODE_VERSION = 2
+ITEM_KEY = ["context_lang", "question_lang", "id"]
 GENERATION_INPUT_COLUMNS = ["id", "context_lang", "question_lang", "raw_output"]
 
 PROMPT_INPUT_COLUMNS = ["id", "context_lang", "question_lang", "prompt", "templated"] + [
     f"{part}_{edge}" for part in PARTS for edge in ("start", "end")
 ]
+
+
+@dataclass(frozen=True)
+class ExtractionJob:
+    """One extraction (relevance or hidden states) of a model's prompt rows in one setting: the key of its
+    rows, its batch and checkpoint sizes, and `settings` (the command's arguments), which enter the job's
+    fingerprint with the rest (`xmrc.jobs`)."""
+
+    model_key: str
+    shots: int
+    prompt_format: str
+    batch_size: int
+    chunk_size: int = 64
+    settings: dict | None = None
+    progress: bool = True
+
+    def key(self) -> dict:
+        """The columns that name the job's rows in its tables."""
+        return {"model": self.model_key, "shots": self.shots, "prompt_format": self.prompt_format}
+
+    def fingerprint_settings(self, rows: pd.DataFrame, kind_settings: dict) -> dict:
+        """What the job's fingerprint is made of besides the rows' item keys: `kind_settings`, those of one
+        kind of extraction, yield to `settings` (the command's arguments, as given)."""
+        return {
+            **self.key(),
+            "batch_size": self.batch_size,
+            "chunk_size": self.chunk_size,
+            **kind_settings,
+            "code": LAYER_CODE_VERSION,
+            **(self.settings or {}),
+            "rows": digest(*row_keys(rows)),
+        }
+
+    def run(
+        self,
+        kind: str,
+        rows: pd.DataFrame,
+        items: Sequence | pd.DataFrame,
+        compute: Callable,
+        store: ShardStore,
+        output: Path,
+        write_output: Callable[[list], object],
+        **kind_settings,
+    ):
+        """`xmrc.jobs.run_sharded` over `items` (the rows, or their positions) of the job of `kind` (its progress
+        label), its shards named by the rows' item keys."""
+        return run_sharded(
+            items,
+            keys=table_keys(rows, ITEM_KEY),
+            compute=compute,
+            store=store,
+            output=output,
+            settings=self.fingerprint_settings(rows, kind_settings),
+            chunk_size=self.chunk_size,
+            write_output=write_output,
+            label=f"{kind} {self.model_key}",
+            unit="prompt",
+            progress=self.progress,
+        )
 
 
 @dataclass

@@ -16,6 +16,8 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from xmrc.analysis.layers.groups import GROUP_KEY
+
 THRESHOLD = 0.95
 # Exact arithmetic decides "reaches"; a rounding error in the cumulative sum must not push n one layer on.
 _TOLERANCE = 1e-9
@@ -70,20 +72,7 @@ def mean_part_mrd(sample_mrds: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(mean_mrd="mean", std_mrd="std", n="count").reset_index()
 
 
-GROUP_MRD_COLUMNS = [
-    "model",
-    "model_name",
-    "shots",
-    "prompt_format",
-    "group",
-    "fallback",
-    "question_lang",
-    "part",
-    "mean_mrd",
-    "std_mrd",
-    "n",
-    "layers",
-]
+GROUP_MRD_COLUMNS = [*GROUP_KEY, "fallback", "question_lang", "part", "mean_mrd", "std_mrd", "n", "layers"]
 
 
 def group_mrd_table(relevance: pd.DataFrame, members: pd.DataFrame) -> pd.DataFrame:

@@ -54,23 +54,22 @@ import pandas as pd
 
 from xmrc.analysis.layers.answer_start import AnswerStart
 from xmrc.analysis.layers.inputs import (
-    LAYER_CODE_VERSION,
+    ITEM_KEY,
     EncodedPrompt,
+    ExtractionJob,
     decoder_layers,
     encode_to_answer,
     layer_outputs,
     left_pad,
-    row_keys,
 )
 from xmrc.analysis.layers.mrd import major_relevance_depths
 from xmrc.backends.base import longest_first_batches
 from xmrc.exceptions import XmrcError
 from xmrc.io import write_parquet
-from xmrc.jobs import ParquetStore, StoreGroup, digest, run_sharded, table_keys
+from xmrc.jobs import ParquetStore, StoreGroup
 from xmrc.prompts import PARTS
 
 KEY_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
-ITEM_KEY = ["context_lang", "question_lang", "id"]
 RELEVANCE_COLUMNS = KEY_COLUMNS + [
     "part",
     "n_tokens",
@@ -268,38 +267,21 @@ def run_relevance(
     model,
     tokenizer,
     output: Path,
+    job: ExtractionJob,
     *,
-    model_key: str,
-    shots: int,
-    prompt_format: str,
-    batch_size: int = 1,
-    chunk_size: int = 64,
     examples: int = 0,
     tokens_output: Path | None = None,
-    settings: dict | None = None,
-    progress: bool = True,
 ) -> pd.DataFrame:
-    """Relevance records of every prompt row (with its model's `raw_output`), checkpointed every `chunk_size`
-    prompts (`xmrc.jobs`; `settings`, the command's arguments, enter the job's fingerprint). The per-token
-    relevance of every direction of the first `examples` items goes to `tokens_output`."""
+    """Relevance records of every prompt row (with its model's `raw_output`), checkpointed every
+    `job.chunk_size` prompts. The per-token relevance of every direction of the first `examples` items goes
+    to `tokens_output`."""
     output = Path(output)
     lxt_rules(model)  # unsupported architectures fail before any work
     kept = set(example_ids(rows, examples))
-    job = {
-        "model": model_key,
-        "shots": shots,
-        "prompt_format": prompt_format,
-        "batch_size": batch_size,
-        "chunk_size": chunk_size,
-        "examples": sorted(kept),
-        "code": LAYER_CODE_VERSION,
-        **(settings or {}),
-        "rows": digest(*row_keys(rows)),
-    }
-    key = dict(model=model_key, shots=shots, prompt_format=prompt_format)
+    key = job.key()
 
     def relevance_chunk(chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        parts, tokens = _relevance_chunk(chunk, model, tokenizer, batch_size, kept)
+        parts, tokens = _relevance_chunk(chunk, model, tokenizer, job.batch_size, kept)
         return _keyed(parts, key, RELEVANCE_COLUMNS), _keyed(tokens, key, TOKEN_COLUMNS)
 
     def write_output(shards: list[tuple[pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
@@ -320,19 +302,7 @@ def run_relevance(
             ParquetStore(TOKEN_COLUMNS, rows_per_item=None, name="tokens"),
         )
     )
-    return run_sharded(
-        rows,
-        keys=table_keys(rows, ITEM_KEY),
-        compute=relevance_chunk,
-        store=store,
-        output=output,
-        settings=job,
-        chunk_size=chunk_size,
-        write_output=write_output,
-        label=f"relevance {model_key}",
-        unit="prompt",
-        progress=progress,
-    )
+    return job.run("relevance", rows, rows, relevance_chunk, store, output, write_output, examples=sorted(kept))
 
 
 def _keyed(records: list[dict], key: dict, columns: list[str]) -> pd.DataFrame:

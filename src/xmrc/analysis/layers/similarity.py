@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from xmrc.analysis.layers.groups import GROUP_KEY
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_array, read_table
 
@@ -61,20 +62,7 @@ def similarity_ratio(english, other) -> float:
     return float(similarity_ratios(english, other))
 
 
-SIMILARITY_COLUMNS = [
-    "model",
-    "model_name",
-    "shots",
-    "prompt_format",
-    "group",
-    "fallback",
-    "lang",
-    "part",
-    "layer",
-    "relative_depth",
-    "ratio",
-    "k",
-]
+SIMILARITY_COLUMNS = [*GROUP_KEY, "fallback", "lang", "part", "layer", "relative_depth", "ratio", "k"]
 
 
 def similarity_table(vectors: np.ndarray, index, members, parts=("question", "context", "last")):

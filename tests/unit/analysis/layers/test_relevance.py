@@ -13,7 +13,13 @@ from helpers.jobs import killed_then_resumed, rewrite_shard, shards_kept  # noqa
 from helpers.layers_prompts import TESTS, prompt_rows  # noqa: E402
 from xmrc.analysis.layers.answer_start import answer_start  # noqa: E402
 from xmrc.analysis.layers.hidden_states import pooled_hidden_states, run_hidden_states  # noqa: E402
-from xmrc.analysis.layers.inputs import LAYER_CODE_VERSION, encode, encode_to_answer, load_model  # noqa: E402
+from xmrc.analysis.layers.inputs import (  # noqa: E402
+    LAYER_CODE_VERSION,
+    ExtractionJob,
+    encode,
+    encode_to_answer,
+    load_model,
+)
 from xmrc.analysis.layers.mrd import major_relevance_depths, part_mrds  # noqa: E402
 from xmrc.analysis.layers.relevance import (  # noqa: E402
     RELEVANCE_COLUMNS,
@@ -154,12 +160,7 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         model,
         tokenizer,
         out,
-        model_key="deep",
-        shots=2,
-        prompt_format="v1",
-        batch_size=2,
-        chunk_size=2,
-        progress=False,
+        ExtractionJob(model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
     )
     assert list(first.columns) == RELEVANCE_COLUMNS and len(first) == 3 * 4
     shard_dir = out.with_name(out.name + ".shards")
@@ -173,13 +174,15 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
                 model,
                 tokenizer,
                 out,
-                model_key="deep",
-                shots=2,
-                prompt_format="v1",
-                batch_size=2,
-                chunk_size=2,
-                settings={"dtype": "float32"},
-                progress=False,
+                ExtractionJob(
+                    model_key="deep",
+                    shots=2,
+                    prompt_format="v1",
+                    batch_size=2,
+                    chunk_size=2,
+                    settings={"dtype": "float32"},
+                    progress=False,
+                ),
             )
         rewrite_shard(shard_dir / "shard-00000.parquet", first.iloc[:8].assign(target_token="from-shard"))
         (shard_dir / "shard-00001.parquet").unlink()
@@ -193,13 +196,15 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         model,
         tokenizer,
         out,
-        model_key="deep",
-        shots=2,
-        prompt_format="v1",
-        batch_size=2,
-        chunk_size=2,
-        settings={"dtype": "float32"},
-        progress=False,
+        ExtractionJob(
+            model_key="deep",
+            shots=2,
+            prompt_format="v1",
+            batch_size=2,
+            chunk_size=2,
+            settings={"dtype": "float32"},
+            progress=False,
+        ),
     )
     assert (second["target_token"].iloc[:8] == "from-shard").all()
     assert (second["target_token"].iloc[8:] != "from-shard").all()
@@ -210,13 +215,15 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         model,
         tokenizer,
         out,
-        model_key="deep",
-        shots=2,
-        prompt_format="v1",
-        batch_size=2,
-        chunk_size=2,
-        settings={"dtype": "bfloat16"},
-        progress=False,
+        ExtractionJob(
+            model_key="deep",
+            shots=2,
+            prompt_format="v1",
+            batch_size=2,
+            chunk_size=2,
+            settings={"dtype": "bfloat16"},
+            progress=False,
+        ),
     )
     assert (third["target_token"] != "from-shard").all()
 
@@ -225,7 +232,8 @@ def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(
     model, tokenizer = deep_llama
     rows = prompt_rows(tokenizer, chat=False)
     options = dict(
-        model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, examples=1, progress=False
+        job=ExtractionJob(model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
+        examples=1,
     )
     reference = run_relevance(
         rows, model, tokenizer, tmp_path / "ref.parquet", tokens_output=tmp_path / "ref.tokens.parquet", **options
@@ -233,7 +241,7 @@ def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(
     out, tokens = tmp_path / "relevance.parquet", tmp_path / "relevance.tokens.parquet"
     result, computed = killed_then_resumed(
         monkeypatch,
-        "xmrc.analysis.layers.relevance",
+        "xmrc.analysis.layers.inputs",  # ExtractionJob.run calls run_sharded there
         out,
         lambda: run_relevance(rows, model, tokenizer, out, tokens_output=tokens, **options),
     )
@@ -246,14 +254,14 @@ def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(
 def test_hidden_states_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(llama, tmp_path, monkeypatch):
     model, tokenizer = llama
     rows = prompt_rows(tokenizer, chat=True)
-    options = dict(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
-    reference = run_hidden_states(rows, model, tokenizer, tmp_path / "ref.npy", tmp_path / "ref.parquet", **options)
+    job = ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
+    reference = run_hidden_states(rows, model, tokenizer, tmp_path / "ref.npy", tmp_path / "ref.parquet", job)
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
     result, computed = killed_then_resumed(
         monkeypatch,
-        "xmrc.analysis.layers.hidden_states",
+        "xmrc.analysis.layers.inputs",
         vectors,
-        lambda: run_hidden_states(rows, model, tokenizer, vectors, index, **options),
+        lambda: run_hidden_states(rows, model, tokenizer, vectors, index, job),
     )
     assert computed == [1] and result == reference
     assert vectors.read_bytes() == (tmp_path / "ref.npy").read_bytes()
@@ -284,12 +292,7 @@ def test_pooled_hidden_states(llama, tmp_path):
         tokenizer,
         vectors,
         index,
-        model_key="m",
-        shots=2,
-        prompt_format="v1",
-        batch_size=2,
-        chunk_size=2,
-        progress=False,
+        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
     )
     stored = np.load(vectors)
     assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
@@ -314,7 +317,12 @@ def test_empty_answer_has_no_last_token_state(llama, tmp_path):
     rows.loc[1, "raw_output"] = "Answer:\n"
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
     run_hidden_states(
-        rows, model, tokenizer, vectors, index, model_key="m", shots=2, prompt_format="v1", progress=False
+        rows,
+        model,
+        tokenizer,
+        vectors,
+        index,
+        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=8, progress=False),
     )
     stored, table = np.load(vectors), read_parquet(index)
     assert table["target_status"].tolist() == ["answer", "empty_answer", "answer"]
@@ -336,12 +344,7 @@ def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
             tokenizer,
             vectors,
             index,
-            model_key="m",
-            shots=2,
-            prompt_format="v1",
-            batch_size=2,
-            chunk_size=2,
-            progress=False,
+            ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
         )
     complete = np.load(vectors)
     np.save(shard_dir / "shard-00000.npy", np.zeros_like(complete[:2]))
@@ -353,12 +356,7 @@ def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
         tokenizer,
         vectors,
         index,
-        model_key="m",
-        shots=2,
-        prompt_format="v1",
-        batch_size=2,
-        chunk_size=2,
-        progress=False,
+        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
     )
     resumed = np.load(vectors)
     assert not resumed[:2].any()  # the shard was kept, the rest recomputed
@@ -400,13 +398,9 @@ def test_relevance_explains_the_answer_token_of_every_row(llama, tmp_path):
         model,
         tokenizer,
         tmp_path / "r.parquet",
-        model_key="m",
-        shots=2,
-        prompt_format="v1",
-        batch_size=2,
+        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, progress=False),
         examples=3,
         tokens_output=tmp_path / "t.parquet",
-        progress=False,
     )
     items = result.drop_duplicates("id").set_index("id")
     assert items["target_status"].tolist() == ["answer", "answer", "empty_answer"]
@@ -449,7 +443,11 @@ def test_real_chat_model_relevance_explains_the_token_after_its_label(smollm2, t
     rows.loc[0, "raw_output"] = tokenizer.decode(generated, skip_special_tokens=True)
     assert rows.loc[0, "raw_output"].startswith("Answer:")  # measured: "Answer: Wer gab"
     result = run_relevance(
-        rows, model, tokenizer, tmp_path / "r.parquet", model_key="smollm2", shots=0, prompt_format="v1", progress=False
+        rows,
+        model,
+        tokenizer,
+        tmp_path / "r.parquet",
+        ExtractionJob(model_key="smollm2", shots=0, prompt_format="v1", batch_size=1, progress=False),
     ).set_index("part")
     row = result.loc["context"]
     assert row["target_status"] == "answer" and row["forced_prefix"] == "Answer:"
