@@ -30,7 +30,7 @@ from xmrc.backends.prefix import prefix_order, shared_prefix_share
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
 from xmrc.io import write_parquet
-from xmrc.jobs import ParquetStore, digest, run_sharded
+from xmrc.jobs import Checkpoint, ParquetStore, digest, run_sharded
 
 GENERATION_COLUMNS = [
     "model",
@@ -120,19 +120,9 @@ def run_generation(
     def write_output(frames: list[pd.DataFrame]) -> pd.DataFrame:
         return _write_generations(frames, positions, table, output, backend, settings, ordered)
 
-    return run_sharded(
-        ordered,
-        keys=_keys(ordered),
-        compute=generate_chunk,
-        store=ParquetStore(GENERATION_COLUMNS, key_columns=PROMPT_KEY),
-        output=output,
-        settings=job,
-        chunk_size=chunk_size,
-        write_output=write_output,
-        label=f"{model} {shots}-shot {prompt_format}",
-        unit="prompt",
-        progress=progress,
-    )
+    checkpoint = Checkpoint(output, job, chunk_size, f"{model} {shots}-shot {prompt_format}", "prompt", progress)
+    store = ParquetStore(GENERATION_COLUMNS, key_columns=PROMPT_KEY)
+    return run_sharded(ordered, _keys(ordered), generate_chunk, store, write_output, checkpoint)
 
 
 def _write_generations(

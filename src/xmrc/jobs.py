@@ -216,31 +216,38 @@ class StoreGroup:
 # --- the loop ---
 
 
+@dataclass(frozen=True)
+class Checkpoint:
+    """Where and how a job checkpoints: its output (the shard folder sits beside it), the settings that make
+    its fingerprint with the items' keys (put in them whatever else the output depends on: item contents,
+    code version, the command's arguments), the chunk size, and its progress bar's label and unit."""
+
+    output: str | Path
+    settings: dict
+    chunk_size: int
+    label: str
+    unit: str = "item"
+    progress: bool = True
+
+
 def run_sharded(
     items: Sequence[Item] | pd.DataFrame,
-    *,
     keys: Sequence[str],
     compute: Callable[[Sequence[Item] | pd.DataFrame], Any],
     store: ShardStore,
-    output: str | Path,
-    settings: dict,
-    chunk_size: int,
     write_output: Callable[[list], Output],
-    label: str,
-    unit: str = "item",
-    progress: bool = True,
+    checkpoint: Checkpoint,
 ) -> Output:
-    """Run `compute` on every chunk of `chunk_size` items (a list, or a table's rows) whose shard cannot be
-    reused, then `write_output(results)` with the chunks' results in item order, then remove the shard
-    folder; returns what `write_output` returns. `keys` name the items (one string each, in order); with
-    `settings` they make the job's fingerprint, so put in `settings` whatever else the output depends on
-    (item contents, code version, the command's arguments)."""
+    """Run `compute` on every chunk of items (a list, or a table's rows) whose shard cannot be reused, then
+    `write_output(results)` with the chunks' results in item order, then remove the shard folder; returns
+    what `write_output` returns. `keys` name the items (one string each, in order)."""
+    output, settings, chunk_size = checkpoint.output, checkpoint.settings, checkpoint.chunk_size
     keys = list(keys)
     chunks = [(first, min(first + chunk_size, len(keys))) for first in range(0, len(keys), chunk_size)]
     job = fingerprint(settings, keys)
     directory = open_shard_dir(output, job, {"settings": settings, "chunks": len(chunks), "items": len(keys)})
     results = []
-    bar = tqdm(total=len(keys), desc=label, unit=unit, disable=not progress)
+    bar = tqdm(total=len(keys), desc=checkpoint.label, unit=checkpoint.unit, disable=not checkpoint.progress)
     for number, (first, stop) in enumerate(chunks):
         base = directory / f"shard-{number:05d}"
         chunk_keys = keys[first:stop]

@@ -22,14 +22,14 @@ def counted_chunks(monkeypatch, module: str, die_after: int | None = None):
     `die_after`, the job is killed when it starts computing one more chunk than that."""
     computed: list[int] = []
 
-    def run_sharded(*args, compute, **options):
+    def run_sharded(items, keys, compute, *rest):
         def counted(chunk):
             if die_after is not None and len(computed) == die_after:
                 raise Killed
             computed.append(len(chunk))
             return compute(chunk)
 
-        return jobs.run_sharded(*args, compute=counted, **options)
+        return jobs.run_sharded(items, keys, counted, *rest)
 
     with monkeypatch.context() as patch:
         patch.setattr(f"{module}.run_sharded", run_sharded)

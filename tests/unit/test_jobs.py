@@ -12,6 +12,7 @@ from helpers.jobs import rewrite_shard, shards_kept
 from xmrc.jobs import (
     MANIFEST,
     ArrayStore,
+    Checkpoint,
     ParquetStore,
     StoreGroup,
     close_shard_dir,
@@ -39,18 +40,9 @@ class Job:
         return pd.DataFrame({"item": list(chunk), "length": [len(item) for item in chunk]})
 
     def run(self, output, chunk_size=2, settings=None, store=TABLE, items=ITEMS, write_output=None):
-        return run_sharded(
-            items,
-            keys=items,
-            compute=self.compute,
-            store=store,
-            output=output,
-            settings=settings or {"job": "lengths"},
-            chunk_size=chunk_size,
-            write_output=write_output or (lambda frames: pd.concat(frames, ignore_index=True)),
-            label="lengths",
-            progress=False,
-        )
+        checkpoint = Checkpoint(output, settings or {"job": "lengths"}, chunk_size, "lengths", progress=False)
+        write_output = write_output or (lambda frames: pd.concat(frames, ignore_index=True))
+        return run_sharded(items, items, self.compute, store, write_output, checkpoint)
 
 
 def killed(output, chunks_done, **options):
@@ -184,18 +176,8 @@ def test_a_group_of_stores_keeps_every_value_of_a_chunk(tmp_path):
         "shard-00000.parquet",
     ]
     resumed = Pair()
-    results = run_sharded(
-        ITEMS,
-        keys=ITEMS,
-        compute=resumed.compute,
-        store=store,
-        output=output,
-        settings={"job": "lengths"},
-        chunk_size=2,
-        write_output=list,
-        label="pairs",
-        progress=False,
-    )
+    checkpoint = Checkpoint(output, {"job": "lengths"}, 2, "pairs", progress=False)
+    results = run_sharded(ITEMS, ITEMS, resumed.compute, store, list, checkpoint)
     assert len(resumed.computed) == 2
     assert [examples["item"].tolist() for _, examples in results] == [["alpha"], ["delta"], ["epsilon"]]
 

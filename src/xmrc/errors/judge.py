@@ -33,7 +33,7 @@ import pandas as pd
 
 from xmrc.errors import KEYS
 from xmrc.io import write_parquet
-from xmrc.jobs import ParquetStore, digest, run_sharded, table_keys
+from xmrc.jobs import Checkpoint, ParquetStore, digest, run_sharded, table_keys
 
 INSTRUCTION = (
     "You are tasked with identifying the type of a given raw answer. You will be provided with a question and a "
@@ -224,19 +224,9 @@ def run_judge(
         write_parquet(result, output)
         return result
 
-    return run_sharded(
-        wrong,
-        keys=table_keys(wrong, KEYS),
-        compute=judge_chunk,
-        store=ParquetStore(JUDGE_COLUMNS, key_columns=KEYS),
-        output=output,
-        settings=job,
-        chunk_size=chunk_size,
-        write_output=write_output,
-        label=f"judge {judge_name}",
-        unit="answer",
-        progress=progress,
-    )
+    checkpoint = Checkpoint(output, job, chunk_size, f"judge {judge_name}", "answer", progress)
+    store = ParquetStore(JUDGE_COLUMNS, key_columns=KEYS)
+    return run_sharded(wrong, table_keys(wrong, KEYS), judge_chunk, store, write_output, checkpoint)
 
 
 def _empty() -> pd.DataFrame:

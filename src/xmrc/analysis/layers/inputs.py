@@ -22,7 +22,7 @@ import pandas as pd
 from xmrc.analysis.layers.answer_start import AnswerStart, answer_start
 from xmrc.exceptions import XmrcError
 from xmrc.io import require_columns
-from xmrc.jobs import ShardStore, digest, run_sharded, table_keys
+from xmrc.jobs import Checkpoint, ShardStore, digest, run_sharded, table_keys
 from xmrc.prompts import PARTS
 
 # Bump when a change alters what the layer-wise extractions compute (inputs, explained token, outputs): the
@@ -81,19 +81,9 @@ class ExtractionJob:
     ):
         """`xmrc.jobs.run_sharded` over `items` (the rows, or their positions) of the job of `kind` (its progress
         label), its shards named by the rows' item keys."""
-        return run_sharded(
-            items,
-            keys=table_keys(rows, ITEM_KEY),
-            compute=compute,
-            store=store,
-            output=output,
-            settings=self.fingerprint_settings(rows, kind_settings),
-            chunk_size=self.chunk_size,
-            write_output=write_output,
-            label=f"{kind} {self.model_key}",
-            unit="prompt",
-            progress=self.progress,
-        )
+        settings = self.fingerprint_settings(rows, kind_settings)
+        checkpoint = Checkpoint(output, settings, self.chunk_size, f"{kind} {self.model_key}", "prompt", self.progress)
+        return run_sharded(items, table_keys(rows, ITEM_KEY), compute, store, write_output, checkpoint)
 
 
 @dataclass

@@ -47,7 +47,7 @@ from xmrc.analysis.oracle.ablation import (
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, extract_answer
 from xmrc.io import write_parquet
-from xmrc.jobs import ParquetStore, digest, run_sharded
+from xmrc.jobs import Checkpoint, ParquetStore, digest, run_sharded
 
 ITEM_KEY = ["context_lang", "question_lang", "id"]
 RESULT_COLUMNS = [
@@ -314,15 +314,5 @@ def run_oracle(
         return result
 
     keys = ["\t".join((item.context_lang, item.question_lang, item.id)) for item in items]
-    return run_sharded(
-        items,
-        keys=keys,
-        compute=attribute_chunk,
-        store=ParquetStore(RESULT_COLUMNS, ITEM_KEY),
-        output=output,
-        settings=job,
-        chunk_size=chunk_size,
-        write_output=write_output,
-        label=f"oracle {base['model']}",
-        progress=progress,
-    )
+    checkpoint = Checkpoint(output, job, chunk_size, f"oracle {base['model']}", progress=progress)
+    return run_sharded(items, keys, attribute_chunk, ParquetStore(RESULT_COLUMNS, ITEM_KEY), write_output, checkpoint)
