@@ -34,6 +34,11 @@ from xmrc.extract import extract_answer  # noqa: E402
 from xmrc.io import read_parquet  # noqa: E402
 
 
+def two_shot_v1_job(model_key: str = "m", batch_size: int = 2, **options) -> ExtractionJob:
+    """The extraction job of most tests here: 2-shot v1, no progress bar."""
+    return ExtractionJob(model_key, 2, "v1", batch_size=batch_size, progress=False, **options)
+
+
 @pytest.fixture(scope="module")
 def llama(tiny_models):
     return load_model(str(tiny_models["llama-chat"]), dtype="float32")
@@ -160,7 +165,7 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         model,
         tokenizer,
         out,
-        ExtractionJob(model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
+        two_shot_v1_job("deep", chunk_size=2),
     )
     assert list(first.columns) == RELEVANCE_COLUMNS and len(first) == 3 * 4
     shard_dir = out.with_name(out.name + ".shards")
@@ -174,15 +179,7 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
                 model,
                 tokenizer,
                 out,
-                ExtractionJob(
-                    model_key="deep",
-                    shots=2,
-                    prompt_format="v1",
-                    batch_size=2,
-                    chunk_size=2,
-                    settings={"dtype": "float32"},
-                    progress=False,
-                ),
+                two_shot_v1_job("deep", chunk_size=2, settings={"dtype": "float32"}),
             )
         rewrite_shard(shard_dir / "shard-00000.parquet", first.iloc[:8].assign(target_token="from-shard"))
         (shard_dir / "shard-00001.parquet").unlink()
@@ -196,15 +193,7 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         model,
         tokenizer,
         out,
-        ExtractionJob(
-            model_key="deep",
-            shots=2,
-            prompt_format="v1",
-            batch_size=2,
-            chunk_size=2,
-            settings={"dtype": "float32"},
-            progress=False,
-        ),
+        two_shot_v1_job("deep", chunk_size=2, settings={"dtype": "float32"}),
     )
     assert (second["target_token"].iloc[:8] == "from-shard").all()
     assert (second["target_token"].iloc[8:] != "from-shard").all()
@@ -215,15 +204,7 @@ def test_run_relevance_resumes_from_shards(deep_llama, tmp_path, monkeypatch):
         model,
         tokenizer,
         out,
-        ExtractionJob(
-            model_key="deep",
-            shots=2,
-            prompt_format="v1",
-            batch_size=2,
-            chunk_size=2,
-            settings={"dtype": "bfloat16"},
-            progress=False,
-        ),
+        two_shot_v1_job("deep", chunk_size=2, settings={"dtype": "bfloat16"}),
     )
     assert (third["target_token"] != "from-shard").all()
 
@@ -232,7 +213,7 @@ def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(
     model, tokenizer = deep_llama
     rows = prompt_rows(tokenizer, chat=False)
     options = dict(
-        job=ExtractionJob(model_key="deep", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
+        job=two_shot_v1_job("deep", chunk_size=2),
         examples=1,
     )
     reference = run_relevance(
@@ -254,7 +235,7 @@ def test_relevance_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(
 def test_hidden_states_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(llama, tmp_path, monkeypatch):
     model, tokenizer = llama
     rows = prompt_rows(tokenizer, chat=True)
-    job = ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False)
+    job = two_shot_v1_job(chunk_size=2)
     reference = run_hidden_states(rows, model, tokenizer, tmp_path / "ref.npy", tmp_path / "ref.parquet", job)
     vectors, index = tmp_path / "h.npy", tmp_path / "h.parquet"
     result, computed = killed_then_resumed(
@@ -292,7 +273,7 @@ def test_pooled_hidden_states(llama, tmp_path):
         tokenizer,
         vectors,
         index,
-        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
+        two_shot_v1_job(chunk_size=2),
     )
     stored = np.load(vectors)
     assert count == 3 and stored.shape == shape == (3, layers + 1, 3, width)
@@ -322,7 +303,7 @@ def test_empty_answer_has_no_last_token_state(llama, tmp_path):
         tokenizer,
         vectors,
         index,
-        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=8, progress=False),
+        two_shot_v1_job(batch_size=8),
     )
     stored, table = np.load(vectors), read_parquet(index)
     assert table["target_status"].tolist() == ["answer", "empty_answer", "answer"]
@@ -344,7 +325,7 @@ def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
             tokenizer,
             vectors,
             index,
-            ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
+            two_shot_v1_job(chunk_size=2),
         )
     complete = np.load(vectors)
     np.save(shard_dir / "shard-00000.npy", np.zeros_like(complete[:2]))
@@ -356,7 +337,7 @@ def test_hidden_states_resume_from_shards(llama, tmp_path, monkeypatch):
         tokenizer,
         vectors,
         index,
-        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, chunk_size=2, progress=False),
+        two_shot_v1_job(chunk_size=2),
     )
     resumed = np.load(vectors)
     assert not resumed[:2].any()  # the shard was kept, the rest recomputed
@@ -398,7 +379,7 @@ def test_relevance_explains_the_answer_token_of_every_row(llama, tmp_path):
         model,
         tokenizer,
         tmp_path / "r.parquet",
-        ExtractionJob(model_key="m", shots=2, prompt_format="v1", batch_size=2, progress=False),
+        two_shot_v1_job(),
         examples=3,
         tokens_output=tmp_path / "t.parquet",
     )
