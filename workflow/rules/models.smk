@@ -41,10 +41,12 @@ rule convert_gguf:
 
 
 # The converted tokenizer must give the same ids and text back under the vLLM environment's transformers (5.x
-# where .venv has 4.57): checked once per model under backends.vllm.python, before any vLLM job loads it.
+# where .venv has 4.57), and the ids of its independent reference on the run's contexts and questions: checked
+# once per model under backends.vllm.python, before any vLLM job loads it.
 rule check_tokenizer_vllm:
     input:
-        f"{PACKAGED_DIR}/{{model}}",
+        weights=f"{PACKAGED_DIR}/{{model}}",
+        texts=DATA_TABLE,
     output:
         packaged_check("{model}"),
     log:
@@ -56,4 +58,4 @@ rule check_tokenizer_vllm:
     params:
         python=VLLM_PYTHON,
     shell:
-        "{params.python} -m xmrc check-tokenizer {input} --out {output} > {log} 2>&1"
+        "{params.python} -m xmrc check-tokenizer {input.weights} --texts {input.texts} --out {output} > {log} 2>&1"

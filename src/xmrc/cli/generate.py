@@ -68,9 +68,14 @@ def cmd_convert_gguf(args) -> None:
 
 
 def cmd_check_tokenizer(args) -> None:
-    """check that a converted snapshot's tokenizer round-trips its probe texts with the recorded ids (run it under each
-    environment that loads the model)"""
-    summary = check_tokenizer(args.weights)
+    """check that a converted snapshot's tokenizer round-trips its probe texts with the recorded ids and gives the ids
+    of its independent reference (sentencepiece or the GGUF vocabulary) on them and on a run's texts (run it under
+    each environment that loads the model)"""
+    texts = []
+    if args.texts:
+        table = read_table(args.texts, required=["context", "question"])
+        texts = [*table["context"].drop_duplicates(), *table["question"].drop_duplicates()]
+    summary = check_tokenizer(args.weights, texts=texts)
     if args.out:
         write_text(summary + "\n", args.out)
     print(summary)
@@ -172,6 +177,9 @@ def register(command) -> None:
 
     p = command("check-tokenizer", cmd_check_tokenizer)
     p.add_argument("weights", help="snapshot directory written by convert-gguf")
+    p.add_argument(
+        "--texts", help="data table (Parquet) whose contexts and questions must also get the reference's ids"
+    )
     p.add_argument("--out", help="write the one-line result here (a stamp for the workflow)")
 
     p = command("pin-revisions", cmd_pin_revisions)
