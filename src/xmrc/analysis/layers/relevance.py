@@ -102,10 +102,20 @@ def check_lxt_support(weights: str, revision: str | None = None) -> None:
 
     try:
         config = AutoConfig.from_pretrained(weights, revision=revision)
-        module = importlib.import_module(f"transformers.models.{config.model_type}.modeling_{config.model_type}")
-    except (OSError, ValueError, ImportError):
+        module = _config_module(config)
+    except (OSError, ValueError, ImportError, AttributeError):
         return  # unreadable here: loading the model reports it, and lxt_rules checks again
     _rules_for(module, config.model_type)
+
+
+def _config_module(config):
+    """The modeling module of the checkpoint's architecture class: Gemma 3's text model (`gemma3_text`) lives in
+    `modeling_gemma3`, so the model type alone does not name it."""
+    import transformers
+
+    if config.architectures:
+        return sys.modules[getattr(transformers, config.architectures[0]).__module__]
+    return importlib.import_module(f"transformers.models.{config.model_type}.modeling_{config.model_type}")
 
 
 def _rules_for(module, name: str) -> dict:
