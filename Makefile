@@ -10,7 +10,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 CORES ?= 2
 
-.PHONY: run real multilingual test lint dryrun bench bench-real vllm-env clean-smoke
+.PHONY: run real multilingual multilingual-docs test lint dryrun bench bench-real gpu-check vllm-env clean-smoke
 
 $(STAMP): envs/requirements-cpu.txt envs/requirements-weights.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,10 +42,21 @@ real: $(STAMP) $(VLLM_STAMP)
 
 # The multilingual study (config/multilingual.yaml): Gemma-3-270M in all 12 languages, generating on vLLM (CPU).
 # Hours on 2 cores; every long job checkpoints, so `make multilingual` again resumes an interrupted run.
+# STUDY_ARGS passes Snakemake options, e.g. STUDY_ARGS="--prioritize results/multilingual/tables/summary_2shot.md".
 multilingual: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/multilingual.yaml --cores $(CORES) \
-		--printshellcmds --rerun-incomplete --keep-going \
+		--printshellcmds --rerun-incomplete --keep-going $(STUDY_ARGS) \
 		--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}'
+
+# Copies the study's tables and figures into docs/multilingual/ (committed; results/ never is) and checks the
+# paper's findings on them (docs/multilingual/findings.{csv,md}); docs/multilingual-study.md quotes them.
+STUDY := results/multilingual
+multilingual-docs: $(STAMP)
+	mkdir -p docs/multilingual/tables docs/multilingual/figures
+	cd $(STUDY)/tables && cp --parents $$(find . -name '*.md' -o -name 'direction_scores.csv' -o -name '*intervals.csv' | sort) $(CURDIR)/docs/multilingual/tables/
+	cd $(STUDY)/figures && cp --parents $$(find . -name '*.png' | sort) $(CURDIR)/docs/multilingual/figures/
+	$(BIN)/python -m xmrc paper-findings --results $(STUDY) --model Gemma-3-270M \
+		--out docs/multilingual/findings.csv --markdown docs/multilingual/findings.md
 
 test: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python -m pytest
@@ -66,6 +77,30 @@ bench: $(STAMP)
 
 bench-real: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python bench/bench_real.py
+
+# The GPU check (bench/gpu_check.py; one CUDA device, needs PyPI for the two venvs): the real packaged models on
+# HF (.venv, whose PyPI torch is a CUDA build) and on vLLM's GPU build (.venv-gpu: vllm==0.32.0, the release of
+# envs/vllm.yaml, with its own torch and transformers), compared with the CPU reference when it is committed.
+# Extra arguments: make gpu-check GPU_CHECK_ARGS="--out /some/where.json".
+GPU_VENV ?= .venv-gpu
+GPU_PY := $(GPU_VENV)/bin/python
+GPU_STAMP := $(GPU_VENV)/.installed
+GPU_CHECK_REFERENCE ?= bench/gpu_check_reference.json
+GPU_CHECK_ARGS ?=
+
+$(GPU_STAMP): envs/vllm.yaml pyproject.toml
+	@nvidia-smi -L >/dev/null 2>&1 || { echo "gpu-check: no CUDA device (nvidia-smi lists no GPU)"; exit 2; }
+	test -x $(GPU_PY) || $(PYTHON) -m venv $(GPU_VENV)
+	$(GPU_PY) -m pip install --quiet --upgrade pip
+	$(GPU_PY) -m pip install --quiet vllm==0.32.0 huggingface_hub pandas pyarrow jsonschema pyyaml tqdm \
+		sentencepiece protobuf
+	$(GPU_PY) -m pip install --quiet --no-deps -e .
+	$(GPU_PY) -c "import vllm, vllm.platforms as p; assert p.current_platform.is_cuda(), 'vLLM sees no CUDA device'"
+	touch $(GPU_STAMP)
+
+gpu-check: $(GPU_STAMP) $(STAMP)
+	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(GPU_PY)) python bench/gpu_check.py \
+		$(if $(wildcard $(GPU_CHECK_REFERENCE)),--cpu-reference $(GPU_CHECK_REFERENCE)) $(GPU_CHECK_ARGS)
 
 clean-smoke:
 	rm -rf results/smoke logs/smoke resources/tiny_models

@@ -64,7 +64,7 @@ DIRECTIONS = ["en-en", "en-de", "en-zh", "en-ar", "en-th", "de-de", "zh-zh", "ar
 SHOTS, FORMAT = 2, "v1"
 KEY = ["context_lang", "question_lang", "id"]
 REFERENCE_KIND = "xmrc gpu-check CPU reference"
-DEFAULT_REFERENCE = "bench/gpu_check_reference.json"
+SHUTDOWN_GRACE_S = 30  # seconds a worker may take to shut its engine down once its result is written
 
 
 def _first_line(error: BaseException) -> str:
@@ -94,7 +94,8 @@ class Report:
 
     def fail(self, name: str, error: BaseException) -> None:
         self.add(name, f"FAILED ({_first_line(error)})", failed=True)
-        self.failures.append({"name": name, "error": _first_line(error), "traceback": traceback.format_exc()})
+        trace = traceback.format_exc() if sys.exc_info()[0] else ""
+        self.failures.append({"name": name, "error": _first_line(error), "traceback": trace})
         self.save()
 
     @contextlib.contextmanager
@@ -126,17 +127,18 @@ def _worker(spec_file: str) -> None:
     import vllm
 
     from xmrc.backends.vllm import VLLMBackend
-    from xmrc.exceptions import XmrcError
     from xmrc.generation import run_generation
     from xmrc.hub.packaged import check_tokenizer
     from xmrc.io import read_table
 
     spec = json.loads(Path(spec_file).read_text(encoding="utf-8"))
-    result = {"versions": {"vllm": vllm.__version__, "torch": torch.__version__, "transformers": transformers.__version__}}
+    result = {
+        "versions": {"vllm": vllm.__version__, "torch": torch.__version__, "transformers": transformers.__version__}
+    }
     try:
         result["tokenizer"] = check_tokenizer(spec["weights"])
-    except XmrcError as error:
-        result["tokenizer_error"] = str(error)
+    except Exception as error:  # XmrcError names the text that fails; anything else is reported the same way
+        result["tokenizer_error"] = _first_line(error)
     started = time.perf_counter()
     backend = VLLMBackend(
         spec["weights"], dtype=spec["dtype"], gpu_memory_utilization=spec["gpu_memory_utilization"], progress=False
@@ -168,6 +170,7 @@ def run_vllm(python: str, spec: dict, work: Path, timeout: float) -> tuple[dict,
     spec = spec | {"result": str(result_file)}
     spec_file.write_text(json.dumps(spec), encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
+    begin, code = time.monotonic(), None
     with log_file.open("wb") as log:
         child = subprocess.Popen(
             [python, __file__, "--worker", str(spec_file)],
@@ -175,17 +178,22 @@ def run_vllm(python: str, spec: dict, work: Path, timeout: float) -> tuple[dict,
             stderr=subprocess.STDOUT,
             env=env,
             cwd=ROOT,
-            start_new_session=True,  # the engine core is a child of the worker: kill them together
+            start_new_session=True,  # the engine core is a child of the worker: they end together
         )
-        try:
-            code = child.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        written = None
+        while (code := child.poll()) is None:
+            if written is None and result_file.is_file():
+                written = time.monotonic()
+            if time.monotonic() - begin > timeout or (written and time.monotonic() - written > SHUTDOWN_GRACE_S):
+                code = f"killed after {time.monotonic() - begin:.0f} s"
+                break
+            time.sleep(0.5)
+        with contextlib.suppress(ProcessLookupError):  # what is left of the worker's process group
             os.killpg(child.pid, signal.SIGKILL)
-            child.wait()
-            code = f"killed after {timeout:.0f} s"
+        child.wait()
     if not result_file.is_file() or not Path(spec["out"]).is_file():
-        tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-25:]
-        raise RuntimeError(f"vLLM worker failed (exit {code}); its log ends:\n" + "\n".join(tail))
+        tail = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()[-25:] or [""]
+        raise RuntimeError(f"vLLM worker failed (exit {code}): {tail[-1][:200]}\n" + "\n".join(tail))
     return json.loads(result_file.read_text(encoding="utf-8")), read_table(spec["out"])
 
 
@@ -377,7 +385,12 @@ def layer_analysis(model, weights: Path, prompts, generations, args, device: str
         job = ExtractionJob(model.key, SHOTS, FORMAT, 8, progress=False)
         begin = time.perf_counter()
         count, shape = run_hidden_states(
-            rows, network, tokenizer, work / f"hidden-{device}-{model.key}.npy", work / f"hidden-{model.key}.parquet", job
+            rows,
+            network,
+            tokenizer,
+            work / f"hidden-{device}-{model.key}.npy",
+            work / f"hidden-{model.key}.parquet",
+            job,
         )
         seconds = time.perf_counter() - begin
         report.add(
@@ -422,6 +435,47 @@ def agreement_line(found: dict, a: str, b: str) -> str:
     )
 
 
+def vllm_generate(model, weights: Path, prompts, args, python: str, work: Path, report: Report):
+    """The generation job on the vLLM backend (a worker under the vLLM environment); its table."""
+    from xmrc.io import write_parquet
+
+    prompts_file = work / f"prompts-{model.key}.parquet"
+    write_parquet(prompts, prompts_file)
+    spec = {
+        "weights": str(weights),
+        "prompts": str(prompts_file),
+        "out": str(work / f"vllm-cuda-{model.key}.parquet"),
+        "model": model.name,
+        "max_new_tokens": args.max_new_tokens,
+        "dtype": args.dtype,
+        "gpu_memory_utilization": args.gpu_memory_utilization,
+    }
+    result, table = run_vllm(python, spec, work, args.vllm_timeout)
+    n, seconds, f1_value = len(table), result["generate_s"], mean_f1(table)
+    versions = result["versions"]
+    report.add(
+        f"vllm-cuda {model.key}",
+        f"engine start {result['start_s']:.1f} s; {n} prompts in {seconds:.2f} s = {n / seconds:.2f} prompts/s; "
+        f"F1 {f1_value:.2f}, {int((table['prediction'] == '').sum())} empty answers (vLLM {versions['vllm']}, "
+        f"torch {versions['torch']}, transformers {versions['transformers']})",
+        model=model.key,
+        backend="vllm",
+        start_s=result["start_s"],
+        seconds=seconds,
+        prompts=n,
+        prompts_per_s=n / seconds,
+        f1=f1_value,
+        versions=versions,
+        engine=result["engine"],
+    )
+    name = f"vllm-cuda {model.key} tokenizer"
+    if "tokenizer" in result:
+        report.add(name, result["tokenizer"], model=model.key)
+    else:  # the generation stands; the tokenizer check under vLLM's transformers failed
+        report.fail(name, RuntimeError(result.get("tokenizer_error", "no result")))
+    return table
+
+
 # --- the CPU reference --------------------------------------------------------------------------------------
 
 
@@ -461,13 +515,16 @@ def reference_rows(reference: dict, model, prompts):
 def compare_reference(reference: dict, model, prompts, tables: dict, relevance, report: Report) -> None:
     """Each backend's predictions (and the MRD) against the CPU reference."""
     rows = reference_rows(reference, model, prompts)
+    mine = reference["generations"]["model"].isin([model.key, model.name]).sum()
+    other = f"; {mine - len(rows)} reference rows of other prompt text left out" if mine > len(rows) else ""
     for backend, table in tables.items():
         found = agreement(table, rows)
         report.add(
             f"cpu-ref {model.key} {backend}",
-            agreement_line(found, backend, "cpu"),
+            agreement_line(found, backend, "cpu") + other,
             model=model.key,
             backend=backend,
+            left_out=int(mine - len(rows)),
             **found,
         )
     mrd = reference["mrd"]
@@ -484,7 +541,8 @@ def compare_reference(reference: dict, model, prompts, tables: dict, relevance, 
     report.add(
         f"cpu-ref {model.key} MRD",
         f"{equal}/{len(comparable)} part MRDs equal to the CPU's, largest difference {largest:.0f} layers "
-        f"({len(comparable)} of {len(merged)} shared part rows explain the same token in both)",
+        f"(compared: {len(comparable)} of {len(merged)} shared part rows, those explaining the same token with an "
+        "MRD in both)",
         model=model.key,
         equal=equal,
         compared=len(comparable),
@@ -509,18 +567,18 @@ def write_reference(path: Path, settings: dict, environment: dict, generations: 
             for row in frame[["model", *KEY, "part", "mrd", "target_id", "target_token"]].to_dict("records")
         ],
     }
-    write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", path)
+    write_text(json.dumps(document, indent=1, ensure_ascii=False, default=str) + "\n", path)
 
 
 # --- main ---------------------------------------------------------------------------------------------------
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], epilog="See the module docstring (bench/gpu_check.py) for what it prints."
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", help="the report as JSON (default: gpu-check.json; none with --write-reference)")
-    parser.add_argument("--cpu-reference", type=Path, help="predictions made on CPU (JSON of --write-reference, or Parquet)")
+    parser.add_argument(
+        "--cpu-reference", type=Path, help="predictions made on CPU (JSON of --write-reference, or Parquet)"
+    )
     parser.add_argument(
         "--write-reference", type=Path, metavar="FILE", help="run on CPU (HF backend, float32) and write the reference"
     )
@@ -556,6 +614,7 @@ def main() -> int:
     if args.worker:
         _worker(args.worker)
         return 0
+    started = time.perf_counter()
     reference_mode = args.write_reference is not None
     if reference_mode:
         device, skip_vllm = "cpu", True
@@ -596,7 +655,7 @@ def main() -> int:
         "device": torch.cuda.get_device_name(0) if device == "cuda" else f"CPU, {torch.get_num_threads()} threads",
     }
     out = None if reference_mode and not args.out else Path(args.out or "gpu-check.json")
-    report = Report(out, {"settings": settings, "environment": environment, "cpu_reference": str(args.cpu_reference)})
+    report = Report(out, {"settings": settings, "environment": environment, "cpu_reference": args.cpu_reference})
     report.add(
         "gpu-check" if not reference_mode else "cpu-reference",
         f"{environment['device']}; torch {torch.__version__} (CUDA {torch.version.cuda}), transformers "
@@ -614,10 +673,10 @@ def main() -> int:
 
     registry = Registry.load(ROOT / "config" / "models.yaml")
     table, _ = data.prepare(data.load_local(ROOT / "data" / "xquad_subset", languages), languages)
-    started = time.perf_counter()
+    label = "hf-cuda" if device == "cuda" else "hf-cpu"
     with tempfile.TemporaryDirectory(prefix="gpu-check-") as scratch:
         work = Path(scratch)
-        runs = {}  # model key -> (model, weights, prompts, hf table, relevance)
+        runs: dict[str, dict] = {}  # model key -> model, weights, prompts, hf (table), relevance
         for key in args.models:
             with report.stage(f"model {key}"):
                 model = registry.get(key)
@@ -630,75 +689,43 @@ def main() -> int:
                     model=key,
                     prompts=len(prompts),
                 )
-                label = "hf-cuda" if device == "cuda" else "hf-cpu"
-                hf_table = hf_generate(model, weights, prompts, args, device, work, report, label)
-                relevance = None
+                runs[key] = {"model": model, "weights": weights, "prompts": prompts, "hf": None, "relevance": None}
+            if key not in runs:
+                continue
+            run = runs[key]
+            with report.stage(f"{label} {key}"):
+                run["hf"] = hf_generate(model, weights, prompts, args, device, work, report, label)
+            if run["hf"] is not None:
                 with report.stage(f"layers {key}"):
-                    relevance = layer_analysis(model, weights, prompts, hf_table, args, device, work, report)
-                runs[key] = (model, weights, prompts, hf_table, relevance)
+                    run["relevance"] = layer_analysis(model, weights, prompts, run["hf"], args, device, work, report)
 
         if reference_mode:
             generations = [
-                hf.assign(model=key, prompt_sha=[_sha(p) for p in prompts["prompt"]])
-                for key, (_, _, prompts, hf, _) in runs.items()
+                run["hf"].assign(model=key, prompt_sha=[_sha(p) for p in run["prompts"]["prompt"]])
+                for key, run in runs.items()
+                if run["hf"] is not None
             ]
-            relevance = [rel for _, (_, _, _, _, rel) in runs.items() if rel is not None]
-            write_reference(args.write_reference, settings, environment, generations, relevance)
-            size = args.write_reference.stat().st_size
-            report.add(
-                "cpu-reference written",
-                f"{args.write_reference}: {sum(len(g) for g in generations)} predictions of "
-                f"{len(generations)} models, {size / 1e3:.0f} kB, in {time.perf_counter() - started:.0f} s",
-            )
-            return 1 if report.failures else 0
+            relevance = [run["relevance"] for run in runs.values() if run["relevance"] is not None]
+            with report.stage("cpu-reference written"):
+                write_reference(args.write_reference, settings, environment, generations, relevance)
+                report.add(
+                    "cpu-reference written",
+                    f"{args.write_reference}: {sum(len(g) for g in generations)} predictions of {len(generations)} "
+                    f"models, {args.write_reference.stat().st_size / 1e3:.0f} kB",
+                )
 
-        for key, (model, weights, prompts, hf_table, relevance) in runs.items():
-            tables = {"hf-cuda": hf_table}
+        for key, run in ({} if reference_mode else runs).items():
+            model, weights, prompts = run["model"], run["weights"], run["prompts"]
+            tables = {label: run["hf"]} if run["hf"] is not None else {}
             if not skip_vllm:
                 with report.stage(f"vllm-cuda {key}"):
-                    prompts_file = work / f"prompts-{key}.parquet"
-                    prompts.to_parquet(prompts_file, index=False)
-                    spec = {
-                        "weights": str(weights),
-                        "prompts": str(prompts_file),
-                        "out": str(work / f"vllm-cuda-{key}.parquet"),
-                        "model": model.name,
-                        "max_new_tokens": args.max_new_tokens,
-                        "dtype": args.dtype,
-                        "gpu_memory_utilization": args.gpu_memory_utilization,
-                    }
-                    result, vllm_table = run_vllm(python, spec, work, args.vllm_timeout)
-                    n, seconds, f1_value = len(vllm_table), result["generate_s"], mean_f1(vllm_table)
-                    report.add(
-                        f"vllm-cuda {key}",
-                        f"engine start {result['start_s']:.1f} s; {n} prompts in {seconds:.2f} s = "
-                        f"{n / seconds:.2f} prompts/s; F1 {f1_value:.2f}, "
-                        f"{int((vllm_table['prediction'] == '').sum())} empty answers (vLLM "
-                        f"{result['versions']['vllm']}, torch {result['versions']['torch']})",
-                        model=key,
-                        backend="vllm",
-                        start_s=result["start_s"],
-                        seconds=seconds,
-                        prompts=n,
-                        prompts_per_s=n / seconds,
-                        f1=f1_value,
-                        versions=result["versions"],
-                        engine=result["engine"],
-                    )
-                    report.add(
-                        f"vllm-cuda {key} tokenizer",
-                        result.get("tokenizer") or f"FAILED ({result.get('tokenizer_error')})",
-                        model=key,
-                        failed="tokenizer" not in result,
-                    )
-                    tables["vllm-cuda"] = vllm_table
-                    found = agreement(hf_table, vllm_table)
-                    report.add(
-                        f"hf-vs-vllm {key}", agreement_line(found, "hf", "vllm"), model=key, **found
-                    )
+                    tables["vllm-cuda"] = vllm_generate(model, weights, prompts, args, python, work, report)
+                    if run["hf"] is not None:
+                        found = agreement(run["hf"], tables["vllm-cuda"])
+                        report.add(f"hf-vs-vllm {key}", agreement_line(found, "hf", "vllm"), model=key, **found)
             if reference is not None:
                 with report.stage(f"cpu-ref {key}"):
-                    compare_reference(reference, model, prompts, tables, relevance, report)
+                    compare_reference(reference, model, prompts, tables, run["relevance"], report)
     report.add("total", f"{time.perf_counter() - started:.0f} s; {len(report.failures)} failed stages")
     return 1 if report.failures else 0
 

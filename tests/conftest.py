@@ -40,3 +40,12 @@ def smollm2(tmp_path_factory):
     from helpers.real import convert_real_model
 
     return str(convert_real_model(tmp_path_factory.mktemp("real_model") / "smollm2-135m-instruct"))
+
+
+@pytest.fixture(scope="session")
+def gemma(tmp_path_factory):
+    """Gemma-3-270M, a real multilingual base model, assembled from its four chunk packages and converted (its
+    SentencePiece tokenizer rebuilt from the GGUF): the snapshot dir."""
+    from helpers.real import GEMMA, convert_real_model
+
+    return str(convert_real_model(tmp_path_factory.mktemp("gemma") / GEMMA, GEMMA))

@@ -15,6 +15,7 @@ from pathlib import Path
 from helpers import ROOT
 
 REAL_MODEL = "smollm2-135m-instruct"
+GEMMA = "gemma3-270m"  # the multilingual base model of config/multilingual.yaml
 REGISTRY = ROOT / "config" / "models.yaml"
 
 
@@ -41,10 +42,10 @@ def run_in_vllm_env(*args, timeout: int = 900, **kwargs) -> subprocess.Completed
     )
 
 
-def convert_real_model(out: Path) -> Path:
-    """Convert the packaged GGUF once (about 25 s) into `out` through the CLI, as the workflow's rule does."""
+def convert_real_model(out: Path, key: str = REAL_MODEL) -> Path:
+    """Convert a packaged GGUF once into `out` as the workflow's rule does (SmolLM2 about 25 s, Gemma 65 s)."""
     from xmrc.config import Registry
     from xmrc.hub.packaged import convert_packaged_model
 
-    convert_packaged_model(Registry.load(REGISTRY).get(REAL_MODEL), out)
+    convert_packaged_model(Registry.load(REGISTRY).get(key), out)
     return out

@@ -72,7 +72,7 @@ def test_real_dag_converts_once_checks_the_tokenizer_and_runs_vllm_jobs_under_th
         f"xmrc convert-gguf --registry config/models.yaml --model {REAL_MODEL} --out resources/packaged/{REAL_MODEL}"
         in out
     )
-    checks = re.findall(rf"{re.escape(python)} -m xmrc check-tokenizer (\S+) --out (\S+)", out)
+    checks = re.findall(rf"{re.escape(python)} -m xmrc check-tokenizer (\S+) --texts \S+ --out (\S+)", out)
     assert checks == [
         (f"resources/packaged/{REAL_MODEL}", f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt")
     ]

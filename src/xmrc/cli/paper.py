@@ -16,7 +16,30 @@ def cmd_paper_comparison(args) -> None:
     print(f"{args.out_dir}/paper_comparison.{{csv,md}}, {args.figure}: {headline(cells, summary)}")
 
 
+def cmd_paper_findings(args) -> None:
+    """the paper's findings a base model's run can test, each with the paper's numbers, ours with bootstrap
+    intervals, and a verdict (CSV and Markdown)"""
+    from xmrc.bootstrap import BootstrapSettings
+    from xmrc.io import write_csv, write_text
+    from xmrc.paper.findings import check_findings
+
+    found = check_findings(args.results, args.model, BootstrapSettings(resamples=args.resamples, seed=args.seed))
+    write_csv(found, args.out)
+    if args.markdown:
+        write_text(found.to_markdown(index=False) + "\n", args.markdown)
+    counts = found["verdict"].value_counts().to_dict()
+    print(f"{args.out}: {len(found)} findings for {args.model}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+
+
 def register(command) -> None:
+    p = command("paper-findings", cmd_paper_findings)
+    p.add_argument("--results", required=True, help="a run's results directory (results/<run>)")
+    p.add_argument("--model", required=True, help="the model's name as the tables print it")
+    p.add_argument("--out", required=True, help="CSV of the findings")
+    p.add_argument("--markdown", help="also as a Markdown table")
+    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument("--seed", type=int, default=0)
+
     p = command("paper-comparison", cmd_paper_comparison)
     p.add_argument(
         "--tables",
