@@ -43,10 +43,13 @@ real: $(STAMP) $(VLLM_STAMP)
 # The multilingual study (config/multilingual.yaml): Gemma-3-270M in all 12 languages, generating on vLLM (CPU).
 # Hours on 2 cores; every long job checkpoints, so `make multilingual` again resumes an interrupted run.
 # STUDY_ARGS passes Snakemake options, e.g. STUDY_ARGS="--prioritize results/multilingual/tables/summary_2shot.md".
+# Then every language pair (config/multilingual_xy.yaml: the x-y matrix, 12 items per pair).
 multilingual: $(STAMP) $(VLLM_STAMP)
-	PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/multilingual.yaml --cores $(CORES) \
-		--printshellcmds --rerun-incomplete --keep-going $(STUDY_ARGS) \
-		--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}'
+	for study in multilingual multilingual_xy; do \
+		PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/$$study.yaml --cores $(CORES) \
+			--printshellcmds --rerun-incomplete --keep-going $(STUDY_ARGS) \
+			--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}' || exit 1; \
+	done
 
 # Copies the study's tables and figures into docs/multilingual/ (committed; results/ never is) and checks the
 # paper's findings on them (docs/multilingual/findings.{csv,md}); docs/multilingual-study.md quotes them.

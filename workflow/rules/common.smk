@@ -109,14 +109,16 @@ VLLM_ENGINE_OPTIONS = f"--gpu-memory-utilization {BACKENDS['vllm']['gpu_memory_u
 
 
 def packaged_check(key):
-    """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter."""
-    return f"{PACKAGED_DIR}/checks/{key}.vllm-tokenizer.txt"
+    """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter, on this
+    run's texts (per run: the check reads the run's data table)."""
+    return f"{RESULTS}/checks/{key}.vllm-tokenizer.txt"
 
 
 def vllm_model_inputs(model):
     """Inputs a vLLM job of `model` adds: for a gguf-source model, its tokenizer checked under the vLLM
-    interpreter (a tokenizer that does not round-trip there stops the run before any vLLM job)."""
-    return {"tokenizer_check": packaged_check(model.key)} if model.source == "gguf" else {}
+    interpreter (a tokenizer that does not pass there stops the run before any vLLM job). The stamp must
+    exist, but a check run again (another run's texts, a new checkout) re-generates nothing: ancient()."""
+    return {"tokenizer_check": ancient(packaged_check(model.key))} if model.source == "gguf" else {}
 
 
 def generate_inputs(wildcards):
