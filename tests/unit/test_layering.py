@@ -24,6 +24,7 @@ HEAVY_OR_OPTIONAL = {
     "datasets",
     "peft",
     "gguf",
+    "sentencepiece",
     "huggingface_hub",
     "openai",
     "httpx",

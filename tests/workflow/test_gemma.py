@@ -118,12 +118,12 @@ def test_vllm_and_hf_give_gemma_the_same_answers(gemma, tmp_path):
 
 SLICE = {
     "run": "multilingual_slice",
-    "languages": ["en", "de", "zh"],
+    "languages": ["en", "de", "zh", "ar", "th"],  # the QT-LoRA's sources are de, zh, ar, th
     "shots": [2],
     "prompt_formats": ["v1"],
     "skip_models": [],
     "data": {"source": "local", "local_dir": "data/xquad_subset", "max_items": 2},
-    "layers": {"max_samples": 1, "prompt_formats": ["v1"], "groups": ["balanced"]},
+    "layers": {"max_samples": 2, "prompt_formats": ["v1"], "groups": ["balanced"]},
     "oracle": {"directions": ["en-en", "en-de"], "sample_size": 1},
     "finetune": {
         "question_translation": {"max_pairs_per_source": 4},
@@ -143,7 +143,9 @@ def study_slice(tmp_path_factory, gemma):
     vllm = ["--config", "backends=" + json.dumps({"vllm": {"python": vllm_python()}})]
     result = snakemake(*options, *vllm, cwd=checkout, timeout=1500)
     assert result.returncode == 0, result.stderr[-4000:]
-    print(f"\nGemma-3-270M through every stage (2 items, en/de/zh, 2-shot v1): {time.monotonic() - started:.0f} s")
+    print(
+        f"\nGemma-3-270M through every stage (2 items, en/de/zh/ar/th, 2-shot v1): {time.monotonic() - started:.0f} s"
+    )
     return checkout / "results" / SLICE["run"]
 
 
@@ -151,7 +153,7 @@ def study_slice(tmp_path_factory, gemma):
 def test_gemma_runs_every_stage_of_the_study(study_slice):
     tables, figures = study_slice / "tables", study_slice / "figures"
     scores = pd.read_csv(tables / "direction_scores.csv")
-    assert set(scores["model"]) == {"Gemma-3-270M", "Gemma-3-270M-QT-LoRA"} and len(scores) == 2 * 5
+    assert set(scores["model"]) == {"Gemma-3-270M", "Gemma-3-270M-QT-LoRA"} and len(scores) == 2 * 9
     assert scores.loc[scores["model"] == "Gemma-3-270M", "f1"].max() > 0  # a real model answers some item
     for name in (
         "summary_2shot.csv",

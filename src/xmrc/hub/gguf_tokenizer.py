@@ -19,6 +19,7 @@ give the model ids it never saw.
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,8 +118,6 @@ def sentencepiece_proto(vocab: GgufVocabulary, original_spaces: bool = True) -> 
 def sentencepiece_tokenizer(vocab: GgufVocabulary):
     """transformers' fast tokenizer converted from the GGUF's pieces as exported (special tokens and BOS as the
     file says); whether it is right is for `check_ids` against the sentencepiece library to say."""
-    import tempfile
-
     special = {f"{key}_token": vocab.tokens[token_id] for key, token_id in vocab.special.items()}
     with tempfile.TemporaryDirectory() as scratch:
         proto_file = Path(scratch) / "tokenizer.model"

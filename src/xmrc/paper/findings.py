@@ -17,6 +17,7 @@ import pandas as pd
 
 from xmrc import tables
 from xmrc.bootstrap import BootstrapSettings, mean_intervals
+from xmrc.intervals import chosen_formats
 from xmrc.io import read_parquet, read_table
 from xmrc.paper.published import published_table
 
@@ -286,8 +287,6 @@ def finetune_findings(differences: pd.DataFrame, model: str) -> list[dict]:
 
 def check_findings(results: str | Path, model: str, settings: BootstrapSettings | None = None) -> pd.DataFrame:
     """Every finding the run's outputs allow, for `model` (the display name of the tables)."""
-    from xmrc.intervals import chosen_formats
-
     settings = settings or BootstrapSettings()
     results = Path(results)
     items = read_parquet(results / "tables" / "item_scores.parquet")
