@@ -19,7 +19,6 @@ import contextlib
 import hashlib
 import importlib
 import importlib.metadata
-import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
