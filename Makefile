@@ -59,7 +59,8 @@ multilingual-docs: $(STAMP)
 	cd $(STUDY)/tables && cp --parents $$(find . -name '*.md' -o -name 'direction_scores.csv' -o -name '*intervals.csv' | sort) $(CURDIR)/docs/multilingual/tables/
 	cd $(STUDY)/figures && cp --parents $$(find . -name '*.png' | sort) $(CURDIR)/docs/multilingual/figures/
 	$(BIN)/python -m xmrc paper-findings --results $(STUDY) --model Gemma-3-270M \
-		--out docs/multilingual/findings.csv --markdown docs/multilingual/findings.md
+		--out docs/multilingual/findings.csv --markdown docs/multilingual/findings.md \
+		--scenarios docs/multilingual/scenario_means.md
 
 test: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python -m pytest

@@ -21,12 +21,15 @@ def cmd_paper_findings(args) -> None:
     intervals, and a verdict (CSV and Markdown)"""
     from xmrc.bootstrap import BootstrapSettings
     from xmrc.io import write_csv, write_text
-    from xmrc.paper.findings import check_findings
+    from xmrc.paper.findings import check_findings, run_scenarios
 
-    found = check_findings(args.results, args.model, BootstrapSettings(resamples=args.resamples, seed=args.seed))
+    settings = BootstrapSettings(resamples=args.resamples, seed=args.seed)
+    found = check_findings(args.results, args.model, settings)
     write_csv(found, args.out)
     if args.markdown:
         write_text(found.to_markdown(index=False) + "\n", args.markdown)
+    if args.scenarios:
+        write_text(run_scenarios(args.results, settings).to_markdown(index=False) + "\n", args.scenarios)
     counts = found["verdict"].value_counts().to_dict()
     print(f"{args.out}: {len(found)} findings for {args.model}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
 
@@ -37,6 +40,7 @@ def register(command) -> None:
     p.add_argument("--model", required=True, help="the model's name as the tables print it")
     p.add_argument("--out", required=True, help="CSV of the findings")
     p.add_argument("--markdown", help="also as a Markdown table")
+    p.add_argument("--scenarios", help="Markdown of Table 2's columns with intervals, every model and setting")
     p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
     p.add_argument("--seed", type=int, default=0)
 

@@ -75,3 +75,13 @@ def test_the_two_phase_finding_compares_the_parts_of_the_same_prompts(question, 
     similarity = pd.DataFrame(columns=["lang", "part", "layer", "ratio"])
     found = layer_findings(relevance, similarity, SETTINGS)
     assert [f["verdict"] for f in found] == [verdict] and "of 17 layers" in found[0]["ours"]
+
+
+def test_the_scenario_table_gives_table_2s_columns_with_intervals():
+    from xmrc.paper.findings import scenario_table
+
+    items = _items(lambda c, q, rng: {"en": 1.0, "de": 0.5, "zh": 0.0, "ar": 0.25}[q] if c == "en" else 0.5)
+    table = scenario_table(items, {("M", 2): "v1"}, SETTINGS).iloc[0]
+    assert table["n"] == 30 and table["en-en"] == "100.00 [100.00, 100.00]"
+    assert table["mean en-x"] == "25.00 [25.00, 25.00]" and table["mean x-x"] == "50.00 [50.00, 50.00]"
+    assert table["en-x / en-en"] == "0.25 [0.25, 0.25]" and table["x-x / en-en"] == "0.50 [0.50, 0.50]"
