@@ -109,9 +109,9 @@ VLLM_ENGINE_OPTIONS = f"--gpu-memory-utilization {BACKENDS['vllm']['gpu_memory_u
 
 
 def packaged_check(key):
-    """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter, on this
-    run's texts (per run: the check reads the run's data table)."""
-    return f"{RESULTS}/checks/{key}.vllm-tokenizer.txt"
+    """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter (beside
+    the snapshot: one per model; it holds the last run's check, whose texts that run's data table gave)."""
+    return f"{PACKAGED_DIR}/checks/{key}.vllm-tokenizer.txt"
 
 
 def vllm_model_inputs(model):
