@@ -73,7 +73,9 @@ def test_real_dag_converts_once_checks_the_tokenizer_and_runs_vllm_jobs_under_th
         in out
     )
     checks = re.findall(rf"{re.escape(python)} -m xmrc check-tokenizer (\S+) --texts \S+ --out (\S+)", out)
-    assert checks == [(f"resources/packaged/{REAL_MODEL}", f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt")]
+    assert checks == [
+        (f"resources/packaged/{REAL_MODEL}", f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt")
+    ]
     generate = re.findall(r"(\S+) -m xmrc generate-job .*?--model (\S+) .*?--backend (\S+)", out)
     assert len(generate) == 4 + 2 + 2 and {(p, b) for p, _, b in generate} == {(python, "vllm")}
     assert re.search(rf"{re.escape(python)} -m xmrc judge .*--model {REAL_MODEL} .*--backend vllm", out)

@@ -175,13 +175,24 @@ def error_findings(errors: Path, model: str, settings: BootstrapSettings) -> lis
         )
     if len(judge):
         failed = interval(100 * judge["verdict"].isin([1, 2, 3]).astype(float), settings)
+        ours = f"{failed}% of {len(judge)} wrong en-x answers (judge: {judge['judge'].iloc[0]})"
+        verdict = above(Interval(25 - failed.mean, 25 - failed.high, 25 - failed.low))
+        wrong_file = errors / "wrong_answers.parquet"
+        if wrong_file.is_file():
+            # A judge that calls non-empty answers blank says nothing about generation failures.
+            keys = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+            both = judge.merge(read_parquet(wrong_file)[[*keys, "rule_blank"]], on=keys)
+            agreement = 100 * float(((both["verdict"] == 1) == both["rule_blank"].astype(bool)).mean())
+            ours += f"; the judge's blank agrees with the rule (empty answer) on {agreement:.1f}%"
+            if agreement < 80:
+                verdict = UNSURE
         found.append(
             _row(
                 "generation failures (blank, gibberish, refusal): minor",
                 f"base models' mean generation failure {_span(paper2['mean generation'])}% of W",
-                f"{failed}% of {len(judge)} wrong en-x answers (judge: {judge['judge'].iloc[0]})",
-                "share < 25%",
-                above(Interval(25 - failed.mean, 25 - failed.high, 25 - failed.low)),
+                ours,
+                "share < 25%, by a judge whose blanks agree with the rule on >= 80%",
+                verdict,
             )
         )
     return found
@@ -240,6 +251,8 @@ def layer_findings(relevance: pd.DataFrame, similarity: pd.DataFrame, settings: 
         if len(pairs):
             depth = interval(pairs["context"] - pairs["question"], settings)
             layers = int(relevance["layers"].max())
+            # both parts at the last explained layer: no room to tell the phases apart
+            saturated = pairs["question"].mean() >= 0.95 * layers and pairs["context"].mean() >= 0.95 * layers
             found.append(
                 _row(
                     "two phases: question MRD below context MRD",
@@ -247,8 +260,8 @@ def layer_findings(relevance: pd.DataFrame, similarity: pd.DataFrame, settings: 
                     f"MRD question {interval(pairs['question'], settings)}, context "
                     f"{interval(pairs['context'], settings)} of {layers} layers; context − question {depth} "
                     f"(n={len(pairs)} prompts)",
-                    "context − question MRD > 0",
-                    above(depth),
+                    "context − question MRD > 0, both below 95% of the layers",
+                    UNSURE if saturated else above(depth),
                 )
             )
     question = similarity[(similarity["part"] == "question") & (similarity["lang"] != "en")]

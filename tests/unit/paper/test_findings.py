@@ -85,3 +85,32 @@ def test_the_scenario_table_gives_table_2s_columns_with_intervals():
     assert table["n"] == 30 and table["en-en"] == "100.00 [100.00, 100.00]"
     assert table["mean en-x"] == "25.00 [25.00, 25.00]" and table["mean x-x"] == "50.00 [50.00, 50.00]"
     assert table["en-x / en-en"] == "0.25 [0.25, 0.25]" and table["x-x / en-en"] == "0.50 [0.50, 0.50]"
+
+
+def test_the_two_phases_cannot_be_told_apart_when_both_parts_reach_the_last_layer():
+    rows = [
+        ("en", "de", f"id{i}", part, 17 - (i % 2) * (part == "question"), 17)
+        for i in range(20)
+        for part in ("question", "context")
+    ]
+    relevance = pd.DataFrame(rows, columns=["context_lang", "question_lang", "id", "part", "mrd", "layers"])
+    found = layer_findings(relevance, pd.DataFrame(columns=["lang", "part", "layer", "ratio"]), SETTINGS)
+    assert found[0]["verdict"] == UNSURE  # context above question, yet both at the ceiling
+
+
+def test_a_judge_that_calls_non_empty_answers_blank_leaves_generation_failures_undecided(tmp_path):
+    from xmrc.paper.findings import error_findings
+
+    keys = {"model": "M", "shots": 2, "prompt_format": "v1", "context_lang": "en"}
+    ids = [{**keys, "question_lang": q, "id": f"id{i}"} for q in ("de", "zh") for i in range(20)]
+    pd.DataFrame([{**k, "language_error": i % 10 == 0} for i, k in enumerate(ids)]).to_parquet(
+        tmp_path / "language.parquet"
+    )
+    pd.DataFrame([{**k, "rule_blank": False} for k in ids]).to_parquet(tmp_path / "wrong_answers.parquet")
+    judge = pd.DataFrame([{**k, "verdict": 1, "judge": "J"} for k in ids])
+    judge.to_parquet(tmp_path / "judge.parquet")
+    language, failures = error_findings(tmp_path, "M", SETTINGS)
+    assert language["verdict"] == HOLDS and "10.00" in language["ours"]
+    assert failures["verdict"] == UNSURE and "agrees with the rule (empty answer) on 0.0%" in failures["ours"]
+    judge.assign(verdict=0).to_parquet(tmp_path / "judge.parquet")
+    assert error_findings(tmp_path, "M", SETTINGS)[1]["verdict"] == HOLDS
