@@ -58,6 +58,8 @@ multilingual-docs: $(STAMP)
 	mkdir -p docs/multilingual/tables docs/multilingual/figures
 	cd $(STUDY)/tables && cp --parents $$(find . -name '*.md' -o -name 'direction_scores.csv' -o -name '*intervals.csv' | sort) $(CURDIR)/docs/multilingual/tables/
 	cd $(STUDY)/figures && cp --parents $$(find . -name '*.png' | sort) $(CURDIR)/docs/multilingual/figures/
+	if [ -d $(STUDY)_xy/figures ]; then mkdir -p docs/multilingual/xy && cp $(STUDY)_xy/tables/f1_2shot_x-y.md \
+		$(STUDY)_xy/figures/matrix_f1/gemma3-270m/2shot-v1.png docs/multilingual/xy/; fi
 	$(BIN)/python -m xmrc paper-findings --results $(STUDY) --model Gemma-3-270M \
 		--out docs/multilingual/findings.csv --markdown docs/multilingual/findings.md \
 		--scenarios docs/multilingual/scenario_means.md
