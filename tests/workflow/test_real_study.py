@@ -73,9 +73,7 @@ def test_real_dag_converts_once_checks_the_tokenizer_and_runs_vllm_jobs_under_th
         in out
     )
     checks = re.findall(rf"{re.escape(python)} -m xmrc check-tokenizer (\S+) --texts \S+ --out (\S+)", out)
-    assert checks == [
-        (f"resources/packaged/{REAL_MODEL}", f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt")
-    ]
+    assert checks == [(f"resources/packaged/{REAL_MODEL}", f"results/real/checks/{REAL_MODEL}.vllm-tokenizer.txt")]
     generate = re.findall(r"(\S+) -m xmrc generate-job .*?--model (\S+) .*?--backend (\S+)", out)
     assert len(generate) == 4 + 2 + 2 and {(p, b) for p, _, b in generate} == {(python, "vllm")}
     assert re.search(rf"{re.escape(python)} -m xmrc judge .*--model {REAL_MODEL} .*--backend vllm", out)
@@ -87,7 +85,7 @@ def test_real_dag_converts_once_checks_the_tokenizer_and_runs_vllm_jobs_under_th
         jobs.setdefault(rule, []).append(
             (wildcards.group(1) if wildcards else "", inputs.group(1).split(", ") if inputs else [])
         )
-    weights, check = f"resources/packaged/{REAL_MODEL}", f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt"
+    weights, check = f"resources/packaged/{REAL_MODEL}", f"results/real/checks/{REAL_MODEL}.vllm-tokenizer.txt"
     for rule in ("prompts", "generate", "oracle_attribution", "layer_relevance", "layer_hidden_states"):
         real = [inputs for wildcards, inputs in jobs[rule] if f"model={REAL_MODEL}," in wildcards + ","]
         assert real and all(weights in inputs for inputs in real), rule
@@ -140,7 +138,7 @@ def test_a_tokenizer_that_does_not_round_trip_under_vllm_stops_the_run_naming_it
     settings = json.loads((snapshot / "tokenizer_config.json").read_text())
     (snapshot / "tokenizer_config.json").write_text(json.dumps(dict(settings, tokenizer_class="LlamaTokenizer")))
     shutil.copy(locate_gguf(Registry.load(ROOT / "config/models.yaml").get(REAL_MODEL)), snapshot / "tokenizer.model")
-    stamp = f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt"
+    stamp = f"results/real/checks/{REAL_MODEL}.vllm-tokenizer.txt"
     result = snakemake(
         stamp, "--configfile", "config/real.yaml", "--cores", "1", *python_config(vllm_python()), cwd=checkout
     )
@@ -232,7 +230,7 @@ def test_real_study_writes_every_stages_outputs_generated_on_vllm(real_study):
     checkout = results.parents[1]
     snapshot = checkout / "resources/packaged" / REAL_MODEL
     assert json.loads((snapshot / "xmrc_packaged.json").read_text())["layers"] == 30
-    assert "round-trip" in (checkout / f"resources/packaged/checks/{REAL_MODEL}.vllm-tokenizer.txt").read_text()
+    assert "round-trip" in (checkout / f"results/real/checks/{REAL_MODEL}.vllm-tokenizer.txt").read_text()
     for key in TUNED:
         provenance = json.loads((checkout / "resources/finetuned" / key / "xmrc_finetune.json").read_text())
         assert provenance["global_step"] == 4 and provenance["base"] == f"resources/packaged/{REAL_MODEL}"

@@ -109,16 +109,16 @@ VLLM_ENGINE_OPTIONS = f"--gpu-memory-utilization {BACKENDS['vllm']['gpu_memory_u
 
 
 def packaged_check(key):
-    """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter (beside
-    the snapshot: one per model; it holds the last run's check, whose texts that run's data table gave)."""
-    return f"{PACKAGED_DIR}/checks/{key}.vllm-tokenizer.txt"
+    """Stamp of the tokenizer check of a converted (gguf-source) model under the vLLM jobs' interpreter, on this
+    run's contexts and questions: one per run, so two runs of one model never redo each other's check (and
+    with it their generation jobs)."""
+    return f"{RESULTS}/checks/{key}.vllm-tokenizer.txt"
 
 
 def vllm_model_inputs(model):
     """Inputs a vLLM job of `model` adds: for a gguf-source model, its tokenizer checked under the vLLM
     interpreter (a tokenizer that does not pass there stops the run before any vLLM job). Not ancient(): in
-    Snakemake 9.27 a job with an ancient input whose producer must run is left out of the DAG (the held-out
-    evaluation never ran); a check run again re-generated nothing in a dry run either way."""
+    Snakemake 9.27 a job with an ancient input whose producer must run is left out of the DAG."""
     return {"tokenizer_check": packaged_check(model.key)} if model.source == "gguf" else {}
 
 
