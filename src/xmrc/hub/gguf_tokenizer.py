@@ -118,21 +118,17 @@ def sentencepiece_proto(vocab: GgufVocabulary, original_spaces: bool = True) -> 
 def sentencepiece_tokenizer(vocab: GgufVocabulary):
     """transformers' fast tokenizer converted from the GGUF's pieces as exported (special tokens and BOS as the
     file says); whether it is right is for `check_ids` against the sentencepiece library to say."""
+    from transformers import GemmaTokenizerFast, LlamaTokenizerFast
+
     special = {f"{key}_token": vocab.tokens[token_id] for key, token_id in vocab.special.items()}
     with tempfile.TemporaryDirectory() as scratch:
         proto_file = Path(scratch) / "tokenizer.model"
         proto_file.write_bytes(sentencepiece_proto(vocab, original_spaces=False))
-        return _converted(proto_file, vocab, special)
-
-
-def _converted(proto_file: Path, vocab: GgufVocabulary, special: dict):
-    from transformers import GemmaTokenizerFast, LlamaTokenizerFast
-
-    if vocab.add_space_prefix:  # Llama-2-style SentencePiece: a dummy prefix space, no legacy handling
-        return LlamaTokenizerFast(
-            vocab_file=str(proto_file), legacy=False, add_bos_token=vocab.add_bos, from_slow=True, **special
-        )
-    return GemmaTokenizerFast(vocab_file=str(proto_file), add_bos_token=vocab.add_bos, **special)
+        if vocab.add_space_prefix:  # Llama-2-style SentencePiece: a dummy prefix space, no legacy handling
+            return LlamaTokenizerFast(
+                vocab_file=str(proto_file), legacy=False, add_bos_token=vocab.add_bos, from_slow=True, **special
+            )
+        return GemmaTokenizerFast(vocab_file=str(proto_file), add_bos_token=vocab.add_bos, **special)
 
 
 def _first_difference(got: list[int], expected: list[int]) -> str:

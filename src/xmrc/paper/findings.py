@@ -17,6 +17,7 @@ import pandas as pd
 
 from xmrc import tables
 from xmrc.bootstrap import BootstrapSettings, mean_intervals, resampled_means
+from xmrc.errors import KEYS
 from xmrc.intervals import chosen_formats
 from xmrc.io import read_parquet, read_table
 from xmrc.paper.published import published_table
@@ -180,8 +181,7 @@ def error_findings(errors: Path, model: str, settings: BootstrapSettings) -> lis
         wrong_file = errors / "wrong_answers.parquet"
         if wrong_file.is_file():
             # A judge that calls non-empty answers blank says nothing about generation failures.
-            keys = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
-            both = judge.merge(read_parquet(wrong_file)[[*keys, "rule_blank"]], on=keys)
+            both = judge.merge(read_parquet(wrong_file)[[*KEYS, "rule_blank"]], on=KEYS)
             agreement = 100 * float(((both["verdict"] == 1) == both["rule_blank"].astype(bool)).mean())
             ours += f"; the judge's blank agrees with the rule (empty answer) on {agreement:.1f}%"
             if agreement < 80:
@@ -204,8 +204,7 @@ def oracle_findings(attributions: pd.DataFrame, items: pd.DataFrame, settings: B
     paper3 = published_table("table3_oracle")
     paper2 = published_table("table2_2shot_summary")
     done = attributions[attributions["status"] == "ok"] if "status" in attributions else attributions
-    keys = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
-    merged = done.merge(items, on=keys, how="inner")
+    merged = done.merge(items, on=KEYS, how="inner")
     found = []
     en_x = merged[merged["question_lang"] != "en"]
     if len(en_x):
