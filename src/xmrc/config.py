@@ -7,11 +7,18 @@ what the workflow's rules need (`RunPlan`).
 
 from __future__ import annotations
 
+import contextlib
+import math
 import os
+import re
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from xmrc import dataset_registry
 from xmrc.dataset_registry import Dataset
@@ -19,16 +26,21 @@ from xmrc.exceptions import XmrcError
 from xmrc.io import read_yaml
 from xmrc.prompts import directions
 from xmrc.tables import table_scenarios
-from xmrc.validation import validate
+from xmrc.validation import _schema, validate
 
 
 def load_config(path: str | Path) -> dict:
     return validate_config(read_yaml(path), str(path))
 
 
-def validate_config(config: Any, source: str = "config") -> dict:
+def validate_config(config: Any, source: str = "config", overrides: Mapping | None = None) -> dict:
+    """The config, schema-valid with defaults filled in. `overrides` are the command line's `--config` values
+    (Snakemake's `workflow.config_settings.config`), already merged into `config`: the values at their keys
+    are first coerced to the schema's types (see coerce_overrides)."""
     if not isinstance(config, dict):
         raise XmrcError(f"{source}: expected a mapping of config keys")
+    if overrides:
+        coerce_overrides(config, overrides)
     config = validate(config, "config.schema.yaml", source)
     if config["data"]["source"] == "local" and not config["data"].get("local_dir"):
         raise XmrcError(f"{source}: key 'data.local_dir': required when data.source is 'local'")
@@ -39,6 +51,199 @@ def validate_config(config: Any, source: str = "config") -> dict:
             f"demonstration ids, {len(config['demonstrations'])} configured"
         )
     return config
+
+
+def coerce_overrides(config: dict, overrides: Mapping) -> dict:
+    """Give the command line's `--config` values the types the config schema declares, in place.
+
+    Snakemake parses a `--config key=value` value with YAML's BaseLoader unless it is a plain int, float or
+    True/False, so every value inside a list or mapping is a string (`shots=[0,5]` is ['0', '5'],
+    `intervals={"enabled": true}` is {'enabled': 'true'}); a mapping is merged key by key into the config's
+    section, a list or scalar replaces the key's value. At every key `overrides` names, a string where the
+    schema (its sub-schemas, `$ref`s, `oneOf`/`anyOf`/`allOf` branches and `enum`/`const` values included)
+    admits no string is read as YAML, as a config file is (safe loader; any number also as a float, e.g.
+    1e-5), and replaced when the result has a type the schema declares: integer, number, boolean, null, or
+    an array or object whose items are coerced in turn. A string the schema admits, a value of any other type
+    and a string that cannot be read as a declared type are left as they are, so validation names the key.
+    """
+    schema = _schema("config.schema.yaml")
+    _coerce_at(config, overrides, [(schema, "")], _SchemaFiles(schema))
+    return config
+
+
+class _SchemaFiles:
+    """The documents `$ref`s point into: the merged config schema ('') and files of xmrc/schemas."""
+
+    def __init__(self, root: dict):
+        self.documents: dict[str, Any] = {"": root}
+
+    def get(self, name: str) -> Any:
+        if name not in self.documents:
+            try:
+                text = resources.files("xmrc").joinpath("schemas", name).read_text(encoding="utf-8")
+                self.documents[name] = yaml.safe_load(text)
+            except (OSError, yaml.YAMLError):
+                self.documents[name] = {}
+        return self.documents[name]
+
+
+def _resolve(schema: Any, document: str, files: _SchemaFiles, seen: frozenset = frozenset()) -> tuple[dict, str]:
+    """`schema` with its `$ref` followed (into this or another file of xmrc/schemas; siblings kept), and the
+    document it lives in; an unresolvable reference is an empty schema (no coercion)."""
+    if not isinstance(schema, dict):
+        return {}, document
+    ref = schema.get("$ref")
+    if not isinstance(ref, str) or (document, ref) in seen:
+        return schema, document
+    name, _, pointer = ref.partition("#")
+    target_document = name or document
+    target: Any = files.get(target_document)
+    for part in [p for p in pointer.split("/") if p]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        if isinstance(target, dict) and part in target:
+            target = target[part]
+        elif isinstance(target, list) and part.isdigit() and int(part) < len(target):
+            target = target[int(part)]
+        else:
+            return {}, document
+    target, target_document = _resolve(target, target_document, files, seen | {(document, ref)})
+    siblings = {key: value for key, value in schema.items() if key != "$ref"}
+    if not siblings:
+        return target, target_document
+    return {"allOf": [dict(siblings, **{"$document": document}), dict(target, **{"$document": target_document})]}, ""
+
+
+def _branches(schema: Any, document: str, files: _SchemaFiles) -> list[tuple[dict, str]]:
+    """The schema and every schema of its `allOf`/`anyOf`/`oneOf` (recursively), each with its document."""
+    schema, document = _resolve(schema, document, files)
+    document = schema.get("$document", document)
+    found = [(schema, document)]
+    for keyword in ("allOf", "anyOf", "oneOf"):
+        for branch in schema.get(keyword, []):
+            found.extend(_branches(branch, document, files))
+    return found
+
+
+_JSON_TYPES = {bool: "boolean", type(None): "null", str: "string", int: "integer", float: "number"}
+
+
+def _declared_types(schema: Any, document: str, files: _SchemaFiles) -> set[str] | None:
+    """The JSON types a value may have (`type`, or the types of `enum`/`const` values); None when nothing is
+    declared. `anyOf`/`oneOf` branches add theirs, `allOf` branches narrow them."""
+    schema, document = _resolve(schema, document, files)
+    document = schema.get("$document", document)
+    own: set[str] | None = None
+    if "type" in schema:
+        own = {schema["type"]} if isinstance(schema["type"], str) else set(schema["type"])
+    elif "const" in schema or "enum" in schema:
+        values = [schema["const"]] if "const" in schema else list(schema["enum"])
+        own = {_JSON_TYPES.get(type(value), "array" if isinstance(value, list) else "object") for value in values}
+    for keyword in ("anyOf", "oneOf"):
+        if keyword in schema:
+            union: set[str] | None = set()
+            for branch in schema[keyword]:
+                types = _declared_types(branch, document, files)
+                if types is None:
+                    union = None
+                    break
+                union |= types
+            if union is not None:
+                own = union if own is None else _widened(own) & _widened(union)
+    for branch in schema.get("allOf", []):
+        types = _declared_types(branch, document, files)
+        if types is not None:
+            own = types if own is None else _widened(own) & _widened(types)
+    return own
+
+
+def _widened(types: set[str]) -> set[str]:
+    """`types` with the integers that 'number' admits (so that intersections keep them)."""
+    return types | {"integer"} if "number" in types else types
+
+
+def _has_type(value: Any, types: set[str]) -> bool:
+    if isinstance(value, bool):
+        return "boolean" in types
+    if isinstance(value, int):
+        return bool(types & {"integer", "number"})
+    if isinstance(value, float):
+        return "number" in types and math.isfinite(value)
+    return (
+        (value is None and "null" in types)
+        or (isinstance(value, str) and "string" in types)
+        or (isinstance(value, list) and "array" in types)
+        or (isinstance(value, dict) and "object" in types)
+    )
+
+
+def _parsed(text: str, types: set[str]) -> Any:
+    """`text` read as YAML (or as a float), when that gives a value of one of `types`; else `text`."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    if not _has_type(value, types) and "number" in types:
+        with contextlib.suppress(ValueError):
+            value = float(text)
+    return value if not isinstance(value, str) and _has_type(value, types) else text
+
+
+def _member_schemas(schema: Any, document: str, files: _SchemaFiles, key: str | int) -> list[tuple[dict, str]]:
+    """The schemas of an object's property `key` (str) or an array's item number `key` (int)."""
+    found = []
+    for branch, where in _branches(schema, document, files):
+        if isinstance(key, int):
+            prefix = branch.get("prefixItems", [])
+            item = prefix[key] if key < len(prefix) else branch.get("items")
+        elif key in branch.get("properties", {}):
+            item = branch["properties"][key]
+        else:
+            patterns = branch.get("patternProperties", {})
+            matched = [sub for pattern, sub in patterns.items() if re.search(pattern, key)]
+            found.extend((sub, where) for sub in matched)
+            item = branch.get("additionalProperties") if not matched else None
+        if isinstance(item, dict):
+            found.append((item, where))
+    return found
+
+
+def _coerce_value(value: Any, candidates: list[tuple[dict, str]], files: _SchemaFiles) -> Any:
+    """`value` coerced to what any of the `candidates` (schema, document) declares; lists and mappings are
+    new ones (Snakemake's own copy of the command line's values stays as it was)."""
+    if not candidates:
+        return value
+    if isinstance(value, str):
+        types: set[str] = set()
+        for schema, document in candidates:
+            declared = _declared_types(schema, document, files)
+            if declared is None:
+                return value  # any type is fine
+            types |= declared
+        if "string" in types:
+            return value
+        value = _parsed(value, types)
+    if isinstance(value, dict):
+        return {key: _coerce_value(item, _members(candidates, files, str(key)), files) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_coerce_value(item, _members(candidates, files, number), files) for number, item in enumerate(value)]
+    return value
+
+
+def _members(candidates: list[tuple[dict, str]], files: _SchemaFiles, key: str | int) -> list[tuple[dict, str]]:
+    return [member for schema, document in candidates for member in _member_schemas(schema, document, files, key)]
+
+
+def _coerce_at(config: dict, overrides: Mapping, candidates: list[tuple[dict, str]], files: _SchemaFiles) -> None:
+    """Coerce the values of `config` (whose schemas are `candidates`) at the keys `overrides` names, into the
+    sections Snakemake merged key by key."""
+    for key, override in overrides.items():
+        if key not in config:
+            continue
+        members = _members(candidates, files, key)
+        if isinstance(override, Mapping) and isinstance(config[key], dict):
+            _coerce_at(config[key], override, members, files)
+        else:
+            config[key] = _coerce_value(config[key], members, files)
 
 
 # Snapshots converted from weights that a Python package ships (source: gguf).

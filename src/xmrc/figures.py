@@ -3,7 +3,8 @@
 Files the workflow draws with these functions (`xmrc figures`), per shots setting:
   heatmap_f1_{shots}shot_{scenario}.png   F1 per model x direction (scenario en-x or x-x),
                                           each model with its better prompt format
-  means_{shots}shot.png                   mean en-x vs mean x-x F1 per model (grouped bars)
+  means_{shots}shot.png                   mean en-x vs mean x-x F1 per model (grouped bars); with the
+                                          intervals stage on, error bars of its scenario_intervals.csv
 and, from the bootstrap intervals (xmrc.intervals, config key `intervals`):
   intervals_f1_{shots}shot.png            F1 per direction with its interval as error bars, one panel
                                           per model (its chosen format)
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
@@ -24,7 +26,13 @@ from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
 from xmrc.io import require_columns
 from xmrc.plots import new_figure, save_figure
-from xmrc.tables import DEFAULT_FORMAT_CRITERION, DIRECTION_COLUMNS, language_table, summary_table
+from xmrc.tables import (
+    DEFAULT_FORMAT_CHOICE,
+    DEFAULT_FORMAT_CRITERION,
+    DIRECTION_COLUMNS,
+    language_table,
+    summary_table,
+)
 
 # F1 (%) cells annotated to one decimal on one fixed colour scale, so heatmaps compare across figures.
 F1_HEATMAP = {
@@ -45,10 +53,11 @@ def heatmap(
     shots: int | None,
     path: str | Path,
     criterion: str = DEFAULT_FORMAT_CRITERION,
+    choice: str = DEFAULT_FORMAT_CHOICE,
 ) -> Path:
-    """Annotated F1 heatmap, model x direction (each model in its format chosen by `criterion`, as in the
-    tables); NaN cells stay blank."""
-    table = language_table(direction_scores, scenario, "f1", shots, criterion=criterion)
+    """Annotated F1 heatmap, model x direction (each model in its format chosen by `criterion` and `choice`,
+    as in the tables); NaN cells stay blank."""
+    table = language_table(direction_scores, scenario, "f1", shots, criterion=criterion, choice=choice)
     rows, cols = table.shape
     # ~0.75 in per column leaves room for "100.0" at fontsize 8; long model names get the left margin.
     fig = new_figure(figsize=(2.5 + 0.75 * cols, 1.2 + 0.38 * rows))
@@ -61,23 +70,68 @@ def heatmap(
     return save_figure(fig, path)
 
 
+MEANS = ("mean en-x", "mean x-x")
+
+
+def mean_errors(summary: pd.DataFrame, intervals: pd.DataFrame, shots: int | None) -> dict[str, pd.DataFrame]:
+    """Per scenario mean (MEANS): the lower and upper bound of each summary row's interval, from the rows of
+    scenario_intervals.csv (xmrc.intervals) of the same model, shots setting and prompt format; NaN where
+    the intervals have no such row."""
+    if shots is None and len(intervals):
+        shots = intervals["shots"].max()  # as summary_table: the largest shots setting
+    rows = intervals[intervals["shots"] == shots]
+    rows = rows.set_index(["model", "prompt_format"])
+    keys = pd.MultiIndex.from_arrays([summary.index, summary["prompt_format"]])
+    out = {}
+    for mean in MEANS:
+        bounds = rows[[f"{mean}_lo", f"{mean}_hi"]].reindex(keys)
+        out[mean] = pd.DataFrame(bounds.to_numpy(), index=summary.index, columns=["lo", "hi"])
+    return out
+
+
 def means_chart(
-    direction_scores: pd.DataFrame, shots: int | None, path: str | Path, criterion: str = DEFAULT_FORMAT_CRITERION
+    direction_scores: pd.DataFrame,
+    shots: int | None,
+    path: str | Path,
+    criterion: str = DEFAULT_FORMAT_CRITERION,
+    choice: str = DEFAULT_FORMAT_CHOICE,
+    intervals: pd.DataFrame | None = None,
 ) -> Path:
-    """Horizontal grouped bars of mean en-x and mean x-x F1 per model (bars labelled)."""
-    summary = summary_table(direction_scores, shots, criterion)
-    long = (
-        summary[["mean en-x", "mean x-x"]].reset_index().melt(id_vars="model", var_name="scenario", value_name="F1 (%)")
-    )
+    """Horizontal grouped bars of mean en-x and mean x-x F1 per model (bars labelled). With `intervals` (the
+    intervals stage's scenario_intervals.csv) each bar gets the error bar of its bootstrap interval (where the
+    table has the model's setting in the format shown)."""
+    summary = summary_table(direction_scores, shots, criterion, choice)
+    long = summary[list(MEANS)].reset_index().melt(id_vars="model", var_name="scenario", value_name="F1 (%)")
     fig = new_figure(figsize=(8, 1.2 + 0.45 * len(summary)))
     ax = fig.subplots()
     # Explicit model order keeps rows in table order even when a model's bars are NaN.
-    sns.barplot(data=long, y="model", x="F1 (%)", hue="scenario", order=list(summary.index), ax=ax)
-    for bars in ax.containers:
-        ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+    order = list(summary.index)
+    sns.barplot(data=long, y="model", x="F1 (%)", hue="scenario", hue_order=list(MEANS), order=order, ax=ax)
+    errors = mean_errors(summary, intervals, shots) if intervals is not None else None
+    # one container per hue level in hue_order (empty where all its bars are NaN); taken before errorbar adds any
+    for mean, bars in zip(MEANS, list(ax.containers)):
+        if errors is None:
+            ax.bar_label(bars, fmt="%.1f", fontsize=7, padding=2)
+            continue
+        for bar in bars:
+            value, centre = bar.get_width(), bar.get_y() + bar.get_height() / 2
+            if not np.isfinite(value):
+                continue
+            # the bar's category: models sit at y = 0, 1, ... in `order`, the hue levels dodged around them
+            low, high = errors[mean].iloc[round(centre)]
+            if np.isfinite(low) and np.isfinite(high):
+                xerr = [[max(value - low, 0.0)], [max(high - value, 0.0)]]
+                ax.errorbar(value, centre, xerr=xerr, fmt="none", ecolor="black", elinewidth=0.8, capsize=2)
+            end = max(value, high) if np.isfinite(high) else value
+            ax.annotate(
+                f"{value:.1f}", (end, centre), xytext=(2, 0), textcoords="offset points", va="center", fontsize=7
+            )
     ax.set_xlim(0, 105)
     ax.set_ylabel("")
-    ax.set_title(f"Mean F1 over non-English languages, {shots}-shot" if shots is not None else "Mean F1")
+    title = f"Mean F1 over non-English languages, {shots}-shot" if shots is not None else "Mean F1"
+    if errors is not None:
+        title += " (bootstrap intervals)"
+    ax.set_title(title)
     ax.legend(loc="lower right", fontsize=8)
     return save_figure(fig, path)
 

@@ -13,12 +13,22 @@ run.
 Output columns: model, shots, prompt_format, id, context_lang, question_lang, answer_lang, gold, raw_output,
 prediction, prompt_tokens, output_tokens. Parquet metadata key `xmrc.generation` holds JSON with the xmrc
 version, backend name, version and settings, the order and the shared-prefix shares of the job.
+
+Served models. A backend whose generations name the model that served them (the API backend: each
+response's `model`) has them kept per prompt in the shards (column `served_model`, not in the output), so a
+resumed job counts every prompt; the metadata then holds `served_models` (each distinct name: its number
+of prompts) and, for prompts whose response named no model (or whose shard was written before the column
+existed), `served_models_unrecorded`. A served name that is not the requested model
+(`xmrc.backends.api.served_model_matches`: a dated snapshot of it matches) is one warning line on stderr.
+Local backends report none: their metadata has no `served_models`.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -26,9 +36,10 @@ import pyarrow.parquet as pq
 
 from xmrc import __version__
 from xmrc.backends import Backend, describe_backend
+from xmrc.backends.api import served_model_matches
 from xmrc.backends.prefix import prefix_order, shared_prefix_share
 from xmrc.exceptions import XmrcError
-from xmrc.extract import answer_complete, extract_answer
+from xmrc.extract import answer_complete, check_extraction, extract_answer
 from xmrc.io import write_parquet
 from xmrc.jobs import Checkpoint, ParquetStore, digest, run_sharded
 
@@ -47,6 +58,8 @@ GENERATION_COLUMNS = [
     "output_tokens",
 ]
 PROMPT_KEY = ["id", "context_lang", "question_lang"]
+# Shards only: the model that served each prompt, where the backend reports one (API); counted in the metadata.
+SERVED_MODEL = "served_model"
 METADATA_KEY = b"xmrc.generation"
 # Bump when a change to generation code alters its outputs: the workflow passes it as a param of the
 # generate rules, so every generation job (and only those and their consumers) re-runs.
@@ -93,9 +106,11 @@ def run_generation(
     chunk_size: int = 256,
     order: str = "prefix",
     progress: bool = True,
+    extraction: str = "first_line",
 ) -> pd.DataFrame:
     output = Path(output)
     _check_prompts(prompts)
+    check_extraction(extraction)
     table = prompts.reset_index(drop=True)
     positions = prefix_order(table["prompt"].tolist()) if order == "prefix" else list(range(len(table)))
     ordered = table.iloc[positions]
@@ -107,6 +122,7 @@ def run_generation(
         "max_new_tokens": max_new_tokens,
         "chunk_size": chunk_size,
         "order": order,
+        "extraction": extraction,
         "backend": backend_info,
     }
     # the prompt texts enter the fingerprint: a changed prompt table never resumes from the old one's shards
@@ -114,7 +130,13 @@ def run_generation(
 
     def generate_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
         return _generate_chunk(
-            chunk, backend, model=model, shots=shots, prompt_format=prompt_format, max_new_tokens=max_new_tokens
+            chunk,
+            backend,
+            model=model,
+            shots=shots,
+            prompt_format=prompt_format,
+            max_new_tokens=max_new_tokens,
+            extraction=extraction,
         )
 
     def write_output(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -135,6 +157,7 @@ def _write_generations(
     ordered: pd.DataFrame,
 ) -> pd.DataFrame:
     result = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=GENERATION_COLUMNS)
+    served = served_models(result[SERVED_MODEL]) if SERVED_MODEL in result else {}
     # back to the prompt table's order: the table does not depend on the order the prompts ran in
     result.index = positions
     result = result.sort_index().reset_index(drop=True)[GENERATION_COLUMNS]
@@ -147,8 +170,10 @@ def _write_generations(
             "prefix_order": prefix_shares(ordered["prompt"].tolist(), backend, templated),
             "table_order": prefix_shares(table["prompt"].tolist(), backend, templated),
         },
+        **served,
     }
     write_parquet(result, output, {METADATA_KEY: json.dumps(record, sort_keys=True).encode()})
+    _warn_served_models(output, settings["backend"].get("model"), served.get("served_models", {}))
     shares = record["prefix_share"]["prefix_order"]
     print(
         f"{output}: shared-prefix share in run order: "
@@ -158,11 +183,42 @@ def _write_generations(
     return result
 
 
+def served_models(column: pd.Series) -> dict:
+    """The metadata of a job's served models: `served_models` (name: prompts, by name) and, where some
+    prompts have none (a response without `model`, a shard written before the column existed),
+    `served_models_unrecorded`."""
+    names = [value for value in column if isinstance(value, str)]
+    record = {"served_models": dict(sorted(Counter(names).items()))}
+    if len(names) < len(column):
+        record["served_models_unrecorded"] = len(column) - len(names)
+    return record
+
+
+def _warn_served_models(output: Path, requested: str | None, served: dict[str, int]) -> None:
+    """One line on stderr when the provider served a model other than the requested one."""
+    others = {name: count for name, count in served.items() if not served_model_matches(requested or "", name)}
+    if requested and others:
+        total = sum(served.values())
+        print(
+            f"xmrc: warning: {output}: requested model '{requested}' but the provider served "
+            + ", ".join(f"'{name}' ({count} of {total} prompts)" for name, count in others.items()),
+            file=sys.stderr,
+        )
+
+
 def _generate_chunk(
-    chunk: pd.DataFrame, backend: Backend, *, model: str, shots: int, prompt_format: str, max_new_tokens: int
+    chunk: pd.DataFrame,
+    backend: Backend,
+    *,
+    model: str,
+    shots: int,
+    prompt_format: str,
+    max_new_tokens: int,
+    extraction: str = "first_line",
 ) -> pd.DataFrame:
     templated = bool(chunk["templated"].iloc[0]) if len(chunk) else False
-    generations = backend.generate(chunk["prompt"].tolist(), max_new_tokens, templated, stop_when=answer_complete)
+    stop_when = partial(answer_complete, rule=extraction)
+    generations = backend.generate(chunk["prompt"].tolist(), max_new_tokens, templated, stop_when=stop_when)
     if len(generations) != len(chunk):
         raise XmrcError(f"backend {backend.name}: {len(generations)} generations for {len(chunk)} prompts")
     frame = chunk[["id", "context_lang", "question_lang", "answer_lang", "gold"]].copy()
@@ -170,9 +226,13 @@ def _generate_chunk(
     frame.insert(0, "shots", shots)
     frame.insert(0, "model", model)
     frame["raw_output"] = [g.text for g in generations]
-    frame["prediction"] = [extract_answer(g.text) for g in generations]
+    frame["prediction"] = [extract_answer(g.text, extraction) for g in generations]
     frame["prompt_tokens"] = [g.prompt_tokens for g in generations]
     frame["output_tokens"] = [g.output_tokens for g in generations]
+    served = [getattr(g, "served_model", None) for g in generations]
+    if any(name is not None for name in served):  # kept in the shard, counted in the output's metadata
+        frame[SERVED_MODEL] = served
+        return frame[[*GENERATION_COLUMNS, SERVED_MODEL]].reset_index(drop=True)
     return frame[GENERATION_COLUMNS].reset_index(drop=True)
 
 

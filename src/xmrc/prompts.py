@@ -34,12 +34,54 @@ TASK_START = "Your task starts here:"
 FORMATS = ("v1", "v2")
 # Bump when a change here alters prompt tables: the workflow passes it as a param of the prompts rule, so
 # stale prompt tables (and the generations made from them) are rebuilt. 1: 0-shot tests the demonstration items.
-CODE_VERSION = 1
+# 2: the protocol switches (layout, answer cue, answer language, system prompt).
+CODE_VERSION = 2
+
+# How prompt elements are separated (protocol.layout). Appendix A.3 prints a blank line between every element
+# (system prompt, instruction, each Context/Question/Answer line, "Your task starts here:"); "compact" is
+# one line break, this project's reading before the switch existed.
+LAYOUTS = {"paper": "\n\n", "compact": "\n"}
+# What ends a base model's prompt (protocol.answer_cue): "none" ends it where A.3 does (at the question in v1,
+# at the instruction in v2); "label" appends "Answer:" so the model's first token is the answer's.
+ANSWER_CUES = ("none", "label")
+# Which language the instruction names (protocol.answer_language): "named" says the answer language's English
+# name ("in German" for de-de); "english" keeps A.3's printed "in English" in every direction, which an x-x
+# item contradicts (its answer is copied from a German context).
+ANSWER_LANGUAGES = ("named", "english")
 
 
-def task_description(prompt_format: str, answer_lang: str) -> str:
+@dataclass(frozen=True)
+class Layout:
+    """The prompt-text choices of the protocol switches (docs/configuration.md, "Protocol")."""
+
+    layout: str = "paper"
+    answer_cue: str = "none"
+    answer_language: str = "named"
+    system_prompt: str | None = None  # base models: the first element; chat models: see `system_message`
+
+    def __post_init__(self) -> None:
+        for key, value, allowed in (
+            ("layout", self.layout, tuple(LAYOUTS)),
+            ("answer_cue", self.answer_cue, ANSWER_CUES),
+            ("answer_language", self.answer_language, ANSWER_LANGUAGES),
+        ):
+            if value not in allowed:
+                raise XmrcError(f"protocol.{key}: unknown value {value!r} (expected one of {', '.join(allowed)})")
+
+    @property
+    def separator(self) -> str:
+        return LAYOUTS[self.layout]
+
+
+PAPER_LAYOUT = Layout()  # the literal print of A.3
+# Before the switches: one line break, "Answer:" after a base model's prompt (what the committed real and
+# multilingual studies ran with; their configs name it).
+COMPACT = Layout(layout="compact", answer_cue="label")
+
+
+def task_description(prompt_format: str, answer_lang: str, answer_language: str = "named") -> str:
     """v1 opens with the task framing; v2 keeps only the instruction (placed after the question)."""
-    instruction = _INSTRUCTION.format(language=LANGUAGE_NAMES[answer_lang])
+    instruction = _INSTRUCTION.format(language=LANGUAGE_NAMES["en" if answer_language == "english" else answer_lang])
     if prompt_format == "v1":
         return _INTRO + instruction
     if prompt_format == "v2":
@@ -61,16 +103,17 @@ class Prompt:
 
 
 class _Builder:
-    """Appends lines and remembers where each named part starts and ends."""
+    """Appends elements and remembers where each named part starts and ends."""
 
-    def __init__(self) -> None:
+    def __init__(self, separator: str = "\n") -> None:
+        self.separator = separator
         self.lines: list[str] = []
         self.length = 0
         self.spans: dict[str, tuple[int, int]] = {}
 
     def add(self, text: str, part: str | None = None, prefix: str = "") -> None:
         if self.lines:
-            self.length += 1  # the newline joining it to the previous line
+            self.length += len(self.separator)  # what joins it to the previous element
         start = self.length + len(prefix)
         self.lines.append(prefix + text)
         self.length += len(prefix) + len(text)
@@ -81,15 +124,23 @@ class _Builder:
         self.spans[part] = (start, self.length)
 
     def text(self) -> str:
-        return "\n".join(self.lines)
+        return self.separator.join(self.lines)
 
 
 def build_body(
-    test: Example, demonstrations: Iterable[Example], prompt_format: str, answer_lang: str, answer_cue: bool
+    test: Example,
+    demonstrations: Iterable[Example],
+    prompt_format: str,
+    answer_lang: str,
+    base_model: bool,
+    layout: Layout = PAPER_LAYOUT,
 ) -> Prompt:
-    """The prompt text before any chat template. `answer_cue` appends the final "Answer:" (base models)."""
-    description = task_description(prompt_format, answer_lang)
-    builder = _Builder()
+    """The prompt text before any chat template. A base model's text opens with the system prompt, if any, and
+    ends with "Answer:" under answer_cue "label"; a chat model's system prompt goes to its template."""
+    description = task_description(prompt_format, answer_lang, layout.answer_language)
+    builder = _Builder(layout.separator)
+    if base_model and layout.system_prompt:
+        builder.add(layout.system_prompt)
     if prompt_format == "v1":
         builder.add(description, "task_description")
     demonstrations = list(demonstrations)
@@ -105,7 +156,7 @@ def build_body(
     builder.add(test.question, "question", prefix="Question: ")
     if prompt_format == "v2":
         builder.add(description, "task_description")
-    if answer_cue:
+    if base_model and layout.answer_cue == "label":
         builder.add("Answer:")
     return Prompt(builder.text(), builder.spans)
 
@@ -126,19 +177,31 @@ def apply_template(body: Prompt, chat_template: ChatTemplate | None) -> Prompt:
     return Prompt(text, {part: (s + offset, e + offset) for part, (s, e) in body.spans.items()})
 
 
-def hf_chat_template(tokenizer) -> ChatTemplate:
-    """A tokenizer's own chat template (with its default system prompt, if it has one)."""
+def hf_chat_template(tokenizer, system_prompt: str | None = None) -> ChatTemplate:
+    """A tokenizer's own chat template, with its default system prompt if it has one; `system_prompt` is sent
+    as a system turn only to a template without a default (protocol.system_prompt)."""
     if not getattr(tokenizer, "chat_template", None):
         raise XmrcError(
             f"{tokenizer.name_or_path}: the registry says chat_template: true, but the tokenizer has no chat template"
         )
 
+    def apply(messages: list[dict]) -> str:
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    system = (
+        [] if system_prompt is None or has_default_system(apply) else [{"role": "system", "content": system_prompt}]
+    )
+
     def render(user_text: str) -> str:
-        return tokenizer.apply_chat_template(
-            [{"role": "user", "content": user_text}], tokenize=False, add_generation_prompt=True
-        )
+        return apply([*system, {"role": "user", "content": user_text}])
 
     return render
+
+
+def has_default_system(apply: Callable[[list[dict]], str]) -> bool:
+    """Whether a chat template writes a system turn of its own when given none (SmolLM2, Qwen-2.5, Llama-3.1:
+    yes; Mistral, Gemma: no): the user-only rendering then names the system role."""
+    return "system" in apply([{"role": "user", "content": "\x00"}]).lower()
 
 
 # --- Directions over the XQuAD table -------------------------------------------------------------------
@@ -223,6 +286,7 @@ def iter_prompts(
     scenarios: Iterable[str] = PAPER_SCENARIOS,
     alignment: str = "parallel",
     demonstration_table: pd.DataFrame | None = None,
+    layout: Layout = PAPER_LAYOUT,
 ) -> Iterator[dict]:
     """One record per (direction of `scenarios`, test item): the prompt, its spans and the gold answer.
 
@@ -262,7 +326,7 @@ def iter_prompts(
         demos = [_example(demo_by_lang, item, direction, True) for item in in_prompt]
         for item_id in test_ids:
             test = _example(by_lang, item_id, direction, False)
-            body = build_body(test, demos, prompt_format, direction.answer_lang, answer_cue=chat_template is None)
+            body = build_body(test, demos, prompt_format, direction.answer_lang, chat_template is None, layout)
             prompt = apply_template(body, chat_template)
             record = {
                 "id": item_id,

@@ -3,7 +3,8 @@ category/subcategory as the stage's figures), and the HTML page of one table.
 
 The report shows images and HTML pages itself (CSV would only be a download), so each table listed in
 `REPORT_TABLES` becomes `results/<run>/report/<stem>.html`, where `<stem>` is its path under
-`results/<run>/tables/` without `.csv`. Captions: workflow/report/table_<caption>.rst.
+`results/<run>/tables/` without `.csv`. Captions: workflow/report/table_<caption>.rst. A table's `_extra` part
+(config key tables.paper_rows: its rows beyond the paper's; xmrc.tables.write_rows) goes beside it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import pandas as pd
 
 from xmrc.exceptions import XmrcError
 from xmrc.io import read_table, write_text
+from xmrc.paper.published import paper_rows
+from xmrc.tables import EXTRA_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -79,6 +82,9 @@ REPORT_TABLES = (
 
 def placement(stem: str) -> dict[str, str | None] | None:
     """Where the report shows table `stem` (category, subcategory, title, caption), or None: not a report table."""
+    if stem.endswith(EXTRA_SUFFIX) and paper_rows(stem[: -len(EXTRA_SUFFIX)]) is not None:
+        where = placement(stem[: -len(EXTRA_SUFFIX)])
+        return where and {**where, "title": where["title"] + ", rows beyond the paper's"}
     for table in REPORT_TABLES:
         groups = table.match(stem)
         if groups is not None:

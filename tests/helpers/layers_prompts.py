@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-from xmrc.prompts import Example, apply_template, build_body, hf_chat_template
+from xmrc.prompts import COMPACT, Example, apply_template, build_body, hf_chat_template
 
 DEMOS = [
     Example(
@@ -33,7 +33,7 @@ def prompt_rows(tokenizer, chat: bool, shots: int = 2, prompt_format: str = "v1"
     template = hf_chat_template(tokenizer) if chat else None
     rows = []
     for number, (context, question) in enumerate(TESTS):
-        body = build_body(Example(context, question), DEMOS[:shots], prompt_format, "en", answer_cue=not chat)
+        body = build_body(Example(context, question), DEMOS[:shots], prompt_format, "en", not chat, COMPACT)
         prompt = apply_template(body, template)
         row = dict(
             id=f"item{number}",

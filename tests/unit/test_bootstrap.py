@@ -207,7 +207,11 @@ def test_intervals_commands_write_tables_and_figure(tmp_path, capsys):
     assert "[" in (out / "paired_differences.md").read_text() and "[" in (out / "direction_intervals.md").read_text()
     again = tmp_path / "again"
     assert cli.main(args[:-1] + [str(again), "--no-markdown"]) == 0
-    assert sorted(p.name for p in again.iterdir()) == ["direction_intervals.csv", "paired_differences.csv"]
+    assert sorted(p.name for p in again.iterdir()) == [
+        "direction_intervals.csv",
+        "paired_differences.csv",
+        "scenario_intervals.csv",
+    ]
     assert (again / "direction_intervals.csv").read_bytes() == (out / "direction_intervals.csv").read_bytes()
     figure = tmp_path / "intervals_f1_3shot.png"
     assert (

@@ -109,6 +109,21 @@ def test_defaults_are_filled():
     assert config["generation"]["max_new_tokens"] == 64
     assert config["scoring"]["normalization"] == "mlqa"
     assert config["tables"]["format_criterion"] == "en-x"  # the paper's xMRC performance
+    assert config["tables"]["format_choice"] == "per_shots" and config["tables"]["paper_rows"] is False
+
+
+def test_the_format_choice_names_its_values_and_the_paper_config_keeps_the_papers_rows():
+    config = paper_config()
+    assert config["tables"] == {"format_criterion": "en-x", "format_choice": "per_shots", "paper_rows": True}
+    config["tables"]["format_choice"] = "per_run"
+    with pytest.raises(XmrcError) as raised:
+        validate_config(config, "config (config/config.yaml)")
+    assert str(raised.value) == (
+        "config (config/config.yaml): key 'tables.format_choice': 'per_run' is not one of ['per_shots', 'per_model']"
+    )
+    for small in ("smoke", "mlqa_smoke", "multilingual", "multilingual_xy", "real"):
+        run = merged(paper_config(), yaml.safe_load((ROOT / f"config/{small}.yaml").read_text()))
+        assert validate_config(run)["tables"]["paper_rows"] is False, small  # its models are not the paper's
 
 
 @pytest.mark.parametrize(
@@ -126,6 +141,8 @@ def test_defaults_are_filled():
         (lambda c: c.update(colour="red"), "(top level)"),
         (lambda c: c["generation"].update(batch_size=0), "generation.batch_size"),
         (lambda c: c["tables"].update(format_criterion="x-x"), "tables.format_criterion"),
+        (lambda c: c["tables"].update(format_choice="per_run"), "tables.format_choice"),
+        (lambda c: c["tables"].update(paper_rows="yes"), "tables.paper_rows"),
         (lambda c: c.update(skip_models=[{"shots": -1, "models": ["gpt-4o"]}]), "skip_models[0].shots"),
         (lambda c: c.update(extra_models="llama-2-chat-7b"), "extra_models"),
         (lambda c: c.update(demonstrations=["only-one"]), "demonstrations"),
@@ -338,3 +355,137 @@ def test_bad_run_names_the_key(registry, change, message):
     with pytest.raises(XmrcError) as raised:
         validate_run(config, registry)
     assert str(raised.value) == (message(registry) if callable(message) else message)
+
+
+# Command-line overrides: `snakemake --config key=value ...` parsed and merged by Snakemake itself (its
+# parse_config and update_config), then validated as the workflow does (validate_config with `overrides`).
+
+
+def overridden(*entries: str, base: dict | None = None) -> tuple[dict, dict]:
+    """The smoke run's config with `--config` entries merged in as Snakemake does, and the parsed entries."""
+    from snakemake.cli import parse_config
+    from snakemake.utils import update_config
+
+    overrides = parse_config(list(entries))
+    config = merged(paper_config(), yaml.safe_load((ROOT / "config/smoke.yaml").read_text())) if base is None else base
+    update_config(config, overrides)
+    return config, overrides
+
+
+FIVE_IDS = "demonstrations=[a,b,c,d,e]"
+
+
+def test_snakemake_gives_command_line_values_as_strings_and_merges_mappings():
+    config, overrides = overridden("shots=[0,5]", 'intervals={"enabled": true}', 'data={"max_items": 4}')
+    assert overrides == {"shots": ["0", "5"], "intervals": {"enabled": "true"}, "data": {"max_items": "4"}}
+    # a mapping is merged into the config's section key by key; a list replaces the value
+    smoke = merged(paper_config(), yaml.safe_load((ROOT / "config/smoke.yaml").read_text()))
+    assert config["data"] == dict(smoke["data"], max_items="4") and config["shots"] == ["0", "5"]
+    with pytest.raises(XmrcError, match=r"^config: key 'shots\[\d\]': '\d' is not of type 'integer'$"):
+        validate_config(config)  # without the overrides named, nothing is coerced
+
+
+@pytest.mark.parametrize(
+    "entries, key, expected",
+    [
+        (("shots=[0,5]", FIVE_IDS), ("shots",), [0, 5]),
+        (("shots=[2]",), ("shots",), [2]),
+        (('intervals={"enabled": true}',), ("intervals", "enabled"), True),
+        (('data={"max_items": 4}',), ("data", "max_items"), 4),
+        (('data={"max_items": null}',), ("data", "max_items"), None),
+        (('generation={"batch_size": 8}',), ("generation", "batch_size"), 8),
+        (('errors={"enabled": false}',), ("errors", "enabled"), False),
+        (('errors={"wrong_answer": {"max_score": 0.5}}',), ("errors", "wrong_answer", "max_score"), 0.5),
+        (('intervals={"confidence": 0.9, "resamples": 50}',), ("intervals", "confidence"), 0.9),
+        (('intervals={"confidence": 0.9, "resamples": 50}',), ("intervals", "resamples"), 50),
+        (('finetune={"full": {"learning_rate": 1e-5}}',), ("finetune", "full", "learning_rate"), 1e-5),
+        (('finetune={"full": {"max_steps": ~, "bf16": off}}',), ("finetune", "full", "max_steps"), None),
+        (('layers={"max_samples": null}',), ("layers", "max_samples"), None),
+        (("skip_models=[{shots: 0, models: [tiny-llama-qt-lora]}]",), ("skip_models", 0, "shots"), 0),
+        (('oracle={"directions": "[en-en, en-de]"}',), ("oracle", "directions"), ["en-en", "en-de"]),
+    ],
+)
+def test_command_line_overrides_get_the_schemas_types(entries, key, expected):
+    config, overrides = overridden(*entries)
+    config = validate_config(config, overrides=overrides)
+    value = config
+    for part in key:
+        value = value[part]
+    assert value == expected and type(value) is type(expected)
+
+
+def test_command_line_overrides_keep_the_rest_of_the_section():
+    config, overrides = overridden('data={"max_items": 2}', 'generation={"batch_size": 8}')
+    config = validate_config(config, overrides=overrides)
+    assert config["data"]["source"] == "local" and config["data"]["local_dir"] == "data/xquad_subset"
+    assert config["data"]["max_items"] == 2
+    assert config["generation"] == {"max_new_tokens": 12, "batch_size": 8, "dtype": "float32", "chunk_size": 64}
+    assert overrides == {"data": {"max_items": "2"}, "generation": {"batch_size": "8"}}  # Snakemake's copy unchanged
+
+
+def test_command_line_overrides_of_the_right_type_are_kept():
+    config, overrides = overridden(
+        "models=[tiny-llama-chat,tiny-llama-base]",
+        "run=smoke-2",
+        'data={"hub_id": null, "revision": "2024"}',
+        "shots=[2]",
+        base=paper_config(),
+    )
+    config = validate_config(config, overrides=overrides)
+    assert config["models"] == ["tiny-llama-chat", "tiny-llama-base"] and config["run"] == "smoke-2"
+    # strings where the schema admits a string stay strings (null too: `string or null`)
+    assert config["data"]["hub_id"] == "null" and config["data"]["revision"] == "2024"
+    # the config file's own values are typed by its YAML loader and never touched
+    assert config["generation"]["batch_size"] == 16 and config["demonstrations"] == paper_config()["demonstrations"]
+
+
+@pytest.mark.parametrize(
+    "entry, key, message",
+    [
+        ("shots=[0,x]", "shots[1]", "'x' is not of type 'integer'"),
+        ("shots=[0,2.5]", "shots[1]", "'2.5' is not of type 'integer'"),
+        ('intervals={"enabled": maybe}', "intervals.enabled", "'maybe' is not of type 'boolean'"),
+        ('data={"max_items": 4.5}', "data.max_items", "'4.5' is not of type 'integer', 'null'"),
+        ('generation={"batch_size": 0}', "generation.batch_size", "0 is less than the minimum of 1"),
+        ('errors={"enabled": 1}', "errors.enabled", "'1' is not of type 'boolean'"),
+        ('errors={"wrong_answer": {"max_score": nan}}', "errors.wrong_answer.max_score", "'nan' is not of type"),
+        ('intervals={"enabled": [true]}', "intervals.enabled", "['true'] is not of type 'boolean'"),
+        ('intervals={"colour": 1}', "intervals", "unknown key 'colour'"),
+        ("shots=[0,5]", "demonstrations", "5-shot (key 'shots') needs at least 5 demonstration ids, 2 configured"),
+    ],
+)
+def test_override_that_cannot_be_coerced_names_the_key(entry, key, message):
+    config, overrides = overridden(entry)
+    with pytest.raises(XmrcError) as raised:
+        validate_config(config, "config (config/smoke.yaml)", overrides=overrides)
+    text = str(raised.value)
+    assert "\n" not in text and text.startswith(f"config (config/smoke.yaml): key '{key}': {message}"), text
+
+
+def test_overrides_follow_refs_and_type_lists_of_the_schema(monkeypatch):
+    """`$ref`s (to another schema file of xmrc/schemas or into the schema's `$defs`, siblings kept) and
+    `oneOf`/`anyOf` type lists: the real schemas, with some sections written that way."""
+    import xmrc.config
+    from xmrc.validation import _schema
+
+    schema = _schema("config.schema.yaml")
+    schema["$defs"] = {"count": {"type": "integer", "minimum": 1}}
+    properties = schema["properties"]
+    properties["intervals"] = {"$ref": "config.intervals.schema.yaml#/properties/intervals"}
+    properties["generation"]["properties"]["batch_size"] = {"$ref": "#/$defs/count", "default": 16}
+    properties["data"]["properties"]["max_items"] = {"oneOf": [{"type": "integer"}, {"type": "null"}]}
+    properties["oracle"]["properties"]["sample_size"] = {"anyOf": [{"$ref": "#/$defs/count"}, {"const": None}]}
+    properties["layers"]["properties"]["seed"] = {"anyOf": [{"type": "integer"}, {"type": "string"}]}
+    monkeypatch.setattr(xmrc.config, "_schema", lambda name: schema)
+    config, overrides = overridden(
+        'intervals={"enabled": true, "confidence": 0.9}',
+        'generation={"batch_size": 8}',
+        'data={"max_items": 3}',
+        'oracle={"sample_size": null}',
+        'layers={"seed": 5}',
+    )
+    xmrc.config.coerce_overrides(config, overrides)
+    assert config["intervals"] == {"enabled": True, "confidence": 0.9}
+    assert config["generation"]["batch_size"] == 8 and config["data"]["max_items"] == 3
+    assert config["oracle"]["sample_size"] is None
+    assert config["layers"]["seed"] == "5"  # a string is one of the declared types: kept

@@ -4,10 +4,12 @@ import pytest
 
 pytest.importorskip("seaborn")
 
+import matplotlib.axes
+
 from xmrc.cli import main
 from xmrc.exceptions import XmrcError
-from xmrc.figures import direction_matrix, f1_matrix, heatmap, means_chart
-from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS, table_scenarios
+from xmrc.figures import direction_matrix, f1_matrix, heatmap, mean_errors, means_chart
+from xmrc.tables import DIRECTION_COLUMNS, PAPER_DIRECTIONS, summary_table, table_scenarios
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -129,3 +131,54 @@ def test_context_question_matrix_of_one_model_and_setting(tmp_path):
     assert_png(direction_matrix(scores, "M", 5, "v2", tmp_path / "matrix.png"))
     with pytest.raises(XmrcError, match="no rows for model 'M', 2-shot v2"):
         f1_matrix(scores, "M", 2, "v2")
+
+
+def scenario_rows(summary, shots, width=5.0, formats=None):
+    """scenario_intervals.csv rows for the summary's models: each mean +- width (percent)."""
+    rows = []
+    for model, row in summary.iterrows():
+        fmt = (formats or {}).get(model, row["prompt_format"])
+        out = {"model": model, "shots": shots, "prompt_format": fmt, "n": 1188}
+        for name in ("en-en", "mean en-x", "mean x-x", "en-x / en-en", "x-x / en-en"):
+            out |= {name: row[name], f"{name}_lo": row[name] - width, f"{name}_hi": row[name] + width}
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def test_means_chart_error_bars_are_the_intervals_of_the_format_shown(tmp_path):
+    ds = synthetic_scores(["A", "B", "C"])
+    summary = summary_table(ds, 2)
+    other = {"C": "v1" if summary.loc["C", "prompt_format"] == "v2" else "v2"}  # C's interval: the other format
+    intervals = pd.concat([scenario_rows(summary, 2, formats=other), scenario_rows(summary, 0, width=9.0)])
+    errors = mean_errors(summary, intervals, 2)
+    assert errors["mean en-x"].loc["A", "lo"] == pytest.approx(summary.loc["A", "mean en-x"] - 5)
+    assert errors["mean x-x"].loc["B", "hi"] == pytest.approx(summary.loc["B", "mean x-x"] + 5)
+    assert errors["mean en-x"].loc["C"].isna().all()  # no interval of the format the bar shows
+    drawn = {}
+    original = matplotlib.axes.Axes.errorbar
+
+    def spy(ax, x, y, *args, **kwargs):
+        drawn[(round(float(x), 6), round(float(y), 1))] = kwargs["xerr"]
+        return original(ax, x, y, *args, **kwargs)
+
+    matplotlib.axes.Axes.errorbar = spy
+    try:
+        assert_png(means_chart(ds, 2, tmp_path / "m.png", intervals=intervals))
+    finally:
+        matplotlib.axes.Axes.errorbar = original
+    assert len(drawn) == 4  # A and B, two means each; none for C
+    assert all(np.allclose(xerr, [[5.0], [5.0]]) for xerr in drawn.values())
+    assert (round(summary.loc["A", "mean en-x"], 6), -0.2) in drawn  # model 0, first hue level
+
+
+def test_means_figure_command_takes_the_scenario_intervals(tmp_path):
+    ds = synthetic_scores(["A", "B"], shots=(0,))
+    scores_csv, intervals_csv = tmp_path / "direction_scores.csv", tmp_path / "scenario_intervals.csv"
+    ds.to_csv(scores_csv, index=False)
+    scenario_rows(summary_table(ds, 0), 0).to_csv(intervals_csv, index=False)
+    out = tmp_path / "means_0shot.png"
+    args = ["figures", "--direction-scores", str(scores_csv), "--kind", "means", "--shots", "0", "--out", str(out)]
+    assert main(args + ["--intervals", str(intervals_csv), "--format-choice", "per_model"]) == 0
+    assert_png(out)
+    pd.read_csv(intervals_csv).drop(columns=["mean x-x_hi"]).to_csv(intervals_csv, index=False)
+    assert main(args + ["--intervals", str(intervals_csv)]) == 2  # a broken table is one line naming the column

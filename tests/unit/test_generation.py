@@ -68,6 +68,7 @@ def test_record_holds_backend_versions_settings_and_prefix_shares(reference, tmp
     record = generation_record(out)
     assert record["backend"]["name"] == "hf" and record["backend"]["transformers"]
     assert record["backend"]["dtype"] == "float32" and record["max_new_tokens"] == 4
+    assert "served_models" not in record  # a local backend serves what it loaded (API models: test_api.py)
     shares = record["prefix_share"]
     assert 0 < shares["table_order"]["tokens"] <= shares["prefix_order"]["tokens"] < 1
     assert shares["prefix_order"]["tokens_16_blocks"] <= shares["prefix_order"]["tokens"]

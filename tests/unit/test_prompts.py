@@ -3,7 +3,17 @@ import pytest
 from helpers import ROOT
 from xmrc import LANGUAGES, data, tables
 from xmrc.exceptions import XmrcError
-from xmrc.prompts import PARTS, Example, apply_template, build_body, build_prompt_table, directions, hf_chat_template
+from xmrc.prompts import (
+    COMPACT,
+    PARTS,
+    Example,
+    Layout,
+    apply_template,
+    build_body,
+    build_prompt_table,
+    directions,
+    hf_chat_template,
+)
 
 SUBSET = ROOT / "data/xquad_subset"
 # the full XQuAD JSON of the project's shared folder, beside the checkout (skipped where it is not)
@@ -32,7 +42,7 @@ TEST = Example("The test context.", "The test question?")
 
 
 def test_v1_two_shot_is_verbatim():
-    prompt = build_body(TEST, DEMO_EXAMPLES, "v1", "en", answer_cue=True)
+    prompt = build_body(TEST, DEMO_EXAMPLES, "v1", "en", True, COMPACT)
     assert prompt.text == "\n".join(
         [
             INTRO + INSTRUCTION_EN,
@@ -51,7 +61,7 @@ def test_v1_two_shot_is_verbatim():
 
 
 def test_v2_moves_the_instruction_after_the_question_and_names_the_answer_language():
-    prompt = build_body(TEST, [], "v2", "de", answer_cue=False)
+    prompt = build_body(TEST, [], "v2", "de", False, COMPACT)
     assert prompt.text == "\n".join(
         [
             "Your task starts here:",
@@ -66,7 +76,7 @@ def test_v2_moves_the_instruction_after_the_question_and_names_the_answer_langua
 @pytest.mark.parametrize("fmt", ["v1", "v2"])
 @pytest.mark.parametrize("cue", [True, False])
 def test_spans_cover_exactly_their_parts(fmt, cue):
-    prompt = build_body(TEST, DEMO_EXAMPLES, fmt, "en", answer_cue=cue)
+    prompt = build_body(TEST, DEMO_EXAMPLES, fmt, "en", cue, COMPACT)
     text, spans = prompt.text, prompt.spans
     assert text[slice(*spans["context"])] == TEST.context
     assert text[slice(*spans["question"])] == TEST.question
@@ -76,8 +86,61 @@ def test_spans_cover_exactly_their_parts(fmt, cue):
     assert demos.startswith("Context: C1 text.") and demos.endswith("Answer: A2")
 
 
+A3 = {fmt: (ROOT / "tests" / "data" / f"a3_{fmt}.txt").read_text(encoding="utf-8").rstrip("\n") for fmt in ("v1", "v2")}
+
+
+@pytest.mark.parametrize("fmt", ["v1", "v2"])
+@pytest.mark.parametrize("system_prompt", [None, "You are a careful reader."])
+def test_paper_layout_is_appendix_a3_character_by_character(table, fmt, system_prompt):
+    """A.3's printed v1/v2 (tests/data/a3_*.txt, cut from the paper's text), its placeholders filled with the
+    paper's demonstration ids and a test item of the bundled XQuAD: the default layout's 2-shot prompt."""
+    layout = Layout(system_prompt=system_prompt)
+    prompts = build_prompt_table(table, ["en", "de"], 2, fmt, DEMOS, None, max_items=1, layout=layout)
+    row = prompts[prompts["question_lang"] == "de"].iloc[0]
+    by_lang = {lang: rows.set_index("id") for lang, rows in table.groupby("lang")}
+    expected = A3[fmt]
+    expected = expected.replace("{system prompt}", system_prompt) if system_prompt else expected.split("\n\n", 1)[1]
+    values = {
+        "{text context}": by_lang["en"].loc[row["id"], "context"],
+        "{text question}": by_lang["de"].loc[row["id"], "question"].strip(),
+    }
+    for k, demo in enumerate(DEMOS, 1):
+        values[f"{{demo context {k}}}"] = by_lang["en"].loc[demo, "context"]
+        values[f"{{demo question {k}}}"] = by_lang["de"].loc[demo, "question"].strip()
+        values[f"{{demo answer {k}}}"] = by_lang["en"].loc[demo, "answer_text"]
+    for placeholder, value in values.items():
+        expected = expected.replace(placeholder, value)
+    assert row["prompt"] == expected
+    assert "in English" in row["prompt"] and "Rollo" in row["prompt"]
+
+
+def test_switches_change_only_what_they_name(table):
+    def prompt(**switches):
+        rows = build_prompt_table(table, ["en", "de"], 2, "v1", DEMOS, None, max_items=1, layout=Layout(**switches))
+        return rows[rows["context_lang"] == "de"].iloc[0]["prompt"]
+
+    paper = prompt()
+    assert prompt(layout="compact") == paper.replace("\n\n", "\n")
+    assert prompt(answer_cue="label") == paper + "\n\nAnswer:"
+    assert "in German" in paper and prompt(answer_language="english") == paper.replace("in German", "in English")
+    assert prompt(system_prompt="SYS") == "SYS\n\n" + paper
+    with pytest.raises(
+        XmrcError, match=r"^protocol.layout: unknown value 'double' \(expected one of paper, compact\)$"
+    ):
+        Layout(layout="double")
+
+
+def test_system_prompt_goes_to_chat_templates_without_a_default(tiny_models, table):
+    from transformers import AutoTokenizer
+
+    for name, has_default in (("mistral-chat", False), ("qwen2-chat", True)):
+        tokenizer = AutoTokenizer.from_pretrained(tiny_models[name])
+        rendered = hf_chat_template(tokenizer, "SYS-PROMPT")("Hello")
+        assert ("SYS-PROMPT" in rendered) is not has_default, name
+
+
 def test_chat_template_shifts_spans():
-    body = build_body(TEST, DEMO_EXAMPLES, "v1", "en", answer_cue=False)
+    body = build_body(TEST, DEMO_EXAMPLES, "v1", "en", False, COMPACT)
     prompt = apply_template(body, lambda text: f"<s>[USER]{text}[/USER][BOT]")
     assert prompt.text.startswith("<s>[USER]")
     for part in PARTS:
@@ -88,7 +151,7 @@ def test_chat_template_shifts_spans():
 
 def test_unknown_format():
     with pytest.raises(XmrcError, match="unknown prompt format 'v9'"):
-        build_body(TEST, [], "v9", "en", answer_cue=True)
+        build_body(TEST, [], "v9", "en", True, COMPACT)
 
 
 def test_23_directions():
@@ -145,7 +208,10 @@ def test_prompt_table_for_en_x_and_x_x(table):
     # en-x demonstrations: English context and answer, question in x
     demos = row["prompt"][row["demonstrations_start"] : row["demonstrations_end"]]
     assert by_lang["zh"].loc[DEMOS[0], "question"] in demos and "Answer: Rollo" in demos
-    assert "in English" in row["prompt"] and row["prompt"].endswith("Answer:")
+    # the literal print: a base model's prompt ends at the question (v1), no "Answer:" cue
+    assert "in English" in row["prompt"] and row["prompt"].endswith(
+        "Question: " + by_lang["zh"].loc[row["id"], "question"].strip()
+    )
     xx = prompts[(prompts["context_lang"] == "th") & (prompts["question_lang"] == "th")].iloc[0]
     assert xx["gold"] == by_lang["th"].loc[xx["id"], "answer_text"] and "in Thai" in xx["prompt"]
     assert by_lang["th"].loc[DEMOS[1], "answer_text"] in xx["prompt"]

@@ -6,13 +6,17 @@ from helpers import PUBLISHED_TABLES
 from xmrc import LANGUAGES
 from xmrc.exceptions import XmrcError
 from xmrc.tables import (
+    DEFAULT_FORMAT_CHOICE,
     DEFAULT_FORMAT_CRITERION,
     DIRECTION_COLUMNS,
     FORMAT_CRITERIA,
     PAPER_DIRECTIONS,
     SUMMARY_COLUMNS,
+    chosen_rows,
+    criterion_text,
     direction_scores,
     from_language_table,
+    item_counts,
     language_table,
     summary_table,
     table_scenarios,
@@ -334,3 +338,103 @@ def test_format_criterion_en_x_falls_back_to_all_directions_in_an_english_only_r
     english = ds[ds["question_lang"] == "en"].copy()
     english.loc[english["prompt_format"] == "v2", "f1"] = 90.0
     assert summary_table(english).loc["M", "prompt_format"] == "v2"
+
+
+def formats_by_shots():
+    """Item scores of two models: "Split" is better in v1 at 0-shot by a little and in v2 at 2-shot by a lot (v2
+    wins averaged over both); "Only2" has a 2-shot setting only, v1 better. 3 items per direction."""
+    f1 = {("Split", 0, "v1"): 0.5, ("Split", 0, "v2"): 0.4, ("Split", 2, "v1"): 0.3, ("Split", 2, "v2"): 0.9}
+    f1 |= {("Only2", 2, "v1"): 0.7, ("Only2", 2, "v2"): 0.2}
+    rows = [
+        dict(model=m, shots=s, prompt_format=f, context_lang=c, question_lang=q, id=f"i{k}", em=0.0, f1=value)
+        for (m, s, f), value in f1.items()
+        for c, q in PAPER_DIRECTIONS
+        for k in range(3)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_format_choice_per_model_keeps_one_format_across_the_shots_settings(tmp_path):
+    ds = direction_scores(formats_by_shots())
+    assert DEFAULT_FORMAT_CHOICE == "per_shots"
+    per_shots = {s: summary_table(ds, s)["prompt_format"].to_dict() for s in (0, 2)}
+    assert per_shots == {0: {"Split": "v1"}, 2: {"Split": "v2", "Only2": "v1"}}
+    per_model = {s: summary_table(ds, s, choice="per_model") for s in (0, 2)}
+    assert per_model[0]["prompt_format"].to_dict() == {"Split": "v2"}  # 0-shot shown in its worse format
+    assert per_model[2]["prompt_format"].to_dict() == {"Split": "v2", "Only2": "v1"}
+    assert per_model[0].loc["Split", "mean en-x"] == pytest.approx(40.0)
+    stated = per_model[2]["format_criterion"].to_dict()
+    assert stated["Split"] == FORMAT_CRITERIA["en-x"] + ", averaged over 0-shot and 2-shot"
+    assert stated["Only2"] == FORMAT_CRITERIA["en-x"]  # one setting: nothing averaged
+    assert language_table(ds, "x-x", "f1", 0, choice="per_model").loc["Split", "de-de"] == pytest.approx(40.0)
+    assert (
+        criterion_text("all", "per_model", [4, 0, 2])
+        == FORMAT_CRITERIA["all"] + ", averaged over 0-shot, 2-shot and 4-shot"
+    )
+    write_run_tables(ds, tmp_path, choice="per_model")
+    assert pd.read_csv(tmp_path / "summary_0shot.csv", index_col="model").loc["Split", "prompt_format"] == "v2"
+    with pytest.raises(XmrcError, match="unknown format choice 'per_run'; expected one of per_shots, per_model"):
+        summary_table(ds, choice="per_run")
+
+
+def test_format_choice_per_model_averages_the_settings_not_the_rows():
+    # 0-shot: v1 ahead by 20; 2-shot: v2 ahead by 10 with many more items per direction: averaged per setting, v1
+    items = formats_by_shots()
+    items = items[items["model"] == "Split"].copy()
+    items.loc[(items["shots"] == 0) & (items["prompt_format"] == "v1"), "f1"] = 0.6
+    extra = items[items["shots"] == 2].assign(id=lambda f: f["id"] + "-more")
+    items = pd.concat([items, extra, extra.assign(id=lambda f: f["id"] + "x")])
+    items.loc[(items["shots"] == 2) & (items["prompt_format"] == "v2"), "f1"] = 0.4
+    ds = direction_scores(items)
+    assert summary_table(ds, 2, choice="per_shots")["prompt_format"].item() == "v2"
+    assert summary_table(ds, 2, choice="per_model")["prompt_format"].item() == "v1"
+
+
+def test_markdown_tables_show_the_items_each_value_is_over(tmp_path):
+    items = synthetic_items(models=("M", "L"), shots=(2,), formats=("v1",), n=4)
+    drop = (items["model"] == "L") & (items["context_lang"] == "de") & (items["id"] == "0")
+    ds = direction_scores(items[~drop])  # L: 3 items in de-de, 4 elsewhere
+    write_run_tables(ds, tmp_path)
+    summary = (tmp_path / "summary_2shot.md").read_text().splitlines()
+    assert summary[0].startswith("| model | n | en-en |") and summary[1].startswith("|:---|:---|---:|")
+    assert summary[2].startswith("| M | 4 | ") and summary[3].startswith("| L | 3–4 | ")
+    en_x = (tmp_path / "f1_2shot_en-x.md").read_text().splitlines()
+    assert en_x[0].startswith("| model | n | en-en |") and en_x[1].startswith("|:---|---:|")
+    assert en_x[3].startswith("| L | 4 | ")
+    assert (tmp_path / "f1_2shot_x-x.md").read_text().splitlines()[3].startswith("| L | 3–4 | ")
+    assert "n" not in pd.read_csv(tmp_path / "summary_2shot.csv").columns  # the CSV: values only
+    assert item_counts(chosen_rows(ds, 2), [("de", "de")]).to_dict() == {"M": 4, "L": 3}
+
+
+def test_paper_rows_keep_each_table_to_the_papers_rows_and_put_the_others_beside_it(tmp_path):
+    ds = direction_scores(synthetic_items(models=("B-model", "A-model", "C-model"), formats=("v1",), n=2))
+    rows = {"summary_0shot": {"A-model", "B-model"}, "f1_2shot_en-x": {"B-model"}, "em_2shot_en-x": set()}
+    paths = write_run_tables(ds, tmp_path, not_in_summary=["B-model"], rows=rows.get)
+    written = {p.name for p in paths}
+    assert {"summary_0shot_extra.csv", "f1_2shot_en-x_extra.md", "em_2shot_en-x_extra.csv"} <= written
+    assert "f1_0shot_en-x_extra.csv" not in written  # no paper table (None): one table, every row
+    read = lambda stem: sorted(pd.read_csv(tmp_path / f"{stem}.csv")["model"])  # noqa: E731
+    assert read("f1_2shot_en-x") == ["B-model"] and read("f1_2shot_en-x_extra") == ["A-model", "C-model"]
+    assert read("em_2shot_en-x") == [] and read("em_2shot_en-x_extra") == ["A-model", "B-model", "C-model"]
+    # a summary row left out (extra_models) goes to the extra table, with the rows the paper's table lacks
+    assert read("summary_0shot") == ["A-model"] and read("summary_0shot_extra") == ["B-model", "C-model"]
+    assert read("summary_2shot") == ["A-model", "C-model"]  # no row filter: left out as without paper rows
+    assert read("f1_0shot_en-x") == ["A-model", "B-model", "C-model"]
+    extra_md = (tmp_path / "f1_2shot_en-x_extra.md").read_text().splitlines()
+    assert len(extra_md) == 4 and all(line.split(" | ")[1] == "2" for line in extra_md[2:])
+
+
+def test_tables_command_splits_the_papers_rows_by_the_registrys_paper_names(tmp_path, capsys):
+    from xmrc.cli import main
+
+    names = ("LLaMA-3.1-8B", "DeepSeek-V3", "Tiny-Llama-Chat")  # DeepSeek-V3: Table 2 only, not Tables 5/6
+    scores = tmp_path / "direction_scores.csv"
+    direction_scores(synthetic_items(models=names, shots=(2,), formats=("v1",), n=2)).to_csv(scores, index=False)
+    args = ["tables", "--direction-scores", str(scores), "--format-choice", "per_model", "--paper-rows"]
+    assert main(args + ["--out-dir", str(tmp_path)]) == 2
+    assert "--paper-rows needs --registry" in capsys.readouterr().err
+    assert main(args + ["--registry", "config/models.yaml", "--out-dir", str(tmp_path)]) == 0
+    read = lambda stem: set(pd.read_csv(tmp_path / f"{stem}.csv")["model"])  # noqa: E731
+    assert read("summary_2shot") == {"LLaMA-3.1-8B", "DeepSeek-V3"} and read("summary_2shot_extra") == {names[2]}
+    assert read("f1_2shot_en-x") == read("em_2shot_x-x") == {"LLaMA-3.1-8B"}
+    assert read("f1_2shot_en-x_extra") == {"DeepSeek-V3", "Tiny-Llama-Chat"}

@@ -1,6 +1,7 @@
 """The Snakemake workflow itself: lint, the paper DAG (dry run), DAG-build errors, the smoke run for real and its
 HTML report in a real browser."""
 
+import json
 import re
 import time
 
@@ -169,3 +170,77 @@ def test_smoke_report_renders_in_a_real_browser(checkout, tmp_path):
         screenshot = browser.screenshot(tmp_path / "report_paper_comparison.png")
         assert screenshot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         assert browser.javascript_errors() == []
+
+
+def test_command_line_overrides_as_users_type_them(checkout):
+    """`--config` values as typed on the command line: Snakemake hands them over as strings (['0', '2'],
+    {'enabled': 'true'}); the workflow gives them the schema's types, and the DAG has the intervals stage."""
+    result = snakemake(
+        "-n",
+        "--configfile",
+        "config/smoke.yaml",
+        "--config",
+        "shots=[0,2]",
+        'intervals={"enabled": true}',
+        cwd=checkout,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "xmrc: error" not in result.stderr and "Traceback" not in result.stderr
+    # off in both config files (config/config.yaml, config/smoke.yaml): on by the override alone
+    assert not any(
+        "intervals" in yaml.safe_load((checkout / f).read_text()) for f in ("config/config.yaml", "config/smoke.yaml")
+    )
+    assert re.search(r"^rule intervals:", result.stdout, re.M), result.stdout[-3000:]
+    figures = re.findall(r"rule intervals_figure:.*?wildcards: shots=(\d+)", result.stdout, re.S)
+    assert sorted(figures) == ["0", "2"]
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """Snakemake's "Job stats" table of a dry run: rule -> jobs."""
+    stats = output.split("Job stats:", 1)[1] if "Job stats:" in output else ""
+    found = re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)
+    return {rule: int(count) for rule, count in found if rule != "total"}
+
+
+@pytest.mark.slow
+def test_a_flipped_protocol_switch_reruns_only_the_jobs_it_touches(checkout):
+    """On the finished smoke run (the end-to-end test's, or made here), each switch of `protocol` re-runs its
+    stage and what reads it, never the rest: counted in Snakemake's own dry-run job table."""
+    if not (checkout / "results/smoke/tables/direction_scores.csv").is_file():
+        made = snakemake("--configfile", "config/smoke.yaml", "--cores", "2", cwd=checkout)
+        assert made.returncode == 0, made.stderr[-3000:]
+    results = checkout / "results/smoke"
+    generation_jobs = len(list((results / "generations").glob("*/*.parquet")))
+    prompt_jobs = len(list((results / "prompts").glob("*/*.parquet")))
+
+    def flipped(switch: str, value: str) -> dict[str, int]:
+        override = f"protocol={json.dumps({switch: value})}"
+        result = snakemake("-n", "--configfile", "config/smoke.yaml", "--config", override, cwd=checkout)
+        assert result.returncode == 0, result.stderr[-3000:]
+        return _job_counts(result.stdout)
+
+    layout = flipped("layout", "compact")
+    assert layout["prompts"] == prompt_jobs and layout["generate"] == generation_jobs and layout["judge"] == 1
+    extraction = flipped("extraction", "answer_label")
+    assert "prompts" not in extraction and extraction["generate"] == generation_jobs
+    assert extraction["oracle_attribution"] == 2 and extraction["layer_relevance"] >= 1
+    lingua = flipped("lingua_languages", "all")
+    assert lingua.get("language_errors") == 1 and not {"prompts", "generate", "judge", "score"} & set(lingua)
+    oracle = flipped("oracle_items", "per_model")
+    assert oracle.get("oracle_tables") == 1 and not {"oracle_attribution", "generate"} & set(oracle)
+    mrd = flipped("mrd_relevance", "layer")
+    assert mrd["layer_relevance"] >= 1 and not {"layer_hidden_states", "generate", "prompts"} & set(mrd)
+    assert not {"generate", "layer_relevance"} & set(flipped("oracle_sequence", "answer"))
+    print(
+        "\nflipped on the finished smoke run, jobs per switch: "
+        + ", ".join(
+            f"{name} {sum(counts.values())}"
+            for name, counts in (
+                ("layout", layout),
+                ("extraction", extraction),
+                ("lingua", lingua),
+                ("oracle_items", oracle),
+                ("mrd", mrd),
+            )
+        )
+    )

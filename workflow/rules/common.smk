@@ -1,6 +1,7 @@
 # Config validation, the model registry and input functions. Rule bodies hold no logic.
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from xmrc.prompts import CODE_VERSION as PROMPTS_CODE
 from xmrc.prompts import PAPER_SCENARIOS
 from xmrc.config import PACKAGED_DIR, Registry, check_interpreter, model_weights, validate_config, validate_run
 from xmrc.exceptions import XmrcError
+from xmrc.sensitivity import apply_arm, arm_names
 from xmrc.paper.published import our_file_names as paper_table_files
+from xmrc.paper.published import paper_rows
 
 
 def _conda_deployment():
@@ -25,9 +28,19 @@ def _conda_deployment():
     return any(str(getattr(method, "name", method)).lower() == "conda" for method in methods)
 
 
-# Every config problem stops the run here, before any rule is defined, with one line naming the key.
+# Every config problem stops the run here, before any rule is defined, with one line naming the key. The
+# command line's --config values (strings inside lists and mappings) get the schema's types first.
 try:
-    validate_config(config, "config (" + ", ".join(map(str, workflow.configfiles)) + ")")
+    validate_config(
+        config,
+        "config (" + ", ".join(map(str, workflow.configfiles)) + ")",
+        overrides=getattr(getattr(workflow, "config_settings", None), "config", None),
+    )
+    # one arm of a protocol-sensitivity study (config/protocol.yaml): its overrides merged, its own run name
+    if config["protocol_study"]["arm"]:
+        arm_config = apply_arm(config)
+        config.clear()
+        config.update(validate_config(arm_config, f"protocol_study arm {arm_config['run']}"))
     REGISTRY = Registry.load(config["registry"])
     PLAN = validate_run(config, REGISTRY)
     if PLAN.uses_vllm_python:
@@ -100,6 +113,16 @@ def model_inputs(wildcards):
 
 
 VLLM_PYTHON = BACKENDS["vllm"]["python"]
+
+# The protocol switches (config `protocol`), as the commands take them. Each is a param of exactly the rules
+# whose outputs it changes, so flipping one re-runs those jobs and what depends on them, nothing else.
+PROTOCOL = config["protocol"]
+PROMPT_PROTOCOL = (
+    f"--layout {PROTOCOL['layout']} --answer-cue {PROTOCOL['answer_cue']}"
+    f" --answer-language {PROTOCOL['answer_language']}"
+    + (f" --system-prompt {shlex.quote(PROTOCOL['system_prompt'])}" if PROTOCOL["system_prompt"] else "")
+)
+EXTRACTION = f"--extraction {PROTOCOL['extraction']}"
 
 
 # Engine options of every vLLM generation command (generate-job, finetune-heldout-eval).
@@ -210,6 +233,15 @@ def job_stems():
 
 # The extra models' paper names: rows of the per-language tables, left out of the summary tables.
 SUMMARY_LEFT_OUT = " ".join(f"'{model.name}'" for model in ROWS.extra.values())
+# tables.paper_rows: the tables the paper publishes get exactly its rows, the others <table>_extra (the models'
+# paper names from the registry); the option of the tables and error-tables commands.
+PAPER_ROWS = config["tables"]["paper_rows"]
+PAPER_ROWS_OPTION = f"--paper-rows --registry {config['registry']}" if PAPER_ROWS else ""
+
+
+def with_extra(stems):
+    """The stems and, with tables.paper_rows, the <stem>_extra of each the paper publishes (xmrc.tables.write_rows)."""
+    return list(stems) + ([f"{stem}_extra" for stem in stems if paper_rows(stem) is not None] if PAPER_ROWS else [])
 
 
 # Stages append their final outputs here (rule all is built after every include).
@@ -239,7 +271,7 @@ def table_outputs():
         for scenario in PLAN.scenarios
         for metric in ("f1", "em")
     ]
-    return [f"{RESULTS}/tables/{stem}.{ext}" for stem in stems for ext in ("csv", "md")]
+    return [f"{RESULTS}/tables/{stem}.{ext}" for stem in with_extra(stems) for ext in ("csv", "md")]
 
 
 def figure_outputs():

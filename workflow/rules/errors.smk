@@ -24,7 +24,9 @@ ERRORS_STEMS = [
     for key in ROWS.evaluated(ERRORS["shots"])
     for fmt in (config["prompt_formats"] if ERRORS["prompt_format"] == "best" else [ERRORS["prompt_format"]])
 ]
-ERRORS_TABLES = [f"{RESULTS}/tables/{name}" for name in table_names(ERRORS["shots"], ERRORS["scenario"])]
+ERRORS_TABLES = [
+    f"{RESULTS}/tables/{name}" for name in table_names(ERRORS["shots"], ERRORS["scenario"], with_paper_rows=PAPER_ROWS)
+]
 
 
 rule wrong_answers:
@@ -45,13 +47,14 @@ rule wrong_answers:
         scenario=ERRORS["scenario"],
         prompt_format=ERRORS["prompt_format"],
         format_criterion=config["tables"]["format_criterion"],
+        format_choice=config["tables"]["format_choice"],
         metric=ERRORS["wrong_answer"]["metric"],
         max_score=ERRORS["wrong_answer"]["max_score"],
     shell:
         "python -m xmrc wrong-answers --data {input.data} --generations {input.generations}"
         " --scores {input.scores} --direction-scores {input.direction_scores} --shots {params.shots}"
         " --scenario {params.scenario} --prompt-format {params.prompt_format}"
-        " --format-criterion {params.format_criterion} --metric {params.metric}"
+        " --format-criterion {params.format_criterion} --format-choice {params.format_choice} --metric {params.metric}"
         " --max-score {params.max_score} --out {output.answers} --out-counts {output.counts} > {log} 2>&1"
 
 
@@ -65,8 +68,11 @@ rule language_errors:
     conda:
         "../../envs/xmrc.yaml"
     threads: 2
+    params:
+        lingua=PROTOCOL["lingua_languages"],
     shell:
-        "python -m xmrc detect-language --wrong-answers {input} --threads {threads} --out {output} > {log} 2>&1"
+        "python -m xmrc detect-language --wrong-answers {input} --threads {threads}"
+        " --lingua-languages {params.lingua} --out {output} > {log} 2>&1"
 
 
 rule judge:
@@ -91,10 +97,11 @@ rule judge:
         chunk_size=ERRORS["chunk_size"],
         dtype=config["generation"]["dtype"],
         python=VLLM_PYTHON if ERRORS_JUDGE_VLLM else "python",
+        layout=PROTOCOL["layout"],
         version=XMRC_VERSION,
     shell:
         "{params.python} -m xmrc judge --wrong-answers {input.answers} --registry {params.registry}"
-        " --model {params.judge}"
+        " --model {params.judge} --layout {params.layout}"
         " --weights {params.weights} --backend {params.backend} --batch-size {params.batch_size}"
         " --chunk-size {params.chunk_size} --dtype {params.dtype} --out {output} > {log} 2>&1"
 
@@ -116,11 +123,13 @@ rule error_tables:
         shots=ERRORS["shots"],
         scenario=ERRORS["scenario"],
         summary_left_out=f"--not-in-summary {SUMMARY_LEFT_OUT}" if SUMMARY_LEFT_OUT else "",
+        paper_rows=PAPER_ROWS_OPTION,
         out_dir=lambda wildcards, output: os.path.dirname(output.tables[0]),
     shell:
         "python -m xmrc error-tables --counts {input.counts} --wrong-answers {input.answers}"
         " --language {input.language} --judge {input.judge} --shots {params.shots} --scenario {params.scenario}"
-        " {params.summary_left_out} --out-dir {params.out_dir} --out-items {output.typed} > {log} 2>&1"
+        " {params.summary_left_out} {params.paper_rows} --out-dir {params.out_dir} --out-items {output.typed}"
+        " > {log} 2>&1"
 
 
 rule error_figure:

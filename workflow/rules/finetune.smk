@@ -154,9 +154,11 @@ rule finetune_heldout_eval:
         backend=BACKENDS["local"],
         vllm=VLLM_ENGINE_OPTIONS,
         python=VLLM_PYTHON if BACKENDS["local"] == "vllm" else "python",
+        protocol=f"{PROMPT_PROTOCOL} {EXTRACTION}",
         version=XMRC_VERSION,
     shell:
         "{params.python} -m xmrc finetune-heldout-eval --data {input.data} --registry {params.registry}"
+        " {params.protocol}"
         " --model {wildcards.base} --weights {params.weights} --ids {input.ids} --settings {params.settings}"
         " --languages {params.languages} --demonstrations {params.demonstrations} {params.max_items}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --dtype {params.dtype}"
@@ -179,11 +181,13 @@ rule finetune_compare:
         tuned=" ".join(FT_COMPARED),
         shots=" ".join(str(shots) for shots in FT_COMPARE_SHOTS),
         format_criterion=config["tables"]["format_criterion"],
+        format_choice=config["tables"]["format_choice"],
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "python -m xmrc finetune-compare --item-scores {input.item_scores} --heldout-scores {input.heldout}"
         " --registry {params.registry} --tuned {params.tuned} --shots {params.shots}"
-        " --format-criterion {params.format_criterion} --out-dir {params.out_dir} > {log} 2>&1"
+        " --format-criterion {params.format_criterion} --format-choice {params.format_choice}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule finetune_figure:

@@ -28,6 +28,7 @@ rule prompts:
         ids=lambda wildcards, input: f"--ids {input.eval_ids}" if "eval_ids" in input.keys() else "",
         dataset=prompt_data_args,
         hub_cache=HUB_CACHE,
+        protocol=PROMPT_PROTOCOL,
         model_entry=model_digest,
         code=PROMPTS_CODE,
         version=XMRC_VERSION,
@@ -36,7 +37,7 @@ rule prompts:
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
         " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
         " --demonstrations {params.demonstrations} {params.max_items} {params.ids}{params.dataset}"
-        " --out {output} > {log} 2>&1"
+        " {params.protocol} --out {output} > {log} 2>&1"
 
 
 rule generate:
@@ -72,12 +73,13 @@ rule generate:
         # vLLM jobs run under backends.vllm.python (e.g. .venv-vllm/bin/python; `python` with --sdm conda)
         python=VLLM_PYTHON if BACKENDS["local"] == "vllm" else "python",
         hub_cache=HUB_CACHE,
+        extraction=EXTRACTION,
         model_entry=model_digest,
         code=GENERATION_CODE,
         version=XMRC_VERSION,
     shell:
         "HF_HUB_OFFLINE=1 HF_HUB_CACHE={params.hub_cache} {params.python} -m xmrc generate-job"
-        " --prompts {input.prompts}"
+        " --prompts {input.prompts} {params.extraction}"
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights} {params.snapshot}"
         " --backend {params.backend} --order {params.order} --shots {wildcards.shots} --format {wildcards.fmt}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --dtype {params.dtype}"
@@ -109,11 +111,12 @@ rule generate_api:
         max_retries=BACKENDS["api"]["max_retries"],
         timeout=BACKENDS["api"]["timeout_s"],
         backoff=BACKENDS["api"]["backoff_s"],
+        extraction=EXTRACTION,
         model_entry=model_digest,
         code=GENERATION_CODE,
         version=XMRC_VERSION,
     shell:
-        "python -m xmrc generate-job --prompts {input.prompts} --registry {params.registry}"
+        "python -m xmrc generate-job --prompts {input.prompts} {params.extraction} --registry {params.registry}"
         " --model {wildcards.model} --backend api --order {params.order} --shots {wildcards.shots}"
         " --format {wildcards.fmt} --max-new-tokens {params.max_new_tokens} --chunk-size {params.chunk_size}"
         " --concurrency {params.concurrency} --max-retries {params.max_retries} --timeout {params.timeout}"

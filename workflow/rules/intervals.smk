@@ -19,11 +19,13 @@ rule intervals:
         seed=INTERVALS["seed"],
         markdown="--markdown" if INTERVALS["markdown"] else "--no-markdown",
         format_criterion=config["tables"]["format_criterion"],
+        format_choice=config["tables"]["format_choice"],
         out_dir=lambda wildcards, output: os.path.dirname(output[0]),
     shell:
         "python -m xmrc intervals --item-scores {input} --registry {params.registry} --models {params.models}"
         " --resamples {params.resamples} --confidence {params.confidence} --seed {params.seed} {params.markdown}"
-        " --format-criterion {params.format_criterion} --out-dir {params.out_dir} > {log} 2>&1"
+        " --format-criterion {params.format_criterion} --format-choice {params.format_choice}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule intervals_figure:

@@ -6,9 +6,8 @@ INTERVALS_DIR = f"{RESULTS}/tables/intervals"
 
 def interval_tables():
     kinds = ("csv", "md") if INTERVALS["markdown"] else ("csv",)
-    return [
-        f"{INTERVALS_DIR}/{name}.{kind}" for kind in kinds for name in ("direction_intervals", "paired_differences")
-    ]
+    names = ("direction_intervals", "paired_differences", "scenario_intervals")
+    return [f"{INTERVALS_DIR}/{name}.{kind}" for kind in kinds for name in names]
 
 
 if INTERVALS["enabled"]:

@@ -60,10 +60,13 @@ rule layer_relevance:
         batch_size=LAYERS["relevance"]["batch_size"],
         chunk_size=LAYERS["relevance"]["chunk_size"],
         examples=LAYERS["example_items"],
+        extraction=EXTRACTION,
+        mrd_relevance=PROTOCOL["mrd_relevance"],
         version=XMRC_VERSION,
         code=LAYER_CODE,
     shell:
         "python -m xmrc layer-relevance --prompts {input.prompts} --generations {input.generations}"
+        " {params.extraction} --mrd-relevance {params.mrd_relevance}"
         " --groups {input.groups} --registry {params.registry} --model {wildcards.model}"
         " --weights {params.weights} --shots {wildcards.shots} --format {wildcards.fmt}"
         " --languages {params.languages} --dtype {params.dtype} --batch-size {params.batch_size}"
@@ -95,10 +98,11 @@ rule layer_hidden_states:
         dtype=LAYERS["hidden_states"]["dtype"],
         batch_size=LAYERS["hidden_states"]["batch_size"],
         chunk_size=LAYERS["hidden_states"]["chunk_size"],
+        extraction=EXTRACTION,
         version=XMRC_VERSION,
         code=LAYER_CODE,
     shell:
-        "python -m xmrc layer-hidden --prompts {input.prompts} --generations {input.generations}"
+        "python -m xmrc layer-hidden --prompts {input.prompts} --generations {input.generations} {params.extraction}"
         " --groups {input.groups}"
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
         " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"

@@ -53,9 +53,10 @@ rule oracle_attribution:
         generation_batch_size=config["generation"]["batch_size"],
         max_new_tokens=config["generation"]["max_new_tokens"],
         dtype=config["generation"]["dtype"],
+        target=f"{EXTRACTION} --sequence-target {PROTOCOL['oracle_sequence']}",
         version=XMRC_VERSION,
     shell:
-        "python -m xmrc oracle-attribute --units {input.units} --summary {input.summary}"
+        "python -m xmrc oracle-attribute --units {input.units} --summary {input.summary} {params.target}"
         " --prompts {params.prompts} --generations {params.generations} --registry {params.registry}"
         " --model {wildcards.model} --weights {params.weights} --shots {params.shots}"
         " --question-languages {params.languages} {params.sample_size} --seed {params.seed}"
@@ -81,9 +82,10 @@ rule oracle_tables:
         "../../envs/xmrc.yaml"
     params:
         out_dir=lambda wildcards, output: os.path.dirname(output.accuracy),
+        item_set=PROTOCOL["oracle_items"],
     shell:
         "python -m xmrc oracle-tables --attributions {input.attributions} --item-scores {input.item_scores}"
-        " --out-dir {params.out_dir} > {log} 2>&1"
+        " --items {params.item_set} --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule oracle_figure:

@@ -9,11 +9,14 @@ rule tables:
         "../../envs/xmrc.yaml"
     params:
         format_criterion=config["tables"]["format_criterion"],
+        format_choice=config["tables"]["format_choice"],
         summary_left_out=f"--not-in-summary {SUMMARY_LEFT_OUT}" if SUMMARY_LEFT_OUT else "",
+        paper_rows=PAPER_ROWS_OPTION,
         out_dir=lambda wildcards, input: os.path.dirname(input[0]),
     shell:
         "python -m xmrc tables --direction-scores {input} --format-criterion {params.format_criterion}"
-        " {params.summary_left_out} --out-dir {params.out_dir} > {log} 2>&1"
+        " --format-choice {params.format_choice} {params.summary_left_out} {params.paper_rows}"
+        " --out-dir {params.out_dir} > {log} 2>&1"
 
 
 rule heatmap:
@@ -35,14 +38,22 @@ rule heatmap:
         "../../envs/xmrc.yaml"
     params:
         format_criterion=config["tables"]["format_criterion"],
+        format_choice=config["tables"]["format_choice"],
     shell:
         "python -m xmrc figures --direction-scores {input} --kind heatmap --shots {wildcards.shots}"
-        " --scenario {wildcards.scenario} --format-criterion {params.format_criterion} --out {output} > {log} 2>&1"
+        " --scenario {wildcards.scenario} --format-criterion {params.format_criterion}"
+        " --format-choice {params.format_choice} --out {output} > {log} 2>&1"
 
 
+# With the intervals stage on (config key `intervals`), the bars get the error bars of its scenario intervals.
 rule means_figure:
     input:
-        f"{RESULTS}/tables/direction_scores.csv",
+        **(
+            {"intervals": f"{RESULTS}/tables/intervals/scenario_intervals.csv"}
+            if config["intervals"]["enabled"]
+            else {}
+        ),
+        scores=f"{RESULTS}/tables/direction_scores.csv",
     output:
         report(
             f"{RESULTS}/figures/means_{{shots}}shot.png",
@@ -57,9 +68,12 @@ rule means_figure:
         "../../envs/xmrc.yaml"
     params:
         format_criterion=config["tables"]["format_criterion"],
+        format_choice=config["tables"]["format_choice"],
+        intervals=lambda wildcards, input: f"--intervals {input.intervals}" if "intervals" in input.keys() else "",
     shell:
-        "python -m xmrc figures --direction-scores {input} --kind means --shots {wildcards.shots}"
-        " --format-criterion {params.format_criterion} --out {output} > {log} 2>&1"
+        "python -m xmrc figures --direction-scores {input.scores} --kind means --shots {wildcards.shots}"
+        " --format-criterion {params.format_criterion} --format-choice {params.format_choice} {params.intervals}"
+        " --out {output} > {log} 2>&1"
 
 
 rule matrix_figure:

@@ -8,6 +8,12 @@ never logged, never in an error message, never in `describe()` (which is written
 Requests run with bounded concurrency (a thread pool); 429, 5xx, timeouts and dropped connections are
 retried with exponential backoff and jitter (a server's Retry-After is honoured, capped); other 4xx stop
 the job with one line. Standard library only (urllib), so no client SDK version to pin.
+
+Each response's `model` field (the model the provider actually served, e.g. the dated snapshot
+"gpt-4o-2024-08-06" behind "gpt-4o") comes back with its generation (`APIGeneration.served_model`); the
+generation job records the served names in its table's metadata and warns when one is not the requested
+model (`served_model_matches`). An alias that the provider moves to a newer model under the same name
+(DeepSeek's "deepseek-chat") cannot be caught this way: see the registry's note on it.
 """
 
 from __future__ import annotations
@@ -15,12 +21,14 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from tqdm.auto import tqdm
 
@@ -29,6 +37,25 @@ from xmrc.exceptions import XmrcError
 
 DEFAULT_BASE_URLS = {"openai": "https://api.openai.com/v1", "deepseek": "https://api.deepseek.com/v1"}
 RETRY_STATUSES = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 520, 522, 524, 529})
+# The date a provider appends to a model name for the snapshot it served: gpt-4o-2024-08-06,
+# claude-3-5-sonnet-20241022, gpt-3.5-turbo-0125 (month and day).
+SNAPSHOT_SUFFIX = re.compile(r"-(20\d{2}-[01]\d-[0-3]\d|20\d{2}[01]\d[0-3]\d|[01]\d[0-3]\d)")
+
+
+@dataclass(frozen=True)
+class APIGeneration(Generation):
+    """A generation with the model name the provider's response gave (None: the response had none)."""
+
+    served_model: str | None = None
+
+
+def served_model_matches(requested: str, served: str) -> bool:
+    """Whether `served` (a response's `model`) is the `requested` model: the same name (case aside), or the
+    name with a snapshot date appended ("gpt-4o" served as "gpt-4o-2024-08-06")."""
+    requested, served = requested.strip().lower(), served.strip().lower()
+    if served == requested:
+        return True
+    return served.startswith(requested) and SNAPSHOT_SUFFIX.fullmatch(served[len(requested) :]) is not None
 
 
 def key_variable(provider: str) -> str:
@@ -163,9 +190,15 @@ class APIBackend:
         try:
             text = payload["choices"][0]["message"]["content"] or ""
             usage = payload.get("usage") or {}
+            served = payload.get("model")
         except (KeyError, IndexError, TypeError):
             raise _Retryable("response has no choices[0].message.content") from None
-        return Generation(text, int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0)))
+        return APIGeneration(
+            text,
+            int(usage.get("prompt_tokens", 0)),
+            int(usage.get("completion_tokens", 0)),
+            served.strip() if isinstance(served, str) and served.strip() else None,
+        )
 
 
 def _retry_after(error: urllib.error.HTTPError) -> float | None:

@@ -27,8 +27,9 @@ from pathlib import Path
 from xmrc.backends.base import Generation, StopRule
 from xmrc.exceptions import XmrcError
 
-# Continuation rounds after the first newline stop; more is never needed for "Answer:\n<answer>\n".
-MAX_ROUNDS = 4
+# Continuation rounds after newline stops: enough for blank lines, a preamble and "Answer:\n<answer>\n" (each
+# newline ends a round; protocol.extraction "answer_label" reads up to three lines before a label).
+MAX_ROUNDS = 8
 # KV cache of a CPU engine: 1 GiB holds ~23k tokens of a 135M Llama in float32 (30 layers x 2 x 3 heads x 64).
 CPU_KV_CACHE_GB = 1.0
 GIB = 1 << 30

@@ -9,12 +9,12 @@ import argparse
 import sys
 
 from xmrc import __version__
-from xmrc.cli import data, errors, finetune, generate, intervals, layers, oracle, paper
+from xmrc.cli import data, errors, finetune, generate, intervals, layers, oracle, paper, protocol
 from xmrc.exceptions import XmrcError
 
 # Each module adds its subcommands with `register(command)`, where `command(name, func)` returns an argparse
 # subparser whose help is the docstring of func; in this order in `xmrc --help`.
-STAGES = (data, generate, errors, finetune, oracle, layers, paper, intervals)
+STAGES = (data, generate, errors, finetune, oracle, layers, paper, intervals, protocol)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 
 from xmrc import LANGUAGES
-from xmrc.prompts import FORMATS
-from xmrc.tables import DEFAULT_FORMAT_CRITERION, FORMAT_CRITERIA
+from xmrc.exceptions import XmrcError
+from xmrc.extract import EXTRACTIONS
+from xmrc.prompts import ANSWER_CUES, ANSWER_LANGUAGES, FORMATS, LAYOUTS, Layout
+from xmrc.tables import DEFAULT_FORMAT_CHOICE, DEFAULT_FORMAT_CRITERION, FORMAT_CHOICES, FORMAT_CRITERIA
 
 DTYPES = ["auto", "bfloat16", "float16", "float32"]
 
@@ -65,7 +67,8 @@ def languages(parser: argparse.ArgumentParser, **options) -> None:
 
 
 def format_criterion(parser: argparse.ArgumentParser) -> None:
-    """--format-criterion: how each model's prompt format is chosen (config key tables.format_criterion)."""
+    """--format-criterion and --format-choice: how each model's prompt format is chosen (config keys
+    tables.format_criterion and tables.format_choice)."""
     parser.add_argument(
         "--format-criterion",
         choices=list(FORMAT_CRITERIA),
@@ -73,6 +76,37 @@ def format_criterion(parser: argparse.ArgumentParser) -> None:
         help="how each model's prompt format is chosen: "
         + "; ".join(f"{name} = {text}" for name, text in FORMAT_CRITERIA.items()),
     )
+    parser.add_argument(
+        "--format-choice",
+        choices=list(FORMAT_CHOICES),
+        default=DEFAULT_FORMAT_CHOICE,
+        help="per_shots: a format per model and shots setting; per_model: one format per model, the criterion "
+        "averaged over its shots settings",
+    )
+
+
+def paper_rows(parser: argparse.ArgumentParser) -> None:
+    """--paper-rows and --registry: tables the paper publishes get exactly its rows, the others go to
+    <table>_extra (config key tables.paper_rows)."""
+    parser.add_argument(
+        "--paper-rows",
+        action="store_true",
+        help="a table the paper publishes holds exactly the paper's rows (models matched by the registry's "
+        "paper_name); the run's other rows go to <table>_extra",
+    )
+    parser.add_argument("--registry", help="model registry YAML (with --paper-rows: the models' paper names)")
+
+
+def paper_row_filter(args: argparse.Namespace):
+    """The row filter of --paper-rows (xmrc.paper.published.run_paper_rows), or None without it."""
+    if not args.paper_rows:
+        return None
+    if not args.registry:
+        raise XmrcError("--paper-rows needs --registry (the models' paper names)")
+    from xmrc.config import Registry
+    from xmrc.paper.published import run_paper_rows
+
+    return run_paper_rows(Registry.load(args.registry).models.values())
 
 
 def not_in_summary(parser: argparse.ArgumentParser) -> None:
@@ -84,3 +118,19 @@ def not_in_summary(parser: argparse.ArgumentParser) -> None:
         metavar="MODEL",
         help="paper names of models left out of the summary table (rows of the others only)",
     )
+
+
+def prompt_protocol(parser: argparse.ArgumentParser) -> None:
+    """The protocol switches that shape prompt text (config `protocol`; xmrc.prompts.Layout)."""
+    parser.add_argument("--layout", choices=list(LAYOUTS), default="paper", help="protocol.layout")
+    parser.add_argument("--answer-cue", choices=ANSWER_CUES, default="none", help="protocol.answer_cue (base models)")
+    parser.add_argument("--answer-language", choices=ANSWER_LANGUAGES, default="named", help="protocol.answer_language")
+    parser.add_argument("--system-prompt", default="", help="protocol.system_prompt ('' = none)")
+
+
+def layout_of(args: argparse.Namespace) -> Layout:
+    return Layout(args.layout, args.answer_cue, args.answer_language, args.system_prompt or None)
+
+
+def extraction(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--extraction", choices=EXTRACTIONS, default="first_line", help="protocol.extraction")

@@ -70,7 +70,8 @@ def cmd_prompts(args) -> None:
             "demonstrations are items of --data)"
         )
     model, weights = model_and_weights(args.registry, args.model, args.weights)
-    template = chat_template(model, weights)
+    layout = shared.layout_of(args)
+    template = chat_template(model, weights, layout.system_prompt)
     table = read_table(args.data, required=DATA_COLUMNS)
     ids = read_ids(args.ids) if args.ids else None
     demonstration_table = (
@@ -88,6 +89,7 @@ def cmd_prompts(args) -> None:
         args.scenarios,
         args.alignment,
         demonstration_table,
+        layout,
     )
     write_parquet(prompts, args.out)
     print(f"{args.out}: {len(prompts)} prompts for {model.name}, {args.shots}-shot {args.format}")
@@ -116,7 +118,12 @@ def cmd_aggregate(args) -> None:
 def cmd_tables(args) -> None:
     """summary and per-language tables (CSV and Markdown)"""
     paths = write_run_tables(
-        read_table(args.direction_scores), Path(args.out_dir), args.format_criterion, args.not_in_summary
+        read_table(args.direction_scores),
+        Path(args.out_dir),
+        args.format_criterion,
+        args.not_in_summary,
+        args.format_choice,
+        shared.paper_row_filter(args),
     )
     print(f"{args.out_dir}: {len(paths)} tables")
 
@@ -127,13 +134,16 @@ def cmd_figures(args) -> None:
 
     scores = read_table(args.direction_scores)
     if args.kind == "heatmap":
-        figures.heatmap(scores, args.scenario, args.shots, Path(args.out), args.format_criterion)
+        figures.heatmap(scores, args.scenario, args.shots, Path(args.out), args.format_criterion, args.format_choice)
     elif args.kind == "matrix":
         if not args.model or not args.format:
             raise XmrcError("figures --kind matrix needs --model and --format (one model and setting)")
         figures.direction_matrix(scores, args.model, args.shots, args.format, Path(args.out))
     else:
-        figures.means_chart(scores, args.shots, Path(args.out), args.format_criterion)
+        from xmrc.intervals import read_scenario_intervals
+
+        intervals = read_scenario_intervals(args.intervals) if args.intervals else None
+        figures.means_chart(scores, args.shots, Path(args.out), args.format_criterion, args.format_choice, intervals)
     print(f"{args.out}: {args.kind} figure")
 
 
@@ -204,6 +214,7 @@ def register(command) -> None:
     p.add_argument("--demonstration-data", help="table of the demonstration split (default: --data)")
     p.add_argument("--max-items", type=int)
     p.add_argument("--ids", help="evaluate only these ids (text file, one per line), e.g. held-out articles")
+    shared.prompt_protocol(p)
     p.add_argument("--out", required=True)
 
     p = command("score", cmd_score)
@@ -219,6 +230,7 @@ def register(command) -> None:
     p.add_argument("--direction-scores", required=True)
     shared.format_criterion(p)
     shared.not_in_summary(p)
+    shared.paper_rows(p)
     p.add_argument("--out-dir", required=True)
 
     p = command("figures", cmd_figures)
@@ -229,6 +241,9 @@ def register(command) -> None:
     p.add_argument("--model", help="matrix: the model (its name in the direction scores)")
     p.add_argument("--format", choices=list(FORMATS), help="matrix: the prompt format")
     shared.format_criterion(p)
+    p.add_argument(
+        "--intervals", help="means: scenario_intervals.csv of the intervals stage, drawn as error bars (optional)"
+    )
     p.add_argument("--out", required=True)
 
     p = command("report-tables", cmd_report_tables)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from xmrc import LANGUAGES
 from xmrc.cli import args as shared
 from xmrc.errors import KEYS, wrong
 from xmrc.errors.judge import open_scorer, run_judge
-from xmrc.errors.language import build_detector, language_errors
+from xmrc.errors.language import LINGUA_LANGUAGES, build_detector, language_errors
 from xmrc.errors.rates import error_rates, item_types, write_error_tables
 from xmrc.exceptions import XmrcError
 from xmrc.hub.models import local_model_and_weights
@@ -34,7 +35,7 @@ def cmd_wrong_answers(args) -> None:
         direction_scores = read_table(
             args.direction_scores, required=["model", "shots", "prompt_format", "context_lang", "question_lang", "f1"]
         )
-        formats = wrong.chosen_formats(direction_scores, args.shots, args.format_criterion)
+        formats = wrong.chosen_formats(direction_scores, args.shots, args.format_criterion, args.format_choice)
     else:
         formats = args.prompt_format
     scored = wrong.scored_generations(generations, scores, questions)
@@ -50,7 +51,8 @@ def cmd_wrong_answers(args) -> None:
 def cmd_detect_language(args) -> None:
     """Lingua language of reference and prediction of W"""
     answers = read_table(args.wrong_answers, required=KEYS + ["gold", "prediction"])
-    result = language_errors(answers, build_detector(threads=args.threads))
+    languages = "all" if args.lingua_languages == "all" else LANGUAGES
+    result = language_errors(answers, build_detector(languages, threads=args.threads))
     write_parquet(result, args.out)
     print(
         f"{args.out}: {int(result['language_error'].sum())} language errors, "
@@ -72,6 +74,7 @@ def cmd_judge(args) -> None:
         chat_template=chat_template,
         chunk_size=args.chunk_size,
         settings=job_settings(args),
+        layout=args.layout,
     )
     counts = result["category"].value_counts().to_dict()
     print(f"{args.out}: {len(result)} wrong answers judged by {model.name}: {counts}")
@@ -84,7 +87,9 @@ def cmd_error_tables(args) -> None:
     language = read_table(args.language, required=KEYS + ["prediction_lang", "intruding_lang", "language_error"])
     judge = read_table(args.judge, required=KEYS + ["verdict"])
     rates = error_rates(counts, answers, language, judge, args.scenario)
-    paths = write_error_tables(rates, args.shots, args.scenario, Path(args.out_dir), args.not_in_summary)
+    paths = write_error_tables(
+        rates, args.shots, args.scenario, Path(args.out_dir), args.not_in_summary, shared.paper_row_filter(args)
+    )
     items = item_types(answers[wrong.in_scenario(answers, args.scenario)], language, judge)
     write_parquet(items, args.out_items)
     print(f"{args.out_dir}: {len(paths)} error tables for {args.shots}-shot {args.scenario}; {args.out_items}")
@@ -121,6 +126,7 @@ def register(command) -> None:
     p = command("detect-language", cmd_detect_language)
     p.add_argument("--wrong-answers", required=True)
     p.add_argument("--threads", type=int, help="Lingua worker threads (default: all cores)")
+    p.add_argument("--lingua-languages", choices=LINGUA_LANGUAGES, default="xquad", help="protocol.lingua_languages")
     p.add_argument("--out", required=True)
 
     p = command("judge", cmd_judge)
@@ -130,6 +136,7 @@ def register(command) -> None:
     p.add_argument("--batch-size", type=int, default=8)
     shared.dtype(p)
     p.add_argument("--chunk-size", type=int, default=512, help="answers per checkpoint shard")
+    p.add_argument("--layout", choices=["paper", "compact"], default="paper", help="protocol.layout")
     p.add_argument("--out", required=True)
 
     p = command("error-tables", cmd_error_tables)
@@ -139,6 +146,7 @@ def register(command) -> None:
     p.add_argument("--judge", required=True)
     shared.scenario_setting(p)
     shared.not_in_summary(p)
+    shared.paper_rows(p)
     p.add_argument("--out-dir", required=True)
     p.add_argument("--out-items", required=True, help="typed wrong answers (Parquet), input of error-figure")
 

@@ -145,6 +145,8 @@ def cmd_heldout_eval(args) -> None:
         max_new_tokens=args.max_new_tokens,
         chunk_size=args.chunk_size,
         normalization=args.normalization,
+        layout=shared.layout_of(args),
+        extraction=args.extraction,
     ):
         print(
             f"{done['scores']}: {done['prompts_n']} prompts, {done['generations_n']} generations ({done['kind']}), "
@@ -161,7 +163,7 @@ def cmd_compare(args) -> None:
         else items.iloc[:0]
     )
     compared = comparison_pairs(items, heldout, Registry.load(args.registry), args.tuned)
-    paths = write_comparison(compared, args.shots, Path(args.out_dir), args.format_criterion)
+    paths = write_comparison(compared, args.shots, Path(args.out_dir), args.format_criterion, args.format_choice)
     print(f"{args.out_dir}: {len(paths)} comparison tables for {', '.join(args.tuned)}")
 
 
@@ -236,6 +238,8 @@ def register(command) -> None:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm backend")
     p.add_argument("--max-model-len", type=int, help="vllm backend")
     p.add_argument("--normalization", choices=["mlqa", "squad"], default="mlqa")
+    shared.prompt_protocol(p)
+    shared.extraction(p)
     p.add_argument("--out-dir", required=True, help="writes {prompts,generations,scores}/<model>/<setting>.parquet")
 
     p = command("finetune-compare", cmd_compare)

@@ -47,6 +47,7 @@ def cmd_generate_job(args) -> None:
         max_new_tokens=args.max_new_tokens,
         chunk_size=args.chunk_size,
         order=args.order,
+        extraction=args.extraction,
     )
     print(f"{args.out}: {len(result)} generations ({kind}), {int((result['prediction'] == '').sum())} empty answers")
 
@@ -147,6 +148,7 @@ def register(command) -> None:
         help="auto: api for API models, hf otherwise",
     )
     p.add_argument("--max-new-tokens", type=int, default=64)
+    shared.extraction(p)
     p.add_argument("--chunk-size", type=int, default=256, help="prompts per checkpoint shard")
     p.add_argument(
         "--order",

@@ -17,7 +17,13 @@ def cmd_intervals(args) -> None:
     pairs = model_pairs(registry.get(key) for key in args.models)
     settings = BootstrapSettings(args.resamples, args.confidence, args.seed)
     paths = write_intervals(
-        read_table(args.item_scores), pairs, settings, args.out_dir, args.format_criterion, args.markdown
+        read_table(args.item_scores),
+        pairs,
+        settings,
+        args.out_dir,
+        args.format_criterion,
+        args.markdown,
+        args.format_choice,
     )
     print(
         f"{args.out_dir}: {len(paths)} interval tables ({settings.resamples} resamples, "

@@ -11,7 +11,7 @@ from xmrc.analysis.layers.groups import ITEM_COLUMNS, sample_models
 from xmrc.analysis.layers.hidden_states import run_hidden_states
 from xmrc.analysis.layers.inputs import ExtractionJob, group_ids, load_model, prompt_rows
 from xmrc.analysis.layers.mrd import group_mrd_table
-from xmrc.analysis.layers.relevance import TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
+from xmrc.analysis.layers.relevance import NORMALIZATIONS, TOKEN_COLUMNS, check_lxt_support, lxt_rules, run_relevance
 from xmrc.analysis.layers.similarity import similarity_of_runs
 from xmrc.cli import args as shared
 from xmrc.config import Registry
@@ -61,7 +61,16 @@ def _model_job(args):
 
 
 def _extraction_job(args, model) -> ExtractionJob:
-    return ExtractionJob(model.key, args.shots, args.format, args.batch_size, args.chunk_size, job_settings(args))
+    return ExtractionJob(
+        model.key,
+        args.shots,
+        args.format,
+        args.batch_size,
+        args.chunk_size,
+        job_settings(args),
+        extraction=args.extraction,
+        normalization=getattr(args, "mrd_relevance", "logit"),
+    )
 
 
 def cmd_layer_relevance(args) -> None:
@@ -176,9 +185,11 @@ def register(command) -> None:
         shared.dtype(p)
         p.add_argument("--batch-size", type=int, default=default_batch)
         p.add_argument("--chunk-size", type=int, default=64, help="prompts per checkpoint shard")
+        shared.extraction(p)
 
     p = command("layer-relevance", cmd_layer_relevance)
     extraction(p, 1)
+    p.add_argument("--mrd-relevance", choices=NORMALIZATIONS, default="logit", help="protocol.mrd_relevance")
     p.add_argument("--examples", type=int, default=1, help="items whose per-token relevance is kept (first ones)")
     p.add_argument("--out", required=True)
     p.add_argument("--out-tokens", required=True, help="per-token relevance of the example items")

@@ -7,11 +7,13 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc import LANGUAGES
-from xmrc.analysis.oracle.run import format_files, run_oracle, work_items
+from xmrc.analysis.oracle.ablation import SEQUENCE_TARGETS
+from xmrc.analysis.oracle.run import TargetRule, format_files, run_oracle, work_items
 from xmrc.analysis.oracle.sentences import units_table
-from xmrc.analysis.oracle.tables import write_oracle_tables
+from xmrc.analysis.oracle.tables import ITEM_SETS, write_oracle_tables
 from xmrc.cli import args as shared
 from xmrc.exceptions import XmrcError
+from xmrc.extract import EXTRACTIONS
 from xmrc.hub.models import local_model_and_weights
 from xmrc.io import read_table, write_csv, write_parquet
 from xmrc.jobs import job_settings
@@ -81,6 +83,7 @@ def cmd_attribute(args) -> None:
         generation_batch_size=args.generation_batch_size,
         chunk_size=args.chunk_size,
         settings=job_settings(args),
+        rule=TargetRule(args.extraction, args.sequence_target),
     )
     ok = result[result["status"] == "ok"]
     print(
@@ -96,7 +99,7 @@ def cmd_tables(args) -> None:
     """Table 3, per-language oracle tables and oracle vs F1"""
     results = pd.concat([read_table(path) for path in args.attributions], ignore_index=True)
     scores = read_table(args.item_scores) if args.item_scores else None
-    paths = write_oracle_tables(results, scores, Path(args.out_dir))
+    paths = write_oracle_tables(results, scores, Path(args.out_dir), args.items)
     print(f"{args.out_dir}: {len(paths)} oracle tables from {len(results)} items")
 
 
@@ -142,11 +145,18 @@ def register(command) -> None:
     p.add_argument("--max-new-tokens", type=int, default=64, help="as in the generation stage")
     shared.dtype(p)
     p.add_argument("--chunk-size", type=int, default=64, help="items per checkpoint shard")
+    p.add_argument("--extraction", choices=EXTRACTIONS, default="first_line", help="protocol.extraction")
+    p.add_argument(
+        "--sequence-target", choices=SEQUENCE_TARGETS, default="eos", help="protocol.oracle_sequence: eos | answer"
+    )
     p.add_argument("--out", required=True)
 
     p = command("oracle-tables", cmd_tables)
     p.add_argument("--attributions", nargs="+", required=True)
     p.add_argument("--item-scores", help="item_scores.parquet: F1 of the same items")
+    p.add_argument(
+        "--items", choices=ITEM_SETS, default="common", help="protocol.oracle_items: one item set for all models"
+    )
     p.add_argument("--out-dir", required=True)
 
     p = command("oracle-figure", cmd_figure)

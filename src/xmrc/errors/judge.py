@@ -57,10 +57,20 @@ SCORE_COLUMNS = [f"score_{label}" for label in LABELS]
 JUDGE_COLUMNS = KEYS + ["judged_text", "verdict", "category"] + SCORE_COLUMNS + ["judge"]
 
 
-def judge_text(question: str, raw_answer: str) -> str:
-    """The user turn: the paper's instruction, then "Question: ...\\nRaw answer: ..." (our choice; the paper
-    does not print how they are appended)."""
-    return f"{INSTRUCTION}\nQuestion: {question}\nRaw answer: {raw_answer}"
+def instruction(layout: str = "paper") -> str:
+    """The judge instruction under protocol.layout: "paper" as A.3 prints it (a blank line before and after the
+    category list, single line breaks inside it), "compact" with single line breaks throughout."""
+    if layout == "compact":
+        return INSTRUCTION
+    intro, *categories, closing = INSTRUCTION.split("\n")
+    return "\n\n".join([intro, "\n".join(categories), closing])
+
+
+def judge_text(question: str, raw_answer: str, layout: str = "paper") -> str:
+    """The user turn: the paper's instruction, then "Question: ..." and "Raw answer: ..." (our choice; the paper
+    does not print how they are appended), joined as the layout joins prompt elements."""
+    separator = "\n" if layout == "compact" else "\n\n"
+    return separator.join([instruction(layout), f"Question: {question}", f"Raw answer: {raw_answer}"])
 
 
 def judged_answer(raw_output: str | None) -> str:
@@ -174,8 +184,8 @@ def open_scorer(backend: str, weights: str, revision: str | None, dtype: str, ba
 # --- the judging job ----------------------------------------------------------------------------------------
 
 
-def build_prompts(wrong: pd.DataFrame, chat_template) -> list[str]:
-    texts = [judge_text(q, judged_answer(r)) for q, r in zip(wrong["question"], wrong["raw_output"])]
+def build_prompts(wrong: pd.DataFrame, chat_template, layout: str = "paper") -> list[str]:
+    texts = [judge_text(q, judged_answer(r), layout) for q, r in zip(wrong["question"], wrong["raw_output"])]
     if chat_template is None:
         return [text + BASE_MODEL_CUE for text in texts]
     return [chat_template(text) for text in texts]
@@ -191,6 +201,7 @@ def run_judge(
     chunk_size: int = 512,
     settings: dict | None = None,
     progress: bool = True,
+    layout: str = "paper",
 ) -> pd.DataFrame:
     """Verdicts of every wrong answer, checkpointed in shards (`xmrc.jobs`); `settings` (the command's arguments:
     judge weights, dtype, ...) enter the job's fingerprint, so shards of another judge are never reused."""
@@ -202,13 +213,14 @@ def run_judge(
         "templated": templated,
         "chunk_size": chunk_size,
         "labels": list(LABELS),
+        "layout": layout,
         **(settings or {}),
         "answers": digest(*(f"{q}\t{r}" for q, r in zip(wrong["question"], wrong["raw_output"]))),
     }
 
     def judge_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
         verdicts, scores = verdicts_and_scores(
-            scorer.score(build_prompts(chunk, chat_template), LABELS, templated), len(chunk)
+            scorer.score(build_prompts(chunk, chat_template, layout), LABELS, templated), len(chunk)
         )
         frame = chunk[KEYS].copy()
         frame["judged_text"] = [judged_answer(r) for r in chunk["raw_output"]]

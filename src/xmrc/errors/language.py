@@ -1,6 +1,8 @@
 """Language errors with Lingua: E_lang(en, x) = share of W where Lang(reference) = en and Lang(prediction) = x.
 
-The detector knows only the 12 XQuAD languages, runs in Lingua's high-accuracy mode (its default) and is built
+The detector knows the 12 XQuAD languages (protocol.lingua_languages "xquad", the default) or every language
+Lingua knows ("all": an answer in, say, Portuguese is then Portuguese, never a language error; the paper
+says only "Lingua"). It runs in Lingua's high-accuracy mode (its default) and is built
 once per job; texts are detected in one parallel batch, each distinct string once. Text Lingua cannot decide
 (numbers, empty strings, some names) gets the code `und` (ISO 639 "undetermined"): it is counted and
 reported on its own, never as a language error.
@@ -24,16 +26,20 @@ from xmrc import LANGUAGES
 from xmrc.errors import KEYS
 
 UNDECIDED = "und"
+LINGUA_LANGUAGES = ("xquad", "all")
 LANGUAGE_COLUMNS = KEYS + ["reference_lang", "prediction_lang", "intruding_lang", "language_error"]
 
 
-def build_detector(languages: Sequence[str] = LANGUAGES, threads: int | None = None):
-    """A Lingua detector restricted to `languages`, high-accuracy mode. `threads` caps Lingua's worker pool
-    (it reads RAYON_NUM_THREADS when its pool starts, i.e. at the first parallel call of the process)."""
+def build_detector(languages: Sequence[str] | str = LANGUAGES, threads: int | None = None):
+    """A Lingua detector restricted to `languages` ("all": every language Lingua knows), high-accuracy mode.
+    `threads` caps Lingua's worker pool (it reads RAYON_NUM_THREADS when its pool starts, i.e. at the first
+    parallel call of the process)."""
     if threads:
         os.environ["RAYON_NUM_THREADS"] = str(threads)
     from lingua import IsoCode639_1, LanguageDetectorBuilder
 
+    if languages == "all":
+        return LanguageDetectorBuilder.from_all_languages().build()
     codes = [getattr(IsoCode639_1, lang.upper()) for lang in languages]
     return LanguageDetectorBuilder.from_iso_codes_639_1(*codes).build()
 

@@ -19,6 +19,8 @@ setting and scenario (`{tag}` = `{shots}shot_{scenario}`):
                                 directions with wrong answers), en-en generation; plus the chosen format
   blank_agreement_{tag}         per model: blanks flagged by rule (empty prediction) and by the judge, both,
                                 and agreement (% of W where rule and judge agree on blank or not)
+  <table>_extra                 with the paper's rows (config key tables.paper_rows): the rows of a table the
+                                paper publishes (xmrc.paper.published.paper_rows) that are not the paper's
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ from xmrc.errors import KEYS
 from xmrc.errors.wrong import COUNT_COLUMNS, in_scenario
 from xmrc.exceptions import XmrcError
 from xmrc.io import write_csv
-from xmrc.tables import SCENARIOS, label, write_table
+from xmrc.paper.published import paper_rows
+from xmrc.tables import EXTRA_SUFFIX, SCENARIOS, RowFilter, label, write_rows
 
 DIRECTION_KEYS = KEYS[:-1]
 JUDGE_KINDS = {"gibberish": 2, "refusal": 3, "blank": 1}
@@ -140,28 +143,36 @@ def error_rates(
 
 
 def write_error_tables(
-    rates: pd.DataFrame, shots: int, scenario: str, out_dir: str | Path, not_in_summary: Iterable[str] = ()
+    rates: pd.DataFrame,
+    shots: int,
+    scenario: str,
+    out_dir: str | Path,
+    not_in_summary: Iterable[str] = (),
+    rows: RowFilter | None = None,
 ) -> list[Path]:
     """Every table of the module docstring; returns the paths written. Models named in `not_in_summary`
     (the config's extra_models: the paper's Table 2 is the main list) have rows in the per-direction tables
-    only, not in error_summary."""
+    only, not in error_summary. With `rows` (xmrc.tables.write_rows) a table the paper publishes holds
+    exactly its rows, the others (and error_summary's `not_in_summary` rows) go to <table>_extra."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{shots}shot_{scenario}"
     paths = [write_csv(rates, out_dir / f"error_rates_{tag}.csv", float_format="%.4f")]
     wide = {kind: wide_table(rates, kind, scenario) for kind in WIDE_TABLES}
     for kind in WIDE_TABLES:
-        paths += write_table(wide[kind], out_dir / f"{kind}_{tag}")
+        paths += write_rows(wide[kind], out_dir / f"{kind}_{tag}", rows)
     table = summary(wide["language_error"], wide["generation_failure"])
     table["prompt_format"] = rates.groupby("model", sort=False)["prompt_format"].first().reindex(table.index)
-    table = table.drop(index=[name for name in not_in_summary if name in table.index])
-    paths += write_table(table[list(SUMMARY_COLUMNS)], out_dir / f"error_summary_{tag}")
-    paths += write_table(blank_agreement(rates), out_dir / f"blank_agreement_{tag}")
+    paths += write_rows(table[list(SUMMARY_COLUMNS)], out_dir / f"error_summary_{tag}", rows, not_in_summary)
+    paths += write_rows(blank_agreement(rates), out_dir / f"blank_agreement_{tag}", rows)
     return paths
 
 
-def table_names(shots: int, scenario: str) -> list[str]:
-    """File names written by write_error_tables (for the workflow's outputs)."""
+def table_names(shots: int, scenario: str, with_paper_rows: bool = False) -> list[str]:
+    """File names written by write_error_tables (for the workflow's outputs); with_paper_rows: written with a
+    row filter of the paper's rows (the <table>_extra files of the tables the paper publishes)."""
     tag = f"{shots}shot_{scenario}"
-    stems = [*WIDE_TABLES, "error_summary", "blank_agreement"]
-    return [f"error_rates_{tag}.csv"] + [f"{stem}_{tag}.{ext}" for stem in stems for ext in ("csv", "md")]
+    stems = [f"{stem}_{tag}" for stem in (*WIDE_TABLES, "error_summary", "blank_agreement")]
+    if with_paper_rows:
+        stems += [stem + EXTRA_SUFFIX for stem in stems if paper_rows(stem) is not None]
+    return [f"error_rates_{tag}.csv"] + [f"{stem}.{ext}" for stem in stems for ext in ("csv", "md")]

@@ -18,7 +18,7 @@ import pandas as pd
 
 from xmrc.errors import KEYS
 from xmrc.exceptions import XmrcError
-from xmrc.tables import DEFAULT_FORMAT_CRITERION, SCENARIOS, summary_table
+from xmrc.tables import DEFAULT_FORMAT_CHOICE, DEFAULT_FORMAT_CRITERION, SCENARIOS, summary_table
 
 WRONG_COLUMNS = KEYS + ["answer_lang", "question", "gold", "raw_output", "prediction", "em", "f1", "rule_blank"]
 COUNT_COLUMNS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "n_items", "n_wrong"]
@@ -26,10 +26,14 @@ METRICS = ("em", "f1")
 
 
 def chosen_formats(
-    direction_scores: pd.DataFrame, shots: int, criterion: str = DEFAULT_FORMAT_CRITERION
+    direction_scores: pd.DataFrame,
+    shots: int,
+    criterion: str = DEFAULT_FORMAT_CRITERION,
+    choice: str = DEFAULT_FORMAT_CHOICE,
 ) -> dict[str, str]:
-    """model name -> the prompt format chosen by `criterion` at `shots` (the tables' choice)."""
-    return summary_table(direction_scores, shots, criterion)["prompt_format"].to_dict()
+    """model name -> the prompt format chosen by `criterion` at `shots`, per shots setting or per model
+    (`choice`): the tables' choice."""
+    return summary_table(direction_scores, shots, criterion, choice)["prompt_format"].to_dict()
 
 
 def in_scenario(frame: pd.DataFrame, scenario: str) -> pd.Series:

@@ -40,7 +40,12 @@ def restrict_to_shared_items(items: pd.DataFrame, base: str, tuned: str) -> pd.D
 
 
 def pair_tables(
-    items: pd.DataFrame, base: str, tuned: str, shots: int, criterion: str = tables.DEFAULT_FORMAT_CRITERION
+    items: pd.DataFrame,
+    base: str,
+    tuned: str,
+    shots: int,
+    criterion: str = tables.DEFAULT_FORMAT_CRITERION,
+    choice: str = tables.DEFAULT_FORMAT_CHOICE,
 ) -> dict[str, pd.DataFrame]:
     """The summary row of each model and the per-language F1 tables of one pair and shots setting."""
     # shared items per shots setting: the item set differs between settings (0-shot also scores the
@@ -50,7 +55,17 @@ def pair_tables(
         if name in set(items["model"]) and name not in set(at_shots["model"]):
             raise XmrcError(f"item scores have no {shots}-shot rows for model {name!r}")
     scores = tables.direction_scores(restrict_to_shared_items(at_shots, base, tuned))
+    if choice == "per_model":
+        # the format the run's tables show each model in, chosen on all its shots settings
+        every = tables.direction_scores(items[items["model"].isin([base, tuned])])
+        chosen = tables.chosen_rows(every, shots, criterion, choice)
+        scores = scores.merge(chosen[["model", "prompt_format"]].drop_duplicates(), on=["model", "prompt_format"])
     summary = tables.summary_table(scores, shots, criterion)
+    if choice == "per_model":
+        settings = items.groupby("model")["shots"].unique()
+        summary["format_criterion"] = [
+            tables.criterion_text(criterion, choice, settings.get(m, ())) for m in summary.index
+        ]
     n_items = scores.groupby("model")["n"].max()
     summary.insert(0, "n_items", n_items.reindex(summary.index).astype(int))
     summary.insert(0, "role", ["base" if m == base else "tuned" for m in summary.index])
@@ -90,14 +105,16 @@ def write_comparison(
     shots_settings: list[int],
     out_dir: str | Path,
     criterion: str = tables.DEFAULT_FORMAT_CRITERION,
+    choice: str = tables.DEFAULT_FORMAT_CHOICE,
 ) -> list[Path]:
-    """Tables of every (base name, tuned name, their item scores) pair, one file set per shots setting."""
+    """Tables of every (base name, tuned name, their item scores) pair, one file set per shots setting, each
+    model in its format chosen by `criterion` and `choice`."""
     out_dir = Path(out_dir)
     paths: list[Path] = []
     for shots in shots_settings:
         parts: dict[str, list[pd.DataFrame]] = {}
         for base, tuned, items in pairs:
-            for key, frame in pair_tables(items, base, tuned, shots, criterion).items():
+            for key, frame in pair_tables(items, base, tuned, shots, criterion, choice).items():
                 parts.setdefault(key, []).append(frame)
         summary = pd.concat(parts.pop("summary"))
         summary.index.name = "model"

@@ -13,7 +13,7 @@ from xmrc.exceptions import XmrcError
 from xmrc.generation import run_generation
 from xmrc.hub.models import BackendSettings, chat_template, choose_backend, model_and_weights, open_backend
 from xmrc.io import read_table, write_parquet
-from xmrc.prompts import build_prompt_table
+from xmrc.prompts import PAPER_LAYOUT, Layout, build_prompt_table
 from xmrc.scoring import score_table
 
 OUTPUTS = ("prompts", "generations", "scores")
@@ -49,6 +49,8 @@ def evaluate_heldout(
     max_new_tokens: int = 64,
     chunk_size: int = 256,
     normalization: str = "mlqa",
+    layout: Layout = PAPER_LAYOUT,
+    extraction: str = "first_line",
 ) -> list[dict]:
     """Score `model_key` on `items` at each (shots, format) of `settings`; a setting whose scores exist is
     skipped. Returns, per setting evaluated, its paths and row counts."""
@@ -56,7 +58,7 @@ def evaluate_heldout(
     if model.backend == "api":
         raise XmrcError(f"model '{model.key}' is an API model: it has no weights to finetune or evaluate here")
     kind = choose_backend(model, backend)
-    template, generator, done = chat_template(model, weights), None, []
+    template, generator, done = chat_template(model, weights, layout.system_prompt), None, []
     for shots, prompt_format in settings:
         paths = setting_paths(out_dir, model_key, shots, prompt_format)
         if paths["scores"].is_file():
@@ -70,6 +72,7 @@ def evaluate_heldout(
             template,
             items.max_items,
             items.ids,
+            layout=layout,
         )
         write_parquet(prompts, paths["prompts"])
         if generator is None:  # loaded once, for the first setting that still needs generations
@@ -84,6 +87,7 @@ def evaluate_heldout(
             max_new_tokens=max_new_tokens,
             chunk_size=chunk_size,
             order="prefix",
+            extraction=extraction,
         )
         scores = score_table(read_table(paths["generations"]), normalization)  # as the score command reads it
         write_parquet(scores, paths["scores"])

@@ -40,16 +40,17 @@ def local_model_and_weights(
     return model, check_weights(model, weights, role)
 
 
-def chat_template(model: Model, weights: str) -> ChatTemplate | None:
-    """The chat template a chat model's prompts are wrapped in: its tokenizer's for local weights; for an API
-    model, the API's own (prompts sent as they are)."""
+def chat_template(model: Model, weights: str, system_prompt: str | None = None) -> ChatTemplate | None:
+    """The chat template a chat model's prompts are wrapped in: its tokenizer's for local weights (with
+    `system_prompt` where the template has no default); for an API model, the API's own (prompts sent as they
+    are, the provider's default system prompt)."""
     if not model.chat_template:
         return None
     if model.backend != "local":
         return API_CHAT_TEMPLATE
     from xmrc.backends.hf import load_tokenizer  # imports torch and transformers
 
-    return hf_chat_template(load_tokenizer(weights, model.revision))
+    return hf_chat_template(load_tokenizer(weights, model.revision), system_prompt)
 
 
 def choose_backend(model: Model, requested: str) -> str:

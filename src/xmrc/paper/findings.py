@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 
 from xmrc import tables
-from xmrc.bootstrap import BootstrapSettings, mean_intervals, resampled_means
+from xmrc.bootstrap import BootstrapSettings, mean_intervals
 from xmrc.errors import KEYS
-from xmrc.intervals import chosen_formats
+from xmrc.intervals import chosen_formats, markdown_scenarios, scenario_intervals, scenario_items
 from xmrc.io import read_parquet, read_table
 from xmrc.paper.published import published_table
 
@@ -67,40 +67,11 @@ def _paper_row(stem: str) -> pd.DataFrame:
     return frame.loc[[m for m in BASE_MODELS if m in frame.index]]
 
 
-def scenario_items(items: pd.DataFrame, model: str, shots: int, fmt: str) -> pd.DataFrame:
-    """Per item (rows, the ids present in every direction): F1 (percent) of en-en, mean en-x and mean x-x over
-    the non-English languages; the mean of a column is the scenario mean of the paper's tables."""
-    rows = items[(items["model"] == model) & (items["shots"] == shots) & (items["prompt_format"] == fmt)]
-    wide = rows.pivot_table(index="id", columns=["context_lang", "question_lang"], values="f1").dropna() * 100
-    en_x = [c for c in wide.columns if c[0] == "en" and c[1] != "en"]
-    x_x = [c for c in wide.columns if c[0] == c[1] != "en"]
-    return pd.DataFrame({"en-en": wide[("en", "en")], "en-x": wide[en_x].mean(axis=1), "x-x": wide[x_x].mean(axis=1)})
-
-
 def scenario_table(items: pd.DataFrame, chosen: dict, settings: BootstrapSettings) -> pd.DataFrame:
     """Table 2's columns with intervals, per model and shots setting (the chosen format): en-en, mean en-x, mean
-    x-x (F1) and the two ratios to en-en; the ratios' intervals from the same resampled items."""
-    rows = []
-    low, high = settings.quantiles
-    for (model, shots), fmt in sorted(chosen.items(), key=lambda kv: (kv[0][1], kv[0][0])):
-        scenarios = scenario_items(items, model, shots, fmt)
-        if scenarios.empty:
-            continue
-        matrix = scenarios[["en-en", "en-x", "x-x"]].to_numpy().T
-        means = resampled_means(matrix, settings)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratios = means[1:] / means[0]
-        row = {"model": model, "shots": shots, "prompt_format": fmt, "n": len(scenarios)}
-        for name, values, resampled in zip(("en-en", "mean en-x", "mean x-x"), matrix, means):
-            row[name] = str(Interval(values.mean(), *np.quantile(resampled, [low, high])))
-        for name, index in (("en-x / en-en", 1), ("x-x / en-en", 2)):
-            point = matrix[index].mean() / matrix[0].mean() if matrix[0].mean() else float("nan")
-            bounds = (
-                np.nanquantile(ratios[index - 1], [low, high]) if np.isfinite(ratios[index - 1]).any() else [np.nan] * 2
-            )
-            row[name] = f"{point:.2f} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
-        rows.append(row)
-    return pd.DataFrame(rows)
+    x-x (F1) and the two ratios to en-en; the ratios' intervals from the same resampled items. Cells
+    "mean [lo, hi]" of xmrc.intervals.scenario_intervals (the intervals stage's scenario_intervals table)."""
+    return markdown_scenarios(scenario_intervals(items, chosen, settings))
 
 
 def _row(finding: str, paper: str, ours: str, criterion: str, verdict: str) -> dict:

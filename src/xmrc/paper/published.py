@@ -9,6 +9,8 @@ tables, like Table 6's rows; Table 2 is split by source file and by unit.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
@@ -87,6 +89,53 @@ PAPER_TABLES = (
 def our_file_names() -> list[str]:
     """The files of results/<run>/tables/ the comparison reads (each once, in table order)."""
     return list(dict.fromkeys(spec.ours for spec in PAPER_TABLES))
+
+
+def _published_rows(file_name: str) -> list[str] | None:
+    """The paper's models (in its order) of every published table held in our file `file_name`."""
+    specs = [spec for spec in PAPER_TABLES if spec.ours == file_name]
+    if not specs:
+        return None
+    return list(dict.fromkeys(model for spec in specs for model in published_table(spec.published).index))
+
+
+def paper_rows(stem: str) -> list[str] | None:
+    """The rows (the paper's model names) of the paper's table that our table `stem` (a file of
+    results/<run>/tables/ without suffix) reproduces, or None where the paper has no such table.
+
+    A table that holds published tables has their rows (f1_2shot_en-x: Table 6a's and Table 10a's). One the
+    paper does not print takes those of the printed table of its kind: a summary table Table 2's (the paper's
+    only summary, 2-shot), an EM or F1 table those of the other metric in the same setting (em_2shot_en-x:
+    Table 6a's), an error table of the paper's error setting (2-shot en-x) Table 7's. Any other table
+    (x-y, a shots setting or error setting the paper does not report) is None."""
+    rows = _published_rows(f"{stem}.csv")
+    if rows is not None:
+        return rows
+    if re.fullmatch(r"summary_\d+shot", stem):
+        return _published_rows("summary_2shot.csv")
+    found = re.fullmatch(r"(f1|em)_(\d+shot_(?:en-x|x-x))", stem)
+    if found:
+        return _published_rows(f"{'em' if found[1] == 'f1' else 'f1'}_{found[2]}.csv")
+    found = re.fullmatch(r"(?:undecided|blank_agreement)_(\d+shot_(?:en-x|x-x))", stem)
+    if found:
+        return _published_rows(f"language_error_{found[1]}.csv")
+    return None
+
+
+def run_paper_rows(models) -> Callable[[str], set[str] | None]:
+    """For xmrc.tables.write_rows: table stem -> the names of the run's rows that are the paper's rows of
+    that table (None: the paper has no such table). `models` are registry entries (xmrc.config.Model): a row
+    is the paper's when the paper_name of the model it names (by its display name) is one of paper_rows(stem);
+    a row already named as in the paper (e.g. the paper's own numbers) is too."""
+    names = {model.name: model.paper_name for model in models if model.paper_name}
+
+    def rows(stem: str) -> set[str] | None:
+        paper = paper_rows(stem)
+        if paper is None:
+            return None
+        return {name for name, paper_name in names.items() if paper_name in paper} | set(paper)
+
+    return rows
 
 
 def published_table(stem: str) -> pd.DataFrame:

@@ -10,16 +10,20 @@ import sys
 import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
 from helpers import ROOT
 from helpers.scale import ForkServer, prompt_table
-from xmrc.backends.api import APIBackend
+from xmrc.backends.api import APIBackend, served_model_matches
+from xmrc.backends.base import Generation
 from xmrc.exceptions import XmrcError
+from xmrc.generation import generation_record, run_generation
 from xmrc.hub.server import make_server
 from xmrc.io import read_parquet
 
@@ -157,6 +161,17 @@ def test_survives_injected_faults_and_matches_the_hf_backend(api_run, api_setup,
     assert 1 < stats["max_in_flight"] <= CONCURRENCY
 
 
+def _served_warnings(stderr: str) -> list[str]:
+    return [line for line in stderr.splitlines() if line.startswith("xmrc: warning:") and "served" in line]
+
+
+def test_the_served_model_is_recorded_and_matches_without_a_warning(api_run):
+    result, out = api_run
+    assert generation_record(out)["served_models"] == {"tiny-served": 30}  # `xmrc serve` echoes the request's
+    assert "served_models_unrecorded" not in generation_record(out)
+    assert _served_warnings(result.stderr) == []
+
+
 def test_the_key_is_never_printed_or_stored(api_run):
     result, out = api_run
     assert SECRET not in result.stdout + result.stderr
@@ -231,4 +246,162 @@ def test_killed_api_run_resumes_to_the_same_table(api_run, api_setup, served, tm
     finally:
         forks.close()
     pd.testing.assert_frame_equal(read_parquet(out), reference)
+    assert generation_record(out)["served_models"] == {"tiny-served": 30}  # the killed run's shards' too
     assert SECRET not in (tmp_path / "resumed.log").read_text()
+
+
+class _Canned:
+    """The model behind a test server: every prompt gets the same short answer (no weights needed)."""
+
+    name = "canned"
+
+    def generate(self, prompts, max_new_tokens, templated, stop_when=None):
+        return [Generation("Answer: Paris", 7, 3) for _ in prompts]
+
+
+@contextmanager
+def _answering_as(served_model: str | None):
+    """The test server (`xmrc.hub.server`) on localhost, its responses naming `served_model` as the model that
+    answered (as a provider names the snapshot behind an alias); None: responses without a `model` field."""
+    server = make_server(_Canned(), None, api_key=SECRET)
+
+    class Renamed(server.RequestHandlerClass):
+        def _send(self, status, payload, headers=None):
+            if "choices" in payload:
+                payload = {key: value for key, value in payload.items() if key != "model"}
+                if served_model is not None:
+                    payload["model"] = served_model
+            super()._send(status, payload, headers)
+
+    server.RequestHandlerClass = Renamed
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        yield f"http://{host}:{port}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def plain_prompts():
+    return prompt_table(None)  # 30 untemplated prompts
+
+
+def _api_generation(prompts, requested, base_url, out, backend_wrapper=None):
+    backend = APIBackend(
+        requested,
+        "localtest",
+        concurrency=2,
+        progress=False,
+        environ={"LOCALTEST_API_KEY": SECRET, "LOCALTEST_BASE_URL": base_url},
+    )
+    return run_generation(
+        prompts,
+        backend_wrapper(backend) if backend_wrapper else backend,
+        out,
+        model="Served-Model",
+        shots=0,
+        prompt_format="v1",
+        max_new_tokens=6,
+        chunk_size=8,
+        progress=False,
+    )
+
+
+@pytest.mark.parametrize(
+    "requested, served, differs",
+    [
+        ("gpt-4o", "gpt-4o-2024-08-06", False),  # a dated snapshot of the requested model
+        ("gpt-3.5-turbo", "gpt-3.5-turbo-0125", False),
+        ("deepseek-chat", "deepseek-chat", False),  # a match by name (the alias's model: see the registry)
+        ("gpt-4o", "gpt-4o-mini-2024-07-18", True),
+        ("deepseek-chat", "deepseek-reasoner", True),
+    ],
+)
+def test_served_model_in_the_metadata_and_a_warning_when_it_differs(
+    requested, served, differs, plain_prompts, tmp_path, capsys
+):
+    out = tmp_path / "g.parquet"
+    with _answering_as(served) as base_url:
+        capsys.readouterr()
+        _api_generation(plain_prompts, requested, base_url, out)
+    record = generation_record(out)
+    assert record["served_models"] == {served: 30} and "served_models_unrecorded" not in record
+    assert record["backend"]["model"] == requested
+    warnings = _served_warnings(capsys.readouterr().err)
+    if differs:
+        assert warnings == [
+            f"xmrc: warning: {out}: requested model '{requested}' but the provider served '{served}' (30 of 30 prompts)"
+        ]
+    else:
+        assert warnings == []
+    assert "served_model" not in read_parquet(out).columns  # the metadata holds it, not the table
+
+
+def test_a_different_served_model_is_one_warning_line_from_the_command(api_setup, tmp_path):
+    _, registry, prompts = api_setup  # requests the registry's hub_id, tiny-served
+    out = tmp_path / "g.parquet"
+    with _answering_as("tiny-served-v2") as base_url:
+        result = _cli(_argv(registry, prompts, out), _env(LOCALTEST_API_KEY=SECRET, LOCALTEST_BASE_URL=base_url))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert _served_warnings(result.stderr) == [
+        f"xmrc: warning: {out}: requested model 'tiny-served' but the provider served 'tiny-served-v2' "
+        f"(30 of 30 prompts)"
+    ]
+    assert generation_record(out)["served_models"] == {"tiny-served-v2": 30}
+
+
+def test_prompts_without_a_recorded_served_model_are_counted(plain_prompts, tmp_path, capsys):
+    """A shard written before the served model was kept (no column), and responses without `model`."""
+
+    class Stop(Exception):
+        pass
+
+    class DiesAfterTwoChunks:
+        def __init__(self, backend):
+            self.backend, self.name, self.calls = backend, backend.name, 0
+
+        def describe(self):
+            return self.backend.describe()
+
+        def generate(self, *args, **kwargs):
+            self.calls += 1
+            if self.calls == 3:
+                raise Stop
+            return self.backend.generate(*args, **kwargs)
+
+    out = tmp_path / "g.parquet"
+    with _answering_as("gpt-4o-2024-08-06") as base_url:
+        with pytest.raises(Stop):
+            _api_generation(plain_prompts, "gpt-4o", base_url, out, DiesAfterTwoChunks)
+        first = out.with_name(out.name + ".shards") / "shard-00000.parquet"
+        table = pq.read_table(first)
+        assert "served_model" in table.column_names
+        pq.write_table(table.drop_columns(["served_model"]), first)  # as an older xmrc wrote it (same stamp)
+    with _answering_as(None) as base_url:  # the rest: responses that name no model
+        _api_generation(plain_prompts, "gpt-4o", base_url, out)
+    record = generation_record(out)
+    assert record["served_models"] == {"gpt-4o-2024-08-06": 8} and record["served_models_unrecorded"] == 22
+    assert _served_warnings(capsys.readouterr().err) == []
+
+
+@pytest.mark.parametrize(
+    "requested, served, same",
+    [
+        ("gpt-4o", "gpt-4o", True),
+        ("gpt-4o", "GPT-4o-2024-08-06", True),
+        ("gpt-3.5-turbo", "gpt-3.5-turbo-0125", True),
+        ("claude-3-5-sonnet", "claude-3-5-sonnet-20241022", True),
+        ("gpt-4o", "gpt-4o-mini", False),
+        ("gpt-4o", "gpt-4o-mini-2024-07-18", False),
+        ("gpt-4", "gpt-4o", False),
+        ("gpt-4", "gpt-4-1106-preview", False),
+        ("gpt-3.5-turbo-0125", "gpt-3.5-turbo-0613", False),
+        ("gpt-4o", "gpt-4o-2024", False),
+        ("deepseek-chat", "deepseek-reasoner", False),
+    ],
+)
+def test_served_model_matches_the_requested_one_or_a_dated_snapshot_of_it(requested, served, same):
+    assert served_model_matches(requested, served) is same

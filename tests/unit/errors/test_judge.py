@@ -27,7 +27,9 @@ from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
 from xmrc.prompts import hf_chat_template
 
-PAPER_PROMPT = (ROOT / "tests" / "data" / "judge_prompt_paper.txt").read_text(encoding="utf-8")
+# A.3 as the paper prints it (blank lines around the category list); the compact layout's single line breaks
+PAPER_PROMPT = (ROOT / "tests" / "data" / "a3_judge.txt").read_text(encoding="utf-8")
+COMPACT_PROMPT = (ROOT / "tests" / "data" / "judge_prompt_paper.txt").read_text(encoding="utf-8")
 
 # Qwen-2.5-Instruct's template, reduced to what the judge uses: its default system prompt and the turns.
 QWEN25_TEMPLATE = (
@@ -82,9 +84,12 @@ def test_prompt_through_qwen25_template_is_the_papers_verbatim(tiny_models):
     tokenizer = AutoTokenizer.from_pretrained(tiny_models["qwen2-chat"])
     tokenizer.chat_template = QWEN25_TEMPLATE
     rendered = hf_chat_template(tokenizer)(judge_text("Wer?", "Answer: Rollo"))
-    assert rendered.startswith(PAPER_PROMPT)
-    assert rendered.endswith("Question: Wer?\nRaw answer: Answer: Rollo<|im_end|>\n<|im_start|>assistant\n")
-    assert INSTRUCTION in PAPER_PROMPT
+    assert rendered.startswith(PAPER_PROMPT.rstrip("\n") + "\n\nQuestion: Wer?")
+    assert rendered.endswith("Question: Wer?\n\nRaw answer: Answer: Rollo<|im_end|>\n<|im_start|>assistant\n")
+    compact = hf_chat_template(tokenizer)(judge_text("Wer?", "Answer: Rollo", layout="compact"))
+    assert compact.startswith(COMPACT_PROMPT)
+    assert compact.endswith("Question: Wer?\nRaw answer: Answer: Rollo<|im_end|>\n<|im_start|>assistant\n")
+    assert INSTRUCTION in COMPACT_PROMPT and PAPER_PROMPT.replace("\n\n", "\n") == COMPACT_PROMPT
 
 
 def test_verdict_of_anything_that_is_not_a_label_is_invalid():

@@ -210,3 +210,24 @@ def test_figure_shares_are_exclusive_and_sum_to_100(hand_built):
         {"blank": 37.5, "refusal": 12.5, "gibberish": 12.5, "language error": 12.5, "other wrong": 25.0}
     )
     assert shares.sum(axis=1).iloc[0] == pytest.approx(100.0)
+
+
+def test_paper_rows_split_the_error_tables_as_the_workflow_names_them(hand_built, tmp_path):
+    counts, items = hand_built
+    counts = pd.concat([counts, counts.assign(model="X")], ignore_index=True)
+    items = pd.concat([items, items.assign(model="X")], ignore_index=True)
+    rates = error_rates(
+        counts,
+        items[KEYS + ["rule_blank"]],
+        items[KEYS + ["prediction_lang", "intruding_lang", "language_error"]],
+        items[KEYS + ["verdict"]],
+        "en-x",
+    )
+    # M is a row of the paper's tables; X (say, a model of Table 2 only) is not; X is also an extra model
+    paths = write_error_tables(rates, 2, "en-x", tmp_path, not_in_summary=["X"], rows=lambda stem: {"M"})
+    assert sorted(p.name for p in paths) == sorted(table_names(2, "en-x", with_paper_rows=True))
+    assert "language_error_2shot_en-x_extra.csv" in table_names(2, "en-x", with_paper_rows=True)
+    assert not any("_extra" in name for name in table_names(2, "x-x", with_paper_rows=True))  # no paper table
+    for stem in ("language_error", "blank", "error_summary", "blank_agreement"):
+        assert list(pd.read_csv(tmp_path / f"{stem}_2shot_en-x.csv")["model"]) == ["M"], stem
+        assert list(pd.read_csv(tmp_path / f"{stem}_2shot_en-x_extra.csv")["model"]) == ["X"], stem

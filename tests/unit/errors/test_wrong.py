@@ -114,3 +114,17 @@ def test_model_without_chosen_format_or_setting_is_an_error():
         select(scored, 2, "en-x", {"A": "v1"})
     with pytest.raises(XmrcError, match="no generations for 0-shot"):
         select(scored, 0, "en-x", "v1")
+
+
+def test_chosen_format_per_model_is_the_same_at_every_shots_setting():
+    # A: v2 ahead at 2-shot by 10, v1 ahead at 0-shot by 30: one format for both settings, v1
+    rows = [(2, "v1", 50), (2, "v2", 60), (0, "v1", 70), (0, "v2", 40)]
+    scores = pd.DataFrame(
+        [
+            {"model": "A", "shots": s, "prompt_format": f, "context_lang": "en", "question_lang": "de"}
+            | {"n": 1, "em": 0.0, "f1": f1}
+            for s, f, f1 in rows
+        ]
+    )
+    assert chosen_formats(scores, 2) == {"A": "v2"}
+    assert chosen_formats(scores, 2, choice="per_model") == chosen_formats(scores, 0, choice="per_model") == {"A": "v1"}

@@ -96,3 +96,24 @@ def test_per_language_tables_have_the_layout_of_the_papers_table_10():
         paper = pd.read_csv(PUBLISHED_TABLES / name, index_col="model")
         assert list(tables[scenario].columns) == list(paper.columns)
         assert set(paper.index) <= set(tables[scenario].index)
+
+
+def test_format_choice_per_model_shows_each_model_in_one_format_at_every_shots_setting():
+    # Base: v1 ahead at 0-shot by a little, v2 at 2-shot by a lot; Tuned: v1 everywhere
+    base = pd.concat(
+        [
+            items("Base", ["a", "b"], {"v1": 0.5, "v2": 0.4}).assign(shots=0),
+            items("Base", ["a", "b"], {"v1": 0.1, "v2": 0.9}),
+        ]
+    )
+    tuned = pd.concat([items("Tuned", ["a", "b"], {"v1": 0.6, "v2": 0.2}).assign(shots=s) for s in (0, 2)])
+    both = pd.concat([base, tuned])
+    assert compare.pair_tables(both, "Base", "Tuned", 0)["summary"]["prompt_format"].to_dict() == {
+        "Base": "v1",
+        "Tuned": "v1",
+    }
+    per_model = compare.pair_tables(both, "Base", "Tuned", 0, choice="per_model")
+    assert per_model["summary"]["prompt_format"].to_dict() == {"Base": "v2", "Tuned": "v1"}
+    assert per_model["summary"].loc["Base", "en-en"] == pytest.approx(40.0)
+    assert per_model["summary"].loc["Base", "format_criterion"].endswith("averaged over 0-shot and 2-shot")
+    assert per_model["en-x"].loc["\u0394 Tuned", "en-de"] == pytest.approx(20.0)

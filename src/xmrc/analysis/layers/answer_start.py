@@ -21,8 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from xmrc.analysis.oracle.ablation import answer_span
-from xmrc.extract import extract_answer
+from xmrc.extract import answer_span, extract_answer
 
 ANSWER, EMPTY_ANSWER, UNALIGNED = "answer", "empty_answer", "unaligned"
 
@@ -40,13 +39,14 @@ class AnswerStart:
         return self.status == ANSWER
 
 
-def answer_start(tokenizer, raw_output: str | None) -> AnswerStart:
-    """The forced prefix and the answer's first token of one stored output (see the module docstring)."""
+def answer_start(tokenizer, raw_output: str | None, extraction: str = "first_line") -> AnswerStart:
+    """The forced prefix and the answer's first token of one stored output (see the module docstring), the
+    answer found under `extraction` (protocol.extraction)."""
     ids = tokenizer(raw_output or "", add_special_tokens=False)["input_ids"]
     text = tokenizer.decode(ids, skip_special_tokens=True)
-    if not extract_answer(text):
+    if not extract_answer(text, extraction):
         return AnswerStart(EMPTY_ANSWER)
-    span = answer_span(text)
+    span = answer_span(text, extraction)
     if span is None:
         return AnswerStart(UNALIGNED)
     head = text[: span[0]]

@@ -104,7 +104,7 @@ def run_hidden_states(
     vectors_out, index_out = Path(vectors_out), Path(index_out)
     if getattr(model, "model", None) is None:
         raise XmrcError(f"{type(model).__name__}: expected a causal LM with a `.model` decoder")
-    inputs = [encode_to_answer(tokenizer, row) for _, row in rows.iterrows()]
+    inputs = [encode_to_answer(tokenizer, row, job.extraction) for _, row in rows.iterrows()]
     trailing = (len(decoder_layers(model)) + 1, len(POOLED_PARTS), model.get_input_embeddings().weight.shape[1])
 
     def pool_chunk(chunk: list[int]) -> np.ndarray:

@@ -50,6 +50,8 @@ class ExtractionJob:
     chunk_size: int = 64
     settings: dict | None = None
     progress: bool = True
+    extraction: str = "first_line"  # protocol.extraction: where the stored output's answer starts
+    normalization: str = "logit"  # protocol.mrd_relevance (relevance jobs)
 
     def key(self) -> dict:
         """The columns that name the job's rows in its tables."""
@@ -62,6 +64,7 @@ class ExtractionJob:
             **self.key(),
             "batch_size": self.batch_size,
             "chunk_size": self.chunk_size,
+            "extraction": self.extraction,
             **kind_settings,
             "code": LAYER_CODE_VERSION,
             **(self.settings or {}),
@@ -122,11 +125,11 @@ def encode(tokenizer, row) -> EncodedPrompt:
     return EncodedPrompt(list(encoded["input_ids"]), parts)
 
 
-def encode_to_answer(tokenizer, row) -> tuple[EncodedPrompt, AnswerStart]:
+def encode_to_answer(tokenizer, row, extraction: str = "first_line") -> tuple[EncodedPrompt, AnswerStart]:
     """The prompt of a row with the model's forced prefix appended (see the module docstring), and where its
     answer starts; a row whose answer has no first token keeps the bare prompt."""
     prompt = encode(tokenizer, row)
-    start = answer_start(tokenizer, row["raw_output"])
+    start = answer_start(tokenizer, row["raw_output"], extraction)
     extra = len(start.prefix_ids)
     parts = {part: np.concatenate([mask, np.zeros(extra, dtype=bool)]) for part, mask in prompt.parts.items()}
     return EncodedPrompt(prompt.input_ids + list(start.prefix_ids), parts), start

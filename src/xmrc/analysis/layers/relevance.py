@@ -201,14 +201,28 @@ def layer_relevance(
     ]
 
 
-def normalised_relevance(result: LayerRelevance) -> np.ndarray:
-    """Rows 1..N of |relevance| / |logit|: (N layers, tokens)."""
-    return np.abs(result.relevance[1:]) / max(abs(result.target_logit), 1e-12)
+# protocol.mrd_relevance: how relevance is normalised before MRD. "logit": |r| / |logit explained| (one scale
+# per prompt, so a token's MRD is that of |r| itself); "layer": |r| / the sum of |r| over the prompt's tokens
+# at that layer, so each layer weighs the same and a token's MRD follows its share of each layer. The paper's
+# "normalized relevance" says neither.
+NORMALIZATIONS = ("logit", "layer")
 
 
-def part_records(result: LayerRelevance, prompt: EncodedPrompt) -> list[dict]:
+def normalised_relevance(result: LayerRelevance, normalization: str = "logit") -> np.ndarray:
+    """Rows 1..N of the normalised |relevance|: (N layers, tokens)."""
+    relevance = np.abs(result.relevance[1:])
+    if normalization == "layer":
+        return relevance / np.maximum(relevance.sum(axis=1, keepdims=True), 1e-12)
+    if normalization != "logit":
+        raise XmrcError(
+            f"protocol.mrd_relevance: unknown value {normalization!r} (expected one of {', '.join(NORMALIZATIONS)})"
+        )
+    return relevance / max(abs(result.target_logit), 1e-12)
+
+
+def part_records(result: LayerRelevance, prompt: EncodedPrompt, normalization: str = "logit") -> list[dict]:
     """MRD and per-layer relevance profile of every prompt part."""
-    relevance = normalised_relevance(result)
+    relevance = normalised_relevance(result, normalization)
     layers = relevance.shape[0]
     depths = major_relevance_depths(relevance) if layers else np.zeros(relevance.shape[1], dtype=int)
     records = []
@@ -235,9 +249,9 @@ def unexplained_records(prompt: EncodedPrompt, layers: int) -> list[dict]:
     ]
 
 
-def token_records(result: LayerRelevance, prompt: EncodedPrompt, tokenizer) -> list[dict]:
+def token_records(result: LayerRelevance, prompt: EncodedPrompt, tokenizer, normalization: str = "logit") -> list[dict]:
     """One row per input token: its part, MRD, total and per-layer relevance (the example figure's data)."""
-    relevance = normalised_relevance(result)
+    relevance = normalised_relevance(result, normalization)
     depths = major_relevance_depths(relevance) if relevance.shape[0] else np.zeros(relevance.shape[1], dtype=int)
     part_of = np.full(len(prompt.input_ids), "", dtype=object)
     for part in PARTS:
@@ -291,7 +305,7 @@ def run_relevance(
     key = job.key()
 
     def relevance_chunk(chunk: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-        parts, tokens = _relevance_chunk(chunk, model, tokenizer, job.batch_size, kept)
+        parts, tokens = _relevance_chunk(chunk, model, tokenizer, job, kept)
         return _keyed(parts, key, RELEVANCE_COLUMNS), _keyed(tokens, key, TOKEN_COLUMNS)
 
     def write_output(shards: list[tuple[pd.DataFrame, pd.DataFrame]]) -> pd.DataFrame:
@@ -312,7 +326,17 @@ def run_relevance(
             ParquetStore(TOKEN_COLUMNS, rows_per_item=None, name="tokens"),
         )
     )
-    return job.run("relevance", rows, rows, relevance_chunk, store, output, write_output, examples=sorted(kept))
+    return job.run(
+        "relevance",
+        rows,
+        rows,
+        relevance_chunk,
+        store,
+        output,
+        write_output,
+        examples=sorted(kept),
+        normalization=job.normalization,
+    )
 
 
 def _keyed(records: list[dict], key: dict, columns: list[str]) -> pd.DataFrame:
@@ -320,10 +344,11 @@ def _keyed(records: list[dict], key: dict, columns: list[str]) -> pd.DataFrame:
 
 
 def _relevance_chunk(
-    chunk: pd.DataFrame, model, tokenizer, batch_size: int, kept: set
+    chunk: pd.DataFrame, model, tokenizer, job: ExtractionJob, kept: set
 ) -> tuple[list[dict], list[dict]]:
     """(part records, token records of the kept items) of one chunk of prompt rows."""
-    inputs = [encode_to_answer(tokenizer, row) for _, row in chunk.iterrows()]
+    batch_size, normalization = job.batch_size, job.normalization
+    inputs = [encode_to_answer(tokenizer, row, job.extraction) for _, row in chunk.iterrows()]
     layers = len(decoder_layers(model)) - 1
     explained = [i for i, (_, start) in enumerate(inputs) if start.explained]
     results: dict[int, LayerRelevance] = {}
@@ -341,11 +366,13 @@ def _relevance_chunk(
         row, result = chunk.iloc[index], results.get(index)
         item = dict(context_lang=row["context_lang"], question_lang=row["question_lang"], id=row["id"])
         target = _target_fields(start, result)
-        records = part_records(result, prompt) if result is not None else unexplained_records(prompt, layers)
+        records = (
+            part_records(result, prompt, normalization) if result is not None else unexplained_records(prompt, layers)
+        )
         parts.extend(dict(item, **target, **record) for record in records)
         if result is not None and row["id"] in kept:
             tokens.extend(
                 dict(item, target_token=start.target_text, **record)
-                for record in token_records(result, prompt, tokenizer)
+                for record in token_records(result, prompt, tokenizer, normalization)
             )
     return parts, tokens

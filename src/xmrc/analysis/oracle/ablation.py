@@ -31,21 +31,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from xmrc.exceptions import XmrcError
-from xmrc.extract import _LABEL, extract_answer
+from xmrc.extract import answer_span
 
 # --- The target: generated token ids and where the answer starts in them ------------------------------
-
-
-def answer_span(raw: str) -> tuple[int, int] | None:
-    """Character span in `raw` of the answer `extract_answer(raw)` returns; None for an empty answer."""
-    answer = extract_answer(raw)
-    if not answer:
-        return None
-    text_start = len(raw) - len(raw.lstrip())
-    first_line = raw.strip().splitlines()[0]
-    label = _LABEL.match(first_line.strip())
-    start = raw.find(answer, text_start + (label.end() if label else 0))
-    return (start, start + len(answer)) if start >= 0 else None
 
 
 @dataclass(frozen=True)
@@ -54,12 +42,18 @@ class Target:
     answer_token: int  # index in `ids` of the first token of the answer proper
 
 
-def align_target(ids: Sequence[int], tokenizer) -> Target | None:
-    """The target of generated `ids`: cut after the last token of the extracted answer, with the answer's
-    first token located. None for an empty answer, or if tokens and text cannot be aligned (a decoding
-    that does not grow prefix by prefix)."""
+SEQUENCE_TARGETS = ("eos", "answer")
+
+
+def align_target(
+    ids: Sequence[int], tokenizer, extraction: str = "first_line", sequence: str = "answer"
+) -> Target | None:
+    """The target of generated `ids`, with the answer's first token located ("Step"). The "Sequence" target
+    (protocol.oracle_sequence) is every generated token under "eos" (footnote 6: the whole generation, until
+    EOS) or is cut after the last token of the extracted answer under "answer". None for an empty answer, or
+    if tokens and text cannot be aligned (a decoding that does not grow prefix by prefix)."""
     text = tokenizer.decode(list(ids), skip_special_tokens=True)
-    span = answer_span(text)
+    span = answer_span(text, extraction)
     if span is None:
         return None
     head, whole = text[: span[0]], text[: span[1]]
@@ -69,7 +63,9 @@ def align_target(ids: Sequence[int], tokenizer) -> Target | None:
         if answer_token is None and not head.startswith(decoded):
             answer_token = m - 1  # token m-1 is the first to reach past the text before the answer
         if decoded.startswith(whole):
-            return Target(list(ids[:m]), answer_token) if answer_token is not None else None
+            if answer_token is None:
+                return None
+            return Target(list(ids if sequence == "eos" else ids[:m]), answer_token)
     return None
 
 

@@ -17,7 +17,8 @@ Output (one row per item and direction):
     merged            bool   the gold unit merges sentences the answer crosses
     prediction        str    the answer attributed
     target_source     str    regenerated | retokenized
-    target_ids        list   target token ids (generated tokens through the end of the answer)
+    target_ids        list   target token ids: through the end of the answer, or every generated token
+                             (protocol.oracle_sequence: answer | eos)
     answer_token      int    index in target_ids of the answer's first token ("Step" target)
     step_attr         list   attribution of each unit to the answer's first token (log prob drop)
     sequence_attr     list   attribution of each unit to the whole target (sum of log probs)
@@ -32,6 +33,7 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -178,8 +180,27 @@ def work_items(
     return items
 
 
+@dataclass(frozen=True)
+class TargetRule:
+    """How the answer is found in a generation (protocol.extraction) and where the "Sequence" target ends
+    (protocol.oracle_sequence): "answer" stops decoding where the generation stage stops, "eos" decodes on
+    to EOS (or max_new_tokens) and attributes the whole generation."""
+
+    extraction: str = "first_line"
+    sequence: str = "answer"
+
+    def stop_when(self):
+        return None if self.sequence == "eos" else partial(answer_complete, rule=self.extraction)
+
+
 def generate_ids(
-    model, tokenizer, prompts: list[str], templated: bool, max_new_tokens: int, batch_size: int
+    model,
+    tokenizer,
+    prompts: list[str],
+    templated: bool,
+    max_new_tokens: int,
+    batch_size: int,
+    rule: TargetRule = TargetRule(),
 ) -> list[list[int]]:
     """Greedy continuations as token ids, generated as the generation stage generates them."""
     from xmrc.backends.hf import generate_until  # loads torch and transformers
@@ -187,17 +208,19 @@ def generate_ids(
     encoded = [encode(tokenizer, text, templated) for text in prompts]
     return [
         ids.tolist()
-        for ids in generate_until(model, tokenizer, encoded, max_new_tokens, batch_size, stop_when=answer_complete)
+        for ids in generate_until(model, tokenizer, encoded, max_new_tokens, batch_size, stop_when=rule.stop_when())
     ]
 
 
-def choose_target(regenerated: list[int], item: WorkItem, tokenizer) -> tuple[Target | None, str]:
+def choose_target(
+    regenerated: list[int], item: WorkItem, tokenizer, rule: TargetRule = TargetRule()
+) -> tuple[Target | None, str]:
     """The regenerated ids when they reproduce the stored answer, else the stored output retokenised."""
     text = tokenizer.decode(regenerated, skip_special_tokens=True)
-    if extract_answer(text) == item.prediction:
-        return align_target(regenerated, tokenizer), "regenerated"
+    if extract_answer(text, rule.extraction) == item.prediction:
+        return align_target(regenerated, tokenizer, rule.extraction, rule.sequence), "regenerated"
     ids = tokenizer(item.raw_output, add_special_tokens=False)["input_ids"]
-    return align_target(ids, tokenizer), "retokenized"
+    return align_target(ids, tokenizer, rule.extraction, rule.sequence), "retokenized"
 
 
 def _result(item: WorkItem, base: dict, status: str, **fields) -> dict:
@@ -227,7 +250,14 @@ def _result(item: WorkItem, base: dict, status: str, **fields) -> dict:
 
 
 def attribute_items(
-    items: list[WorkItem], model, tokenizer, evaluator, base: dict, max_new_tokens: int, generation_batch_size: int
+    items: list[WorkItem],
+    model,
+    tokenizer,
+    evaluator,
+    base: dict,
+    max_new_tokens: int,
+    generation_batch_size: int,
+    rule: TargetRule = TargetRule(),
 ) -> list[dict]:
     """Result rows of a list of items (one shard)."""
     rows = []
@@ -235,7 +265,8 @@ def attribute_items(
     regenerated = {}
     for flag in templated:
         group = [item for item in items if item.templated == flag and item.prediction]
-        ids = generate_ids(model, tokenizer, [i.prompt for i in group], flag, max_new_tokens, generation_batch_size)
+        prompts = [i.prompt for i in group]
+        ids = generate_ids(model, tokenizer, prompts, flag, max_new_tokens, generation_batch_size, rule)
         regenerated.update({(i.id, i.question_lang): g for i, g in zip(group, ids)})
     for item in items:
         if not item.prediction:
@@ -244,7 +275,7 @@ def attribute_items(
         if item.gold_unit < 0:
             rows.append(_result(item, base, "no_gold_unit"))
             continue
-        target, source = choose_target(regenerated[(item.id, item.question_lang)], item, tokenizer)
+        target, source = choose_target(regenerated[(item.id, item.question_lang)], item, tokenizer, rule)
         if target is None:
             rows.append(_result(item, base, "target_unaligned", target_source=source))
             continue
@@ -288,6 +319,7 @@ def run_oracle(
     chunk_size: int,
     settings: dict | None = None,
     progress: bool = True,
+    rule: TargetRule = TargetRule(),
 ) -> pd.DataFrame:
     """Attributions of every item, checkpointed in shards (`xmrc.jobs`); `settings` (the command's arguments:
     weights, dtype, ...) enter the job's fingerprint, so shards of another job are never reused."""
@@ -300,12 +332,14 @@ def run_oracle(
         "max_new_tokens": max_new_tokens,
         "chunk_size": chunk_size,
         "generation_batch_size": generation_batch_size,
+        "extraction": rule.extraction,
+        "sequence": rule.sequence,
         **(settings or {}),
         "items": digest(*(repr(item) for item in items)),
     }
 
     def attribute_chunk(chunk: list[WorkItem]) -> pd.DataFrame:
-        rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size)
+        rows = attribute_items(chunk, model, tokenizer, evaluator, base, max_new_tokens, generation_batch_size, rule)
         return pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
     def write_output(frames: list[pd.DataFrame]) -> pd.DataFrame:

@@ -1,7 +1,10 @@
 """Oracle tables from attribution results: the paper's Table 3, per-language tables, oracle vs actual F1.
 
 Pure pandas. Accuracies are percentages of the items with an oracle decision (status ok); items without one
-(empty answer, answer not located, target not aligned) are counted in `skipped`.
+(empty answer, answer not located, target not aligned) are counted in `skipped`. Under protocol.oracle_items
+"common" (the default) an item counts only where every model has a decision on it, so all models are measured
+on one item set, as the paper's Table 3 is (its ten en-en values are all multiples of 1/1184); under
+"per_model" each model is measured on its own decided items.
 
 Files written by `write_oracle_tables` (each .csv and .md, except oracle_vs_f1 which is .csv only):
   oracle_summary                  Table 3: model, step en-en, step en-x, sequence en-en, sequence en-x
@@ -25,6 +28,7 @@ from xmrc.tables import write_table
 KINDS = ("step", "sequence")
 SUMMARY_COLUMNS = ["step en-en", "step en-x", "sequence en-en", "sequence en-x"]
 RESULT_KEYS = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+ITEM_SETS = ("common", "per_model")
 
 
 def _direction_order(frame: pd.DataFrame) -> pd.Series:
@@ -32,11 +36,26 @@ def _direction_order(frame: pd.DataFrame) -> pd.Series:
     return frame["question_lang"].map(lambda lang: rank.get(lang, len(rank)))
 
 
-def direction_accuracy(results: pd.DataFrame, item_scores: pd.DataFrame | None = None) -> pd.DataFrame:
+def common_items(results: pd.DataFrame) -> pd.Series:
+    """Per row: whether every model of `results` has an oracle decision on this (direction, item)."""
+    item = ["context_lang", "question_lang", "id"]
+    decided = results.assign(ok=results["status"] == "ok").groupby(item)["ok"].agg(["all", "size"])
+    everywhere = decided["all"] & (decided["size"] == results["model"].nunique())
+    return results.join(everywhere.rename("_common"), on=item)["_common"].fillna(False).astype(bool)
+
+
+def direction_accuracy(
+    results: pd.DataFrame, item_scores: pd.DataFrame | None = None, items: str = "per_model"
+) -> pd.DataFrame:
     """Per model and direction: items, skipped, merged gold units, step and sequence accuracy (percent),
-    and the mean F1 (percent) of the model's answers on the same attributed items when scores are given."""
+    and the mean F1 (percent) of the model's answers on the same attributed items when scores are given.
+    `items` "common": only items every model has a decision on count (the others are skipped)."""
     require_columns(results, RESULT_KEYS + ["status", "merged", "step_correct", "sequence_correct"], "oracle results")
+    if items not in ITEM_SETS:
+        raise XmrcError(f"protocol.oracle_items: unknown value {items!r} (expected one of {', '.join(ITEM_SETS)})")
     ok = results["status"] == "ok"
+    if items == "common":
+        ok &= common_items(results)
     frame = results.assign(
         ok=ok,
         step=results["step_correct"] & ok,
@@ -93,9 +112,11 @@ def summary_table(accuracy: pd.DataFrame) -> pd.DataFrame:
     return out[SUMMARY_COLUMNS]
 
 
-def write_oracle_tables(results: pd.DataFrame, item_scores: pd.DataFrame | None, out_dir: str | Path) -> list[Path]:
+def write_oracle_tables(
+    results: pd.DataFrame, item_scores: pd.DataFrame | None, out_dir: str | Path, items: str = "common"
+) -> list[Path]:
     out_dir = Path(out_dir)
-    accuracy = direction_accuracy(results, item_scores)
+    accuracy = direction_accuracy(results, item_scores, items)
     paths = write_table(summary_table(accuracy), out_dir / "oracle_summary")
     for kind in KINDS:
         paths += write_table(language_table(accuracy, kind), out_dir / f"oracle_{kind}_en-x")
