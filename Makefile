@@ -54,10 +54,14 @@ multilingual: $(STAMP) $(VLLM_STAMP)
 # The protocol-sensitivity study (config/protocol.yaml): the paper's pipeline under its literal protocol and once
 # per switch flipped, on SmolLM2-135M-Instruct and Gemma-3-270M; each run resumable (results/protocol-<arm>/),
 # then their paired differences (results/protocol/tables/protocol_sensitivity.{csv,md}, a forest plot).
-# PROTOCOL_ARMS picks runs (default: all, baseline first); `make protocol-docs` copies the outputs into docs/.
+# A derived arm (protocol_study.derived) starts from a copy of the baseline's outputs, those its switch touches
+# removed. PROTOCOL_ARMS picks runs (default: all, baseline first); `make protocol-docs` copies the outputs to docs/.
 PROTOCOL_ARMS ?= $(shell $(BIN)/python -m xmrc protocol-arms config/config.yaml config/protocol.yaml 2>/dev/null)
 protocol: $(STAMP) $(VLLM_STAMP)
 	for arm in $(PROTOCOL_ARMS); do \
+		[ $$arm = baseline ] || PATH=$(abspath $(BIN)):$$PATH python -m xmrc protocol-derive-arm --arm $$arm \
+			--config config/config.yaml config/protocol.yaml \
+			--config-values 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}' || exit 1; \
 		PATH=$(abspath $(BIN)):$$PATH snakemake --configfile config/protocol.yaml --cores $(CORES) \
 			--printshellcmds --rerun-incomplete --keep-going $(STUDY_ARGS) \
 			--config 'backends={"vllm": {"python": "$(abspath $(VLLM_PY))"}}' "protocol_study={\"arm\": \"$$arm\"}" \

@@ -6,8 +6,11 @@ under `results/<run>-<arm>/` (`snakemake --config protocol_study='{"arm": "<arm>
 them all). This module compares each arm with the baseline on the same items:
 
   metric                     per item id (pooled over the directions it names)
-  F1 en-en, F1 mean en-x, F1 mean x-x, EM mean en-x   item scores of each model's reported (chosen) format
-  language error %, generation failure %              the typed wrong answers of the errors stage (en-x, x != en)
+  F1 en-en, F1 mean en-x, F1 mean x-x, EM mean en-x   2-shot item scores in the compared format (v1, the one
+                                                      every arm runs; each run's reported format for an arm that
+                                                      changes the format choice)
+  language error %, generation failure %              shares of the wrong answers of the errors stage (en-x,
+                                                      x != en), every scored item a unit
   oracle step en-x %, oracle sequence en-x %          the oracle's decided items (protocol.oracle_items)
   MRD context, MRD question                           the relevance stage's part MRDs
 
@@ -82,9 +85,14 @@ def apply_arm(config: dict) -> dict:
         raise XmrcError(f"protocol_study.arm: unknown arm {arm!r} (expected one of {', '.join([BASELINE, *arms])})")
     out = merged(config, study.get("baseline", {}))
     if arm != BASELINE:
-        out = merged(merged(out, study.get("every_arm", {})), arms[arm])
+        out = merged(merged(out, arm_scope(study, arm)), arms[arm])
     out["run"] = f"{config['run']}-{arm}"
     return out
+
+
+def arm_scope(study: Mapping, arm: str) -> Mapping:
+    """`every_arm`'s overrides for an arm that generates anew; none for a derived arm (the baseline's scope)."""
+    return {} if arm in study.get("derived", []) else study.get("every_arm", {})
 
 
 def arm_run(config: Mapping, arm: str) -> str:
@@ -124,18 +132,23 @@ def describe_change(baseline: Mapping, overrides: Mapping) -> str:
 
 # --- Per-item values of one run ----------------------------------------------------------------------------
 
+KEYS = ["model", "context_lang", "question_lang", "id"]
+
 
 @dataclass(frozen=True)
 class Values:
-    """Per (model, item id): the numerator and denominator of a statistic over that id's rows."""
+    """Per item (model, direction, id): the numerator and denominator it adds to a statistic. Every item the
+    statistic could count is a row (den 0 where it does not count, e.g. a right answer in an error rate), so two
+    runs are paired on the items both have and a statistic is sum(num) / sum(den)."""
 
-    frame: pd.DataFrame  # model, id, num, den
+    frame: pd.DataFrame  # KEYS + num, den
 
     @classmethod
-    def of(cls, rows: pd.DataFrame, value: str, weight: str | None = None) -> Values:
-        rows = rows.assign(_num=rows[value].astype(float), _den=1.0 if weight is None else rows[weight].astype(float))
-        grouped = rows.groupby(["model", "id"], sort=True)[["_num", "_den"]].sum().reset_index()
-        return cls(grouped.rename(columns={"_num": "num", "_den": "den"}))
+    def of(cls, rows: pd.DataFrame, num, den=1.0) -> Values:
+        frame = rows[KEYS].copy()
+        frame["num"] = np.asarray(num, dtype=float)
+        frame["den"] = np.asarray(den, dtype=float)
+        return cls(frame.reset_index(drop=True))
 
 
 def _read(path: Path) -> pd.DataFrame | None:
@@ -144,13 +157,19 @@ def _read(path: Path) -> pd.DataFrame | None:
     return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
 
 
-def reported_items(run_dir: Path, shots: int = 2) -> pd.DataFrame | None:
-    """Item scores of each model's reported prompt format at `shots` (summary_<shots>shot.csv's choice)."""
-    items, summary = _read(run_dir / "tables/item_scores.parquet"), _read(run_dir / f"tables/summary_{shots}shot.csv")
-    if items is None or summary is None:
+def setting_items(run_dir: Path, prompt_format: str | None, shots: int = 2) -> pd.DataFrame | None:
+    """Item scores at `shots` in `prompt_format`, or (None) in each model's reported format
+    (summary_<shots>shot.csv's choice)."""
+    items = _read(run_dir / "tables/item_scores.parquet")
+    if items is None:
         return None
-    chosen = summary[["model", "prompt_format"]].drop_duplicates("model")
-    return items[items["shots"] == shots].merge(chosen, on=["model", "prompt_format"])
+    items = items[items["shots"] == shots]
+    if prompt_format is not None:
+        return items[items["prompt_format"] == prompt_format]
+    summary = _read(run_dir / f"tables/summary_{shots}shot.csv")
+    if summary is None:
+        return None
+    return items.merge(summary[["model", "prompt_format"]].drop_duplicates("model"), on=["model", "prompt_format"])
 
 
 def _en_x(rows: pd.DataFrame) -> pd.DataFrame:
@@ -165,43 +184,58 @@ def _en_en(rows: pd.DataFrame) -> pd.DataFrame:
     return rows[(rows["context_lang"] == "en") & (rows["question_lang"] == "en")]
 
 
-def score_metrics(run_dir: Path) -> dict[str, Values]:
-    items = reported_items(run_dir)
+def score_metrics(run_dir: Path, prompt_format: str | None) -> dict[str, Values]:
+    items = setting_items(run_dir, prompt_format)
     if items is None:
         return {}
-    items = items.assign(f1=items["f1"] * 100, em=items["em"] * 100)
+    found = {}
+    for name, select, column in (
+        ("F1 en-en", _en_en, "f1"),
+        ("F1 mean en-x", _en_x, "f1"),
+        ("F1 mean x-x", _x_x, "f1"),
+        ("EM mean en-x", _en_x, "em"),
+    ):
+        rows = select(items)
+        found[name] = Values.of(rows, 100 * rows[column])
+    return found
+
+
+def error_metrics(run_dir: Path, errors: Mapping) -> dict[str, Values]:
+    """Shares of the wrong answers (W) of the errors stage's setting, over every en-x item (x != en) it scored."""
+    shots = errors.get("shots", 2)
+    typed = _read(run_dir / f"errors/{shots}shot_{errors.get('scenario', 'en-x')}/typed_answers.parquet")
+    fmt = errors.get("prompt_format", "best")
+    items = setting_items(run_dir, None if fmt == "best" else fmt, shots)
+    if typed is None or items is None:
+        return {}
+    items = _en_x(items).merge(typed[KEYS + ["language_error", "verdict"]], on=KEYS, how="left")
+    wrong = items["verdict"].notna().to_numpy()
+    failure = items["verdict"].isin([1, 2, 3]).to_numpy()  # blank, gibberish, refusal (xmrc.errors.rates)
+    language = (items["language_error"] == True).to_numpy()  # noqa: E712 (NaN where right: not an error)
     return {
-        "F1 en-en": Values.of(_en_en(items), "f1"),
-        "F1 mean en-x": Values.of(_en_x(items), "f1"),
-        "F1 mean x-x": Values.of(_x_x(items), "f1"),
-        "EM mean en-x": Values.of(_en_x(items), "em"),
+        "language error %": Values.of(items, 100.0 * (language & wrong), wrong),
+        "generation failure %": Values.of(items, 100.0 * (failure & wrong), wrong),
     }
 
 
-def error_metrics(run_dir: Path, shots: int = 2) -> dict[str, Values]:
-    typed = _read(run_dir / f"errors/{shots}shot_en-x/typed_answers.parquet")
-    if typed is None:
-        return {}
-    wrong = _en_x(typed)
-    failure = wrong["verdict"].isin([1, 2, 3])  # blank, gibberish, refusal (xmrc.errors.rates.JUDGE_KINDS)
-    wrong = wrong.assign(language=wrong["language_error"].astype(float) * 100, failure=failure.astype(float) * 100)
-    return {"language error %": Values.of(wrong, "language"), "generation failure %": Values.of(wrong, "failure")}
-
-
-def oracle_metrics(run_dir: Path, items: str) -> dict[str, Values]:
+def oracle_metrics(run_dir: Path, item_set: str) -> dict[str, Values]:
     from xmrc.analysis.oracle.tables import common_items
 
     paths = sorted((run_dir / "oracle").glob("*/attributions.parquet"))
     if not paths:
         return {}
     results = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
-    ok = results["status"] == "ok"
-    if items == "common":
-        ok &= common_items(results)
-    decided = _en_x(results[ok])
+    decided = results["status"] == "ok"
+    if item_set == "common":
+        decided &= common_items(results)
+    results = results.assign(_decided=decided)
+    results = _en_x(results)
+    decided = results["_decided"].to_numpy()
     return {
-        "oracle step en-x %": Values.of(decided.assign(v=decided["step_correct"] * 100.0), "v"),
-        "oracle sequence en-x %": Values.of(decided.assign(v=decided["sequence_correct"] * 100.0), "v"),
+        "oracle step en-x %": Values.of(results, 100.0 * (results["step_correct"].to_numpy() & decided), decided),
+        "oracle sequence en-x %": Values.of(
+            results, 100.0 * (results["sequence_correct"].to_numpy() & decided), decided
+        ),
     }
 
 
@@ -209,16 +243,20 @@ def mrd_metrics(run_dir: Path) -> dict[str, Values]:
     paths = [p for p in sorted((run_dir / "layers/relevance").glob("*/*.parquet")) if ".tokens." not in p.name]
     if not paths:
         return {}
-    parts = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True).dropna(subset=["mrd"])
-    # pair rows of the same direction: an id's value pools its directions
-    return {f"MRD {part}": Values.of(parts[parts["part"] == part], "mrd") for part in ("context", "question")}
+    parts = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+    found = {}
+    for part in ("context", "question"):
+        rows = parts[parts["part"] == part]
+        found[f"MRD {part}"] = Values.of(rows, rows["mrd"].fillna(0.0), rows["mrd"].notna())
+    return found
 
 
-def run_metrics(run_dir: Path, oracle_items: str) -> dict[str, Values]:
+def run_metrics(run_dir: Path, run_config: Mapping, prompt_format: str | None) -> dict[str, Values]:
+    protocol = run_config.get("protocol", {})
     return {
-        **score_metrics(run_dir),
-        **error_metrics(run_dir),
-        **oracle_metrics(run_dir, oracle_items),
+        **score_metrics(run_dir, prompt_format),
+        **error_metrics(run_dir, run_config.get("errors", {})),
+        **oracle_metrics(run_dir, protocol.get("oracle_items", "common")),
         **mrd_metrics(run_dir),
     }
 
@@ -227,19 +265,21 @@ def run_metrics(run_dir: Path, oracle_items: str) -> dict[str, Values]:
 
 
 def paired_difference(base: pd.DataFrame, arm: pd.DataFrame, settings: BootstrapSettings) -> dict | None:
-    """Baseline and arm statistics (sum num / sum den over the ids both have) and the bootstrap interval of
-    their difference; None when no id has a denominator in both."""
-    both = base.merge(arm, on="id", suffixes=("_b", "_a"))
-    both = both[(both["den_b"] > 0) | (both["den_a"] > 0)]
-    if both.empty or both["den_b"].sum() == 0 or both["den_a"].sum() == 0:
+    """Baseline and arm statistics (sum num / sum den over the items both runs have) and the bootstrap interval
+    of their difference, item ids resampled (an id's directions together); None when either has no
+    denominator."""
+    keys = [key for key in KEYS if key in base.columns and key in arm.columns]
+    both = base.merge(arm, on=keys, suffixes=("_b", "_a"))
+    per_id = both.groupby("id", sort=True)[["num_b", "den_b", "num_a", "den_a"]].sum()
+    per_id = per_id[(per_id["den_b"] > 0) | (per_id["den_a"] > 0)]
+    if per_id.empty or per_id["den_b"].sum() == 0 or per_id["den_a"].sum() == 0:
         return None
-    matrix = both[["num_b", "den_b", "num_a", "den_a"]].to_numpy(dtype=np.float64).T
-    means = resampled_means(matrix, settings)
+    means = resampled_means(per_id.to_numpy(dtype=np.float64).T, settings)
     with np.errstate(divide="ignore", invalid="ignore"):
         differences = means[2] / means[3] - means[0] / means[1]
     low, high = np.nanquantile(differences, settings.quantiles)
-    base_value = both["num_b"].sum() / both["den_b"].sum()
-    arm_value = both["num_a"].sum() / both["den_a"].sum()
+    base_value = per_id["num_b"].sum() / per_id["den_b"].sum()
+    arm_value = per_id["num_a"].sum() / per_id["den_a"].sum()
     return dict(
         baseline=base_value,
         arm=arm_value,
@@ -247,15 +287,26 @@ def paired_difference(base: pd.DataFrame, arm: pd.DataFrame, settings: Bootstrap
         low=low,
         high=high,
         excludes_zero=bool(low > 0 or high < 0),
-        n=len(both),
+        n=len(per_id),
     )
+
+
+MetricsReader = Callable[[Path, Mapping, "str | None"], dict[str, Values]]
+
+
+def compared_format(study: Mapping, baseline_config: Mapping, arm_config: Mapping) -> str | None:
+    """The prompt format both runs are compared in: the one every arm runs (`every_arm.prompt_formats`, else
+    v1), or each run's reported format (None) for an arm that changes how the format is chosen."""
+    if arm_config.get("tables", {}) != baseline_config.get("tables", {}):
+        return None
+    return (study.get("every_arm", {}).get("prompt_formats") or ["v1"])[0]
 
 
 def sensitivity_table(
     results: Path,
     config: Mapping,
     settings: BootstrapSettings | None = None,
-    read_metrics: Callable[[Path, str], dict[str, Values]] = run_metrics,
+    read_metrics: MetricsReader = run_metrics,
 ) -> pd.DataFrame:
     """One row per (arm, model, metric) both runs have; arms whose run is missing are left out."""
     settings = settings or BootstrapSettings()
@@ -264,22 +315,21 @@ def sensitivity_table(
     base_dir = Path(results) / arm_run(config, BASELINE)
     if not base_dir.is_dir():
         raise XmrcError(f"{base_dir}: the baseline run is missing (make protocol runs every arm)")
-    base_items = baseline_config.get("protocol", {}).get("oracle_items", "common")
-    base = read_metrics(base_dir, base_items)
     rows = []
     for arm, overrides in study.get("arms", {}).items():
         arm_dir = Path(results) / arm_run(config, arm)
         if not arm_dir.is_dir():
             continue
-        arm_config = merged(merged(baseline_config, study.get("every_arm", {})), overrides)
-        found = read_metrics(arm_dir, arm_config.get("protocol", {}).get("oracle_items", "common"))
+        arm_config = merged(merged(baseline_config, arm_scope(study, arm)), overrides)
+        fmt = compared_format(study, baseline_config, arm_config)
+        base, found = read_metrics(base_dir, baseline_config, fmt), read_metrics(arm_dir, arm_config, fmt)
         change = describe_change(baseline_config, overrides)
         for metric, values in found.items():
             if metric not in base:
                 continue
             for model, arm_rows in values.frame.groupby("model", sort=False):
                 base_rows = base[metric].frame[base[metric].frame["model"] == model]
-                result = paired_difference(base_rows.drop(columns="model"), arm_rows.drop(columns="model"), settings)
+                result = paired_difference(base_rows, arm_rows, settings)
                 if result is not None:
                     rows.append(dict(switch=arm, change=change, model=model, metric=metric, **result))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -303,3 +353,35 @@ def largest_effects(table: pd.DataFrame, metrics: tuple[str, ...], count: int = 
     f1 = table[table["metric"].isin(metrics)].assign(size=lambda t: t["difference"].abs())
     best = f1.sort_values("size", ascending=False).drop_duplicates("switch")
     return best.head(count)[["switch", "change", "model", "metric", "difference", "low", "high", "excludes_zero"]]
+
+
+# --- Derived arms: a copy of the baseline, the outputs the switch touches removed ---------------------------
+
+
+def override_args(overrides: Mapping) -> list[str]:
+    """The arm's overrides as Snakemake `--config` values (a mapping is merged key by key into the config)."""
+    return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
+
+
+def seed_from_baseline(base_dir: Path, arm_dir: Path, stale: list[str]) -> int:
+    """Copy the baseline run to `arm_dir` (file times kept, through a temporary folder renamed at the end, so a
+    stopped copy is never taken for a finished one) and remove from the copy the outputs in `stale` (paths under
+    `base_dir`); returns how many were removed. Snakemake then recomputes them and, by file time, what reads them."""
+    import shutil
+
+    base_dir, arm_dir = Path(base_dir), Path(arm_dir)
+    partial = arm_dir.with_name(arm_dir.name + ".copying")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(base_dir, partial, copy_function=shutil.copy2, ignore=shutil.ignore_patterns("*.shards"))
+    removed = 0
+    for path in stale:
+        relative = Path(path).relative_to(base_dir)
+        target = partial / relative
+        if target.is_dir():
+            shutil.rmtree(target)
+            removed += 1
+        elif target.exists():
+            target.unlink()
+            removed += 1
+    partial.rename(arm_dir)
+    return removed

@@ -121,7 +121,7 @@ def test_the_format_choice_names_its_values_and_the_paper_config_keeps_the_paper
     assert str(raised.value) == (
         "config (config/config.yaml): key 'tables.format_choice': 'per_run' is not one of ['per_shots', 'per_model']"
     )
-    for small in ("smoke", "mlqa_smoke", "multilingual", "multilingual_xy", "real"):
+    for small in ("smoke", "mlqa_smoke", "multilingual", "multilingual_xy", "real", "protocol"):
         run = merged(paper_config(), yaml.safe_load((ROOT / f"config/{small}.yaml").read_text()))
         assert validate_config(run)["tables"]["paper_rows"] is False, small  # its models are not the paper's
 

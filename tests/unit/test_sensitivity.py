@@ -120,3 +120,54 @@ def test_forest_plot_draws_every_metric(tmp_path):
     table = sensitivity_table(tmp_path, STUDY, SETTINGS)
     path = forest_plot(table, tmp_path / "forest.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(table) == 8
+
+
+def test_an_arm_that_changes_the_format_choice_compares_the_reported_formats(tmp_path):
+    study = {**STUDY, "tables": {"format_choice": "per_shots"}}
+    study["protocol_study"] = {
+        **STUDY["protocol_study"],
+        "arms": {"format_choice": {"tables": {"format_choice": "per_model"}}},
+    }
+    _run(tmp_path, "baseline", 0.0)
+    arm = _run(tmp_path, "format_choice", 0.0)
+    pd.DataFrame({"model": ["M"], "prompt_format": ["v2"]}).to_csv(arm / "tables/summary_2shot.csv", index=False)
+    f1 = sensitivity_table(tmp_path, study, SETTINGS).set_index("metric").loc["F1 mean en-x"]
+    # reported v1 (+0.2 F1 on every item) in the baseline, v2 in the arm
+    assert f1["difference"] == pytest.approx(-20.0) and f1["change"] == "tables.format_choice: per_shots -> per_model"
+
+
+def test_error_rates_count_every_scored_item_and_pair_on_items(tmp_path):
+    from xmrc.sensitivity import error_metrics
+
+    run = _run(tmp_path, "baseline", 0.0)
+    (run / "errors/2shot_en-x").mkdir(parents=True)
+    typed = pd.DataFrame(
+        {
+            "model": "M",
+            "context_lang": "en",
+            "question_lang": "de",
+            "id": ["i0", "i1"],
+            "language_error": [True, False],
+            "verdict": [0, 2],
+        }
+    )
+    typed.to_parquet(run / "errors/2shot_en-x/typed_answers.parquet")
+    values = error_metrics(run, {"shots": 2, "scenario": "en-x", "prompt_format": "v1"})
+    frame = values["language error %"].frame
+    assert len(frame) == 2 * 8 and frame["den"].sum() == 2 and frame["num"].sum() == 100.0
+    assert values["generation failure %"].frame["num"].sum() == 100.0
+
+
+def test_a_derived_arm_starts_from_the_baseline_without_what_its_switch_touches(tmp_path):
+    from xmrc.sensitivity import override_args, seed_from_baseline
+
+    base = _run(tmp_path, "baseline", 0.0)
+    (base / "errors").mkdir()
+    (base / "errors/language.parquet").write_text("x")
+    (base / "generations.shards").mkdir()
+    removed = seed_from_baseline(base, tmp_path / "protocol-lingua", [str(base / "errors/language.parquet")])
+    arm = tmp_path / "protocol-lingua"
+    assert removed == 1 and not (arm / "errors/language.parquet").exists()
+    assert (arm / "tables/item_scores.parquet").stat().st_mtime == (base / "tables/item_scores.parquet").stat().st_mtime
+    assert not (arm / "generations.shards").exists() and not (tmp_path / "protocol-lingua.copying").exists()
+    assert override_args({"protocol": {"lingua_languages": "all"}}) == ['protocol={"lingua_languages": "all"}']

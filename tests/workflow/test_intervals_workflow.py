@@ -41,6 +41,7 @@ def test_workflow_runs_the_interval_rules_only_when_enabled(tmp_path):
     assert sorted(p.name for p in (tables_dir / "intervals").iterdir()) == [
         "direction_intervals.csv",
         "paired_differences.csv",
+        "scenario_intervals.csv",
     ]
     differences = pd.read_csv(tables_dir / "intervals/paired_differences.csv")
     assert set(differences["comparison"]) == {"instruct vs base", "tuned vs base", "2-shot vs 0-shot"}

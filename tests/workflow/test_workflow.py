@@ -27,7 +27,7 @@ def test_lint_is_clean(checkout):
 
 def test_paper_dry_run_has_every_model_job(checkout):
     started = time.monotonic()
-    result = snakemake("-n", cwd=checkout)
+    result = snakemake("-n", "-p", cwd=checkout)
     elapsed = time.monotonic() - started
     assert result.returncode == 0, result.stderr
     jobs = re.findall(
@@ -54,6 +54,13 @@ def test_paper_dry_run_has_every_model_job(checkout):
     # the paper comparison reads every table of the run that holds cells of the paper's
     comparison = re.search(r"rule paper_comparison:\s*input: ([^\n]+)", result.stdout)
     assert {name.rsplit("/", 1)[-1] for name in comparison.group(1).split(", ")} == set(our_file_names())
+    # the literal protocol of A.3 (docs/configuration.md, "The paper's protocol") in every prompts and judge job
+    prompts = re.findall(r"python -m xmrc prompts .*", result.stdout)
+    assert len(prompts) == len(jobs) and all(
+        "--layout paper --answer-cue none --answer-language named --out" in line for line in prompts
+    )
+    assert re.search(r"python -m xmrc judge .*--layout paper", result.stdout)
+    assert re.search(r"python -m xmrc oracle-attribute .*--extraction first_line --sequence-target eos", result.stdout)
     assert elapsed < 60
 
 

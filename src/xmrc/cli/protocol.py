@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from xmrc.bootstrap import BootstrapSettings
 from xmrc.config import validate_config
+from xmrc.exceptions import XmrcError
 from xmrc.io import read_yaml, write_text
-from xmrc.sensitivity import arm_names, largest_effects, markdown_table, merged, sensitivity_table
+from xmrc.sensitivity import (
+    BASELINE,
+    arm_names,
+    arm_run,
+    largest_effects,
+    markdown_table,
+    merged,
+    override_args,
+    seed_from_baseline,
+    sensitivity_table,
+)
 from xmrc.tables import write_table
 
 F1_METRICS = ("F1 en-en", "F1 mean en-x", "F1 mean x-x")
@@ -44,9 +56,47 @@ def cmd_protocol_sensitivity(args) -> None:
     )
 
 
+def cmd_protocol_derive_arm(args) -> None:
+    """start a derived arm from a copy of the baseline's outputs, those its switch touches removed (found by
+    Snakemake's --list-changes params on the baseline with the switch flipped)"""
+    import subprocess
+
+    config = study_config(args.config)
+    study = config["protocol_study"]
+    if args.arm not in arm_names(config):
+        raise XmrcError(f"protocol_study.arms: no arm {args.arm!r} (expected one of {', '.join(arm_names(config))})")
+    if args.arm not in study["derived"]:
+        print(f"{args.arm}: not a derived arm (protocol_study.derived), its run starts from nothing")
+        return
+    base_dir, arm_dir = Path(args.results) / arm_run(config, BASELINE), Path(args.results) / arm_run(config, args.arm)
+    if arm_dir.is_dir():
+        print(f"{arm_dir}: already there (the arm's own run resumes it)")
+        return
+    if not (base_dir / "tables/item_scores.parquet").is_file():
+        raise XmrcError(f"{base_dir}: the baseline run has not finished (run it first)")
+    baseline = json.dumps({"arm": BASELINE})
+    command = ["snakemake", "--list-changes", "params", *[x for c in args.config for x in ("--configfile", c)]]
+    command += ["--config", f"protocol_study={baseline}", *override_args(study["arms"][args.arm]), *args.config_values]
+    listed = subprocess.run(command, capture_output=True, text=True)
+    if listed.returncode != 0:
+        raise XmrcError(f"snakemake --list-changes params failed: {listed.stderr.strip().splitlines()[-1:]}")
+    prefix = f"{base_dir}/"
+    stale = sorted({line.strip() for line in listed.stdout.splitlines() if line.strip().startswith(prefix)})
+    if not stale:  # an exact copy would be "nothing to be done": the arm would silently equal the baseline
+        raise XmrcError(f"{args.arm}: Snakemake lists no output of {base_dir} whose params the switch changes")
+    removed = seed_from_baseline(base_dir, arm_dir, stale)
+    print(f"{arm_dir}: the baseline's outputs, {removed} touched by the switch removed: " + ", ".join(stale))
+
+
 def register(command) -> None:
     p = command("protocol-arms", cmd_protocol_arms)
     p.add_argument("config", nargs="+", help="the study's config files (config/config.yaml config/protocol.yaml)")
+
+    p = command("protocol-derive-arm", cmd_protocol_derive_arm)
+    p.add_argument("--config", nargs="+", required=True, help="the study's config files, merged in order")
+    p.add_argument("--arm", required=True)
+    p.add_argument("--results", default="results")
+    p.add_argument("--config-values", nargs="*", default=[], help="more Snakemake --config values (e.g. backends=...)")
 
     p = command("protocol-sensitivity", cmd_protocol_sensitivity)
     p.add_argument("--config", nargs="+", required=True, help="the study's config files, merged in order")
