@@ -15,11 +15,17 @@ DEMONSTRATIONS = ["56dde1d966d3e219004dad8d", "56de49564396321400ee277a"]
 
 
 def prompt_table(
-    weights: str | None, languages=("en", "de", "zh"), shots: int = 0, fmt: str = "v1", max_items: int = 6
+    weights: str | None,
+    languages=("en", "de", "zh"),
+    shots: int = 0,
+    fmt: str = "v1",
+    max_items: int = 6,
+    layout=None,
 ) -> pd.DataFrame:
-    """Prompts of the bundled XQuAD subset; chat-templated when `weights` is a chat model's directory."""
+    """Prompts of the bundled XQuAD subset; chat-templated when `weights` is a chat model's directory. `layout`
+    (xmrc.prompts.Layout) defaults to the compact one the real-model measurements were made with."""
     from xmrc import data
-    from xmrc.prompts import build_prompt_table, hf_chat_template
+    from xmrc.prompts import COMPACT, build_prompt_table, hf_chat_template
 
     table, _ = data.prepare(data.load_local(ROOT / "data" / "xquad_subset", languages), languages)
     template = None
@@ -28,7 +34,9 @@ def prompt_table(
 
         tokenizer = AutoTokenizer.from_pretrained(weights)
         template = hf_chat_template(tokenizer) if tokenizer.chat_template else None
-    return build_prompt_table(table, languages, shots, fmt, DEMONSTRATIONS, template, max_items)
+    return build_prompt_table(
+        table, languages, shots, fmt, DEMONSTRATIONS, template, max_items, layout=layout or COMPACT
+    )
 
 
 class ForkServer:

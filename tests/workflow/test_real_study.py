@@ -161,14 +161,14 @@ def test_captum_and_batched_oracle_agree_on_the_real_model(smollm2):
     from xmrc.analysis.oracle.sentences import context_units
     from xmrc.backends.hf import load_causal_lm, load_tokenizer
     from xmrc.data import load_local
-    from xmrc.prompts import build_prompt_table, hf_chat_template
+    from xmrc.prompts import COMPACT, build_prompt_table, hf_chat_template
 
     xquad = load_local(ROOT / REAL["data"]["local_dir"], ["en", "de", "zh"])
     tokenizer = load_tokenizer(smollm2)
     model = load_causal_lm(smollm2, dtype="float32", device="cpu")
     # 0-shot prompts keep Captum's token-by-token reference affordable (2-shot: about 3x the tokens and time)
     prompts = build_prompt_table(
-        xquad, ["en", "de", "zh"], 0, "v1", REAL["demonstrations"], hf_chat_template(tokenizer), 1
+        xquad, ["en", "de", "zh"], 0, "v1", REAL["demonstrations"], hf_chat_template(tokenizer), 1, layout=COMPACT
     )
     # one cross-lingual item (en-de): Captum's reference costs a forward pass per sentence and target token
     prompts = prompts[(prompts["context_lang"] == "en") & (prompts["question_lang"] == "de")]
