@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -355,7 +357,7 @@ def largest_effects(table: pd.DataFrame, metrics: tuple[str, ...], count: int = 
     return best.head(count)[["switch", "change", "model", "metric", "difference", "low", "high", "excludes_zero"]]
 
 
-# --- Derived arms: a copy of the baseline, the outputs the switch touches removed ---------------------------
+# --- Derived arms: a copy of the baseline, the outputs the switch touches dated back ---------------------------
 
 
 def override_args(overrides: Mapping) -> list[str]:
@@ -363,25 +365,40 @@ def override_args(overrides: Mapping) -> list[str]:
     return [f"{key}={json.dumps(value)}" for key, value in overrides.items()]
 
 
+def params_changed_outputs(dry_run: str) -> list[str]:
+    """The outputs of the jobs a `snakemake -n` printout re-runs because their params changed."""
+    outputs = []
+    for block in re.split(r"^(?=(?:local)?rule \w+:)", dry_run, flags=re.M):
+        output = re.search(r"^\s+output: (.+)$", block, re.M)
+        if output and re.search(r"^\s+reason: .*Params have changed", block, re.M):
+            outputs += [path.strip() for path in output.group(1).split(",")]
+    return outputs
+
+
 def seed_from_baseline(base_dir: Path, arm_dir: Path, stale: list[str]) -> int:
-    """Copy the baseline run to `arm_dir` (file times kept, through a temporary folder renamed at the end, so a
-    stopped copy is never taken for a finished one) and remove from the copy the outputs in `stale` (paths under
-    `base_dir`); returns how many were removed. Snakemake then recomputes them and, by file time, what reads them."""
+    """Copy the baseline run to `arm_dir` (every file given the newest file time of the run, through a
+    temporary folder renamed at the end, so a stopped copy is never taken for a finished one) and remove from
+    the copy the outputs in `stale` (paths under `base_dir`) by dating them back; returns how many. Snakemake
+    then recomputes them and, by file time, what reads them."""
     import shutil
 
     base_dir, arm_dir = Path(base_dir), Path(arm_dir)
     partial = arm_dir.with_name(arm_dir.name + ".copying")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(base_dir, partial, copy_function=shutil.copy2, ignore=shutil.ignore_patterns("*.shards"))
-    removed = 0
+    # one file time for the whole copy: no input looks newer than an output of the finished baseline (outputs
+    # made within the same second may be ordered either way); the recomputed ones are newer than all of it
+    files = [path for path in partial.rglob("*") if path.is_file()]
+    stamp = max((path.stat().st_mtime for path in files), default=0.0)
+    for path in files:
+        os.utime(path, (stamp, stamp))
+    # a stale output is dated back to the epoch rather than removed: Snakemake does not recompute a missing file
+    # whose readers are up to date, but does recompute an output older than its inputs, and then its readers
+    backdated = 0
     for path in stale:
-        relative = Path(path).relative_to(base_dir)
-        target = partial / relative
-        if target.is_dir():
-            shutil.rmtree(target)
-            removed += 1
-        elif target.exists():
-            target.unlink()
-            removed += 1
+        target = partial / Path(path).relative_to(base_dir)
+        if target.exists():
+            os.utime(target, (1.0, 1.0))
+            backdated += 1
     partial.rename(arm_dir)
-    return removed
+    return backdated

@@ -489,3 +489,23 @@ def test_overrides_follow_refs_and_type_lists_of_the_schema(monkeypatch):
     assert config["generation"]["batch_size"] == 8 and config["data"]["max_items"] == 3
     assert config["oracle"]["sample_size"] is None
     assert config["layers"]["seed"] == "5"  # a string is one of the declared types: kept
+
+
+@pytest.mark.parametrize(
+    "switch, value, allowed",
+    [
+        ("layout", "double", "['paper', 'compact']"),
+        ("answer_cue", "always", "['none', 'label']"),
+        ("extraction", "last_line", "['first_line', 'answer_label']"),
+        ("oracle_items", "shared", "['common', 'per_model']"),
+    ],
+)
+def test_a_protocol_switch_names_its_key_and_its_values(switch, value, allowed):
+    config = paper_config()
+    assert config["protocol"]["layout"] == "paper" and config["protocol"]["answer_cue"] == "none"  # A.3's print
+    config["protocol"][switch] = value
+    with pytest.raises(XmrcError) as raised:
+        validate_config(config, "config (config/config.yaml)")
+    assert str(raised.value) == (
+        f"config (config/config.yaml): key 'protocol.{switch}': '{value}' is not one of {allowed}"
+    )

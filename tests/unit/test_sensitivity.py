@@ -165,9 +165,39 @@ def test_a_derived_arm_starts_from_the_baseline_without_what_its_switch_touches(
     (base / "errors").mkdir()
     (base / "errors/language.parquet").write_text("x")
     (base / "generations.shards").mkdir()
-    removed = seed_from_baseline(base, tmp_path / "protocol-lingua", [str(base / "errors/language.parquet")])
+    backdated = seed_from_baseline(base, tmp_path / "protocol-lingua", [str(base / "errors/language.parquet")])
     arm = tmp_path / "protocol-lingua"
-    assert removed == 1 and not (arm / "errors/language.parquet").exists()
-    assert (arm / "tables/item_scores.parquet").stat().st_mtime == (base / "tables/item_scores.parquet").stat().st_mtime
+    assert backdated == 1 and (arm / "errors/language.parquet").stat().st_mtime == 1.0  # older than its input
+    times = {path.stat().st_mtime for path in arm.rglob("*") if path.is_file() and path.name != "language.parquet"}
+    assert times == {max(path.stat().st_mtime for path in base.rglob("*") if path.is_file())}
     assert not (arm / "generations.shards").exists() and not (tmp_path / "protocol-lingua.copying").exists()
     assert override_args({"protocol": {"lingua_languages": "all"}}) == ['protocol={"lingua_languages": "all"}']
+
+
+DRY_RUN = """
+[Thu Dec  3 12:44:24 2026]
+rule language_errors:
+    input: results/p-baseline/errors/2shot_en-x/wrong_answers.parquet
+    output: results/p-baseline/errors/2shot_en-x/language.parquet
+    jobid: 36
+    reason: Params have changed since last execution: before: 'xquad' now: 'all'
+[Thu Dec  3 12:44:24 2026]
+rule error_tables:
+    input: results/p-baseline/errors/2shot_en-x/language.parquet
+    output: results/p-baseline/tables/error_rates_2shot_en-x.csv, results/p-baseline/tables/blank_2shot_en-x.csv
+    reason: Input files updated by another job: results/p-baseline/errors/2shot_en-x/language.parquet
+[Thu Dec  3 12:44:24 2026]
+localrule tables:
+    output: results/p-baseline/tables/a.csv, results/p-baseline/tables/b.md
+    reason: Params have changed since last execution
+"""
+
+
+def test_the_outputs_a_switch_touches_are_those_whose_params_changed():
+    from xmrc.sensitivity import params_changed_outputs
+
+    assert params_changed_outputs(DRY_RUN) == [
+        "results/p-baseline/errors/2shot_en-x/language.parquet",
+        "results/p-baseline/tables/a.csv",
+        "results/p-baseline/tables/b.md",
+    ]

@@ -17,6 +17,7 @@ from xmrc.sensitivity import (
     markdown_table,
     merged,
     override_args,
+    params_changed_outputs,
     seed_from_baseline,
     sensitivity_table,
 )
@@ -57,8 +58,8 @@ def cmd_protocol_sensitivity(args) -> None:
 
 
 def cmd_protocol_derive_arm(args) -> None:
-    """start a derived arm from a copy of the baseline's outputs, those its switch touches removed (found by
-    Snakemake's --list-changes params on the baseline with the switch flipped)"""
+    """start a derived arm from a copy of the baseline's outputs, those its switch touches dated back (the jobs a
+    dry run of the baseline with the switch flipped re-runs because their params changed)"""
     import subprocess
 
     config = study_config(args.config)
@@ -75,17 +76,17 @@ def cmd_protocol_derive_arm(args) -> None:
     if not (base_dir / "tables/item_scores.parquet").is_file():
         raise XmrcError(f"{base_dir}: the baseline run has not finished (run it first)")
     baseline = json.dumps({"arm": BASELINE})
-    command = ["snakemake", "--list-changes", "params", *[x for c in args.config for x in ("--configfile", c)]]
+    # the dry run of the baseline with the switch flipped: the jobs whose params the switch changes
+    command = ["snakemake", "-n", *[x for c in args.config for x in ("--configfile", c)]]
     command += ["--config", f"protocol_study={baseline}", *override_args(study["arms"][args.arm]), *args.config_values]
     listed = subprocess.run(command, capture_output=True, text=True)
     if listed.returncode != 0:
-        raise XmrcError(f"snakemake --list-changes params failed: {listed.stderr.strip().splitlines()[-1:]}")
-    prefix = f"{base_dir}/"
-    stale = sorted({line.strip() for line in listed.stdout.splitlines() if line.strip().startswith(prefix)})
+        raise XmrcError(f"snakemake -n failed: {listed.stderr.strip().splitlines()[-1:]}")
+    stale = sorted(path for path in params_changed_outputs(listed.stdout) if path.startswith(f"{base_dir}/"))
     if not stale:  # an exact copy would be "nothing to be done": the arm would silently equal the baseline
         raise XmrcError(f"{args.arm}: Snakemake lists no output of {base_dir} whose params the switch changes")
-    removed = seed_from_baseline(base_dir, arm_dir, stale)
-    print(f"{arm_dir}: the baseline's outputs, {removed} touched by the switch removed: " + ", ".join(stale))
+    backdated = seed_from_baseline(base_dir, arm_dir, stale)
+    print(f"{arm_dir}: the baseline's outputs, {backdated} touched by the switch to recompute: " + ", ".join(stale))
 
 
 def register(command) -> None:
