@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import re
 
+from xmrc.exceptions import XmrcError
+
 _LABEL = re.compile(r"^\W*answer\W*?[:\uff1a]\**\s*", re.IGNORECASE)
 EXTRACTIONS = ("first_line", "answer_label")
 # Under "answer_label" an output with no label yet may still write one: decoding goes on for this many
@@ -24,8 +26,6 @@ _LINES_BEFORE_LABEL = 3
 
 def check_extraction(rule: str) -> str:
     if rule not in EXTRACTIONS:
-        from xmrc.exceptions import XmrcError
-
         raise XmrcError(f"protocol.extraction: unknown value {rule!r} (expected one of {', '.join(EXTRACTIONS)})")
     return rule
 

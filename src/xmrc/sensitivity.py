@@ -29,6 +29,7 @@ import copy
 import json
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,8 +37,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from xmrc.analysis.oracle.tables import common_items
 from xmrc.bootstrap import BootstrapSettings, resampled_means
+from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
+from xmrc.io import read_parquet
 
 BASELINE = "baseline"
 DIRECTION = ["context_lang", "question_lang"]
@@ -156,7 +160,7 @@ class Values:
 def _read(path: Path) -> pd.DataFrame | None:
     if not path.is_file():
         return None
-    return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    return pd.read_csv(path) if path.suffix == ".csv" else read_parquet(path)
 
 
 def setting_items(run_dir: Path, prompt_format: str | None, shots: int = 2) -> pd.DataFrame | None:
@@ -221,12 +225,10 @@ def error_metrics(run_dir: Path, errors: Mapping) -> dict[str, Values]:
 
 
 def oracle_metrics(run_dir: Path, item_set: str) -> dict[str, Values]:
-    from xmrc.analysis.oracle.tables import common_items
-
     paths = sorted((run_dir / "oracle").glob("*/attributions.parquet"))
     if not paths:
         return {}
-    results = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+    results = pd.concat([read_parquet(path) for path in paths], ignore_index=True)
     decided = results["status"] == "ok"
     if item_set == "common":
         decided &= common_items(results)
@@ -241,11 +243,13 @@ def oracle_metrics(run_dir: Path, item_set: str) -> dict[str, Values]:
     }
 
 
-def mrd_metrics(run_dir: Path) -> dict[str, Values]:
+def mrd_metrics(run_dir: Path, model_names: Mapping[str, str]) -> dict[str, Values]:
+    """Part MRDs of the relevance stage, its rows (named by registry key) renamed as the tables name models."""
     paths = [p for p in sorted((run_dir / "layers/relevance").glob("*/*.parquet")) if ".tokens." not in p.name]
     if not paths:
         return {}
-    parts = pd.concat([pd.read_parquet(path) for path in paths], ignore_index=True)
+    parts = pd.concat([read_parquet(path) for path in paths], ignore_index=True)
+    parts["model"] = parts["model"].map(lambda key: model_names.get(key, key))
     found = {}
     for part in ("context", "question"):
         rows = parts[parts["part"] == part]
@@ -259,8 +263,15 @@ def run_metrics(run_dir: Path, run_config: Mapping, prompt_format: str | None) -
         **score_metrics(run_dir, prompt_format),
         **error_metrics(run_dir, run_config.get("errors", {})),
         **oracle_metrics(run_dir, protocol.get("oracle_items", "common")),
-        **mrd_metrics(run_dir),
+        **mrd_metrics(run_dir, _model_names(run_config)),
     }
+
+
+def _model_names(run_config: Mapping) -> dict[str, str]:
+    if "registry" not in run_config:
+        return {}
+    registry = Registry.load(run_config["registry"])
+    return {key: registry.get(key).name for key in run_config.get("layers", {}).get("models", [])}
 
 
 # --- Paired differences ------------------------------------------------------------------------------------
@@ -380,8 +391,6 @@ def seed_from_baseline(base_dir: Path, arm_dir: Path, stale: list[str]) -> int:
     temporary folder renamed at the end, so a stopped copy is never taken for a finished one) and remove from
     the copy the outputs in `stale` (paths under `base_dir`) by dating them back; returns how many. Snakemake
     then recomputes them and, by file time, what reads them."""
-    import shutil
-
     base_dir, arm_dir = Path(base_dir), Path(arm_dir)
     partial = arm_dir.with_name(arm_dir.name + ".copying")
     shutil.rmtree(partial, ignore_errors=True)

@@ -1,7 +1,8 @@
 """Gemma-3-270M, the real multilingual base model of the multilingual study (config/multilingual.yaml), shipped
 as GGUF in four chunk packages: its rebuilt SentencePiece tokenizer against the `sentencepiece` library on every
 XQuAD context in both environments, the tokenizer transformers' own GGUF loader builds refused by the same
-check, HF and vLLM generating the same answers, and every stage of the workflow on a slice (2 items)."""
+check, HF and vLLM generating the same answers, and every stage of the workflow but the finetunes on a slice
+(2 items)."""
 
 from __future__ import annotations
 
@@ -118,9 +119,12 @@ def test_vllm_and_hf_give_gemma_the_same_answers(gemma, tmp_path):
 
 # ---------------------------------------------------------------- every stage on a slice of the study (slow)
 
+# The finetune stage is left out here for CI time (its QT-LoRA from Gemma is in the committed study; the
+# finetune machinery on a real model runs in tests/workflow/test_real_study.py).
 SLICE = {
     "run": "multilingual_slice",
-    "registry": "config/slice_models.yaml",  # the QT-LoRA from German questions only (the study's: de, zh, ar, th)
+    "registry": "config/models.yaml",
+    "models": ["gemma3-270m"],
     "languages": ["en", "de"],
     "shots": [2],
     "prompt_formats": ["v1"],
@@ -128,10 +132,7 @@ SLICE = {
     "data": {"source": "local", "local_dir": "data/xquad_subset", "max_items": 2},
     "layers": {"max_samples": 2, "prompt_formats": ["v1"], "groups": ["balanced"]},
     "oracle": {"directions": ["en-en", "en-de"], "sample_size": 1},
-    "finetune": {
-        "question_translation": {"max_pairs_per_source": 4},
-        "lora": {"max_steps": 2, "save_steps": 2, "eval_steps": 2},
-    },
+    "finetune": {"enabled": False},
     "intervals": {"enabled": True, "resamples": 100},
 }
 
@@ -141,9 +142,6 @@ def study_slice(tmp_path_factory, gemma):
     checkout = copy_workflow(tmp_path_factory.mktemp("gemma_slice"))
     # the session's converted snapshot stands in for the rule's (hard links: the conversion is tested above)
     shutil.copytree(gemma, checkout / "resources/packaged" / GEMMA, copy_function=os.link)
-    registry = yaml.safe_load((ROOT / "config/models.yaml").read_text())
-    registry["gemma3-270m-qt-lora"]["finetune"]["sources"] = ["de"]
-    (checkout / "config" / "slice_models.yaml").write_text(yaml.safe_dump(registry))
     config = checkout / "config" / "slice.yaml"
     config.write_text(yaml.safe_dump(SLICE))
     started = time.monotonic()
@@ -160,13 +158,12 @@ def study_slice(tmp_path_factory, gemma):
 def test_gemma_runs_every_stage_of_the_study(study_slice):
     tables, figures = study_slice / "tables", study_slice / "figures"
     scores = pd.read_csv(tables / "direction_scores.csv")
-    assert set(scores["model"]) == {"Gemma-3-270M", "Gemma-3-270M-QT-LoRA"} and len(scores) == 2 * 3
+    assert set(scores["model"]) == {"Gemma-3-270M"} and len(scores) == 3
     assert scores.loc[scores["model"] == "Gemma-3-270M", "f1"].max() > 0  # a real model answers some item
     for name in (
         "summary_2shot.csv",
         "error_summary_2shot_en-x.csv",
         "oracle_summary.csv",
-        "finetune/comparison_2shot.csv",
         "intervals/direction_intervals.csv",
     ):
         assert len(pd.read_csv(tables / name)) > 0, name

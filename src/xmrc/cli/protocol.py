@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 from xmrc.bootstrap import BootstrapSettings
@@ -60,8 +61,6 @@ def cmd_protocol_sensitivity(args) -> None:
 def cmd_protocol_derive_arm(args) -> None:
     """start a derived arm from a copy of the baseline's outputs, those its switch touches dated back (the jobs a
     dry run of the baseline with the switch flipped re-runs because their params changed)"""
-    import subprocess
-
     config = study_config(args.config)
     study = config["protocol_study"]
     if args.arm not in arm_names(config):
