@@ -2,6 +2,10 @@
 # (`--config 'protocol_study={"arm": "<arm>"}'`, results/<run>-<arm>/; `make protocol` runs them all); this rule,
 # the target protocol_sensitivity of the study's config without an arm, pairs every arm with the baseline.
 PROTOCOL_ARMS = arm_names(config) if config["protocol_study"]["arms"] else []
+# the config files as Snakemake merged them: the Snakefile's default first, then each --configfile
+STUDY_CONFIGS = ["config/config.yaml"] + [
+    str(path) for path in workflow.configfiles if Path(path).resolve() != Path("config/config.yaml").resolve()
+]
 
 
 rule protocol_sensitivity:
@@ -26,7 +30,7 @@ rule protocol_sensitivity:
     conda:
         "../../envs/xmrc.yaml"
     params:
-        configs=" ".join(map(str, workflow.configfiles)),
+        configs=" ".join(STUDY_CONFIGS),
         resamples=config["intervals"]["resamples"],
         seed=config["intervals"]["seed"],
     shell:
