@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 
-from xmrc.exceptions import XmrcError
+from xmrc.exceptions import check_choice
 
 _LABEL = re.compile(r"^\W*answer\W*?[:\uff1a]\**\s*", re.IGNORECASE)
 EXTRACTIONS = ("first_line", "answer_label")
@@ -25,8 +25,7 @@ _LINES_BEFORE_LABEL = 3
 
 
 def check_extraction(rule: str) -> str:
-    if rule not in EXTRACTIONS:
-        raise XmrcError(f"protocol.extraction: unknown value {rule!r} (expected one of {', '.join(EXTRACTIONS)})")
+    check_choice("protocol.extraction", rule, EXTRACTIONS)
     return rule
 
 

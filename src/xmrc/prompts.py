@@ -17,7 +17,7 @@ import pandas as pd
 
 from xmrc import LANGUAGE_NAMES
 from xmrc.dataset_registry import direction_items
-from xmrc.exceptions import XmrcError
+from xmrc.exceptions import XmrcError, check_choice
 
 PARTS = ("task_description", "demonstrations", "context", "question")
 
@@ -65,8 +65,7 @@ class Layout:
             ("answer_cue", self.answer_cue, ANSWER_CUES),
             ("answer_language", self.answer_language, ANSWER_LANGUAGES),
         ):
-            if value not in allowed:
-                raise XmrcError(f"protocol.{key}: unknown value {value!r} (expected one of {', '.join(allowed)})")
+            check_choice(f"protocol.{key}", value, allowed)
 
     @property
     def separator(self) -> str:

@@ -64,7 +64,7 @@ from xmrc.analysis.layers.inputs import (
 )
 from xmrc.analysis.layers.mrd import major_relevance_depths
 from xmrc.backends.base import longest_first_batches
-from xmrc.exceptions import XmrcError
+from xmrc.exceptions import XmrcError, check_choice
 from xmrc.io import write_parquet
 from xmrc.jobs import ParquetStore, StoreGroup
 from xmrc.prompts import PARTS
@@ -210,13 +210,10 @@ NORMALIZATIONS = ("logit", "layer")
 
 def normalised_relevance(result: LayerRelevance, normalization: str = "logit") -> np.ndarray:
     """Rows 1..N of the normalised |relevance|: (N layers, tokens)."""
+    check_choice("protocol.mrd_relevance", normalization, NORMALIZATIONS)
     relevance = np.abs(result.relevance[1:])
     if normalization == "layer":
         return relevance / np.maximum(relevance.sum(axis=1, keepdims=True), 1e-12)
-    if normalization != "logit":
-        raise XmrcError(
-            f"protocol.mrd_relevance: unknown value {normalization!r} (expected one of {', '.join(NORMALIZATIONS)})"
-        )
     return relevance / max(abs(result.target_logit), 1e-12)
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc import LANGUAGES
-from xmrc.exceptions import XmrcError
+from xmrc.exceptions import XmrcError, check_choice
 from xmrc.io import require_columns, write_csv
 from xmrc.tables import write_table
 
@@ -51,8 +51,7 @@ def direction_accuracy(
     and the mean F1 (percent) of the model's answers on the same attributed items when scores are given.
     `items` "common": only items every model has a decision on count (the others are skipped)."""
     require_columns(results, RESULT_KEYS + ["status", "merged", "step_correct", "sequence_correct"], "oracle results")
-    if items not in ITEM_SETS:
-        raise XmrcError(f"protocol.oracle_items: unknown value {items!r} (expected one of {', '.join(ITEM_SETS)})")
+    check_choice("protocol.oracle_items", items, ITEM_SETS)
     ok = results["status"] == "ok"
     if items == "common":
         ok &= common_items(results)
