@@ -88,8 +88,19 @@ multilingual-docs: $(STAMP)
 		--out docs/multilingual/findings.csv --markdown docs/multilingual/findings.md \
 		--scenarios docs/multilingual/scenario_means.md
 
+# The SLURM module (tests/workflow/test_slurm.py: the smoke run, preflight and faults on the test cluster) mostly
+# waits on SLURM, so it runs beside the rest of the suite; its log (logs/test_slurm.log) is printed at the end, and
+# the status is non-zero when either run failed.
 test: $(STAMP) $(VLLM_STAMP)
-	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python -m pytest
+	@mkdir -p logs
+	@PATH=$(abspath $(BIN)):$$PATH python -m pytest -p no:cacheprovider tests/workflow/test_slurm.py \
+		> logs/test_slurm.log 2>&1 & slurm=$$!; \
+	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python -m pytest \
+		--ignore=tests/workflow/test_slurm.py; suite=$$?; \
+	wait $$slurm; cluster=$$?; \
+	echo "=== tests/workflow/test_slurm.py (ran beside the suite; exit status $$cluster) ==="; \
+	cat logs/test_slurm.log; \
+	[ $$suite -eq 0 ] && [ $$cluster -eq 0 ]
 
 # Configured in pyproject.toml: ruff (lint and format) for Python, snakefmt for the Snakefile and rules, then
 # Snakemake's own linter. `ruff check --fix . && ruff format . && snakefmt Snakefile workflow/rules` fixes most.

@@ -25,6 +25,7 @@ include: "workflow/rules/layers.smk"
 include: "workflow/rules/paper.smk"
 include: "workflow/rules/report_tables.smk"
 include: "workflow/rules/protocol.smk"
+include: "workflow/rules/cluster.smk"
 
 
 rule all:

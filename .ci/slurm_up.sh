@@ -63,6 +63,10 @@ ReturnToService=2
 SchedulerType=sched/backfill
 SchedulerParameters=sched_interval=2
 MessageTimeout=30
+# a job past its time limit (or cancelled) gets SIGTERM, then SIGKILL 5 s later (the fault tests wait for it)
+KillWait=5
+# a batch job requeued after its node failed may start again after 10 s (default 120: the credential lifetime)
+AuthInfo=cred_expire=10
 DefMemPerCPU=1000
 GresTypes=gpu
 NodeName=localhost NodeHostname=$(hostname -s) $layout Gres=gpu:2 State=UNKNOWN

@@ -8,7 +8,10 @@ Resumption. The job checkpoints every `chunk_size` prompts in `<output>.shards/`
 fingerprint holds every prompt's key and text, the chunk layout, the model, setting and backend settings, and
 a shard is reused only with its chunk's exact keys in order. A job killed at any point (SIGKILL, preemption)
 and started again therefore loses no prompt, duplicates none, and writes the same table as an uninterrupted
-run.
+run. The backend settings a retry changes to get more memory (its `retry` entry names them: vLLM's KV cache
+and batch size, `xmrc.backends.vllm`) stay out of the fingerprint (`checkpoint_backend`), so a retry resumes
+too; the output's metadata holds those of the attempt that finished. A vLLM engine core that dies mid-job
+(`EngineDied`) ends it with one line: what happened, how many chunks are kept and where; a rerun resumes.
 
 Output columns: model, shots, prompt_format, id, context_lang, question_lang, answer_lang, gold, raw_output,
 prediction, prompt_tokens, output_tokens. Parquet metadata key `xmrc.generation` holds JSON with the xmrc
@@ -38,10 +41,11 @@ from xmrc import __version__
 from xmrc.backends import Backend, describe_backend
 from xmrc.backends.api import served_model_matches
 from xmrc.backends.prefix import prefix_order, shared_prefix_share
+from xmrc.backends.vllm import EngineDied
 from xmrc.exceptions import XmrcError
 from xmrc.extract import answer_complete, check_extraction, extract_answer
 from xmrc.io import write_parquet
-from xmrc.jobs import Checkpoint, ParquetStore, digest, run_sharded
+from xmrc.jobs import Checkpoint, ParquetStore, digest, run_sharded, shard_dir
 
 GENERATION_COLUMNS = [
     "model",
@@ -126,7 +130,7 @@ def run_generation(
         "backend": backend_info,
     }
     # the prompt texts enter the fingerprint: a changed prompt table never resumes from the old one's shards
-    job = {**settings, "prompts": digest(*ordered["prompt"])}
+    job = {**settings, "backend": checkpoint_backend(backend_info), "prompts": digest(*ordered["prompt"])}
 
     def generate_chunk(chunk: pd.DataFrame) -> pd.DataFrame:
         return _generate_chunk(
@@ -144,7 +148,26 @@ def run_generation(
 
     checkpoint = Checkpoint(output, job, chunk_size, f"{model} {shots}-shot {prompt_format}", "prompt", progress)
     store = ParquetStore(GENERATION_COLUMNS, key_columns=PROMPT_KEY)
-    return run_sharded(ordered, _keys(ordered), generate_chunk, store, write_output, checkpoint)
+    try:
+        return run_sharded(ordered, _keys(ordered), generate_chunk, store, write_output, checkpoint)
+    except EngineDied as error:
+        directory = shard_dir(output)
+        kept, chunks = len(list(directory.glob("shard-*.parquet"))), -(-len(ordered) // chunk_size)
+        raise XmrcError(f"{error}; {kept} of {chunks} chunks are kept in {directory}; rerun to resume") from None
+
+
+def checkpoint_backend(info: dict) -> dict:
+    """A backend's description as it enters a job's checkpoint fingerprint: less its `retry` entry and the engine
+    settings that entry names (memory sizes a retry changes: the attempt, vLLM's KV cache and batch size), so a
+    retry resumes from the shards of the attempts before it."""
+    retry = info.get("retry")
+    if not retry:
+        return info
+    scaled = set(retry.get("settings", ()))
+    kept = {key: value for key, value in info.items() if key != "retry"}
+    if isinstance(kept.get("engine"), dict):
+        kept["engine"] = {key: value for key, value in kept["engine"].items() if key not in scaled}
+    return kept
 
 
 def _write_generations(

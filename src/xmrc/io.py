@@ -7,11 +7,14 @@ aborts at interpreter exit ("terminate called without an active exception", stat
 
 Writes are atomic (a partial file beside the target, fsync, rename): a reader, or a job resumed after a
 kill, never sees half a file. A partial file is `<name>.partial` (`.partial.npy` for arrays, which NumPy
-would otherwise rename), so checkpoint folders can sweep up what a kill interrupted.
+would otherwise rename), so checkpoint folders can sweep up what a kill interrupted. A write that fails for
+lack of space (ENOSPC, or EDQUOT: a quota) removes its partial file or folder at once (it would only hold
+space the user is short of) and raises `NoSpace`: one line naming the target, never a traceback.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -29,6 +32,36 @@ import yaml
 from xmrc.exceptions import XmrcError
 
 PARTIAL = ".partial"
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
+class NoSpace(XmrcError):
+    """A write of `path` that failed for lack of space or quota, its partial output removed; `advice`: what to
+    do (a sharded job adds what a rerun resumes from)."""
+
+    def __init__(self, path: str | Path, reason: str, advice: str = "free space and rerun"):
+        self.path, self.reason = Path(path), reason
+        super().__init__(f"{path}: {reason}, nothing partial kept; {advice}")
+
+
+def no_space_error(error: BaseException | None) -> OSError | None:
+    """The OSError for lack of space (ENOSPC, EDQUOT) that `error` is, or was raised from or while handling
+    (libraries wrap OS errors); None when there is none."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def no_space_reason(error: BaseException) -> str | None:
+    """The OS's words for `no_space_error(error)` ("no space left on device", "disk quota exceeded"), or None."""
+    if (found := no_space_error(error)) is None:
+        return None
+    words = os.strerror(found.errno)
+    return words[:1].lower() + words[1:]
 
 
 # --- reading ---
@@ -36,7 +69,7 @@ PARTIAL = ".partial"
 
 def read_parquet(path: str | Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A Parquet table by path (Arrow's file system, see the module's docstring); errors are Arrow's."""
-    return pq.read_table(os.fspath(path), columns=columns).to_pandas()
+    return pq.read_table(os.fspath(path), columns=columns, page_checksum_verification=True).to_pandas()
 
 
 def require_columns(frame: pd.DataFrame, columns: Iterable[str], where: str | Path) -> None:
@@ -108,10 +141,23 @@ def partial_path(path: str | Path) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
-    """Run `write(sink)` on a partial file beside `path`, make it durable, then rename it into place."""
+def make_directory(path: str | Path) -> Path:
+    """`path` and its parents as directories, or `NoSpace` naming it."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if reason := no_space_reason(error):
+            raise NoSpace(path, reason) from error
+        raise
+    return path
+
+
+def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
+    """Run `write(sink)` on a partial file beside `path`, make it durable, then rename it into place. Out of
+    space (at the write, the flush, the fsync or the rename): the partial file removed, `NoSpace` naming `path`."""
+    path = Path(path)
+    make_directory(path.parent)
     partial = partial_path(path)
     try:
         with open(partial, "wb") as sink:
@@ -119,6 +165,10 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
             sink.flush()
             os.fsync(sink.fileno())  # the rename must not reach the disk before the data (node failure)
         os.replace(partial, path)
+    except Exception as error:
+        if reason := no_space_reason(error):
+            raise NoSpace(path, reason) from error
+        raise
     finally:
         partial.unlink(missing_ok=True)
     return path
@@ -128,20 +178,29 @@ def write_atomic(path: str | Path, write: Callable[[IO[bytes]], None]) -> Path:
 def write_directory_atomic(path: str | Path) -> Iterator[Path]:
     """Yield an empty partial path beside the directory `path` to assemble it in (not created: some writers
     insist on creating it); when the block ends without an error, it replaces `path`. After a failure the
-    partial directory stays for inspection and is cleared by the next attempt."""
+    partial directory stays for inspection and is cleared by the next attempt, except when the failure is
+    for lack of space: then it is removed at once and `NoSpace` names `path`."""
     path = Path(path)
     partial = partial_path(path)
     shutil.rmtree(partial, ignore_errors=True)
-    yield partial
-    shutil.rmtree(path, ignore_errors=True)
-    os.replace(partial, path)
+    make_directory(path.parent)
+    try:
+        yield partial
+        shutil.rmtree(path, ignore_errors=True)
+        os.replace(partial, path)
+    except Exception as error:
+        if reason := (error.reason if isinstance(error, NoSpace) else no_space_reason(error)):
+            shutil.rmtree(partial, ignore_errors=True)
+            raise NoSpace(path, reason) from error
+        raise
 
 
 def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict[bytes, bytes] | None = None) -> Path:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     if metadata:
         table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
-    return write_atomic(path, lambda sink: pq.write_table(table, sink))
+    # page checksums: a page whose bytes changed on disk (a bad block, a faulty copy) is refused when read
+    return write_atomic(path, lambda sink: pq.write_table(table, sink, write_page_checksum=True))
 
 
 def write_csv(frame: pd.DataFrame, path: str | Path, **to_csv) -> Path:

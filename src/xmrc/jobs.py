@@ -8,7 +8,9 @@ is the same; a folder left by another job (another model or setting, other items
 warning, so shards of different jobs are never mixed. A shard is reused only when it is readable, carries
 this chunk's stamp and has the expected columns (tables) or shape (arrays), and for tables the chunk's
 keys in its rows; anything else is recomputed and reported on stderr, never used silently. The folder is
-removed once the job's output is written.
+removed once the job's output is written. A shard or output write that fails for lack of space (`NoSpace`,
+its partial file removed) stops the job with one line naming the file and how many chunks a rerun, after
+space is freed, resumes from.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -28,7 +31,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from xmrc.io import read_json, write_array, write_json, write_parquet
+from xmrc.io import NoSpace, make_directory, read_json, write_array, write_json, write_parquet
 
 MANIFEST = "manifest.json"
 STAMP_KEY = b"xmrc.shard"
@@ -75,7 +78,7 @@ def open_shard_dir(output: str | Path, job_fingerprint: str, manifest: dict | No
                     file=sys.stderr,
                 )
             shutil.rmtree(directory)
-    directory.mkdir(parents=True, exist_ok=True)
+    make_directory(directory)
     for partial in [*directory.glob("*.partial"), *directory.glob("*.partial.*")]:
         partial.unlink()  # a write the kill interrupted
     if not manifest_path.exists():
@@ -135,7 +138,7 @@ class ParquetStore:
         if not path.exists():
             raise MissingShard(path.name)
         try:
-            table = pq.read_table(os.fspath(path))  # by path: see xmrc.io
+            table = pq.read_table(os.fspath(path), page_checksum_verification=True)  # by path: see xmrc.io
         except Exception as error:  # truncated, garbage, not Parquet
             raise StaleShard(f"{path.name}: unreadable ({type(error).__name__})") from None
         if _stamp_of(table.schema.metadata) != stamp:
@@ -180,7 +183,11 @@ class ArrayStore:
 
     def write(self, value: np.ndarray, base: Path, stamp: dict) -> None:
         write_array(value, _npy(base))
-        write_json(stamp, _npy_stamp(base))  # after the array: a stamp vouches for a whole one
+        try:  # after the array: a stamp vouches for a whole one, its bytes' digest for unchanged ones
+            write_json({**stamp, "sha256": _array_digest(np.load(_npy(base), mmap_mode="r"))}, _npy_stamp(base))
+        except NoSpace:
+            _npy(base).unlink(missing_ok=True)  # an array without its stamp would only be recomputed
+            raise
 
     def read(self, base: Path, stamp: dict, keys: list[str]) -> np.ndarray:
         path = _npy(base)
@@ -191,12 +198,18 @@ class ArrayStore:
             array = np.load(path, mmap_mode="r")
         except Exception as error:  # no stamp, truncated, not .npy
             raise StaleShard(f"{path.name}: unreadable ({type(error).__name__})") from None
-        if written != stamp:
+        if not isinstance(written, dict) or {k: v for k, v in written.items() if k != "sha256"} != stamp:
             raise StaleShard(f"{path.name}: written by another job or chunk")
         expected = (len(keys), *self.trailing_shape)
         if array.shape != expected or array.dtype != np.dtype(self.dtype):
             raise StaleShard(f"{path.name}: holds {array.dtype} {array.shape}, not {self.dtype} {expected}")
+        if written.get("sha256") != _array_digest(array):
+            raise StaleShard(f"{path.name}: its bytes changed since it was written (digest differs)")
         return array
+
+
+def _array_digest(array: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -247,22 +260,45 @@ def run_sharded(
     job = fingerprint(settings, keys)
     directory = open_shard_dir(output, job, {"settings": settings, "chunks": len(chunks), "items": len(keys)})
     results = []
+    reused = 0
     bar = tqdm(total=len(keys), desc=checkpoint.label, unit=checkpoint.unit, disable=not checkpoint.progress)
-    for number, (first, stop) in enumerate(chunks):
-        base = directory / f"shard-{number:05d}"
-        chunk_keys = keys[first:stop]
-        stamp = {"fingerprint": job, "chunk": number, "size": stop - first, "keys": digest(*chunk_keys)}
-        try:
-            value = store.read(base, stamp, chunk_keys)
-        except StaleShard as problem:
-            if not isinstance(problem, MissingShard):
-                print(f"xmrc: warning: {directory}/{problem}; recomputing the chunk", file=sys.stderr)
-            value = compute(items.iloc[first:stop] if isinstance(items, pd.DataFrame) else items[first:stop])
-            store.write(value, base, stamp)
-            value = store.read(base, stamp, chunk_keys)  # the output is made of what the shards hold
-        results.append(value)
-        bar.update(stop - first)
-    bar.close()
-    written = write_output(results)
+    try:
+        for number, (first, stop) in enumerate(chunks):
+            base = directory / f"shard-{number:05d}"
+            chunk_keys = keys[first:stop]
+            stamp = {"fingerprint": job, "chunk": number, "size": stop - first, "keys": digest(*chunk_keys)}
+            try:
+                value = store.read(base, stamp, chunk_keys)
+                reused += 1
+            except StaleShard as problem:
+                if not isinstance(problem, MissingShard):  # tqdm.write: not onto the bar's line
+                    tqdm.write(f"xmrc: warning: {directory}/{problem}; recomputing the chunk", file=sys.stderr)
+                value = compute(items.iloc[first:stop] if isinstance(items, pd.DataFrame) else items[first:stop])
+                with _resumable(number, len(chunks)):
+                    store.write(value, base, stamp)
+                value = store.read(base, stamp, chunk_keys)  # the output is made of what the shards hold
+            results.append(value)
+            bar.update(stop - first)
+    finally:
+        bar.close()  # before any error line: the bar's last state must not run into it
+    if reused:
+        print(
+            f"xmrc: resumed {directory}: {reused} of {len(chunks)} chunks from their shards, "
+            f"{len(chunks) - reused} computed",
+            file=sys.stderr,
+        )
+    with _resumable(len(chunks), len(chunks)):
+        written = write_output(results)
     close_shard_dir(output)
     return written
+
+
+@contextmanager
+def _resumable(done: int, total: int) -> Iterator[None]:
+    """A `NoSpace` in the block, its advice saying what a rerun resumes from (the chunks whose shards are kept)."""
+    try:
+        yield
+    except NoSpace as error:
+        raise NoSpace(
+            error.path, error.reason, f"free space and rerun ({done} of {total} chunks done are kept)"
+        ) from error

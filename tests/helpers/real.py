@@ -49,3 +49,29 @@ def convert_real_model(out: Path, key: str = REAL_MODEL) -> Path:
 
     convert_packaged_model(Registry.load(REGISTRY).get(key), out)
     return out
+
+
+def real_generate_job(prompts: Path, weights: str, max_new_tokens: int, chunk_size: int) -> list:
+    """`xmrc generate-job` arguments of the real model on a 0-shot v1 prompt table, in float32 (add --backend,
+    --out and the rest)."""
+    return [
+        "generate-job",
+        "--prompts",
+        prompts,
+        "--registry",
+        REGISTRY,
+        "--model",
+        REAL_MODEL,
+        "--weights",
+        weights,
+        "--shots",
+        "0",
+        "--format",
+        "v1",
+        "--dtype",
+        "float32",
+        "--max-new-tokens",
+        max_new_tokens,
+        "--chunk-size",
+        chunk_size,
+    ]

@@ -22,7 +22,7 @@ import pytest
 
 from helpers import ROOT
 from helpers.packages import convert_cli, fake_distribution, gguf_registry
-from helpers.real import REAL_MODEL, REGISTRY, run_in_vllm_env
+from helpers.real import real_generate_job, run_in_vllm_env
 from helpers.scale import prompt_table
 from helpers.workflow import assert_one_line_error, xmrc
 from xmrc.extract import extract_answer
@@ -58,27 +58,7 @@ def test_vllm_generate_job_agrees_with_hf_on_the_real_model(smollm2, tmp_path):
     prompts = tmp_path / "prompts.parquet"
     table = prompt_table(smollm2, max_items=8)  # en-en, en-de, en-zh, de-de, zh-zh: 40 prompts, 0-shot v1
     table.to_parquet(prompts)
-    job = [
-        "generate-job",
-        "--prompts",
-        prompts,
-        "--registry",
-        REGISTRY,
-        "--model",
-        REAL_MODEL,
-        "--weights",
-        smollm2,
-        "--shots",
-        "0",
-        "--format",
-        "v1",
-        "--dtype",
-        "float32",
-        "--max-new-tokens",
-        MAX_NEW_TOKENS,
-        "--chunk-size",
-        16,
-    ]
+    job = real_generate_job(prompts, smollm2, MAX_NEW_TOKENS, 16)
     vllm = run_in_vllm_env("-m", "xmrc", *job, "--backend", "vllm", "--out", tmp_path / "vllm.parquet")
     assert vllm.returncode == 0, vllm.stderr[-3000:]
     hf = xmrc(*job, "--backend", "hf", "--out", tmp_path / "hf.parquet")

@@ -125,7 +125,8 @@ PROMPT_PROTOCOL = (
 EXTRACTION = f"--extraction {PROTOCOL['extraction']}"
 
 
-# Engine options of every vLLM generation command (generate-job, finetune-heldout-eval).
+# Engine options of every vLLM generation command (generate-job, finetune-heldout-eval): a param, so the same on
+# every attempt; what a retry changes (KV cache, batch) comes from the attempt (generate's `resources.attempt`).
 VLLM_ENGINE_OPTIONS = f"--gpu-memory-utilization {BACKENDS['vllm']['gpu_memory_utilization']}" + (
     f" --max-model-len {BACKENDS['vllm']['max_model_len']}" if BACKENDS["vllm"]["max_model_len"] else ""
 )

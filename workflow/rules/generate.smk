@@ -2,7 +2,9 @@
 # the registry), reading weights offline from snapshots fetched on the submit host (download.smk); API
 # models run on the submit host (it has internet; they need no GPU). Params carry what changes outputs:
 # the model's registry entry digest, the settings and the code versions (xmrc.prompts, xmrc.generation), so a
-# change re-runs only its jobs.
+# change re-runs only its jobs. A retry of a local generation job passes Snakemake's `attempt` as a resource
+# (resources change no output; a param that changed with it would re-run finished jobs): on vLLM it gets more KV
+# cache (CPU) or a smaller batch (GPU), and resumes from its shards (xmrc.backends.vllm).
 
 
 rule prompts:
@@ -59,6 +61,7 @@ rule generate:
         cpus_per_gpu=cpus_per_gpu_of,
         mem_mb=generation_mem_mb,
         runtime=generation_runtime,
+        attempt=lambda wildcards, attempt: attempt,
     params:
         registry=config["registry"],
         weights=weights_of,
@@ -83,7 +86,7 @@ rule generate:
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights} {params.snapshot}"
         " --backend {params.backend} --order {params.order} --shots {wildcards.shots} --format {wildcards.fmt}"
         " --max-new-tokens {params.max_new_tokens} --batch-size {params.batch_size} --dtype {params.dtype}"
-        " {params.vllm} --chunk-size {params.chunk_size} --out {output} > {log} 2>&1"
+        " {params.vllm} --attempt {resources.attempt} --chunk-size {params.chunk_size} --out {output} > {log} 2>&1"
 
 
 rule generate_api:

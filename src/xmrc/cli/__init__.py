@@ -1,6 +1,7 @@
 """`xmrc`: the command line the workflow's rules call, one subcommand per step.
 
-Every user-facing problem ends as one line `xmrc: error: ...` on stderr and exit status 2.
+Every user-facing problem ends as one line `xmrc: error: ...` on stderr and exit status 2, a disk or quota
+that is full included, wherever the write was (xmrc.io names the file and removes its partial output).
 """
 
 from __future__ import annotations
@@ -9,12 +10,13 @@ import argparse
 import sys
 
 from xmrc import __version__
-from xmrc.cli import data, errors, finetune, generate, intervals, layers, oracle, paper, protocol
+from xmrc.cli import cluster, data, errors, finetune, generate, intervals, layers, oracle, paper, protocol
 from xmrc.exceptions import XmrcError
+from xmrc.io import no_space_error, no_space_reason
 
 # Each module adds its subcommands with `register(command)`, where `command(name, func)` returns an argparse
 # subparser whose help is the docstring of func; in this order in `xmrc --help`.
-STAGES = (data, generate, errors, finetune, oracle, layers, paper, intervals, protocol)
+STAGES = (data, generate, errors, finetune, oracle, layers, paper, intervals, protocol, cluster)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,6 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xmrc: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:  # a write outside xmrc.io (a library's own files) that ran out of space
+        reason = no_space_reason(error)
+        if reason is None:
+            raise
+        filename = no_space_error(error).filename
+        where = f"{filename}: " if filename is not None else ""
+        print(f"xmrc: error: {where}{reason}; free space and rerun", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -3,6 +3,7 @@ check-tokenizer, pin-revisions, serve, prefix-stats."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -11,6 +12,7 @@ from dataclasses import fields
 import pandas as pd
 
 from xmrc.backends.prefix import prefix_stats
+from xmrc.backends.vllm import ATTEMPT_ENV
 from xmrc.cli import args as shared
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
@@ -28,6 +30,12 @@ OPTION_OF_FIELD = {"timeout_s": "timeout", "backoff_s": "backoff"}
 PROMPT_COLUMNS = ["id", "context_lang", "question_lang", "answer_lang", "gold", "prompt", "templated"]
 
 
+def attempt_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an attempt number (an integer >= 1)")
+    return int(text)
+
+
 def cmd_generate_job(args) -> None:
     """one generation job on any backend (hf, vllm, api): prefix-ordered, sharded, resumable"""
     model = Registry.load(args.registry).get(args.model)
@@ -36,6 +44,8 @@ def cmd_generate_job(args) -> None:
         **{field.name: getattr(args, OPTION_OF_FIELD.get(field.name, field.name)) for field in fields(BackendSettings)}
     )
     prompts = read_table(args.prompts, required=PROMPT_COLUMNS)
+    # the vLLM backend reads the attempt from the environment (xmrc.backends.vllm: retry_settings)
+    os.environ[ATTEMPT_ENV] = str(args.attempt)
     backend = open_backend(model, kind, settings, args.weights, args.snapshot)
     result = run_generation(
         prompts,
@@ -162,6 +172,13 @@ def register(command) -> None:
     p.add_argument("--gpu-memory-utilization", type=float, default=0.9, help="vllm backend")
     p.add_argument("--max-model-len", type=int, help="vllm backend")
     p.add_argument("--lora", help="LoRA adapter directory (vllm backend)")
+    p.add_argument(
+        "--attempt",
+        type=attempt_number,
+        default=1,
+        help="vllm backend: the scheduler's attempt (Snakemake's `attempt`); each retry gets more KV cache (CPU) or "
+        "a smaller batch (GPU), and resumes from the shards",
+    )
     p.add_argument("--concurrency", type=int, default=8, help="api backend: requests in flight")
     p.add_argument("--max-retries", type=int, default=8, help="api backend: retries on 429/5xx/timeouts")
     p.add_argument("--timeout", type=float, default=60.0, help="api backend: seconds per request")

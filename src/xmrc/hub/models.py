@@ -1,9 +1,18 @@
 """A registry model on this machine: its weights (given, from the registry, or a fetched snapshot), checked
-before anything loads, and the backend a generation job runs it on, with this machine's GPUs locked."""
+before anything loads, and the backend a generation job runs it on, with this machine's GPUs locked.
+
+A model directory (built, converted, fine-tuned, or a fetched snapshot) is checked before a loader opens it, so a
+damaged one is refused in one line naming it and the file, never half-loaded or a loader's traceback: every
+link resolves, every JSON file at its top parses, config.json, tokenizer_config.json, a vocabulary and the
+weights are there (model.safetensors, or every shard its index lists), and each safetensors file is as long as
+its header says. Headers and sizes only: bytes damaged inside the weights (same size) are not detected here.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +32,99 @@ def model_and_weights(registry: str | Path, key: str, weights: str | None = None
 
 
 def check_weights(model: Model, weights: str, role: str = "model") -> str:
-    """A directory source's weights must exist: one error line here, not a hub lookup deep in a loader."""
-    if model.source in DIRECTORY_SOURCES and not Path(weights).is_dir():
-        raise XmrcError(f"{role} '{model.key}': weights directory {weights} not found")
+    """A directory source's weights must exist and be whole (`snapshot_problem`): one error line here, not a hub
+    lookup or a traceback deep in a loader."""
+    if model.source in DIRECTORY_SOURCES:
+        if not Path(weights).is_dir():
+            raise XmrcError(f"{role} '{model.key}': weights directory {weights} not found")
+        if problem := snapshot_problem(weights):
+            remedy = "delete it and rerun: the workflow builds it again" if model.source in BUILT else "restore it"
+            raise XmrcError(
+                f"{role} '{model.key}': weights directory {weights} {problem}; damaged or incomplete: {remedy}"
+            )
     return weights
+
+
+def check_snapshot(model: Model, stamp: str | Path, role: str = "model") -> str:
+    """The directory of a fetched snapshot (`xmrc fetch-model`'s stamp), checked as `check_weights` checks."""
+    directory = Path(read_stamp(stamp)["path"])
+    if problem := snapshot_problem(directory):
+        # in a hub cache, <cache>/models--org--name/snapshots/<commit>: its files link to the model folder's blobs
+        cache = directory.parents[1] if directory.parent.name == "snapshots" else directory
+        raise XmrcError(
+            f"{role} '{model.key}': snapshot {directory} {problem}; damaged or incomplete: delete {cache} and "
+            f"{stamp}, then fetch it again"
+        )
+    return str(directory)
+
+
+BUILT = ("tiny", "finetune", "gguf")  # directory sources the workflow makes (a rule builds them again)
+CONFIG, TOKENIZER_CONFIG = "config.json", "tokenizer_config.json"
+# the files transformers loads weights from, each alone or as `<name>.index.json` listing its shards
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+# a tokenizer's vocabulary: the fast tokenizer's file, or a slow tokenizer's it can be converted from
+VOCABULARIES = ("tokenizer.json", "tokenizer.model", "spiece.model", "vocab.json", "tokenizer.tiktoken")
+MAX_SAFETENSORS_HEADER = 100_000_000  # the safetensors format's own limit
+
+
+def snapshot_problem(directory: str | Path, weights: bool = True) -> str | None:
+    """What makes the model directory unusable, as the end of a sentence naming it ("lacks config.json"), or None
+    when it is whole (see the module's docstring); `weights` False: its tokenizer only."""
+    directory = Path(directory)
+    for entry in sorted(directory.iterdir()):
+        if entry.is_symlink() and not entry.exists():
+            return f"has a broken link {entry.name} (its file in the cache is gone)"
+    for entry in sorted(directory.glob("*.json")):
+        try:
+            json.loads(entry.read_bytes())
+        except (OSError, ValueError) as error:
+            return f"has an unreadable {entry.name} (not whole JSON: {type(error).__name__})"
+    required = [CONFIG, TOKENIZER_CONFIG] if weights else [TOKENIZER_CONFIG]
+    missing = [name for name in required if not (directory / name).is_file()]
+    if missing:
+        return f"lacks {' and '.join(missing)}"
+    if not any((directory / name).is_file() for name in VOCABULARIES):
+        return f"lacks {VOCABULARIES[0]}"  # the first choice; any one of them would do
+    return _weights_problem(directory) if weights else None
+
+
+def _weights_problem(directory: Path) -> str | None:
+    for name in WEIGHT_FILES:
+        index = directory / f"{name}.index.json"
+        if index.is_file():
+            try:
+                shards = sorted(set(json.loads(index.read_bytes())["weight_map"].values()))
+            except (KeyError, TypeError, AttributeError):
+                return f"has an unreadable {index.name} (no weight_map)"
+            absent = [shard for shard in shards if not (directory / shard).is_file()]
+            if absent:
+                more = f" and {len(absent) - 1} more" if len(absent) > 1 else ""
+                return f"lacks {absent[0]}{more} (listed in {index.name})"
+            return next(filter(None, map(_safetensors_problem, [directory / s for s in shards])), None)
+        if (directory / name).is_file():
+            return _safetensors_problem(directory / name)
+    return f"lacks {WEIGHT_FILES[0]}"  # or its index and shards, or the older pytorch_model.bin
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """A safetensors file must hold its header (8 bytes of length, then JSON) and exactly the tensor bytes the
+    header's offsets end at: a file cut short (a copy or download that stopped) is found without reading it."""
+    if path.suffix != ".safetensors":
+        return None
+    size = path.stat().st_size
+    try:
+        with open(path, "rb") as source:
+            (length,) = struct.unpack("<Q", source.read(8))
+            if length > min(size - 8, MAX_SAFETENSORS_HEADER):
+                raise ValueError("header longer than the file")
+            header = json.loads(source.read(length))
+        end = max((tensor["data_offsets"][1] for key, tensor in header.items() if key != "__metadata__"), default=0)
+    except (struct.error, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        return f"has a damaged {path.name} (no readable safetensors header; {size} bytes)"
+    expected = 8 + length + end
+    if size != expected:
+        return f"has a {'truncated' if size < expected else 'damaged'} {path.name} ({size} of {expected} bytes)"
+    return None
 
 
 def local_model_and_weights(
@@ -50,6 +148,8 @@ def chat_template(model: Model, weights: str, system_prompt: str | None = None) 
         return API_CHAT_TEMPLATE
     from xmrc.backends.hf import load_tokenizer  # imports torch and transformers
 
+    if Path(weights).is_dir() and (problem := snapshot_problem(weights, weights=False)):
+        raise XmrcError(f"model '{model.key}': weights directory {weights} {problem}; damaged or incomplete")
     return hf_chat_template(load_tokenizer(weights, model.revision), system_prompt)
 
 
@@ -100,7 +200,7 @@ def open_backend(
             backoff_s=settings.backoff_s,
         )
     if snapshot:
-        weights, revision = read_stamp(snapshot)["path"], None
+        weights, revision = check_snapshot(model, snapshot), None
     else:
         weights, revision = check_weights(model, weights or model_weights(model)), model.revision
     options = {"weights": weights, "revision": revision, "dtype": settings.dtype}

@@ -5,7 +5,10 @@ Used by the workflow's resource and params functions (workflow/rules/*.smk); pla
 are tested without Snakemake. GPUs come from the registry (`gpus`: 1 for 7-16B, 4 for 70B+, 0 for API and
 tiny models); host memory and runtime from the registry's `mem_gb` / `runtime_min` where given, otherwise
 from `size_b`, and both grow with each retry (`attempt`), so a job killed for memory or time comes back bigger
-and resumes from its shards. A finetune takes its resources from its registry `finetune` block.
+and resumes from its shards. A vLLM generation job's engine grows with the attempt too (the rule passes it as
+generate-job --attempt, `xmrc.backends.vllm.retry_settings`): on CPU its KV cache, 1 GiB more per attempt,
+which the host memory's growth of half the base per attempt covers from a base of 2 GB; on GPUs its batch
+halves. A finetune takes its resources from its registry `finetune` block.
 """
 
 from __future__ import annotations

@@ -1,0 +1,69 @@
+# Preflight of a SLURM run (xmrc.hub.cluster; docs/slurm.md, "Faults"): before the first submission the
+# partitions are read with scontrol, groups are sized to what one node holds, and any job or group that no node
+# could ever hold stops the run with one line naming it (SLURM would queue it PENDING for ever). Only the main
+# Snakemake process under the slurm executor checks; the jobs' own Snakemake (slurm-jobstep) and dry runs do not.
+from xmrc.hub import cluster as slurm_cluster
+
+
+def slurm_units(dag):
+    """Each SLURM job the run will submit: a group of jobs, or a job; local rules are not submitted."""
+    units = {}
+    for job in dag.needrun_jobs():
+        unit = dag.get_job_group(job) or job
+        if not unit.is_local:
+            units[unit] = None
+    return list(units)
+
+
+def slurm_unit_name(unit):
+    if unit.is_group():
+        rules = ", ".join(sorted({job.rule.name for job in unit.jobs}))
+        return f"group '{unit.groupid}' ({len(unit.jobs)} jobs of {rules})"
+    model = unit.wildcards_dict.get("model")
+    return f"job '{unit.rule.name}'" + (f" (model {model})" if model else "")
+
+
+def size_groups(partitions, groups):
+    """Cap the CPUs and memory Snakemake gives a group at one node of its partition (its jobs then run in
+    layers that fit), through the workflow's global resource limits, which group jobs are laid out against."""
+    names = {str(next(iter(group.jobs)).resources.get("slurm_partition") or "") for group in groups}
+    limits = slurm_cluster.group_limits(partitions, names)
+    if limits is None:
+        return
+    cpus, mem_mb = limits
+    limit = workflow.global_resources
+    cores = limit["_cores"].value
+    limit["_cores"] = min(cores, cpus) if cores else cpus
+    current = limit.get("mem_mb")
+    limit["mem_mb"] = min(current.value, mem_mb) if current is not None and current.value else mem_mb
+    print(
+        f"xmrc: cluster preflight: groups of jobs ask for at most {limit['_cores'].value} CPUs and "
+        f"{limit['mem_mb'].value} MB (one node)",
+        file=sys.stderr,
+    )
+
+
+def cluster_preflight(dag):
+    try:
+        partitions = slurm_cluster.read_cluster()
+    except XmrcError as error:
+        print(f"xmrc: error: {error} (config cluster.preflight: false skips the check)", file=sys.stderr)
+        sys.exit(1)
+    units = slurm_units(dag)
+    jobs = [unit for unit in units if not unit.is_group()]
+    groups = [unit for unit in units if unit.is_group()]
+    requests = [slurm_cluster.request_of(slurm_unit_name(job), job.resources, job.threads) for job in jobs]
+    if config["cluster"]["size_groups"] and groups:
+        size_groups(partitions, groups)
+    requests += [slurm_cluster.request_of(slurm_unit_name(g), g.resources, g.threads) for g in groups]
+    refused = slurm_cluster.refusals(requests, partitions)
+    for line in refused:
+        print(f"xmrc: error: cluster preflight: {line}", file=sys.stderr)
+    if refused:
+        sys.exit(1)
+    print(f"xmrc: cluster preflight: {len(requests)} SLURM jobs fit the cluster's partitions", file=sys.stderr)
+
+
+onstart:
+    if getattr(workflow.executor_plugin, "name", "") == "slurm" and config["cluster"]["preflight"]:
+        cluster_preflight(workflow.dag)
