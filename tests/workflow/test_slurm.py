@@ -257,6 +257,10 @@ def job_processes(job_id: str) -> list[int]:
     return pids
 
 
+def node_state() -> str:
+    return subprocess.run(["sinfo", "-h", "-n", "localhost", "-o", "%T"], capture_output=True, text=True).stdout.upper()
+
+
 def job_state(job_id: str) -> str:
     return (re.search(r"JobState=(\S+)", scontrol_job(job_id)) or [None, ""])[1]
 
@@ -324,7 +328,9 @@ def test_time_limit_scancel_and_a_lost_node_each_resume_to_the_uninterrupted_tab
             if fault == "node down":  # SLURM requeues a batch job whose node failed (JobRequeue=1, the default)
                 wait_until(lambda job_id=job_id: job_state(job_id) != "RUNNING", 120, "the job leaving its node")
                 faults[-1]["seen"] = time.monotonic()
-                subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], check=True)
+                # (ReturnToService=2 may return it first, when slurmd registers again: then resume is refused)
+                subprocess.run(["scontrol", "update", "nodename=localhost", "state=resume"], capture_output=True)
+                wait_until(lambda: "DOWN" not in node_state(), 60, "the node back in service")
             else:
                 faults[-1]["seen"] = wait_until(
                     lambda job_id=job_id: failure_seen(job_id), 240, f"report of the {fault}"

@@ -38,10 +38,6 @@ def dry_run_jobs(output: str) -> list[dict]:
     return jobs
 
 
-def test_lint_is_clean():
-    assert "Congratulations" in snakemake_log("--lint")
-
-
 def test_paper_dry_run_through_slurm_profile_shows_gpus_per_model():
     jobs = dry_run_jobs(snakemake_log("-n", "--profile", "profiles/slurm"))
     registry = Registry.load(ROOT / "config/models.yaml")
