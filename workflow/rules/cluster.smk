@@ -24,13 +24,16 @@ def slurm_unit_name(unit):
 
 
 def size_groups(partitions, groups):
-    """Cap the CPUs and memory Snakemake gives a group at one node of its partition (its jobs then run in
-    layers that fit), through the workflow's global resource limits, which group jobs are laid out against."""
+    """Cap the CPUs Snakemake gives a group at one node of its partition (its jobs then run in layers that fit),
+    through the workflow's global limits, which group jobs are laid out against. Those limits also cap what a job
+    evaluated later asks for (a retry): CPUs (threads) at the groups' node, memory only at the largest node of
+    the cluster, so no retry asks for less memory than some node holds; a group still too large is refused."""
     names = {str(next(iter(group.jobs)).resources.get("slurm_partition") or "") for group in groups}
     limits = slurm_cluster.group_limits(partitions, names)
     if limits is None:
         return
-    cpus, mem_mb = limits
+    cpus, _ = limits
+    mem_mb = max(slurm_cluster.node_capacity(partition)[1] for partition in partitions.values())
     limit = workflow.global_resources
     cores = limit["_cores"].value
     limit["_cores"] = min(cores, cpus) if cores else cpus
@@ -43,6 +46,18 @@ def size_groups(partitions, groups):
     )
 
 
+def slurm_requests(units):
+    """The SLURM requests of jobs or groups; one whose resources cannot be worked out yet (they depend on files
+    not made) is left to SLURM, with a warning."""
+    requests = []
+    for unit in units:
+        try:
+            requests.append(slurm_cluster.request_of(slurm_unit_name(unit), unit.resources, unit.threads))
+        except Exception as error:
+            print(f"xmrc: warning: cluster preflight: {slurm_unit_name(unit)} not checked: {error}", file=sys.stderr)
+    return requests
+
+
 def cluster_preflight(dag):
     try:
         partitions = slurm_cluster.read_cluster()
@@ -52,10 +67,10 @@ def cluster_preflight(dag):
     units = slurm_units(dag)
     jobs = [unit for unit in units if not unit.is_group()]
     groups = [unit for unit in units if unit.is_group()]
-    requests = [slurm_cluster.request_of(slurm_unit_name(job), job.resources, job.threads) for job in jobs]
+    requests = slurm_requests(jobs)  # before any sizing: what each job asks for as written
     if config["cluster"]["size_groups"] and groups:
         size_groups(partitions, groups)
-    requests += [slurm_cluster.request_of(slurm_unit_name(g), g.resources, g.threads) for g in groups]
+    requests += slurm_requests(groups)
     refused = slurm_cluster.refusals(requests, partitions)
     for line in refused:
         print(f"xmrc: error: cluster preflight: {line}", file=sys.stderr)
