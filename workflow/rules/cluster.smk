@@ -29,11 +29,10 @@ def size_groups(partitions, groups):
     evaluated later asks for (a retry): CPUs (threads) at the groups' node, memory only at the largest node of
     the cluster, so no retry asks for less memory than some node holds; a group still too large is refused."""
     names = {str(next(iter(group.jobs)).resources.get("slurm_partition") or "") for group in groups}
-    limits = slurm_cluster.group_limits(partitions, names)
-    if limits is None:
+    cpus = slurm_cluster.group_cpus(partitions, names)
+    if cpus is None:
         return
-    cpus, _ = limits
-    mem_mb = max(slurm_cluster.node_capacity(partition)[1] for partition in partitions.values())
+    mem_mb = slurm_cluster.largest_node_mem_mb(partitions)
     limit = workflow.global_resources
     cores = limit["_cores"].value
     limit["_cores"] = min(cores, cpus) if cores else cpus

@@ -207,8 +207,9 @@ def default_partition(partitions: dict[str, Partition]) -> Partition | None:
     return next((p for p in partitions.values() if p.default), None)
 
 
-def partition_of(request: Request, partitions: dict[str, Partition]) -> Partition | None:
-    return partitions.get(request.partition) if request.partition else default_partition(partitions)
+def partition_named(name: str, partitions: dict[str, Partition]) -> Partition | None:
+    """The partition a job names ("": the cluster's default), None when there is no such partition."""
+    return partitions.get(name) if name else default_partition(partitions)
 
 
 def node_capacity(partition: Partition) -> tuple[int, int]:
@@ -245,7 +246,7 @@ def _offer(partition: Partition, request: Request) -> str:
 
 def refusal(request: Request, partitions: dict[str, Partition]) -> str | None:
     """Why `request` could never start on this cluster (one line), or None when some node can hold it."""
-    partition = partition_of(request, partitions)
+    partition = partition_named(request.partition, partitions)
     if partition is None:
         if request.partition:
             names = ", ".join(sorted(partitions)) or "none"
@@ -336,11 +337,14 @@ def request_of(name: str, resources: Mapping[str, Any], threads: int) -> Request
     )
 
 
-def group_limits(partitions: dict[str, Partition], names: Iterable[str]) -> tuple[int, int] | None:
-    """The CPUs and memory a group may ask for: the smallest of the largest nodes of the groups' partitions
-    (`names`, "" for the default one); None when none of them exists."""
-    capacities = [node_capacity(p) for p in (partition_of(Request("", partition=n), partitions) for n in names) if p]
-    capacities = [c for c in capacities if c[0]]
-    if not capacities:
-        return None
-    return min(c[0] for c in capacities), min(c[1] for c in capacities)
+def group_cpus(partitions: dict[str, Partition], names: Iterable[str]) -> int | None:
+    """The CPUs a group may ask for: the smallest of the largest nodes of the groups' partitions (`names`, ""
+    for the default one); None when none of them exists or has nodes."""
+    named = (partition_named(name, partitions) for name in names)
+    cpus = [node_capacity(partition)[0] for partition in named if partition]
+    return min(filter(None, cpus), default=None)
+
+
+def largest_node_mem_mb(partitions: dict[str, Partition]) -> int:
+    """The most memory one node of the cluster holds: no job can be given more."""
+    return max((node_capacity(partition)[1] for partition in partitions.values()), default=0)

@@ -59,7 +59,7 @@ def test_the_issue_example_a_group_of_eight_on_a_two_cpu_node_is_refused_naming_
         "group 'scores' (8 jobs of score) asks for 8 CPUs, 16000 MB, 30 min; "
         "partition 'debug' nodes hold at most 2 CPUs, 24105 MB (2 of them)"
     ]
-    assert cluster.group_limits(partitions("ci"), {""}) == (2, 24105)
+    assert cluster.group_cpus(partitions("ci"), {""}) == 2 and cluster.largest_node_mem_mb(partitions("ci")) == 24105
     assert cluster.refusals([Request("group 'scores'", cpus=2, mem_mb=4000)], partitions("ci")) == []
 
 
@@ -92,6 +92,12 @@ def test_the_issue_example_a_group_of_eight_on_a_two_cpu_node_is_refused_naming_
 def test_jobs_no_node_can_hold_are_refused_in_one_line(request_, fragment):
     (line,) = cluster.refusals([request_], partitions("hpc"))
     assert line == f"{request_.name} {fragment}" and "\n" not in line
+
+
+def test_groups_are_capped_at_the_smallest_of_their_partitions_largest_nodes():
+    hpc = partitions("hpc")
+    assert cluster.group_cpus(hpc, {"", "gpu"}) == 32 and cluster.group_cpus(hpc, {"cpu"}) == 64
+    assert cluster.group_cpus(hpc, {"nowhere"}) is None and cluster.largest_node_mem_mb(hpc) == 480000
 
 
 def test_a_job_fits_when_one_node_holds_all_of_it():
