@@ -34,8 +34,9 @@ TASK_START = "Your task starts here:"
 FORMATS = ("v1", "v2")
 # Bump when a change here alters prompt tables: the workflow passes it as a param of the prompts rule, so
 # stale prompt tables (and the generations made from them) are rebuilt. 1: 0-shot tests the demonstration items.
-# 2: the protocol switches (layout, answer cue, answer language, system prompt).
-CODE_VERSION = 2
+# 2: the protocol switches (layout, answer cue, answer language, system prompt). 3: under the paper layout the
+# demonstrations span started on the second line break of the separator before it.
+CODE_VERSION = 3
 
 # How prompt elements are separated (protocol.layout). Appendix A.3 prints a blank line between every element
 # (system prompt, instruction, each Context/Question/Answer line, "Your task starts here:"); "compact" is
@@ -110,9 +111,13 @@ class _Builder:
         self.length = 0
         self.spans: dict[str, tuple[int, int]] = {}
 
+    @property
+    def next_start(self) -> int:
+        """Where the next element will start: after the separator that joins it to the previous one."""
+        return self.length + (len(self.separator) if self.lines else 0)
+
     def add(self, text: str, part: str | None = None, prefix: str = "") -> None:
-        if self.lines:
-            self.length += len(self.separator)  # what joins it to the previous element
+        self.length = self.next_start  # the separator that joins it to the previous element
         start = self.length + len(prefix)
         self.lines.append(prefix + text)
         self.length += len(prefix) + len(text)
@@ -144,7 +149,7 @@ def build_body(
         builder.add(description, "task_description")
     demonstrations = list(demonstrations)
     if demonstrations:
-        start = builder.length + (1 if builder.lines else 0)
+        start = builder.next_start  # the separator (one or two line breaks) belongs to no part
         for demo in demonstrations:
             builder.add(demo.context, prefix="Context: ")
             builder.add(demo.question, prefix="Question: ")

@@ -1,3 +1,5 @@
+from dataclasses import astuple
+
 import pytest
 
 from helpers import ROOT
@@ -39,6 +41,7 @@ def table():
 
 DEMO_EXAMPLES = [Example("C1 text.", "Q1?", "A1"), Example("C2 text.", "Q2?", "A2")]
 TEST = Example("The test context.", "The test question?")
+LABELS = ("Context", "Question", "Answer")
 
 
 def test_v1_two_shot_is_verbatim():
@@ -74,16 +77,24 @@ def test_v2_moves_the_instruction_after_the_question_and_names_the_answer_langua
 
 
 @pytest.mark.parametrize("fmt", ["v1", "v2"])
-@pytest.mark.parametrize("cue", [True, False])
-def test_spans_cover_exactly_their_parts(fmt, cue):
-    prompt = build_body(TEST, DEMO_EXAMPLES, fmt, "en", cue, COMPACT)
+@pytest.mark.parametrize("base", [True, False])
+@pytest.mark.parametrize(
+    "layout", [COMPACT, Layout(), Layout(system_prompt="Be brief.")], ids=["compact", "paper", "paper-system"]
+)
+def test_spans_cover_exactly_their_parts(fmt, base, layout):
+    """Each span runs from its part's first character to its last, under every layout: the separator (one or
+    two line breaks) belongs to no part, so a part gains no line-break token at its edges."""
+    prompt = build_body(TEST, DEMO_EXAMPLES, fmt, "en", base, layout)
     text, spans = prompt.text, prompt.spans
     assert text[slice(*spans["context"])] == TEST.context
     assert text[slice(*spans["question"])] == TEST.question
     description = text[slice(*spans["task_description"])]
-    assert description.endswith(INSTRUCTION_EN) and (description.startswith("Below") == (fmt == "v1"))
+    assert description == (INTRO + INSTRUCTION_EN if fmt == "v1" else INSTRUCTION_EN)
     demos = text[slice(*spans["demonstrations"])]
-    assert demos.startswith("Context: C1 text.") and demos.endswith("Answer: A2")
+    lines = [f"{label}: {value}" for d in DEMO_EXAMPLES for label, value in zip(LABELS, astuple(d))]
+    assert demos == layout.separator.join(lines)
+    for start, end in spans.values():
+        assert text[start] not in "\n " and text[end - 1] not in "\n "
 
 
 A3 = {fmt: (ROOT / "tests" / "data" / f"a3_{fmt}.txt").read_text(encoding="utf-8").rstrip("\n") for fmt in ("v1", "v2")}
