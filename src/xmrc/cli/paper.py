@@ -17,21 +17,26 @@ def cmd_paper_comparison(args) -> None:
 
 
 def cmd_paper_findings(args) -> None:
-    """the paper's findings a base model's run can test, each with the paper's numbers, ours with bootstrap
-    intervals, and a verdict (CSV and Markdown)"""
+    """the paper's findings one model's run can test: each with the paper's words, its population, statistic,
+    unit, n, the Holm-adjusted interval and a verdict that can come out every way (CSV and Markdown)"""
     from xmrc.bootstrap import BootstrapSettings
     from xmrc.io import write_csv, write_text
-    from xmrc.paper.findings import check_findings, run_scenarios
+    from xmrc.paper.findings import check_findings, markdown, run_scenarios, summary_line
 
     settings = BootstrapSettings(resamples=args.resamples, seed=args.seed)
-    found = check_findings(args.results, args.model, settings)
+    found = check_findings(args.results, args.model, args.population, settings, args.alpha)
     write_csv(found, args.out)
     if args.markdown:
-        write_text(found.to_markdown(index=False) + "\n", args.markdown)
+        write_text(markdown(found), args.markdown)
     if args.scenarios:
-        write_text(run_scenarios(args.results, settings).to_markdown(index=False) + "\n", args.scenarios)
-    counts = found["verdict"].value_counts().to_dict()
-    print(f"{args.out}: {len(found)} findings for {args.model}: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        write_text(run_scenarios(args.results).to_markdown(index=False) + "\n", args.scenarios)
+    for row in found.itertuples():
+        n = f"{int(row.paragraphs)} paragraphs, {int(row.items)} items" if row.paragraphs == row.paragraphs else "-"
+        interval = f" [{row.low:.3f}, {row.high:.3f}]" if row.low == row.low else ""
+        estimate = f"θ = {row.estimate:.3f}{interval}" if row.estimate == row.estimate else (row.note or "")
+        print(f"{row.verdict:>14}  {row.finding} ({row.population}; {row.criterion}; {n}): {estimate}")
+        print(f"{'':>16}paper: {row.paper}")
+    print(f"{args.out}: {len(found)} findings for {args.model} ({args.population}): {summary_line(found)}")
 
 
 def register(command) -> None:
@@ -41,7 +46,14 @@ def register(command) -> None:
     p.add_argument("--out", required=True, help="CSV of the findings")
     p.add_argument("--markdown", help="also as a Markdown table")
     p.add_argument("--scenarios", help="Markdown of Table 2's columns with intervals, every model and setting")
-    p.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    p.add_argument(
+        "--population",
+        choices=["base", "post-trained"],
+        default="base",
+        help="the model's population: each finding is tested only for the models the paper makes it for",
+    )
+    p.add_argument("--alpha", type=float, default=0.05, help="family-wise error rate under Holm (default 0.05)")
+    p.add_argument("--resamples", type=int, default=10000, help="paragraph-bootstrap resamples (default 10000)")
     p.add_argument("--seed", type=int, default=0)
 
     p = command("paper-comparison", cmd_paper_comparison)
