@@ -31,11 +31,12 @@ def cmd_paper_findings(args) -> None:
     if args.scenarios:
         write_text(run_scenarios(args.results).to_markdown(index=False) + "\n", args.scenarios)
     for row in found.itertuples():
-        n = f"{int(row.paragraphs)} paragraphs, {int(row.items)} items" if row.paragraphs == row.paragraphs else "-"
-        interval = f" [{row.low:.3f}, {row.high:.3f}]" if row.low == row.low else ""
+        n = f"{int(row.paragraphs)} paragraphs, {int(row.items)} items" if row.paragraphs == row.paragraphs else "n/a"
+        interval = f" [{row.low:.3f}, {row.high:.3f}] ({row.confidence:.2%}, Holm)" if row.low == row.low else ""
         estimate = f"θ = {row.estimate:.3f}{interval}" if row.estimate == row.estimate else (row.note or "")
-        print(f"{row.verdict:>14}  {row.finding} ({row.population}; {row.criterion}; {n}): {estimate}")
-        print(f"{'':>16}paper: {row.paper}")
+        print(f"{row.verdict:>14}  {row.finding}: {estimate}")
+        print(f"{'':>16}paper ({row.population} models): {row.paper}")
+        print(f"{'':>16}θ: {row.statistic}; {row.criterion}; resampled by paragraph ({n}); {row.note}")
     print(f"{args.out}: {len(found)} findings for {args.model} ({args.population}): {summary_line(found)}")
 
 
