@@ -10,7 +10,8 @@ attribution of unit i is
 
 which is exactly what Captum's `LLMAttribution(FeatureAblation(model), tokenizer)` returns as `seq_attr`
 and `token_attr`. "Step" is the row of the first token of the answer proper (after any "Answer:" label the
-chat model wrote). The oracle is correct when the gold unit has the strictly largest attribution.
+model wrote itself), or of the first generated token under protocol.oracle_step: first_step. The oracle is
+correct when the gold unit has the strictly largest attribution.
 
 Two interchangeable evaluators compute `attr`:
   CaptumAblation   the reference: Captum 0.9.0, one perturbation per forward pass (and, by Captum's
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,34 +39,56 @@ from xmrc.extract import answer_span
 
 @dataclass(frozen=True)
 class Target:
-    ids: list[int]  # generated tokens from the first through the last one overlapping the answer
-    answer_token: int  # index in `ids` of the first token of the answer proper
+    ids: list[int]  # generated tokens from the first through the end of the "Sequence" target
+    answer_token: int  # index in `ids` of the "Step" target token
 
 
+# protocol.oracle_sequence: where the "Sequence" target ends. protocol.oracle_step: which token is "Step".
 SEQUENCE_TARGETS = ("eos", "answer")
+STEP_TARGETS = ("answer_token", "first_step")
+
+
+def through_first_stop(ids: Sequence[int], stops: Collection[int]) -> list[int]:
+    """`ids` through their first end-of-sequence id, that id included. What follows it is never generation: a
+    batch fills a row that has ended with pad ids (which may be the eos id itself), so keeping it would make
+    the target depend on which prompts shared the batch."""
+    ids = list(ids)
+    for index, token in enumerate(ids):
+        if token in stops:
+            return ids[: index + 1]
+    return ids
 
 
 def align_target(
-    ids: Sequence[int], tokenizer, extraction: str = "first_line", sequence: str = "answer"
+    ids: Sequence[int],
+    tokenizer,
+    extraction: str = "first_line",
+    sequence: str = "answer",
+    step: str = "answer_token",
+    stops: Collection[int] = (),
 ) -> Target | None:
-    """The target of generated `ids`, with the answer's first token located ("Step"). The "Sequence" target
-    (protocol.oracle_sequence) is every generated token under "eos" (footnote 6: the whole generation, until
-    EOS) or is cut after the last token of the extracted answer under "answer". None for an empty answer, or
-    if tokens and text cannot be aligned (a decoding that does not grow prefix by prefix)."""
-    text = tokenizer.decode(list(ids), skip_special_tokens=True)
+    """The target of generated `ids` (cut after the first of the `stops`, the end-of-sequence ids), with the
+    answer located. "Sequence" (protocol.oracle_sequence) runs through the first EOS under "eos" (footnote
+    6: the whole generation, until EOS; through the last token when none came) or through the last token of
+    the extracted answer under "answer". "Step" (protocol.oracle_step) is the answer's first token under
+    "answer_token" (after any "Answer:" label the model wrote itself) or the first generated token under
+    "first_step". None for an empty answer, or if tokens and text cannot be aligned (a decoding that does
+    not grow prefix by prefix)."""
+    ids = through_first_stop(ids, stops)
+    text = tokenizer.decode(ids, skip_special_tokens=True)
     span = answer_span(text, extraction)
     if span is None:
         return None
     head, whole = text[: span[0]], text[: span[1]]
     answer_token = None
     for m in range(1, len(ids) + 1):
-        decoded = tokenizer.decode(list(ids[:m]), skip_special_tokens=True)
+        decoded = tokenizer.decode(ids[:m], skip_special_tokens=True)
         if answer_token is None and not head.startswith(decoded):
             answer_token = m - 1  # token m-1 is the first to reach past the text before the answer
         if decoded.startswith(whole):
             if answer_token is None:
                 return None
-            return Target(list(ids if sequence == "eos" else ids[:m]), answer_token)
+            return Target(ids if sequence == "eos" else ids[:m], 0 if step == "first_step" else answer_token)
     return None
 
 

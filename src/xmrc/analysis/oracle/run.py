@@ -2,10 +2,9 @@
 
 Inputs: the model's prompt and generation tables of its chosen prompt format (the one the summary table
 `summary_<shots>shot.csv` reports, chosen by its format criterion), the sentence units of the contexts, and
-the model itself. For every sampled
-item of every configured direction the answer is generated again greedily to recover its token ids; when
-the regenerated answer differs from the stored one (batch effects in half precision), the stored raw
-output is tokenised instead and the row says so (`target_source`).
+the model itself. For every sampled item of every configured direction the answer is generated again
+greedily to recover its token ids (`xmrc.analysis.oracle.regeneration`, which also says what is attributed
+where the regenerated answer differs from the stored one: column `target_source`).
 
 Output (one row per item and direction):
     model, shots, prompt_format, context_lang, question_lang, id
@@ -16,11 +15,12 @@ Output (one row per item and direction):
     gold_unit         int    index of the unit holding the gold answer (-1: none)
     merged            bool   the gold unit merges sentences the answer crosses
     prediction        str    the answer attributed
-    target_source     str    regenerated | retokenized
-    target_ids        list   target token ids: through the end of the answer, or every generated token
-                             (protocol.oracle_sequence: answer | eos)
-    answer_token      int    index in target_ids of the answer's first token ("Step" target)
-    step_attr         list   attribution of each unit to the answer's first token (log prob drop)
+    target_source     str    regenerated | retokenized (answer) | continued (eos)
+    target_ids        list   target token ids: through the end of the answer, or through the first EOS,
+                             pads never (protocol.oracle_sequence: answer | eos)
+    answer_token      int    index in target_ids of the "Step" token: the answer's first token, or 0
+                             (protocol.oracle_step: answer_token | first_step)
+    step_attr         list   attribution of each unit to the "Step" token (log prob drop)
     sequence_attr     list   attribution of each unit to the whole target (sum of log probs)
     step_top, sequence_top          int   unit of strictly largest attribution (-1: tie or not ok)
     step_correct, sequence_correct  bool  that unit is the gold unit
@@ -33,21 +33,13 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pandas as pd
 
-from xmrc.analysis.oracle.ablation import (
-    Target,
-    align_target,
-    create_evaluator,
-    encode,
-    item_from_prompt,
-    top_unit,
-)
+from xmrc.analysis.oracle.ablation import create_evaluator, item_from_prompt, top_unit
+from xmrc.analysis.oracle.regeneration import DEFAULT_RULE, TargetRule, item_targets
 from xmrc.exceptions import XmrcError
-from xmrc.extract import answer_complete, extract_answer
 from xmrc.io import write_parquet
 from xmrc.jobs import Checkpoint, ParquetStore, digest, run_sharded
 
@@ -180,49 +172,6 @@ def work_items(
     return items
 
 
-@dataclass(frozen=True)
-class TargetRule:
-    """How the answer is found in a generation (protocol.extraction) and where the "Sequence" target ends
-    (protocol.oracle_sequence): "answer" stops decoding where the generation stage stops, "eos" decodes on
-    to EOS (or max_new_tokens) and attributes the whole generation."""
-
-    extraction: str = "first_line"
-    sequence: str = "answer"
-
-    def stop_when(self):
-        return None if self.sequence == "eos" else partial(answer_complete, rule=self.extraction)
-
-
-def generate_ids(
-    model,
-    tokenizer,
-    prompts: list[str],
-    templated: bool,
-    max_new_tokens: int,
-    batch_size: int,
-    rule: TargetRule = TargetRule(),
-) -> list[list[int]]:
-    """Greedy continuations as token ids, generated as the generation stage generates them."""
-    from xmrc.backends.hf import generate_until  # loads torch and transformers
-
-    encoded = [encode(tokenizer, text, templated) for text in prompts]
-    return [
-        ids.tolist()
-        for ids in generate_until(model, tokenizer, encoded, max_new_tokens, batch_size, stop_when=rule.stop_when())
-    ]
-
-
-def choose_target(
-    regenerated: list[int], item: WorkItem, tokenizer, rule: TargetRule = TargetRule()
-) -> tuple[Target | None, str]:
-    """The regenerated ids when they reproduce the stored answer, else the stored output retokenised."""
-    text = tokenizer.decode(regenerated, skip_special_tokens=True)
-    if extract_answer(text, rule.extraction) == item.prediction:
-        return align_target(regenerated, tokenizer, rule.extraction, rule.sequence), "regenerated"
-    ids = tokenizer(item.raw_output, add_special_tokens=False)["input_ids"]
-    return align_target(ids, tokenizer, rule.extraction, rule.sequence), "retokenized"
-
-
 def _result(item: WorkItem, base: dict, status: str, **fields) -> dict:
     row = dict(
         base,
@@ -257,17 +206,12 @@ def attribute_items(
     base: dict,
     max_new_tokens: int,
     generation_batch_size: int,
-    rule: TargetRule = TargetRule(),
+    rule: TargetRule = DEFAULT_RULE,
 ) -> list[dict]:
     """Result rows of a list of items (one shard)."""
     rows = []
-    templated = {item.templated for item in items}
-    regenerated = {}
-    for flag in templated:
-        group = [item for item in items if item.templated == flag and item.prediction]
-        prompts = [i.prompt for i in group]
-        ids = generate_ids(model, tokenizer, prompts, flag, max_new_tokens, generation_batch_size, rule)
-        regenerated.update({(i.id, i.question_lang): g for i, g in zip(group, ids)})
+    attributed = [item for item in items if item.prediction and item.gold_unit >= 0]
+    targets = item_targets(attributed, model, tokenizer, max_new_tokens, generation_batch_size, rule)
     for item in items:
         if not item.prediction:
             rows.append(_result(item, base, "empty_answer"))
@@ -275,7 +219,7 @@ def attribute_items(
         if item.gold_unit < 0:
             rows.append(_result(item, base, "no_gold_unit"))
             continue
-        target, source = choose_target(regenerated[(item.id, item.question_lang)], item, tokenizer, rule)
+        target, source = targets[(item.id, item.question_lang)]
         if target is None:
             rows.append(_result(item, base, "target_unaligned", target_source=source))
             continue
@@ -319,7 +263,7 @@ def run_oracle(
     chunk_size: int,
     settings: dict | None = None,
     progress: bool = True,
-    rule: TargetRule = TargetRule(),
+    rule: TargetRule = DEFAULT_RULE,
 ) -> pd.DataFrame:
     """Attributions of every item, checkpointed in shards (`xmrc.jobs`); `settings` (the command's arguments:
     weights, dtype, ...) enter the job's fingerprint, so shards of another job are never reused."""
@@ -334,6 +278,7 @@ def run_oracle(
         "generation_batch_size": generation_batch_size,
         "extraction": rule.extraction,
         "sequence": rule.sequence,
+        "step": rule.step,
         **(settings or {}),
         "items": digest(*(repr(item) for item in items)),
     }

@@ -96,3 +96,109 @@ def test_oracle_job_killed_after_a_chunk_resumes_through_the_checkpoint_loop(tin
     timing = ["seconds"]  # the only column that differs between runs
     pd.testing.assert_frame_equal(result.drop(columns=timing), reference.drop(columns=timing))
     pd.testing.assert_frame_equal(read_parquet(out).drop(columns=timing), result.drop(columns=timing))
+
+
+# --- The Sequence target under protocol.oracle_sequence: eos ---------------------------------------------
+
+MAX_NEW_TOKENS = 8
+
+
+def ragged_items() -> list:
+    """Work items whose prompts differ in length (a regeneration batch of them is left-padded)."""
+    from xmrc.analysis.oracle.run import WorkItem
+
+    contexts = [
+        "One. Two.",
+        "The Normans were the people. They gave their name to Normandy. Paris is the capital of France.",
+        "Paris is the capital and largest city of France. What is the capital?",
+    ]
+    items = []
+    for number, context in enumerate(contexts):
+        prompt = f"Task\nContext: {context}\nQuestion: q"
+        start = prompt.index(context)
+        cut = context.index(". ") + 2
+        units = ((0, cut), (cut, len(context)))
+        items.append(
+            WorkItem(f"q{number}", "en", "en", prompt, True, start, start + len(context), "", "", units, 0, False)
+        )
+    return items
+
+
+def stopping_model(tiny_models, pad_is_stop: bool):
+    """Tiny Llama chat whose generation config also stops at a token it writes third for one prompt only, so the
+    rows of a regeneration batch end at different steps (a random model never writes its real EOS). With
+    `pad_is_stop` that token is the tokenizer's pad too (pad id = eos id, as for Qwen-2.5 base)."""
+    from xmrc.analysis.layers.inputs import load_model
+    from xmrc.analysis.oracle.regeneration import TargetRule, generate_ids
+
+    model, tokenizer = load_model(str(tiny_models["llama-chat"]), dtype="float32")
+    prompts = [item.prompt for item in ragged_items()]
+    free = generate_ids(model, tokenizer, prompts, True, MAX_NEW_TOKENS, 1, TargetRule(sequence="eos"))
+    early = {token for ids in free[1:] for token in ids[:3]} | {ids[0] for ids in free} | {ids[1] for ids in free}
+    stop = next(token for token in free[0][2:] if token not in early)
+    stops = model.generation_config.eos_token_id
+    model.generation_config.eos_token_id = [*(stops if isinstance(stops, list) else [stops]), stop]
+    if pad_is_stop:
+        tokenizer.pad_token = tokenizer.convert_ids_to_tokens(stop)
+    return model, tokenizer, stop
+
+
+def stored(items, model, tokenizer, rule) -> list:
+    """The items with the answers the generation stage would store (each prompt generated alone)."""
+    from dataclasses import replace
+
+    from xmrc.analysis.oracle.regeneration import generate_ids
+    from xmrc.extract import extract_answer
+
+    ids = generate_ids(model, tokenizer, [i.prompt for i in items], True, MAX_NEW_TOKENS, 1, rule)
+    texts = [tokenizer.decode(g, skip_special_tokens=True) for g in ids]
+    return [replace(i, raw_output=t, prediction=extract_answer(t, rule.extraction)) for i, t in zip(items, texts)]
+
+
+@pytest.mark.parametrize("pad_is_stop", [False, True], ids=["pad-apart", "pad-is-eos"])
+def test_eos_sequence_target_ends_at_the_first_eos_whatever_the_regeneration_batch(tiny_models, pad_is_stop):
+    from xmrc.analysis.oracle.ablation import BatchedAblation, encode
+    from xmrc.analysis.oracle.regeneration import TargetRule
+    from xmrc.analysis.oracle.run import attribute_items
+    from xmrc.backends.hf import generate_until
+
+    model, tokenizer, stop = stopping_model(tiny_models, pad_is_stop)
+    rule = TargetRule(sequence="eos")
+    items = stored(ragged_items(), model, tokenizer, rule)
+    encoded = [encode(tokenizer, item.prompt, True) for item in items]
+    batched = generate_until(model, tokenizer, encoded, MAX_NEW_TOKENS, len(items))[0].tolist()
+    assert len(batched) > batched.index(stop) + 1  # the batch did pad the row that stopped first
+    evaluator = BatchedAblation(model, tokenizer, batch_size=4)
+    base = {"model": "Tiny", "shots": 2, "prompt_format": "v1", "implementation": "batched"}
+    alone, together = (
+        attribute_items(items, model, tokenizer, evaluator, base, MAX_NEW_TOKENS, size, rule) for size in (1, 3)
+    )
+    for one, many in zip(alone, together):
+        assert one["status"] == many["status"] == "ok" and one["target_source"] == "regenerated"
+        assert many["target_ids"] == one["target_ids"]
+        assert many["step_attr"] == one["step_attr"] and many["sequence_attr"] == one["sequence_attr"]
+    assert together[0]["target_ids"][-1] == stop and stop not in together[0]["target_ids"][:-1]
+
+
+def test_eos_fallback_continues_the_stored_output_to_eos_instead_of_retokenising_it(tiny_models):
+    from dataclasses import replace
+
+    from xmrc.analysis.oracle.ablation import BatchedAblation
+    from xmrc.analysis.oracle.regeneration import TargetRule, generate_ids
+    from xmrc.analysis.oracle.run import attribute_items
+
+    model, tokenizer, _ = stopping_model(tiny_models, False)
+    rule = TargetRule(sequence="eos")
+    items = stored(ragged_items(), model, tokenizer, rule)[1:2]
+    free = generate_ids(model, tokenizer, [items[0].prompt], True, MAX_NEW_TOKENS, 1, rule)[0]
+    # A stored answer the regeneration does not reproduce: the generation stage's output stopped early (two
+    # tokens that survive decoding and tokenising again).
+    head = tokenizer.decode(free[:2], skip_special_tokens=True)
+    assert tokenizer(head, add_special_tokens=False)["input_ids"] == free[:2]
+    items = [replace(items[0], raw_output=head, prediction=head)]
+    evaluator = BatchedAblation(model, tokenizer, batch_size=4)
+    base = {"model": "Tiny", "shots": 2, "prompt_format": "v1", "implementation": "batched"}
+    (row,) = attribute_items(items, model, tokenizer, evaluator, base, MAX_NEW_TOKENS, 1, rule)
+    assert row["status"] == "ok" and row["target_source"] == "continued"
+    assert row["target_ids"] == free and len(free) > 2  # greedy from the stored head: the free generation
+    assert row["answer_token"] == 0
