@@ -40,7 +40,34 @@ def cmd_paper_findings(args) -> None:
     print(f"{args.out}: {len(found)} findings for {args.model} ({args.population}): {summary_line(found)}")
 
 
+def cmd_study_power(args) -> None:
+    """the paragraphs a study needs for a target half-width of the paired differences the findings test, from
+    a run's own variances (Markdown and CSV)"""
+    from xmrc.io import write_csv, write_text
+    from xmrc.paper.power import power_table, run_differences
+    from xmrc.tables import markdown_table
+
+    differences, paragraphs = run_differences(args.results, args.model)
+    table = power_table(differences, paragraphs, args.half_width, args.available)
+    write_csv(table, args.out, float_format="%.3f")
+    if args.markdown:
+        write_text(markdown_table(table.set_index("difference").round(2)) + "\n", args.markdown)
+    for row in table.itertuples():
+        print(
+            f"{row.difference}: sd between {row.sd_between:.1f}, within {row.sd_within:.1f}; "
+            f"{row.paragraphs_for_target_1_item} paragraphs (one item each) for ±{args.half_width:g}"
+        )
+
+
 def register(command) -> None:
+    p = command("study-power", cmd_study_power)
+    p.add_argument("--results", required=True, help="a run's results directory (results/<run>)")
+    p.add_argument("--model", required=True, help="the model's name as the tables print it")
+    p.add_argument("--half-width", type=float, default=3.0, help="target 95%% half-width in F1 points")
+    p.add_argument("--available", type=int, default=240, help="paragraphs the dataset has (XQuAD: 240)")
+    p.add_argument("--out", required=True, help="CSV of the calculation")
+    p.add_argument("--markdown", help="also as a Markdown table")
+
     p = command("paper-findings", cmd_paper_findings)
     p.add_argument("--results", required=True, help="a run's results directory (results/<run>)")
     p.add_argument("--model", required=True, help="the model's name as the tables print it")

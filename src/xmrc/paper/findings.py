@@ -146,7 +146,7 @@ def _optional(path: Path) -> pd.DataFrame | None:
     return read_parquet(path) if path.is_file() else None
 
 
-def _tuned_of(results: Path, model: str) -> str | None:
+def tuned_of(results: Path, model: str) -> str | None:
     path = results / "tables" / "intervals" / "paired_differences.csv"
     if not path.is_file():
         return None
@@ -162,7 +162,7 @@ def measure_run(results: str | Path, model: str, settings: BootstrapSettings) ->
     sample = Sample(paragraph_of(items["id"]), settings)
     chosen = chosen_formats(tables.direction_scores(items))
     measured = score_measures(items, chosen, model, sample)
-    tuned = _tuned_of(results, model)
+    tuned = tuned_of(results, model)
     if tuned:
         measured.append(finetune_measure(items, chosen, model, tuned, sample))
     errors = results / "errors" / "2shot_en-x"
