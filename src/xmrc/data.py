@@ -14,7 +14,10 @@ Table columns (one row per item and language; the context and the question of a 
 
 from __future__ import annotations
 
+import gzip
 import json
+import lzma
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
@@ -29,11 +32,28 @@ from xmrc.exceptions import XmrcError
 COLUMNS = ["id", "title", "paragraph_index", "lang", "context", "question", "answer_text", "answer_start"]
 
 
+DECOMPRESSORS = {".xz": lzma.decompress, ".gz": gzip.decompress}
+
+
+def read_text(path: Path) -> str:
+    """A file's UTF-8 text, decompressed in memory when its name ends in .xz or .gz (the bundled data/xquad);
+    a damaged compressed file is one XmrcError line naming it."""
+    decompress = DECOMPRESSORS.get(path.suffix)
+    if decompress is None:
+        return path.read_text(encoding="utf-8")
+    compressed = path.read_bytes()
+    try:
+        raw = decompress(compressed)
+    except (lzma.LZMAError, EOFError, OSError, zlib.error) as error:  # OSError: gzip.BadGzipFile
+        raise XmrcError(f"{path}: damaged {path.suffix[1:]} file ({error})") from None
+    return raw.decode("utf-8")
+
+
 def squad_records(path: Path, name: str = "XQuAD") -> list[dict]:
     """The items of one file in the SQuAD v1.1 layout (XQuAD's and MLQA's own files) as records in the hub
     layout (id, title, context, question, answers{text, answer_start}) plus paragraph_index."""
     try:
-        document = json.loads(Path(path).read_text(encoding="utf-8"))
+        document = json.loads(read_text(Path(path)))
     except FileNotFoundError:
         raise XmrcError(f"{path}: {name} file not found") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
@@ -74,7 +94,8 @@ def load_local(
     directory: Path, languages: Iterable[str], dataset: Dataset | None = None, split: str | None = None
 ) -> pd.DataFrame:
     """All languages from a directory of the dataset's own files (XQuAD: xquad.<lang>.json; MLQA:
-    <split>-context-<lang>-question-<lang>.json), of the evaluation split unless `split` says otherwise."""
+    <split>-context-<lang>-question-<lang>.json), of the evaluation split unless `split` says otherwise. A
+    file may be compressed (xquad.<lang>.json.xz or .gz, used when the plain file is absent)."""
     dataset = _dataset(dataset)
     split = split or dataset.evaluation_split
     frames = [

@@ -22,6 +22,8 @@ from xmrc.validation import validate
 DEFAULT_REGISTRY = Path(__file__).resolve().parents[2] / "config" / "datasets.yaml"
 DEFAULT_DATASET = "xquad"
 ALIGNMENTS = ("parallel", "by_direction")
+# A local file may be shipped compressed: xmrc.data decompresses these in memory.
+COMPRESSED_SUFFIXES = (".xz", ".gz")
 
 
 @dataclass(frozen=True)
@@ -41,12 +43,19 @@ class Dataset:
         return self.hub_config.format(context=context_lang, question=question_lang or context_lang)
 
     def local_file(self, directory: Path, split: str, lang: str) -> Path:
-        """The dataset's own file of one language (context and question in `lang`) of a split."""
+        """The dataset's own file of one language (context and question in `lang`) of a split: the file as
+        named, else the same name compressed (+ .xz, + .gz) where only that exists (the bundled data/xquad)."""
         if split not in self.local_files:
             raise XmrcError(
                 f"dataset '{self.key}': no local file name for split '{split}' (registry key '{self.key}.local_files')"
             )
-        return Path(directory) / self.local_files[split].format(context=lang, question=lang)
+        path = Path(directory) / self.local_files[split].format(context=lang, question=lang)
+        if not path.exists():
+            for suffix in COMPRESSED_SUFFIXES:
+                compressed = path.with_name(path.name + suffix)
+                if compressed.exists():
+                    return compressed
+        return path
 
     def check_languages(self, languages: Iterable[str], key: str = "languages") -> list[str]:
         languages = list(languages)
