@@ -498,6 +498,7 @@ def test_overrides_follow_refs_and_type_lists_of_the_schema(monkeypatch):
         ("answer_cue", "always", "['none', 'label']"),
         ("extraction", "last_line", "['first_line', 'answer_label']"),
         ("oracle_items", "shared", "['common', 'per_model']"),
+        ("oracle_step", "first_token", "['answer_token', 'first_step']"),
     ],
 )
 def test_a_protocol_switch_names_its_key_and_its_values(switch, value, allowed):

@@ -238,6 +238,8 @@ def test_a_flipped_protocol_switch_reruns_only_the_jobs_it_touches(checkout):
     mrd = flipped("mrd_relevance", "layer")
     assert mrd["layer_relevance"] >= 1 and not {"layer_hidden_states", "generate", "prompts"} & set(mrd)
     assert not {"generate", "layer_relevance"} & set(flipped("oracle_sequence", "answer"))
+    step = flipped("oracle_step", "first_step")
+    assert step.get("oracle_attribution") == 2 and not {"generate", "layer_relevance", "prompts"} & set(step)
     print(
         "\nflipped on the finished smoke run, jobs per switch: "
         + ", ".join(

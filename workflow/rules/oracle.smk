@@ -54,9 +54,11 @@ rule oracle_attribution:
         max_new_tokens=config["generation"]["max_new_tokens"],
         dtype=config["generation"]["dtype"],
         target=f"{EXTRACTION} --sequence-target {PROTOCOL['oracle_sequence']}",
+        step=PROTOCOL["oracle_step"],
         version=XMRC_VERSION,
     shell:
         "python -m xmrc oracle-attribute --units {input.units} --summary {input.summary} {params.target}"
+        " --step-target {params.step}"
         " --prompts {params.prompts} --generations {params.generations} --registry {params.registry}"
         " --model {wildcards.model} --weights {params.weights} --shots {params.shots}"
         " --question-languages {params.languages} {params.sample_size} --seed {params.seed}"

@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 
 from xmrc import LANGUAGES
-from xmrc.analysis.oracle.ablation import SEQUENCE_TARGETS
-from xmrc.analysis.oracle.run import TargetRule, format_files, run_oracle, work_items
+from xmrc.analysis.oracle.ablation import SEQUENCE_TARGETS, STEP_TARGETS
+from xmrc.analysis.oracle.regeneration import TargetRule
+from xmrc.analysis.oracle.run import format_files, run_oracle, work_items
 from xmrc.analysis.oracle.sentences import units_table
 from xmrc.analysis.oracle.tables import ITEM_SETS, write_oracle_tables
 from xmrc.cli import args as shared
@@ -83,7 +84,7 @@ def cmd_attribute(args) -> None:
         generation_batch_size=args.generation_batch_size,
         chunk_size=args.chunk_size,
         settings=job_settings(args),
-        rule=TargetRule(args.extraction, args.sequence_target),
+        rule=TargetRule(args.extraction, args.sequence_target, args.step_target),
     )
     ok = result[result["status"] == "ok"]
     print(
@@ -148,6 +149,12 @@ def register(command) -> None:
     p.add_argument("--extraction", choices=EXTRACTIONS, default="first_line", help="protocol.extraction")
     p.add_argument(
         "--sequence-target", choices=SEQUENCE_TARGETS, default="eos", help="protocol.oracle_sequence: eos | answer"
+    )
+    p.add_argument(
+        "--step-target",
+        choices=STEP_TARGETS,
+        default="answer_token",
+        help="protocol.oracle_step: answer_token (after a self-written label) | first_step",
     )
     p.add_argument("--out", required=True)
 

@@ -126,3 +126,15 @@ def test_align_target_finds_the_answers_first_token(tiny_models):
     assert "Answer:" in tokenizer.decode(target.ids[: target.answer_token])
     assert tokenizer.decode(target.ids[target.answer_token :]).strip() == "the Normans"
     assert align_target(tokenizer("Answer:", add_special_tokens=False)["input_ids"], tokenizer) is None
+
+
+def test_step_target_is_the_answer_token_or_the_first_step(tiny_models):
+    """Footnote 6's "first generation step (generating the first answer token)" parts in two when the model
+    writes its own "Answer:" label (protocol.oracle_step); the Sequence target is the same under both."""
+    _, tokenizer = load(tiny_models["llama-chat"])
+    ids = tokenizer("Answer: the Normans\nQuestion: x", add_special_tokens=False)["input_ids"]
+    answer = align_target(ids, tokenizer, step="answer_token")
+    first = align_target(ids, tokenizer, step="first_step")
+    assert answer.answer_token > 0 and tokenizer.decode(ids[: answer.answer_token]).strip() == "Answer:"
+    assert first.answer_token == 0 and first.ids == answer.ids
+    assert align_target(ids, tokenizer) == answer  # answer_token is the default

@@ -110,7 +110,6 @@ def ragged_items() -> list:
     contexts = [
         "One. Two.",
         "The Normans were the people. They gave their name to Normandy. Paris is the capital of France.",
-        "Paris is the capital and largest city of France. What is the capital?",
     ]
     items = []
     for number, context in enumerate(contexts):
@@ -171,7 +170,7 @@ def test_eos_sequence_target_ends_at_the_first_eos_whatever_the_regeneration_bat
     evaluator = BatchedAblation(model, tokenizer, batch_size=4)
     base = {"model": "Tiny", "shots": 2, "prompt_format": "v1", "implementation": "batched"}
     alone, together = (
-        attribute_items(items, model, tokenizer, evaluator, base, MAX_NEW_TOKENS, size, rule) for size in (1, 3)
+        attribute_items(items, model, tokenizer, evaluator, base, MAX_NEW_TOKENS, size, rule) for size in (1, 2)
     )
     for one, many in zip(alone, together):
         assert one["status"] == many["status"] == "ok" and one["target_source"] == "regenerated"
