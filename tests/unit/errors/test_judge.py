@@ -27,9 +27,10 @@ from xmrc.exceptions import XmrcError
 from xmrc.io import read_parquet
 from xmrc.prompts import hf_chat_template
 
-# A.3 as the paper prints it (blank lines around the category list); the compact layout's single line breaks
+# The judge prompt under protocol.layout: paper, A.3 as laid out in the paper (blank lines around the category
+# list), and under layout: compact (single line breaks throughout; also how PAPER.md transcribes A.3).
 PAPER_PROMPT = (ROOT / "tests" / "data" / "a3_judge.txt").read_text(encoding="utf-8")
-COMPACT_PROMPT = (ROOT / "tests" / "data" / "judge_prompt_paper.txt").read_text(encoding="utf-8")
+COMPACT_PROMPT = (ROOT / "tests" / "data" / "judge_prompt_compact.txt").read_text(encoding="utf-8")
 
 # Qwen-2.5-Instruct's template, reduced to what the judge uses: its default system prompt and the turns.
 QWEN25_TEMPLATE = (
