@@ -119,29 +119,20 @@ bench: $(STAMP)
 bench-real: $(STAMP) $(VLLM_STAMP)
 	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(VLLM_PY)) python bench/bench_real.py
 
-# The GPU check (bench/gpu_check.py; one CUDA device, needs PyPI for the two venvs): the real packaged models on
-# HF (.venv, whose PyPI torch is a CUDA build) and on vLLM's GPU build (.venv-gpu: vllm==0.32.0, the release of
-# envs/vllm.yaml, with its own torch and transformers), compared with the CPU reference when it is committed.
-# Extra arguments: make gpu-check GPU_CHECK_ARGS="--out /some/where.json".
-GPU_VENV ?= .venv-gpu
-GPU_PY := $(GPU_VENV)/bin/python
-GPU_STAMP := $(GPU_VENV)/.installed
-GPU_CHECK_REFERENCE ?= bench/gpu_check_reference.json
+# The GPU check (bench/gpu, docs/gpu.md): LLaMA-3.1-8B's shape with random bf16 weights on one CUDA GPU and the
+# paper run's PyTorch stages measured on it (oracle, layers, HF generation, a LoRA step; projected GPU-hours).
+# Here it makes the wheels the lent machine needs (.whl/: Captum, LXT; needs the package index) and prints what a
+# call carries (64 MiB at most); then, where a CUDA device is (or with GPU_CHECK_ARGS=--dry, on the CPU), it runs
+# the check: bench/gpu/device.sh, the script the lent machine runs. Output: results/gpu-check/ (or $$OUT).
 GPU_CHECK_ARGS ?=
 
-$(GPU_STAMP): envs/vllm.yaml pyproject.toml
-	@nvidia-smi -L >/dev/null 2>&1 || { echo "gpu-check: no CUDA device (nvidia-smi lists no GPU)"; exit 2; }
-	test -x $(GPU_PY) || $(PYTHON) -m venv $(GPU_VENV)
-	$(GPU_PY) -m pip install --quiet --upgrade pip
-	$(GPU_PY) -m pip install --quiet vllm==0.32.0 huggingface_hub pandas pyarrow jsonschema pyyaml tqdm \
-		sentencepiece protobuf
-	$(GPU_PY) -m pip install --quiet --no-deps -e .
-	$(GPU_PY) -c "import vllm, vllm.platforms as p; assert p.current_platform.is_cuda(), 'vLLM sees no CUDA device'"
-	touch $(GPU_STAMP)
-
-gpu-check: $(GPU_STAMP) $(STAMP)
-	PATH=$(abspath $(BIN)):$$PATH XMRC_VLLM_PYTHON=$(abspath $(GPU_PY)) python bench/gpu_check.py \
-		$(if $(wildcard $(GPU_CHECK_REFERENCE)),--cpu-reference $(GPU_CHECK_REFERENCE)) $(GPU_CHECK_ARGS)
+gpu-check: $(STAMP)
+	$(BIN)/python bench/gpu/prepare.py
+	@if [ -n "$(filter --dry,$(GPU_CHECK_ARGS))" ] || nvidia-smi -L >/dev/null 2>&1; then \
+		PYTHON=$(abspath $(BIN))/python bash bench/gpu/device.sh $(GPU_CHECK_ARGS); \
+	else \
+		echo "gpu-check: no CUDA device here; on the lent machine run bash bench/gpu/device.sh (docs/gpu.md)"; \
+	fi
 
 clean-smoke:
 	rm -rf results/smoke logs/smoke resources/tiny_models
