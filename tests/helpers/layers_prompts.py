@@ -47,3 +47,19 @@ def prompt_rows(tokenizer, chat: bool, shots: int = 2, prompt_format: str = "v1"
             row[f"{part}_start"], row[f"{part}_end"] = prompt.spans.get(part, (-1, -1))
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def deep_llama(source, out, layers: int = 6):
+    """(model, tokenizer) of the tiny Llama at `source` (its tokenizer) with `layers` random layers, saved to
+    `out`, so that MRD has depths to choose from."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from xmrc.analysis.layers.inputs import load_model
+
+    config = AutoConfig.from_pretrained(source)
+    config.num_hidden_layers = layers
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(config).save_pretrained(out)
+    AutoTokenizer.from_pretrained(source).save_pretrained(out)
+    return load_model(str(out), dtype="float32")

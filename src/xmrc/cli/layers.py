@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from xmrc.analysis.layers.conservation import summary_line
 from xmrc.analysis.layers.groups import ITEM_COLUMNS, sample_models
 from xmrc.analysis.layers.hidden_states import run_hidden_states
 from xmrc.analysis.layers.inputs import ExtractionJob, group_ids, load_model, prompt_rows
@@ -91,6 +92,9 @@ def cmd_layer_relevance(args) -> None:
         f"N = {int(result['layers'].max()) if len(result) else 0} layers; explained token: "
         + ", ".join(f"{status} {count}" for status, count in explained.items())
     )
+    conserved = summary_line(result)
+    if conserved:
+        print(f"{args.out}: AttnLRP conservation, {conserved}")
 
 
 def cmd_layer_hidden(args) -> None:

@@ -3,7 +3,9 @@
 Recipe (LXT's efficient mode): patch the model's modules with AttnLRP rules, feed `inputs_embeds`, keep the
 gradient of every decoder layer's output hidden state, back-propagate the logit of the first answer token,
 and take relevance = hidden x gradient summed over the features. Under the rules, gradient x input *is* the
-LRP relevance; without them it is plain gradient x input (kept here as `lrp=False` for comparison).
+LRP relevance; without them it is plain gradient x input (kept here as `lrp=False` for comparison). The
+workflow runs AttnLRP; LXT's CP-LRP variant (no relevance through the attention scores, `variant="cp-lrp"`)
+is kept for the controls of `xmrc.analysis.layers.mrd_control`.
 
 The explained token is the first token of the model's extracted answer, for every model: the input is the
 prompt followed by the tokens the model generated before its answer (teacher-forced: "Answer:" for a chat
@@ -32,6 +34,10 @@ Output table (`relevance/<model>/<shots>shot-<format>.parquet`), one row per (di
   target_greedy   the explained token is also the model's greedy choice there (false: the stored output
                   came from another backend or precision)
   relevance       list of N floats: the part's summed |relevance| / |logit| per layer ([] if not explained)
+  target_logit    the explained logit (NaN if not explained)
+  relevance_sum   list of N + 1 floats: the signed relevance summed over every input token at depths 0..N
+                  (0: embeddings); AttnLRP conserves relevance when each equals target_logit
+                  (`xmrc.analysis.layers.conservation`; the same for the four rows of an item)
 
 Per-token relevance of a few example items (`relevance/<model>/<shots>shot-<format>.tokens.parquet`, for
 the attribution example figure), one row per input token of every direction of those items:
@@ -46,6 +52,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import sys
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from xmrc.analysis.layers.answer_start import AnswerStart
+from xmrc.analysis.layers.conservation import relevance_sums
 from xmrc.analysis.layers.inputs import (
     ITEM_KEY,
     EncodedPrompt,
@@ -82,6 +90,8 @@ RELEVANCE_COLUMNS = KEY_COLUMNS + [
     "forced_tokens",
     "target_greedy",
     "relevance",
+    "target_logit",
+    "relevance_sum",
 ]
 TOKEN_COLUMNS = KEY_COLUMNS + ["position", "token_id", "token", "part", "target_token", "mrd", "total", "relevance"]
 
@@ -90,9 +100,19 @@ def _modeling_module(model):
     return sys.modules[type(model).__module__]
 
 
-def lxt_rules(model) -> dict:
-    """LXT 2.1's AttnLRP patch map for this model's architecture, or a one-line error naming it."""
-    return _rules_for(_modeling_module(model), type(model).__name__)
+# LXT's rule sets: AttnLRP (the paper's), and CP-LRP, which passes no relevance through the attention scores
+# (query and key) and so conserves relevance exactly in a model without biases.
+VARIANTS = ("attnlrp", "cp-lrp")
+
+
+def lxt_rules(model, variant: str = "attnlrp") -> dict:
+    """LXT 2.1's patch map (AttnLRP or CP-LRP) for this model's architecture, or a one-line error naming it."""
+    check_choice("relevance variant", variant, VARIANTS)
+    rules = _rules_for(_modeling_module(model), type(model).__name__)
+    if variant == "attnlrp":
+        return rules
+    module = _modeling_module(model).__name__.rsplit(".", 1)[-1].removeprefix("modeling_")
+    return importlib.import_module(f"lxt.efficient.models.{module}").cp_LRP
 
 
 def check_lxt_support(weights: str, revision: str | None = None) -> None:
@@ -136,13 +156,19 @@ def _rules_for(module, name: str) -> dict:
 
 
 @contextlib.contextmanager
-def attnlrp_rules(model):
-    """Apply LXT's AttnLRP patches for the model's architecture; restore every patched attribute on exit."""
+def attnlrp_rules(model, variant: str = "attnlrp"):
+    """Apply LXT's AttnLRP (or CP-LRP) patches for the model's architecture; restore every patched attribute on
+    exit."""
     from lxt.efficient import monkey_patch
 
-    rules = lxt_rules(model)
+    rules = lxt_rules(model, variant)
     saved = {target: dict(vars(target)) for target in rules}
     try:
+        for target in rules:
+            # CP-LRP wraps the entries of ALL_ATTENTION_FUNCTIONS in place, and that mapping is shared by every
+            # modeling module: patch a private copy, which the restore below drops.
+            if isinstance(target, types.ModuleType) and hasattr(target, "ALL_ATTENTION_FUNCTIONS"):
+                target.ALL_ATTENTION_FUNCTIONS = dict(target.ALL_ATTENTION_FUNCTIONS.items())
         monkey_patch(_modeling_module(model), rules)
         yield
     finally:
@@ -163,18 +189,23 @@ class LayerRelevance:
 
 
 def layer_relevance(
-    model, batch: list[EncodedPrompt], pad_id: int, lrp: bool = True, targets: list[int] | None = None
+    model,
+    batch: list[EncodedPrompt],
+    pad_id: int,
+    lrp: bool = True,
+    targets: list[int] | None = None,
+    variant: str = "attnlrp",
 ) -> list[LayerRelevance]:
     """Relevance of every token at every depth for the logit of `targets[b]` at the last position of prompt b
     (default: the greedy next token); one backward per batch (prompts in a batch do not interact, so the
-    summed logits give each prompt its own gradients)."""
+    summed logits give each prompt its own gradients). `lrp=False`: plain gradient x input."""
     import torch
 
     ids, mask = left_pad(batch, pad_id)
     device = model.get_input_embeddings().weight.device
     ids, mask = ids.to(device), mask.to(device)
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    rules = attnlrp_rules(model) if lrp else contextlib.nullcontext()
+    rules = attnlrp_rules(model, variant) if lrp else contextlib.nullcontext()
     with rules, torch.enable_grad():
         embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
         with layer_outputs(model, keep_grad=True) as hidden:
@@ -233,6 +264,8 @@ def part_records(result: LayerRelevance, prompt: EncodedPrompt, normalization: s
                 mrd=float(depths[mask].max()) if present else np.nan,
                 layers=layers,
                 relevance=relevance[:, mask].sum(axis=1).astype(np.float32).tolist(),
+                target_logit=result.target_logit,
+                relevance_sum=relevance_sums(result).tolist(),
             )
         )
     return records
@@ -241,7 +274,15 @@ def part_records(result: LayerRelevance, prompt: EncodedPrompt, normalization: s
 def unexplained_records(prompt: EncodedPrompt, layers: int) -> list[dict]:
     """The part rows of an item whose answer has no first token: sizes only."""
     return [
-        dict(part=part, n_tokens=int(prompt.parts[part].sum()), mrd=np.nan, layers=layers, relevance=[])
+        dict(
+            part=part,
+            n_tokens=int(prompt.parts[part].sum()),
+            mrd=np.nan,
+            layers=layers,
+            relevance=[],
+            target_logit=np.nan,
+            relevance_sum=[],
+        )
         for part in PARTS
     ]
 
@@ -333,6 +374,7 @@ def run_relevance(
         write_output,
         examples=sorted(kept),
         normalization=job.normalization,
+        columns="conservation",  # shards written before the conservation columns are not this job's
     )
 
 

@@ -87,32 +87,32 @@ def test_lrp_relevance_differs_from_gradient_times_input(llama):
         np.testing.assert_array_equal(a.relevance, c.relevance)
 
 
-def test_patches_are_undone():
+@pytest.mark.parametrize("variant", ["attnlrp", "cp-lrp"])
+def test_patches_are_undone(variant):
     import torch.nn
     from transformers.models.llama import modeling_llama
 
-    before = (
-        torch.nn.Dropout.forward,
-        modeling_llama.LlamaMLP.forward,
-        modeling_llama.LlamaRMSNorm.forward,
-        modeling_llama.eager_attention_forward,
-        modeling_llama.ALL_ATTENTION_FUNCTIONS,
-    )
+    def state():
+        return (
+            torch.nn.Dropout.forward,
+            modeling_llama.LlamaMLP.forward,
+            modeling_llama.LlamaRMSNorm.forward,
+            modeling_llama.eager_attention_forward,
+            modeling_llama.ALL_ATTENTION_FUNCTIONS,
+            *dict(modeling_llama.ALL_ATTENTION_FUNCTIONS.items()).values(),  # CP-LRP wraps them in place
+        )
+
+    before = state()
 
     class Probe(modeling_llama.LlamaForCausalLM):
         pass
 
     Probe.__module__ = modeling_llama.__name__
-    with attnlrp_rules(Probe.__new__(Probe)):
+    with attnlrp_rules(Probe.__new__(Probe), variant):
         assert modeling_llama.LlamaMLP.forward is not before[1]
-    after = (
-        torch.nn.Dropout.forward,
-        modeling_llama.LlamaMLP.forward,
-        modeling_llama.LlamaRMSNorm.forward,
-        modeling_llama.eager_attention_forward,
-        modeling_llama.ALL_ATTENTION_FUNCTIONS,
-    )
-    assert all(x is y for x, y in zip(before, after))
+        assert modeling_llama.ALL_ATTENTION_FUNCTIONS["sdpa"] is not before[4]["sdpa"]
+    after = state()
+    assert len(before) == len(after) and all(x is y for x, y in zip(before, after))
 
 
 def test_batching_does_not_change_relevance(llama):
@@ -400,9 +400,14 @@ def test_relevance_explains_the_answer_token_of_every_row(llama, tmp_path):
         assert explained.target_id == row["target_id"]
         assert explained.target_logit == pytest.approx(float(logits[row["target_id"]]), rel=1e-4, abs=1e-5)
         assert row["target_greedy"] == (int(logits.argmax()) == row["target_id"])
+        # conservation: the explained logit, and the signed relevance summed over the tokens at depths 0..N
+        assert row["target_logit"] == pytest.approx(explained.target_logit, rel=1e-5)
+        assert len(row["relevance_sum"]) == row["layers"] + 1
+        np.testing.assert_allclose(row["relevance_sum"], explained.relevance.sum(axis=1), rtol=1e-4, atol=1e-6)
     empty = result[result["id"] == "item2"]
     assert empty["mrd"].isna().all() and (empty["target_id"] == -1).all()
     assert empty["relevance"].map(len).eq(0).all() and (empty["n_tokens"] > 0).any()
+    assert empty["target_logit"].isna().all() and empty["relevance_sum"].map(len).eq(0).all()
     tokens = read_parquet(tmp_path / "t.parquet")
     assert list(tokens.columns) == TOKEN_COLUMNS
     assert set(tokens["id"]) == {"item0", "item1"}  # kept items, but nothing to keep of the empty answer
