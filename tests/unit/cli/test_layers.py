@@ -325,6 +325,7 @@ def test_relevance_command_keeps_example_tokens_and_draws_them(tiny_models, tmp_
     code, out, err = run(capsys, *relevance_command(tiny_models, tmp_path))
     assert code == 0, err
     assert "explained token: answer 2" in out
+    assert "AttnLRP conservation, tiny-llama-chat 2-shot v1: relevance sum / explained logit" in out
     relevance, tokens = read_parquet(tmp_path / "r.parquet"), read_parquet(tmp_path / "t.parquet")
     assert (relevance["forced_prefix"].str.strip() == "Answer:").all()
     # per-token relevance of the first item only (its one direction here: item0 is asked in de)
