@@ -541,11 +541,15 @@ def _layers(
     config: dict, registry: Registry, run_settings: list[tuple[int, str]], scenarios: list[str]
 ) -> tuple[list[str], list[tuple[int, str]], dict[str, list[str]]]:
     """The analysed models, their settings and the change series. The sample groups are drawn from the en-x
-    directions, in settings the run evaluates."""
+    directions, in settings the run evaluates; a setting's format `best` is each model's format chosen by
+    the tables' criterion among the run's formats (decided at run time)."""
     layers = config["layers"]
     models = [registry.get(item).key for item in layers["models"]] if layers["enabled"] else []
     settings = [(layers["shots"], fmt) for fmt in layers["prompt_formats"]]
-    if models and any(setting not in run_settings for setting in settings):
+    run_shots = {shots for shots, _ in run_settings}
+    if models and any(
+        shots not in run_shots if fmt == "best" else (shots, fmt) not in run_settings for shots, fmt in settings
+    ):
         raise XmrcError("config key 'layers': shots/prompt_formats must be among the run's shots and prompt_formats")
     if models and "en-x" not in scenarios:
         raise XmrcError(

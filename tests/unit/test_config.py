@@ -248,7 +248,7 @@ def test_paper_run_plan(registry):
     plan = validate_run(load_config(ROOT / "config/config.yaml"), registry)
     assert len(plan.rows.models) == 18 and list(plan.rows.extra) == ["llama-2-chat-7b"]
     assert plan.errors_judge.key == "qwen-2.5-instruct-72b" and plan.finetune_compare_shots == [2]
-    assert len(plan.layer_models) == 6 and plan.layer_settings == [(2, "v2"), (2, "v1")]
+    assert len(plan.layer_models) == 6 and plan.layer_settings == [(2, "best"), (2, "v1")]
     assert plan.uses_vllm_python  # generation on vLLM
 
 

@@ -16,7 +16,7 @@ from xmrc.exceptions import XmrcError
 
 def test_configs_carry_the_layers_section():
     paper = load_config(ROOT / "config" / "config.yaml")["layers"]
-    assert paper["enabled"] and paper["shots"] == 2 and paper["prompt_formats"] == ["v2", "v1"]
+    assert paper["enabled"] and paper["shots"] == 2 and paper["prompt_formats"] == ["best", "v1"]
     assert "llama-3.1-instruct-8b" in paper["models"] and "llama-2-chat-7b" in paper["models"]
     smoke = load_config(ROOT / "config" / "smoke.yaml")["layers"]
     assert smoke["models"] == ["tiny-llama-base", "tiny-llama-chat"] and smoke["relevance"]["dtype"] == "float32"

@@ -271,8 +271,8 @@ def test_real_study_writes_every_stages_outputs_generated_on_vllm(real_study):
         "error_types_2shot_en-x.png",
         "oracle_vs_f1.png",
         "finetune_comparison_2shot.png",
-        f"layers/{REAL_MODEL}/2shot-v2/mrd_context_question.png",
-        f"layers/{REAL_MODEL}/2shot-v2/similarity_question.png",
+        f"layers/{REAL_MODEL}/2shot-best/mrd_context_question.png",
+        f"layers/{REAL_MODEL}/2shot-best/similarity_question.png",
     ):
         assert (figures / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
@@ -327,7 +327,7 @@ def test_real_error_tables_hold_real_categories(real_study):
 
 @pytest.mark.slow
 def test_real_layers_show_depth(real_study):
-    relevance = read_parquet(real_study / f"layers/relevance/{REAL_MODEL}/2shot-v2.parquet")
+    relevance = read_parquet(real_study / f"layers/relevance/{REAL_MODEL}/2shot-best.parquet")
     assert (relevance["layers"] == 29).all()
     # what is explained is the answer's first token, never the "Answer:" label the chat model may write first
     relevance = relevance[relevance["target_status"] == "answer"]

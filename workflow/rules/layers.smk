@@ -24,13 +24,16 @@ rule layer_groups:
         models=" ".join(LAYER_MODELS),
         shots=LAYERS["shots"],
         formats=" ".join(LAYERS["prompt_formats"]),
+        format_criterion=config["tables"]["format_criterion"],
+        format_choice=config["tables"]["format_choice"],
         languages=" ".join(LANGS),
         groups=" ".join(LAYERS["groups"]),
         cap=f"--cap {LAYERS['max_samples']}" if LAYERS["max_samples"] else "",
         seed=LAYERS["seed"],
     shell:
         "python -m xmrc layer-groups --item-scores {input} --registry {params.registry} --models {params.models}"
-        " --shots {params.shots} --formats {params.formats} --languages {params.languages}"
+        " --shots {params.shots} --formats {params.formats} --format-criterion {params.format_criterion}"
+        " --format-choice {params.format_choice} --languages {params.languages}"
         " --groups {params.groups} {params.cap} --seed {params.seed}"
         " --out-members {output.members} --out-sizes {output.sizes} > {log} 2>&1"
 
@@ -38,14 +41,16 @@ rule layer_groups:
 rule layer_relevance:
     input:
         unpack(model_inputs),
-        prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
-        generations=f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        prompts=lambda wildcards: layer_setting_files("prompts")(wildcards).values(),
+        generations=lambda wildcards: layer_setting_files("generations")(wildcards).values(),
         groups=f"{LAYER_DIR}/groups.parquet",
     output:
         parts=f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.parquet",
         tokens=f"{LAYER_DIR}/relevance/{{model}}/{{shots}}shot-{{fmt}}.tokens.parquet",
     log:
         f"logs/{RUN}/layers/relevance/{{model}}/{{shots}}shot-{{fmt}}.log",
+    wildcard_constraints:
+        fmt=LAYER_FORMAT,
     conda:
         "../../envs/lxt.yaml"
     threads: 2
@@ -55,6 +60,8 @@ rule layer_relevance:
     params:
         registry=config["registry"],
         weights=weights_of,
+        prompts=layer_file_pairs("prompts"),
+        generations=layer_file_pairs("generations"),
         languages=" ".join(LANGS),
         dtype=LAYERS["relevance"]["dtype"],
         batch_size=LAYERS["relevance"]["batch_size"],
@@ -65,7 +72,7 @@ rule layer_relevance:
         version=XMRC_VERSION,
         code=LAYER_CODE,
     shell:
-        "python -m xmrc layer-relevance --prompts {input.prompts} --generations {input.generations}"
+        "python -m xmrc layer-relevance --prompts {params.prompts} --generations {params.generations}"
         " {params.extraction} --mrd-relevance {params.mrd_relevance}"
         " --groups {input.groups} --registry {params.registry} --model {wildcards.model}"
         " --weights {params.weights} --shots {wildcards.shots} --format {wildcards.fmt}"
@@ -77,14 +84,16 @@ rule layer_relevance:
 rule layer_hidden_states:
     input:
         unpack(model_inputs),
-        prompts=f"{RESULTS}/prompts/{{model}}/{{shots}}shot-{{fmt}}.parquet",
-        generations=f"{RESULTS}/generations/{{model}}/{{shots}}shot-{{fmt}}.parquet",
+        prompts=lambda wildcards: layer_setting_files("prompts")(wildcards).values(),
+        generations=lambda wildcards: layer_setting_files("generations")(wildcards).values(),
         groups=f"{LAYER_DIR}/groups.parquet",
     output:
         vectors=f"{LAYER_DIR}/hidden/{{model}}/{{shots}}shot-{{fmt}}.npy",
         index=f"{LAYER_DIR}/hidden/{{model}}/{{shots}}shot-{{fmt}}.parquet",
     log:
         f"logs/{RUN}/layers/hidden/{{model}}/{{shots}}shot-{{fmt}}.log",
+    wildcard_constraints:
+        fmt=LAYER_FORMAT,
     conda:
         "../../envs/xmrc.yaml"
     threads: 2
@@ -94,6 +103,8 @@ rule layer_hidden_states:
     params:
         registry=config["registry"],
         weights=weights_of,
+        prompts=layer_file_pairs("prompts"),
+        generations=layer_file_pairs("generations"),
         languages=" ".join(LANGS),
         dtype=LAYERS["hidden_states"]["dtype"],
         batch_size=LAYERS["hidden_states"]["batch_size"],
@@ -102,7 +113,8 @@ rule layer_hidden_states:
         version=XMRC_VERSION,
         code=LAYER_CODE,
     shell:
-        "python -m xmrc layer-hidden --prompts {input.prompts} --generations {input.generations} {params.extraction}"
+        "python -m xmrc layer-hidden --prompts {params.prompts} --generations {params.generations}"
+        " {params.extraction}"
         " --groups {input.groups}"
         " --registry {params.registry} --model {wildcards.model} --weights {params.weights}"
         " --shots {wildcards.shots} --format {wildcards.fmt} --languages {params.languages}"
@@ -130,14 +142,15 @@ rule layer_similarity:
         index=expand(f"{LAYER_DIR}/hidden/{{stem}}.parquet", stem=layer_stems()),
         groups=f"{LAYER_DIR}/groups.parquet",
     output:
-        f"{LAYER_DIR}/similarity.csv",
+        table=f"{LAYER_DIR}/similarity.csv",
+        per_item=f"{LAYER_DIR}/similarity_items.parquet",
     log:
         f"logs/{RUN}/layers/similarity.log",
     conda:
         "../../envs/xmrc.yaml"
     shell:
         "python -m xmrc layer-similarity --vectors {input.vectors} --index {input.index}"
-        " --groups {input.groups} --out {output} > {log} 2>&1"
+        " --groups {input.groups} --out {output.table} --out-items {output.per_item} > {log} 2>&1"
 
 
 rule layer_figures:
@@ -159,6 +172,8 @@ rule layer_figures:
         ),
     log:
         f"logs/{RUN}/layers/figures/{{model}}/{{shots}}shot-{{fmt}}.log",
+    wildcard_constraints:
+        fmt=LAYER_FORMAT,
     conda:
         "../../envs/xmrc.yaml"
     shell:
@@ -177,6 +192,8 @@ rule layer_example_figure:
         _layer_figure("attribution_example", "layers_example", {"figure": "attribution example"}),
     log:
         f"logs/{RUN}/layers/figures/{{model}}/{{shots}}shot-{{fmt}}.example.log",
+    wildcard_constraints:
+        fmt=LAYER_FORMAT,
     conda:
         "../../envs/xmrc.yaml"
     params:
@@ -187,18 +204,22 @@ rule layer_example_figure:
 
 rule layer_change_figures:
     input:
-        f"{LAYER_DIR}/similarity.csv",
+        similarity=f"{LAYER_DIR}/similarity.csv",
+        sizes=f"{LAYER_DIR}/group_sizes.csv",
     output:
         question=_change_figure("question"),
         context=_change_figure("context"),
         last=_change_figure("last"),
     log:
         f"logs/{RUN}/layers/figures/change/{{series}}/{{shots}}shot-{{fmt}}.log",
+    wildcard_constraints:
+        fmt=LAYER_FORMAT,
     conda:
         "../../envs/xmrc.yaml"
     params:
         models=lambda wildcards: " ".join(LAYER_SERIES[wildcards.series]),
     shell:
-        "python -m xmrc layer-change-figures --similarity {input} --models {params.models}"
+        "python -m xmrc layer-change-figures --similarity {input.similarity} --sizes {input.sizes}"
+        " --models {params.models}"
         " --shots {wildcards.shots} --format {wildcards.fmt} --out-question {output.question}"
         " --out-context {output.context} --out-last {output.last} > {log} 2>&1"

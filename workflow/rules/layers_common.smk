@@ -5,6 +5,10 @@ LAYERS = config["layers"]
 LAYER_DIR = f"{RESULTS}/layers"
 LAYER_FIGURES = f"{RESULTS}/figures/layers"
 LAYER_PARTS = ["question", "context", "last"]
+# A setting's format in paths: v1, v2, or best = each model's format chosen by tables.format_criterion,
+# decided by layer_groups at run time (the tables inside hold the format itself).
+LAYER_BEST = "best"
+LAYER_FORMAT = r"v\d+|best"
 
 
 # The analysed models; those outside 'models' and 'extra_models' are evaluated for the analysis only
@@ -13,16 +17,40 @@ LAYER_SETTINGS = PLAN.layer_settings
 LAYER_SERIES = PLAN.layer_series
 
 
+def layer_formats(fmt):
+    """The run's formats a layers setting reads: all of them for best (the choice is made on their scores)."""
+    return config["prompt_formats"] if fmt == LAYER_BEST else [fmt]
+
+
 def layer_item_scores():
-    """Per-item F1 the groups are drawn from: the run's item table plus the scores of the models it does not
-    hold in the analysed setting (analysis-only models, and rows skipped in that setting)."""
+    """Per-item F1 the groups are drawn from (and best formats chosen by): the run's item table plus the
+    scores of the models it does not hold in the analysed setting (analysis-only models, and rows skipped in
+    that setting)."""
     extra = [
         f"{RESULTS}/scores/{key}/{shots}shot-{fmt}.parquet"
         for key in LAYER_MODELS
-        for shots, fmt in LAYER_SETTINGS
+        for shots, setting in LAYER_SETTINGS
+        for fmt in layer_formats(setting)
         if key not in ROWS.evaluated(shots)
     ]
-    return [f"{RESULTS}/tables/item_scores.parquet"] + extra
+    return [f"{RESULTS}/tables/item_scores.parquet"] + list(dict.fromkeys(extra))
+
+
+def layer_setting_files(kind):
+    """The model's prompts/generations a layers setting reads, per format (every format for best)."""
+
+    def files(wildcards):
+        return {
+            fmt: f"{RESULTS}/{kind}/{wildcards.model}/{wildcards.shots}shot-{fmt}.parquet"
+            for fmt in layer_formats(wildcards.fmt)
+        }
+
+    return files
+
+
+def layer_file_pairs(kind):
+    """layer_setting_files as FORMAT=PATH arguments."""
+    return lambda wildcards: " ".join(f"{fmt}={path}" for fmt, path in layer_setting_files(kind)(wildcards).items())
 
 
 def layer_stems():
@@ -46,7 +74,8 @@ def layer_targets():
         for part in LAYER_PARTS
     ]
     examples = [f"{LAYER_FIGURES}/{stem}/attribution_example.png" for stem in layer_stems() if LAYERS["example_items"]]
-    tables = [f"{LAYER_DIR}/{name}" for name in ("group_sizes.csv", "mrd.csv", "similarity.csv")]
+    names = ("group_sizes.csv", "mrd.csv", "similarity.csv", "similarity_items.parquet")
+    tables = [f"{LAYER_DIR}/{name}" for name in names]
     return tables + figures + examples + changes if LAYER_MODELS else []
 
 

@@ -15,13 +15,13 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 LANGS = ["en", "de", "zh", "ar"]
 
 
-def write_item_scores(path, models=("Tiny-Llama-Base", "Tiny-Llama-Chat"), n=6, seed=0):
+def write_item_scores(path, models=("Tiny-Llama-Base", "Tiny-Llama-Chat"), n=6, seed=0, formats=("v2",)):
     rng = np.random.default_rng(seed)
     rows = [
         dict(
             model=m,
             shots=2,
-            prompt_format="v2",
+            prompt_format=fmt,
             context_lang="en",
             question_lang=q,
             id=f"i{i}",
@@ -29,6 +29,7 @@ def write_item_scores(path, models=("Tiny-Llama-Base", "Tiny-Llama-Chat"), n=6, 
             f1=float(rng.choice([0.0, 1.0])),
         )
         for m in models
+        for fmt in formats
         for q in LANGS
         for i in range(n)
     ]
@@ -74,6 +75,41 @@ def test_groups_command_writes_members_and_sizes(tmp_path, capsys):
     assert set(members["model"]) == {"tiny-llama-base", "tiny-llama-chat"}
     assert len(sizes) == 4 and (sizes["selected"] <= 3).all()
     assert "Tiny-Llama-Chat 2-shot v2 balanced" in out
+
+
+def test_groups_command_resolves_best_to_each_models_chosen_format(tmp_path, capsys):
+    write_item_scores(tmp_path / "items.parquet", models=("Tiny-Llama-Base",), formats=("v1", "v2"))
+    scores = read_parquet(tmp_path / "items.parquet")
+    means = scores[scores["question_lang"] != "en"].groupby("prompt_format")["f1"].mean()
+    best = means.idxmax()  # the higher mean F1 over en-x (x != en): tables.format_criterion en-x
+    assert means.nunique() == 2
+    code, out, err = run(
+        capsys,
+        "layer-groups",
+        "--item-scores",
+        tmp_path / "items.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--models",
+        "tiny-llama-base",
+        "--shots",
+        2,
+        "--formats",
+        "best",
+        "v1",
+        "--languages",
+        *LANGS,
+        "--out-members",
+        tmp_path / "groups.parquet",
+        "--out-sizes",
+        tmp_path / "sizes.csv",
+    )
+    assert code == 0, err
+    assert f"Tiny-Llama-Base 2-shot: best format {best} (higher mean F1 over en-x" in out
+    sizes = pd.read_csv(tmp_path / "sizes.csv")
+    # best and v1 named: both formats once each (or v1 once, if it is the best), the chosen one marked
+    assert set(sizes["prompt_format"]) == {best, "v1"} and len(sizes) == 2 * len({best, "v1"})
+    assert set(sizes.loc[sizes["chosen"], "prompt_format"]) == {best}
 
 
 def test_missing_item_scores_is_one_line_error(tmp_path, capsys):
@@ -127,7 +163,9 @@ def synthetic_tables(tmp_path, models=("tiny-llama-base", "tiny-llama-chat"), la
     for model in models:
         key = dict(model=model, model_name=model.title(), shots=2, prompt_format="v2")
         for group, fallback in (("balanced", False), ("en-superior", True)):
-            sizes.append(dict(key, group=group, eligible=0 if fallback else 5, selected=5, fallback=fallback))
+            sizes.append(
+                dict(key, group=group, eligible=0 if fallback else 5, selected=5, fallback=fallback, chosen=True)
+            )
             for lang in LANGS:
                 for part in ("task_description", "demonstrations", "context", "question"):
                     mrd.append(
@@ -158,6 +196,11 @@ def synthetic_tables(tmp_path, models=("tiny-llama-base", "tiny-llama-chat"), la
                                 relative_depth=layer / layers,
                                 ratio=rng.uniform(0.8, 1.5),
                                 k=5,
+                                sample_cos=rng.uniform(0.95, 1.0),
+                                language_cos=rng.uniform(0.95, 1.0),
+                                ratio_centred=rng.uniform(0.5, 3.0),
+                                sample_cos_centred=rng.uniform(-0.2, 0.8),
+                                language_cos_centred=rng.uniform(0.05, 0.3),
                             )
                         )
     paths = {name: tmp_path / f"{name}.csv" for name in ("mrd", "similarity", "sizes")}
@@ -189,7 +232,7 @@ def test_figures_render_from_tables(tmp_path, capsys):
         "--shots",
         2,
         "--format",
-        "v2",
+        "best",  # the format layer-groups chose: v2 (column chosen of the sizes)
         *outs,
     )
     assert code == 0, err
@@ -200,13 +243,15 @@ def test_figures_render_from_tables(tmp_path, capsys):
         "layer-change-figures",
         "--similarity",
         paths["similarity"],
+        "--sizes",
+        paths["sizes"],
         "--models",
         "tiny-llama-base",
         "tiny-llama-chat",
         "--shots",
         2,
         "--format",
-        "v2",
+        "best",
         *[
             arg
             for part in ("question", "context", "last")
@@ -411,6 +456,47 @@ def test_relevance_command_on_unsupported_family_fails_in_one_line(tiny_models, 
     assert not (tmp_path / "r.parquet").exists()
 
 
+def test_hidden_command_of_best_reads_the_chosen_formats_files(tiny_models, tmp_path, capsys):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_models["llama-chat"])
+    write_prompts_and_generations(prompt_rows(tokenizer, chat=True), tmp_path)
+    key = dict(model="tiny-llama-chat", model_name="Tiny-Llama-Chat", shots=2, group="balanced", fallback=False)
+    pd.DataFrame(
+        [dict(key, prompt_format="v1", id="item0", chosen=True), dict(key, prompt_format="v2", id="v2", chosen=False)]
+    ).to_parquet(tmp_path / "groups.parquet")
+    code, _, err = run(
+        capsys,
+        "layer-hidden",
+        "--prompts",
+        f"v1={tmp_path / 'prompts.parquet'}",
+        f"v2={tmp_path / 'absent.parquet'}",
+        "--generations",
+        f"v1={tmp_path / 'generations.parquet'}",
+        f"v2={tmp_path / 'absent.parquet'}",
+        "--groups",
+        tmp_path / "groups.parquet",
+        "--registry",
+        "config/models.yaml",
+        "--model",
+        "tiny-llama-chat",
+        "--weights",
+        tiny_models["llama-chat"],
+        "--shots",
+        2,
+        "--format",
+        "best",
+        "--languages",
+        "de",
+        "--out-vectors",
+        tmp_path / "h.npy",
+        "--out-index",
+        tmp_path / "h.parquet",
+    )
+    assert code == 0, err
+    assert set(read_parquet(tmp_path / "h.parquet")["prompt_format"]) == {"v1"}  # the format, not "best"
+
+
 def test_hidden_command_names_missing_prompts(tiny_models, tmp_path, capsys):
     from transformers import AutoTokenizer
 
@@ -479,8 +565,59 @@ def test_similarity_command_checks_vectors_against_index(tmp_path, capsys):
         tmp_path / "groups.parquet",
         "--out",
         tmp_path / "s.csv",
+        "--out-items",
+        tmp_path / "s.parquet",
     )
     assert code == 2 and "does not match 2 rows" in err and err.count("\n") == 1
+
+
+def test_similarity_command_writes_both_tables_and_counts_a_repeated_setting_once(tmp_path, capsys):
+    # a model whose best format is also named (layers.prompt_formats [best, v1]): two files of one setting
+    rng = np.random.default_rng(5)
+    index = pd.DataFrame(
+        [
+            dict(model="m", shots=2, prompt_format="v1", context_lang="en", question_lang=q, id=i)
+            for q in ("en", "de")
+            for i in ("a", "b", "c")
+        ]
+    )
+    vectors = rng.normal(size=(len(index), 3, 3, 8)).astype(np.float16)
+    for stem in ("best", "v1"):
+        index.to_parquet(tmp_path / f"{stem}.parquet", index=False)
+        np.save(tmp_path / f"{stem}.npy", vectors)
+    pd.DataFrame(
+        [
+            dict(model="m", model_name="M", shots=2, prompt_format="v1", group="balanced", id=i, fallback=False)
+            for i in ("a", "b", "c")
+        ]
+    ).to_parquet(tmp_path / "groups.parquet", index=False)
+    code, _, err = run(
+        capsys,
+        "layer-similarity",
+        "--vectors",
+        tmp_path / "best.npy",
+        tmp_path / "v1.npy",
+        "--index",
+        tmp_path / "best.parquet",
+        tmp_path / "v1.parquet",
+        "--groups",
+        tmp_path / "groups.parquet",
+        "--out",
+        tmp_path / "s.csv",
+        "--out-items",
+        tmp_path / "items.parquet",
+    )
+    assert code == 0, err
+    table, items = pd.read_csv(tmp_path / "s.csv"), read_parquet(tmp_path / "items.parquet")
+    assert len(table) == 3 * 3 and len(items) == 3 * 3 * 3  # parts x depths (x items): once, not twice
+    assert list(table.columns[-5:]) == [
+        "sample_cos",
+        "language_cos",
+        "ratio_centred",
+        "sample_cos_centred",
+        "language_cos_centred",
+    ]
+    assert list(items.columns[-3:]) == ["id", "cos", "cos_centred"]
 
 
 def synthetic_tokens(layers=5):
@@ -538,3 +675,33 @@ def test_example_draws_the_top_tokens_of_each_part_of_one_en_x_prompt(tmp_path, 
     )
     assert code == 0, err
     assert (tmp_path / "none.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_mrd_command_counts_a_setting_given_twice_once(tmp_path, capsys):
+    # layers.prompt_formats [best, v1] with v1 the best: 2shot-best.parquet and 2shot-v1.parquet hold the same rows
+    key = dict(model="m", shots=2, prompt_format="v1", context_lang="en", question_lang="de")
+    relevance = pd.DataFrame(
+        [dict(key, id=i, part="question", mrd=mrd, layers=5) for i, mrd in (("a", 2), ("b", 4), ("c", 5))]
+    )
+    for stem in ("best", "v1"):
+        relevance.to_parquet(tmp_path / f"{stem}.parquet", index=False)
+    pd.DataFrame(
+        [
+            dict(model="m", model_name="M", shots=2, prompt_format="v1", group="balanced", id=i, fallback=False)
+            for i in ("a", "b", "c")
+        ]
+    ).to_parquet(tmp_path / "groups.parquet", index=False)
+    code, _, err = run(
+        capsys,
+        "layer-mrd",
+        "--relevance",
+        tmp_path / "best.parquet",
+        tmp_path / "v1.parquet",
+        "--groups",
+        tmp_path / "groups.parquet",
+        "--out",
+        tmp_path / "mrd.csv",
+    )
+    assert code == 0, err
+    row = pd.read_csv(tmp_path / "mrd.csv").iloc[0]
+    assert row["n"] == 3 and row["std_mrd"] == pytest.approx(np.std([2, 4, 5], ddof=1), rel=1e-4)

@@ -3,10 +3,13 @@
   mrd_parts(...)          mean MRD of two prompt parts per question language, one panel per sample group:
                           context vs question (Figures 3, 12-14, 18) or task description vs demonstrations
                           (Figures 15-17)
-  similarity_curves(...)  S(en, x) per layer (relative depth) for one part, one line per language, one panel
-                          per group (Figures 4-6, 19-23)
-  similarity_change(...)  the same curves for a series of models (base -> instruct -> tuned) side by side,
-                          one group, plus the difference of each later model to the first (Figures 7-10)
+  similarity_curves(...)  S(en, x) per layer (relative depth) for one part, one line per language, one column
+                          per group (Figures 4-6, 19-23): top row S on mean-centred states (solid) and on raw
+                          states (dashed, the paper's); below, the two cosines S divides, raw (middle row) and
+                          centred (bottom row): sample_cos (solid) and language_cos (dashed). Raw cosines near 1
+                          in both are saturation (a shared direction), where the raw S says nothing.
+  similarity_change(...)  S for a series of models (base -> instruct -> tuned) side by side, one group, plus the
+                          difference of each later model to the first (Figures 7-10); centred solid, raw dashed
 
 A panel title names the group and its size; a group with no qualifying sample is drawn on all items and
 says so ("no balanced sample: all items, n=4").
@@ -129,23 +132,19 @@ def _bars(ax, data: pd.DataFrame, languages: list[str], labels: list[str], palet
     )
 
 
-def _curves(ax, data: pd.DataFrame, languages: list[str], palette, reference: float = 1.0) -> None:
-    sns.lineplot(
-        data=data,
-        x="relative_depth",
-        y="ratio",
-        hue="lang",
-        hue_order=languages,
-        palette=palette,
-        marker="o" if data["layer"].nunique() < 12 else None,
-        markersize=4,
-        ax=ax,
-    )
-    ax.axhline(reference, color="grey", linewidth=0.8, linestyle=":")
+def _curves(
+    ax, data: pd.DataFrame, languages: list[str], palette, reference: float | None = 1.0, y: str = "ratio", **line
+) -> None:
+    """A line of column `y` over relative depth per language (matplotlib `line` options: linestyle, ...)."""
+    marker = "o" if data["layer"].nunique() < 12 else None
+    for lang in languages:
+        rows = data[data["lang"] == lang].sort_values("relative_depth")
+        if rows[y].notna().any():
+            ax.plot(rows["relative_depth"], rows[y], color=palette[lang], marker=marker, markersize=4, **line)
+    if reference is not None:
+        ax.axhline(reference, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlim(0, 1)
     ax.set_xlabel("relative depth (layer / layers)")
-    if ax.get_legend() is not None:
-        ax.get_legend().remove()
 
 
 def _language_palette(languages):
@@ -154,26 +153,50 @@ def _language_palette(languages):
     return {lang: colours[i % len(colours)] for i, lang in enumerate(languages)}
 
 
+def _pair(ax, data: pd.DataFrame, languages, palette, solid: str, dashed: str, reference: float | None) -> None:
+    """Two columns of the similarity table as a line per language each: `solid` and `dashed`."""
+    for column, style in ((solid, "-"), (dashed, "--")):
+        if data[column].notna().any():
+            _curves(ax, data, languages, palette, reference, y=column, linestyle=style)
+
+
+COSINES = "cos(e_k, x_k) (solid),\ncos(x_i, x_j) (dashed)"
+# The rows of a similarity figure: (solid column, dashed column, y label, reference line).
+SIMILARITY_ROWS = (
+    ("ratio_centred", "ratio", "S(en, x): centred (solid),\nraw (dashed)", 1.0),
+    ("sample_cos", "language_cos", f"raw cosines: {COSINES}", None),
+    ("sample_cos_centred", "language_cos_centred", f"centred cosines: {COSINES}", 0.0),
+)
+
+
 def similarity_curves(
     similarity: pd.DataFrame, setting: Setting, part: str, path, sizes: pd.DataFrame | None = None, groups=GROUPS
 ) -> Path:
-    """S(en, x) per relative depth for one part: a line per language, a panel per group."""
+    """S(en, x) per relative depth for one part, centred and raw, and the cosines it divides (SIMILARITY_ROWS):
+    a line per language, a column of panels per group."""
     model, shots, prompt_format = setting
     rows = _select(similarity, model, shots, prompt_format, "similarity table")
     rows = rows[rows["part"] == part]
     languages = _ordered_languages(rows["lang"])
     palette = _language_palette(languages)
-    fig = new_figure(figsize=(5.2 * len(groups) + 1.2, 3.8), layout="constrained")
-    axes = fig.subplots(1, len(groups), squeeze=False, sharey=True)[0]
-    for ax, group in zip(axes, groups):
+    fig = new_figure(figsize=(5.2 * len(groups) + 1.6, 9.6), layout="constrained")
+    grid = fig.subplots(len(SIMILARITY_ROWS), len(groups), squeeze=False, sharex=True, sharey="row")
+    for column, group in enumerate(groups):
         data = rows[rows["group"] == group]
-        if data["ratio"].notna().any():
-            _curves(ax, data, languages, palette)
-        else:
-            _no_data(ax, "fewer than 2 items: no ratio")
         k = int(data["k"].max()) if len(data) else 0
-        ax.set_title(group_title(group, None, bool(data["fallback"].any()), k), fontsize=10)
-        ax.set_ylabel(f"S(en, x), {PART_LABELS[part]}")
+        for (solid, dashed, label, reference), ax in zip(SIMILARITY_ROWS, grid[:, column]):
+            if data[[solid, dashed]].notna().any().any():
+                _pair(ax, data, languages, palette, solid, dashed, reference)
+            else:
+                _no_data(ax, "fewer than 2 items: no ratio")
+            ax.set_ylabel(label, fontsize=8)
+            if solid != "ratio_centred":
+                # cosines on their whole scale up to 1, so that saturation (both near 1) shows as such
+                lowest = rows[[solid, dashed]].min().min()
+                ax.set_ylim(min(-0.05, lowest - 0.05) if pd.notna(lowest) else -0.05, 1.05)
+        for ax in grid[:-1, column]:
+            ax.set_xlabel("")
+        grid[0, column].set_title(group_title(group, None, bool(data["fallback"].any()), k), fontsize=10)
     _legend(fig, languages, palette)
     fig.suptitle(
         f"{rows['model_name'].iloc[0] if len(rows) else model}: {PART_LABELS[part]} hidden-state "
@@ -190,17 +213,25 @@ def _legend(fig: Figure, languages, palette) -> None:
     fig.legend(handles=handles, loc="outside right center", fontsize=8, title="x", frameon=False)
 
 
+def _format_label(formats: dict[str, str]) -> str:
+    """'v2', or each model's format where they differ."""
+    distinct = list(dict.fromkeys(formats.values()))
+    return distinct[0] if len(distinct) == 1 else "formats " + ", ".join(f"{m}: {f}" for m, f in formats.items())
+
+
 def similarity_change(
     similarity: pd.DataFrame,
     models: list[str],
     shots: int,
-    prompt_format: str,
+    prompt_format: str | dict[str, str],
     part: str,
     path,
     group: str = "balanced",
 ) -> Path:
-    """Curves of several models side by side (one group), then each later model minus the first."""
-    frames = [_select(similarity, model, shots, prompt_format, "similarity table") for model in models]
+    """Curves of several models side by side (one group), then each later model minus the first; S on
+    centred states solid, on raw states dashed. `prompt_format`: one for all, or each model's."""
+    formats = prompt_format if isinstance(prompt_format, dict) else dict.fromkeys(models, prompt_format)
+    frames = [_select(similarity, model, shots, formats[model], "similarity table") for model in models]
     frames = [frame[(frame["part"] == part) & (frame["group"] == group)] for frame in frames]
     languages = _ordered_languages(pd.concat(frames)["lang"])
     palette = _language_palette(languages)
@@ -209,24 +240,24 @@ def similarity_change(
     axes = fig.subplots(1, panels, squeeze=False)[0]
     for ax, frame in zip(axes, frames):
         name = frame["model_name"].iloc[0] if len(frame) else "?"
-        if frame["ratio"].notna().any():
-            _curves(ax, frame, languages, palette)
+        _pair(ax, frame, languages, palette, "ratio_centred", "ratio", 1.0)
         k = int(frame["k"].max()) if len(frame) else 0
         ax.set_title(f"{name}\n{group_title(group, None, bool(frame['fallback'].any()), k)}", fontsize=9)
-        ax.set_ylabel(f"S(en, x), {PART_LABELS[part]}")
-    base = frames[0].set_index(["lang", "relative_depth"])["ratio"]
+        ax.set_ylabel(f"S(en, x), {PART_LABELS[part]}: centred (solid), raw (dashed)", fontsize=8)
+    columns = ["ratio_centred", "ratio"]
+    base = frames[0].set_index(["lang", "relative_depth"])[columns]
     for ax, frame in zip(axes[len(models) :], frames[1:]):
         # Models of one series share the depth grid only if they share the layer count; align on it.
-        later = frame.set_index(["lang", "relative_depth"])["ratio"]
-        delta = (later - base.reindex(later.index)).rename("ratio").reset_index()
+        later = frame.set_index(["lang", "relative_depth"])[columns]
+        delta = (later - base.reindex(later.index)).reset_index()
         delta["layer"] = frame["layer"].to_numpy()
-        if delta["ratio"].notna().any():
-            _curves(ax, delta, languages, palette, reference=0.0)
+        _pair(ax, delta, languages, palette, "ratio_centred", "ratio", 0.0)
         ax.set_title(f"change: {frame['model_name'].iloc[0]}\nminus {frames[0]['model_name'].iloc[0]}", fontsize=9)
-        ax.set_ylabel("difference in S(en, x)")
+        ax.set_ylabel("difference in S(en, x): centred (solid), raw (dashed)", fontsize=8)
     _legend(fig, languages, palette)
     fig.suptitle(
-        f"Change in {PART_LABELS[part]} hidden-state similarity to English ({group}), {shots}-shot {prompt_format}",
+        f"Change in {PART_LABELS[part]} hidden-state similarity to English ({group}), {shots}-shot "
+        f"{_format_label(formats)}",
         fontsize=11,
     )
     return save_figure(fig, path)

@@ -1,7 +1,9 @@
+from types import SimpleNamespace
+
 import pandas as pd
 import pytest
 
-from xmrc.analysis.layers.groups import sample_groups
+from xmrc.analysis.layers.groups import chosen_formats, sample_groups, sample_models, setting_format
 from xmrc.exceptions import XmrcError
 
 LANGS = ["en", "de", "zh"]
@@ -72,3 +74,50 @@ def test_unknown_model_or_setting_is_one_line_error():
         sample_groups(items(SCORES), "o", "Other", 2, "v2", LANGS)
     with pytest.raises(XmrcError, match="0-shot v2"):
         sample_groups(items(SCORES), "m", "Model-A", 0, "v2", LANGS)
+
+
+def two_formats():
+    """Item scores of one model in v1 and v2: v1 is better over en-x (x != en), v2 over all directions (its
+    en-en and x-x are much better)."""
+    f1 = {("v1", "en"): 0.2, ("v1", "de"): 0.6, ("v1", "zh"): 0.6, ("v2", "en"): 1.0, ("v2", "de"): 0.5}
+    f1[("v2", "zh")] = 0.5
+    rows = [
+        dict(
+            model="Model-A", shots=2, prompt_format=fmt, context_lang="en", question_lang=lang, id=f"i{n}", em=0.0, f1=v
+        )
+        for (fmt, lang), v in f1.items()
+        for n in range(3)
+    ]
+    rows += [
+        dict(
+            model="Model-A", shots=2, prompt_format=fmt, context_lang="de", question_lang="de", id=f"i{n}", em=0.0, f1=v
+        )
+        for fmt, v in (("v1", 0.0), ("v2", 1.0))
+        for n in range(3)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_best_is_the_format_of_the_better_criterion_as_in_the_summary_table():
+    from xmrc import tables
+
+    scores = two_formats()
+    assert chosen_formats(scores, 2, "en-x") == {"Model-A": "v1"}
+    assert chosen_formats(scores, 2, "all") == {"Model-A": "v2"}
+    for criterion in ("en-x", "all"):  # the summary table reports the same format
+        summary = tables.summary_table(tables.direction_scores(scores), 2, criterion)
+        assert chosen_formats(scores, 2, criterion) == summary["prompt_format"].to_dict()
+
+
+def test_best_and_a_named_format_sample_each_format_once_and_mark_the_chosen_one():
+    model = SimpleNamespace(key="model-a", name="Model-A")
+    scores = two_formats()
+    members, sizes = sample_models(scores, [model], 2, ["best", "v1"], LANGS, chosen={"Model-A": "v2"})
+    assert sizes.groupby("prompt_format")["chosen"].unique().map(list).to_dict() == {"v1": [False], "v2": [True]}
+    assert setting_format(members, "model-a", 2, "best", "groups.parquet") == "v2"
+    assert setting_format(members, "model-a", 2, "v1", "groups.parquet") == "v1"
+    members, sizes = sample_models(scores, [model], 2, ["best", "v1"], LANGS, chosen={"Model-A": "v1"})
+    assert set(sizes["prompt_format"]) == {"v1"} and sizes["chosen"].all() and len(sizes) == 2  # 2 groups, once
+    assert setting_format(sizes, "model-a", 2, "best", "group_sizes.csv") == "v1"
+    with pytest.raises(XmrcError, match="no chosen format for model 'model-a'"):
+        setting_format(members.assign(chosen=False), "model-a", 2, "best", "groups.parquet")

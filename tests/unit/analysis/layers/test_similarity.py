@@ -4,7 +4,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from xmrc.analysis.layers.similarity import mean_pairwise_cosine, similarity_ratio, similarity_ratios, similarity_table
+from xmrc.analysis.layers.similarity import (
+    mean_pairwise_cosine,
+    similarity_ratio,
+    similarity_ratios,
+    similarity_table,
+    similarity_tables,
+)
 
 
 def cos(a, b):
@@ -93,3 +99,83 @@ def test_similarity_table_leaves_out_items_without_a_last_token_state():
     row = table[(table["layer"] == 2) & (table["part"] == "last")].iloc[0]
     english, other = vectors[[0, 2], 2, 2].astype(np.float32), vectors[[3, 5], 2, 2].astype(np.float32)
     assert row["ratio"] == pytest.approx(similarity_ratio(english, other), rel=1e-5)
+
+
+def hidden_file(english, other):
+    """A hidden-state array of one part and depth (prompts, 1, 3, d: the part in all three slots) and its index:
+    the English run's rows of items e_k, then the German run's x_k."""
+    ids = [f"i{k}" for k in range(len(english))]
+    index = pd.DataFrame(
+        [dict(context_lang="en", question_lang=q, id=i) for q in ("en", "de") for i in ids],
+    )
+    vectors = np.concatenate([english, other])[:, None, None, :].repeat(3, axis=2)
+    members = pd.DataFrame(
+        [
+            dict(model="m", model_name="M", shots=2, prompt_format="v1", group="balanced", id=i, fallback=False)
+            for i in ids
+        ]
+    )
+    return vectors, index, members
+
+
+def test_centring_removes_a_shared_dominant_direction():
+    # every vector = a big common offset + an item-specific part + a language-specific part; raw cosines all
+    # near 1 (anisotropy), so the raw ratio is near 1 whether or not x_k carries e_k's item part
+    rng = np.random.default_rng(7)
+    k, d = 16, 64
+    offset = 50 * rng.normal(size=d)
+    items, unrelated = 2 * rng.normal(size=(k, d)), 2 * rng.normal(size=(k, d))
+    english = offset + items + rng.normal(size=d)
+    shared = offset + items + rng.normal(size=d)  # German twins carry the English items' parts
+    not_shared = offset + unrelated + rng.normal(size=d)  # the same geometry, unrelated items
+    rows = {}
+    for name, other in (("shared", shared), ("not shared", not_shared)):
+        table, _ = similarity_tables(*hidden_file(english, other))
+        rows[name] = table[table["part"] == "question"].iloc[0]
+    for row in rows.values():
+        assert row["sample_cos"] > 0.99 and row["language_cos"] > 0.99  # saturated
+        assert row["ratio"] == pytest.approx(1.0, abs=0.01)
+    assert rows["shared"]["ratio_centred"] > 2  # centred: the item parts show
+    assert rows["not shared"]["ratio_centred"] < 1
+    assert rows["shared"]["language_cos_centred"] < 0.5 and rows["shared"]["sample_cos_centred"] > 0.5
+
+
+def test_item_table_reproduces_the_ratio_with_the_language_denominator_held():
+    rng = np.random.default_rng(8)
+    ids = [f"i{k}" for k in range(5)]
+    index = pd.DataFrame([dict(context_lang="en", question_lang=q, id=i) for q in ("en", "de", "zh") for i in ids])
+    vectors = (rng.normal(size=(len(index), 3, 3, 6)) + 2.0).astype(np.float16)
+    vectors[7, :, 2] = np.nan  # i2 asked in German: no last-token state, left out of that part
+    members = pd.DataFrame(
+        [
+            dict(model="m", model_name="M", shots=2, prompt_format="v1", group=g, id=i, fallback=False)
+            for g in ("balanced", "en-superior")
+            for i in (ids if g == "balanced" else ids[:3])
+        ]
+    )
+    table, items = similarity_tables(vectors, index, members)
+    cell = ["group", "lang", "part", "layer"]
+    means = items.groupby(cell).agg(cos=("cos", "mean"), cos_centred=("cos_centred", "mean"), n=("id", "size"))
+    joined = table.set_index(cell).join(means)
+    assert len(joined) == len(table) == 2 * 2 * 3 * 3 and (joined["n"] == joined["k"]).all()
+    # S = mean_k cos_k / language_cos: the item table's mean over k over the table's denominator
+    assert np.allclose(joined["cos"] / joined["language_cos"], joined["ratio"])
+    assert np.allclose(joined["cos"], joined["sample_cos"])
+    centred = joined[joined["language_cos_centred"] > 0]
+    assert len(centred) and np.allclose(
+        centred["cos_centred"] / centred["language_cos_centred"], centred["ratio_centred"]
+    )
+    assert joined.loc[joined["language_cos_centred"] <= 0, "ratio_centred"].isna().all()
+    assert set(items.loc[(items["lang"] == "de") & (items["part"] == "last"), "id"]) == set(ids) - {"i2"}
+
+
+def test_layer_means_leave_out_nan_vectors_and_cover_every_prompt(monkeypatch):
+    import xmrc.analysis.layers.similarity as similarity
+
+    monkeypatch.setattr(similarity, "_MEAN_BLOCK", 2)  # several blocks
+    rng = np.random.default_rng(9)
+    vectors = rng.normal(size=(5, 2, 3, 4))
+    vectors[1, :, 2] = np.nan
+    means = similarity.layer_means(vectors)
+    assert np.allclose(means[:, :2], vectors[:, :, :2].mean(axis=0))
+    assert np.allclose(means[:, 2], vectors[[0, 2, 3, 4], :, 2].mean(axis=0))
