@@ -155,6 +155,39 @@ def tuned_of(results: Path, model: str) -> str | None:
     return str(tuned.iloc[0]) if len(tuned) else None
 
 
+def _layer_keys(similarity_items: pd.DataFrame | None, model: str) -> set | None:
+    """The registry keys of `model` (a display name) in the layer outputs, None when they cannot tell."""
+    if similarity_items is None or "model_name" not in similarity_items:
+        return None
+    return set(similarity_items.loc[similarity_items["model_name"] == model, "model"])
+
+
+def layer_measures(layers: Path, model: str, sample: Sample) -> list[Measured]:
+    """phases from the relevance tables (a setting listed twice, as `best` and by name, counted once),
+    question_arc and last_decline from the similarity tables."""
+    items_path = layers / "similarity_items.parquet"
+    similarity_items = read_parquet(items_path) if items_path.is_file() else None
+    keys = _layer_keys(similarity_items, model)
+    measured = []
+    parts = [p for p in sorted((layers / "relevance").glob("*/*shot-*.parquet")) if p.name.count(".") == 1]
+    relevance = _frames(parts)
+    if relevance is not None:
+        if keys is not None and "model" in relevance:
+            relevance = relevance[relevance["model"].isin(keys)]
+        key = [
+            c
+            for c in ("model", "shots", "prompt_format", "context_lang", "question_lang", "id", "part")
+            if c in relevance
+        ]
+        measured.append(phase_measure(relevance.drop_duplicates(key), sample) if len(relevance) else None)
+    if similarity_items is not None and (layers / "similarity.csv").is_file():
+        similarity = read_table(layers / "similarity.csv")
+        similarity_items = similarity_items[similarity_items["model_name"] == model]
+        similarity = similarity[similarity["model_name"] == model]
+        measured += similarity_measures(similarity, similarity_items, sample)
+    return measured
+
+
 def measure_run(results: str | Path, model: str, settings: BootstrapSettings) -> list[Measured]:
     """Every finding the run's outputs allow for `model` (the display name of the tables)."""
     results = Path(results)
@@ -176,17 +209,7 @@ def measure_run(results: str | Path, model: str, settings: BootstrapSettings) ->
     oracle = _frames(sorted((results / "oracle").glob("*/attributions.parquet")))
     if oracle is not None:
         measured += oracle_measures(oracle, items, sample)
-    layers = results / "layers"
-    relevance = _frames(sorted((layers / "relevance").glob("*/*shot-*[0-9].parquet")))
-    if relevance is not None:
-        measured.append(phase_measure(relevance, sample))
-    if (layers / "similarity.csv").is_file() and (layers / "similarity_items.parquet").is_file():
-        similarity = read_table(layers / "similarity.csv")
-        similarity_items = read_parquet(layers / "similarity_items.parquet")
-        if "model_name" in similarity_items:
-            similarity_items = similarity_items[similarity_items["model_name"] == model]
-            similarity = similarity[similarity["model_name"] == model]
-        measured += similarity_measures(similarity, similarity_items, sample)
+    measured += layer_measures(results / "layers", model, sample)
     return [m for m in measured if m is not None]
 
 

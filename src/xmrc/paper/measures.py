@@ -255,6 +255,15 @@ def phase_measure(relevance: pd.DataFrame, sample: Sample) -> Measured | None:
     )
 
 
+# A similarity whose language-wise baseline is not positive somewhere: S(en,x) is undefined there.
+UNDEFINED = pd.DataFrame()
+
+
+def _undefined(key: str) -> Measured:
+    reason = "the language-wise cosine (S's denominator) is not positive at some layer: S(en,x) is undefined"
+    return Measured(key, float("nan"), np.empty(0), 0, 0, "", blocked=reason)
+
+
 def _item_similarity(similarity: pd.DataFrame, items: pd.DataFrame, part: str, centred: bool) -> pd.DataFrame | None:
     """(items x layers): each item's S(en,x) contribution cos_k / language-wise cosine, averaged over the
     non-English languages; None when a baseline (language-wise cosine) is not positive."""
@@ -263,8 +272,10 @@ def _item_similarity(similarity: pd.DataFrame, items: pd.DataFrame, part: str, c
     rows = items[(items["part"] == part) & (items["lang"] != "en")]
     base = similarity[similarity["part"] == part][[*keys, f"language_cos{suffix}"]]
     rows = rows.merge(base, on=keys, how="inner")
-    if rows.empty or (rows[f"language_cos{suffix}"] <= 0).any():
+    if rows.empty:
         return None
+    if (rows[f"language_cos{suffix}"] <= 0).any():
+        return UNDEFINED
     rows = rows.assign(s=rows[f"cos{suffix}"] / rows[f"language_cos{suffix}"])
     return rows.pivot_table(index=rows["id"].astype(str), columns="layer", values="s", aggfunc="mean")
 
@@ -275,7 +286,9 @@ def similarity_measures(
     """question_arc and last_decline on S(en,x) per item (centred hidden states by default)."""
     out = []
     question = _item_similarity(similarity, items, "question", centred)
-    if question is not None:
+    if question is UNDEFINED:
+        out.append(_undefined("question_arc"))
+    elif question is not None:
         layers = question.columns.to_numpy()
         depth = layers / layers.max()
         window = question.loc[:, (depth >= ARC_WINDOW[0]) & (depth <= ARC_WINDOW[1])].mean(axis=1)
@@ -296,7 +309,9 @@ def similarity_measures(
             )
         )
     last = _item_similarity(similarity, items, "last", centred)
-    if last is not None:
+    if last is UNDEFINED:
+        out.append(_undefined("last_decline"))
+    elif last is not None:
         layers = last.columns.to_numpy()
         start = layers[np.argmin(np.abs(layers / layers.max() - DECLINE_FROM))]
         frame = pd.DataFrame({"from": last[start], "last": last[layers.max()]}).dropna()

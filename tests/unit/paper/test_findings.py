@@ -117,3 +117,40 @@ def test_a_run_gets_every_finding_once_with_its_population_and_unit(tmp_path):
 def test_an_unknown_population_is_one_line():
     with pytest.raises(XmrcError, match="population must be one of base, post-trained"):
         evaluate([], "chat")
+
+
+def test_a_similarity_without_a_positive_baseline_is_undecided_not_missing():
+    from xmrc.paper.measures import similarity_measures
+
+    table = pd.DataFrame(
+        [("g", "de", "last", layer, 1.0, -0.1 if layer == 3 else 0.5) for layer in range(5)],
+        columns=["group", "lang", "part", "layer", "language_cos", "language_cos_centred"],
+    )
+    items = pd.DataFrame(
+        [("g", "de", "last", layer, f"id{i}", 0.9, 0.4) for layer in range(5) for i in range(4)],
+        columns=["group", "lang", "part", "layer", "id", "cos", "cos_centred"],
+    )
+    sample = Sample(pd.Series({f"id{i}": f"id{i}" for i in range(4)}), SETTINGS)
+    found = evaluate(similarity_measures(table, items, sample), "base").set_index("finding")
+    row = found.loc[FINDINGS["last_decline"].name]
+    assert row["verdict"] == UNSURE and "S(en,x) is undefined" in row["note"]
+
+
+def test_the_relevance_of_the_best_format_is_read_once_and_its_token_table_not_at_all(tmp_path):
+    from xmrc.paper.findings import layer_measures
+
+    folder = tmp_path / "relevance" / "m"
+    folder.mkdir(parents=True)
+    rows = [
+        ("m", 2, "v1", "en", "de", f"id{i}", part, d, 20)
+        for i in range(6)
+        for part, d in (("question", 5), ("context", 15))
+    ]
+    columns = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id", "part", "mrd", "layers"]
+    frame = pd.DataFrame(rows, columns=columns)
+    frame.to_parquet(folder / "2shot-best.parquet")
+    frame.to_parquet(folder / "2shot-v1.parquet")  # the best format also listed by name
+    pd.DataFrame({"token": ["x"]}).to_parquet(folder / "2shot-best.tokens.parquet")
+    sample = Sample(pd.Series({f"id{i}": f"id{i}" for i in range(6)}), SETTINGS)
+    (phases,) = layer_measures(tmp_path, "M", sample)
+    assert phases.key == "phases" and phases.items == 6 and phases.estimate == pytest.approx(0.5)
