@@ -37,7 +37,7 @@ HEAVY_XMRC = {
     ("xmrc/backends/__init__.py", "xmrc.backends.vllm"): "vllm, only when vllm is chosen",
     ("xmrc/backends/vllm.py", "xmrc.backends.hf"): "torch and transformers (the tokenizer loader)",
     ("xmrc/analysis/layers/inputs.py", "xmrc.backends.hf"): "torch and transformers (the model loader)",
-    ("xmrc/analysis/oracle/regeneration.py", "xmrc.backends.hf"): "torch and transformers (generation until the answer)",
+    ("xmrc/analysis/oracle/regeneration.py", "xmrc.backends.hf"): "torch and transformers (generation)",
     ("xmrc/errors/judge.py", "xmrc.backends.vllm"): "vllm, only for the vLLM judge",
     ("xmrc/hub/models.py", "xmrc.backends.hf"): "torch and transformers, for a local chat model's tokenizer",
     ("xmrc/hub/packaged.py", "xmrc.backends.hf"): "torch and transformers (the converted tokenizer's check)",
