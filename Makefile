@@ -76,7 +76,8 @@ protocol-docs: $(STAMP)
 		results/protocol/figures/protocol_sensitivity.png docs/protocol/
 
 # Copies the study's tables and figures into docs/multilingual/ (committed; results/ never is) and checks the
-# paper's findings on them (docs/multilingual/findings.{csv,md}); docs/multilingual-study.md quotes them.
+# paper's findings on them (docs/multilingual/findings.{csv,md}) and sizes the next study from their variances
+# (docs/multilingual/power.{csv,md}); docs/multilingual-study.md quotes them.
 STUDY := results/multilingual
 multilingual-docs: $(STAMP)
 	mkdir -p docs/multilingual/tables docs/multilingual/figures
@@ -87,6 +88,12 @@ multilingual-docs: $(STAMP)
 	$(BIN)/python -m xmrc paper-findings --results $(STUDY) --model Gemma-3-270M \
 		--out docs/multilingual/findings.csv --markdown docs/multilingual/findings.md \
 		--scenarios docs/multilingual/scenario_means.md
+	$(BIN)/python -m xmrc study-power --results $(STUDY) --model Gemma-3-270M \
+		--out docs/multilingual/power.csv --markdown docs/multilingual/power.md
+	if [ -d $(STUDY)/layers/relevance ]; then mkdir -p docs/multilingual/layers && \
+		cp $(STUDY)/layers/similarity.csv $(STUDY)/layers/mrd.csv docs/multilingual/layers/ && \
+		$(BIN)/python -m xmrc layer-conservation --out docs/multilingual/layers/conservation.csv \
+			--relevance $$(ls $(STUDY)/layers/relevance/*/*.parquet | grep -v '\.tokens\.parquet$$'); fi
 
 # The SLURM module (tests/workflow/test_slurm.py: the smoke run, preflight and faults on the test cluster) mostly
 # waits on SLURM, so it runs beside the rest of the suite; its log (logs/test_slurm.log) is printed at the end, and

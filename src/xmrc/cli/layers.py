@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xmrc.analysis.layers.conservation import summary_line
+from xmrc.analysis.layers.conservation import conservation_table, summary_line
 from xmrc.analysis.layers.groups import BEST, ITEM_COLUMNS, chosen_formats, sample_models, setting_format
 from xmrc.analysis.layers.hidden_states import run_hidden_states
 from xmrc.analysis.layers.inputs import ExtractionJob, group_ids, load_model, prompt_rows
@@ -18,7 +18,7 @@ from xmrc.cli import args as shared
 from xmrc.config import Registry
 from xmrc.exceptions import XmrcError
 from xmrc.hub.models import local_model_and_weights
-from xmrc.io import read_table, write_csv, write_parquet
+from xmrc.io import read_parquet, read_table, write_csv, write_parquet
 from xmrc.jobs import job_settings
 from xmrc.prompts import FORMATS
 from xmrc.tables import criterion_text
@@ -119,6 +119,15 @@ def cmd_layer_relevance(args) -> None:
     conserved = summary_line(result)
     if conserved:
         print(f"{args.out}: AttnLRP conservation, {conserved}")
+
+
+def cmd_layer_conservation(args) -> None:
+    """AttnLRP conservation per depth of relevance tables: relevance summed over the prompt against the
+    explained logit (CSV)"""
+    relevance = pd.concat([read_parquet(path) for path in args.relevance], ignore_index=True)
+    table = conservation_table(relevance)
+    write_csv(table, args.out, float_format="%.4f")
+    print(f"{args.out}: {len(table)} depths; {summary_line(relevance) or 'nothing explained'}")
 
 
 def cmd_layer_hidden(args) -> None:
@@ -227,6 +236,10 @@ def layer_setting(p) -> None:
 
 
 def register(command) -> None:
+    p = command("layer-conservation", cmd_layer_conservation)
+    p.add_argument("--relevance", nargs="+", required=True, help="relevance tables of layer-relevance")
+    p.add_argument("--out", required=True, help="CSV: per model, setting and depth, the ratio's median and range")
+
     p = command("layer-groups", cmd_layer_groups)
     p.add_argument("--item-scores", nargs="+", required=True, help=ITEM_SCORES_HELP)
     p.add_argument("--registry", required=True)

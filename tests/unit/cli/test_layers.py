@@ -705,3 +705,18 @@ def test_mrd_command_counts_a_setting_given_twice_once(tmp_path, capsys):
     assert code == 0, err
     row = pd.read_csv(tmp_path / "mrd.csv").iloc[0]
     assert row["n"] == 3 and row["std_mrd"] == pytest.approx(np.std([2, 4, 5], ddof=1), rel=1e-4)
+
+
+def test_conservation_command_tables_the_ratio_per_depth(tmp_path, capsys):
+    keys = {"model": "m", "shots": 2, "prompt_format": "v1", "context_lang": "en", "question_lang": "de"}
+    rows = [
+        {**keys, "id": f"id{i}", "part": part, "target_logit": 2.0, "relevance_sum": [0.5 + i, 1.0, 2.0]}
+        for i in range(2)
+        for part in ("question", "context")
+    ]
+    pd.DataFrame(rows).to_parquet(tmp_path / "relevance.parquet")
+    main(["layer-conservation", "--relevance", str(tmp_path / "relevance.parquet"), "--out", str(tmp_path / "c.csv")])
+    table = pd.read_csv(tmp_path / "c.csv")
+    assert list(table["layer"]) == [0, 1, 2] and list(table["n"]) == [2, 2, 2]
+    assert table["ratio_median"].tolist() == [0.5, 0.5, 1.0] and table["ratio_max"].iloc[0] == 0.75
+    assert "0.50 at the embeddings" in capsys.readouterr().out
