@@ -5,6 +5,10 @@ statistic θ, its unit of resampling and the claim on θ (`xmrc.paper.verdicts`:
 margin). Margins are the paper's own where it states one (a published rate it calls low or minor, a gap it
 calls close); where it states none they are declared here, with the reason, and never read off our data.
 `xmrc.paper.measures` computes θ and its paragraph-bootstrap draws for each.
+
+The similarity shapes are tested on D(en,x) = mean_k cos(e_k, x_k) − mean_{i<j} cos(x_i, x_j) of mean-centred
+hidden states: S's numerator minus its denominator (D > 0 exactly where S > 1). Raw cosines saturate near 1
+(anisotropy), and the centred ratio is undefined where its denominator reaches 0, which it does in real runs.
 """
 
 from __future__ import annotations
@@ -157,8 +161,8 @@ FINDINGS = {
             "'For question representations, they all show a shared arc-shaped trend, where the highest "
             "similarity to English appears at the relative depth of around 1/3' (§5.2)",
             ALL,
-            f"centred S(en,x) of questions, mean over relative depths {ARC_WINDOW[0]}–{ARC_WINDOW[1]} minus the "
-            "larger of the embedding layer's and the last layer's",
+            f"centred D(en,x) of questions (S's numerator − denominator), mean over relative depths "
+            f"{ARC_WINDOW[0]}–{ARC_WINDOW[1]} minus the larger of the embedding layer's and the last layer's",
             Above(0.0),
         ),
         Finding(
@@ -167,7 +171,8 @@ FINDINGS = {
             "'the last-input-token similarity of base models experience severe and consistent decline in the "
             "last few layers, across all non-English languages' (§6, Figs. 7a, 9a)",
             BASE,
-            f"centred S(en,x) of the last input token at relative depth {DECLINE_FROM} minus at the last layer",
+            f"centred D(en,x) of the last input token (S's numerator − denominator) at relative depth "
+            f"{DECLINE_FROM} minus at the last layer",
             Above(0.0),
         ),
         Finding(

@@ -21,6 +21,9 @@ from xmrc.intervals import scenario_items
 from xmrc.paper.claims import ARC_WINDOW, DECLINE_FROM
 from xmrc.paper.clusters import paragraph_replicates
 
+# The fewest paragraphs a finding is decided on: a percentile bootstrap over fewer clusters has too few distinct
+# draws to reach its nominal level (with 3 paragraphs whose items agree, every draw is the same number).
+MIN_PARAGRAPHS = 10
 # The agreement (%) of the judge's "blank" with the rule's (an empty answer) a judge needs for its verdicts
 # to count: the calibration gate on the cases a rule decides.
 JUDGE_GATE = 80.0
@@ -54,7 +57,10 @@ def measure(key: str, per_item: pd.DataFrame, sample: Sample, theta: Callable, o
     point = reps.point.to_frame().T
     estimate = float(np.asarray(theta(point), dtype=float)[0])
     draws = np.asarray(theta(reps.draws), dtype=float)
-    return Measured(key, estimate, draws, reps.items, reps.paragraphs, ours(reps.point))
+    blocked = None
+    if reps.paragraphs < MIN_PARAGRAPHS:
+        blocked = f"too few paragraphs to resample ({reps.paragraphs} < {MIN_PARAGRAPHS})"
+    return Measured(key, estimate, draws, reps.items, reps.paragraphs, ours(reps.point), blocked)
 
 
 def _diff(a: str, b: str) -> Callable:
@@ -255,18 +261,11 @@ def phase_measure(relevance: pd.DataFrame, sample: Sample) -> Measured | None:
     )
 
 
-# A similarity whose language-wise baseline is not positive somewhere: S(en,x) is undefined there.
-UNDEFINED = pd.DataFrame()
-
-
-def _undefined(key: str) -> Measured:
-    reason = "the language-wise cosine (S's denominator) is not positive at some layer: S(en,x) is undefined"
-    return Measured(key, float("nan"), np.empty(0), 0, 0, "", blocked=reason)
-
-
 def _item_similarity(similarity: pd.DataFrame, items: pd.DataFrame, part: str, centred: bool) -> pd.DataFrame | None:
-    """(items x layers): each item's S(en,x) contribution cos_k / language-wise cosine, averaged over the
-    non-English languages; None when a baseline (language-wise cosine) is not positive."""
+    """(items x layers): each item's cos(e_k, x_k) minus the language-wise cosine of its group, language, part
+    and layer, averaged over the non-English languages: the item's share of D(en,x), S's numerator minus its
+    denominator. D > 0 exactly where S > 1, and unlike the ratio it stays defined (and bounded) where the
+    centred language-wise cosine is near 0 or below."""
     suffix = "_centred" if centred else ""
     keys = ["group", "lang", "part", "layer"]
     rows = items[(items["part"] == part) & (items["lang"] != "en")]
@@ -274,21 +273,17 @@ def _item_similarity(similarity: pd.DataFrame, items: pd.DataFrame, part: str, c
     rows = rows.merge(base, on=keys, how="inner")
     if rows.empty:
         return None
-    if (rows[f"language_cos{suffix}"] <= 0).any():
-        return UNDEFINED
-    rows = rows.assign(s=rows[f"cos{suffix}"] / rows[f"language_cos{suffix}"])
-    return rows.pivot_table(index=rows["id"].astype(str), columns="layer", values="s", aggfunc="mean")
+    rows = rows.assign(d=rows[f"cos{suffix}"] - rows[f"language_cos{suffix}"])
+    return rows.pivot_table(index=rows["id"].astype(str), columns="layer", values="d", aggfunc="mean")
 
 
 def similarity_measures(
     similarity: pd.DataFrame, items: pd.DataFrame, sample: Sample, centred: bool = True
 ) -> list[Measured]:
-    """question_arc and last_decline on S(en,x) per item (centred hidden states by default)."""
+    """question_arc and last_decline on D(en,x) per item (centred hidden states by default)."""
     out = []
     question = _item_similarity(similarity, items, "question", centred)
-    if question is UNDEFINED:
-        out.append(_undefined("question_arc"))
-    elif question is not None:
+    if question is not None:
         layers = question.columns.to_numpy()
         depth = layers / layers.max()
         window = question.loc[:, (depth >= ARC_WINDOW[0]) & (depth <= ARC_WINDOW[1])].mean(axis=1)
@@ -305,13 +300,11 @@ def similarity_measures(
                 frame,
                 sample,
                 arc,
-                lambda m: f"S window {m['window']:.3f}, embeddings {m['first']:.3f}, last layer {m['last']:.3f}",
+                lambda m: f"D window {m['window']:.3f}, embeddings {m['first']:.3f}, last layer {m['last']:.3f}",
             )
         )
     last = _item_similarity(similarity, items, "last", centred)
-    if last is UNDEFINED:
-        out.append(_undefined("last_decline"))
-    elif last is not None:
+    if last is not None:
         layers = last.columns.to_numpy()
         start = layers[np.argmin(np.abs(layers / layers.max() - DECLINE_FROM))]
         frame = pd.DataFrame({"from": last[start], "last": last[layers.max()]}).dropna()
@@ -321,7 +314,7 @@ def similarity_measures(
                 frame,
                 sample,
                 _diff("from", "last"),
-                lambda m: f"S layer {start} {m['from']:.3f}, last layer {layers.max()} {m['last']:.3f}",
+                lambda m: f"D layer {start} {m['from']:.3f}, last layer {layers.max()} {m['last']:.3f}",
             )
         )
     return out

@@ -95,7 +95,7 @@ def test_two_parts_at_the_ceiling_are_not_two_phases():
 
 
 def test_a_run_gets_every_finding_once_with_its_population_and_unit(tmp_path):
-    ids = article_map()["id"].head(40).tolist()  # real XQuAD ids: a few paragraphs of the first article
+    ids = article_map()["id"].head(120).tolist()  # real XQuAD ids: the paragraphs of the first articles
     (tmp_path / "tables").mkdir()
 
     def f1(c, q, rng):
@@ -107,7 +107,7 @@ def test_a_run_gets_every_finding_once_with_its_population_and_unit(tmp_path):
     assert list(found["finding"]) == [f.name for f in FINDINGS.values()]
     rows = found.set_index("finding")
     gap = rows.loc[FINDINGS["gap"].name]
-    assert gap["verdict"] == HOLDS and gap["paragraphs"] == paragraph_of(ids).nunique() < gap["items"] == 40
+    assert gap["verdict"] == HOLDS and gap["paragraphs"] == paragraph_of(ids).nunique() < gap["items"] == 120
     assert gap["note"] == "Holm over 3 findings"  # gap, monolingual, shots: the rest have no outputs
     assert rows.loc[FINDINGS["language"].name, "verdict"] == NOT_TESTED  # a claim about post-trained models
     assert sorted(found["confidence"].dropna().round(4)) == [0.95, 0.975, 0.9833]  # Holm's levels, step by step
@@ -119,21 +119,34 @@ def test_an_unknown_population_is_one_line():
         evaluate([], "chat")
 
 
-def test_a_similarity_without_a_positive_baseline_is_undecided_not_missing():
+def test_a_similarity_whose_centred_baseline_crosses_zero_still_gets_a_verdict():
     from xmrc.paper.measures import similarity_measures
 
+    # language-wise cosine negative at one layer (a ratio would flip sign there); the last layer 0.3 below
     table = pd.DataFrame(
         [("g", "de", "last", layer, 1.0, -0.1 if layer == 3 else 0.5) for layer in range(5)],
         columns=["group", "lang", "part", "layer", "language_cos", "language_cos_centred"],
     )
     items = pd.DataFrame(
-        [("g", "de", "last", layer, f"id{i}", 0.9, 0.4) for layer in range(5) for i in range(4)],
+        [("g", "de", "last", layer, f"id{i}", 0.9, 0.8 - 0.3 * (layer == 4)) for layer in range(5) for i in range(12)],
         columns=["group", "lang", "part", "layer", "id", "cos", "cos_centred"],
     )
-    sample = Sample(pd.Series({f"id{i}": f"id{i}" for i in range(4)}), SETTINGS)
+    sample = Sample(pd.Series({f"id{i}": f"id{i}" for i in range(12)}), SETTINGS)
     found = evaluate(similarity_measures(table, items, sample), "base").set_index("finding")
-    row = found.loc[FINDINGS["last_decline"].name]
-    assert row["verdict"] == UNSURE and "S(en,x) is undefined" in row["note"]
+    assert found.loc[FINDINGS["last_decline"].name, "verdict"] == HOLDS
+
+
+def test_too_few_paragraphs_cannot_decide_however_alike_the_items():
+    from xmrc.paper.measures import oracle_measures
+
+    keys = ["model", "shots", "prompt_format", "context_lang", "question_lang", "id"]
+    rows = [("M", 2, "v1", "en", q, f"id{i}", "ok", 4, i % 2 == 0) for q in ("en", "de") for i in range(4)]
+    attributions = pd.DataFrame(rows, columns=[*keys, "status", "n_units", "step_correct"])
+    items = attributions[keys].assign(em=0.0, f1=0.0)
+    sample = Sample(pd.Series({f"id{i}": f"p{i // 2}" for i in range(4)}), SETTINGS)  # 2 paragraphs
+    found = evaluate(oracle_measures(attributions, items, sample), "base").set_index("finding")
+    close = found.loc[FINDINGS["oracle_close"].name]  # θ = 0 in every draw: [0, 0] inside any margin
+    assert close["verdict"] == UNSURE and "too few paragraphs" in close["note"]
 
 
 def test_the_relevance_of_the_best_format_is_read_once_and_its_token_table_not_at_all(tmp_path):

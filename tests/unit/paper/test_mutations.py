@@ -186,10 +186,10 @@ ORACLE_CASES = {
         # the same accuracy in both, item by item but for one item per paragraph either way
         HOLDS: dict(correct=lambda lang, i: _quarter(lang, i) != (lang != "en" and i.endswith("q1"))),
         FAILS: dict(correct=lambda lang, i: lang != "en"),
-        # four items, one per paragraph: means alike, intervals as wide as they come
+        # one item per paragraph, right in one of the two, alternately: means alike, intervals as wide as they come
         UNSURE: dict(
-            correct=lambda lang, i: {"p0q0": (1, 1), "p1q0": (0, 1), "p2q0": (1, 0), "p3q0": (0, 0)}[i][lang != "en"],
-            ids=["p0q0", "p1q0", "p2q0", "p3q0"],
+            correct=lambda lang, i: int(i[1:].split("q")[0]) % 2 == (lang != "en"),
+            ids=[f"p{p}q0" for p in range(PARAGRAPHS)],
         ),
     },
 }
