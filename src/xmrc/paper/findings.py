@@ -115,7 +115,13 @@ def markdown(found: pd.DataFrame) -> str:
             "verdict": found["verdict"],
         }
     )
-    return tables.markdown_table(shown.set_index("finding")) + "\n"
+    decided = found["p_holm"].notna().sum()
+    preface = (
+        f"θ resampled by XQuAD paragraph (all items and languages of a paragraph together, paired across the "
+        f"settings compared); intervals at the level Holm's step-down tested each at, over the {decided} findings "
+        "decided; a finding on fewer than 10 paragraphs, or whose judge fails its gate, is not decided.\n\n"
+    )
+    return preface + tables.markdown_table(shown.set_index("finding")) + "\n"
 
 
 def _ours(row) -> str:
