@@ -48,9 +48,6 @@ def test_conservation_table_counts_each_item_once_and_skips_the_unexplained():
     assert conservation_table(rows[rows["id"] == "c"]).empty and summary_line(rows[rows["id"] == "c"]) == ""
 
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("lxt")
-
 from helpers.layers_prompts import deep_llama, prompt_rows  # noqa: E402
 from xmrc.analysis.layers.inputs import encode_to_answer  # noqa: E402
 from xmrc.analysis.layers.relevance import layer_relevance  # noqa: E402

@@ -32,9 +32,6 @@ def test_swapped_row_puts_the_question_before_the_context(layout):
         assert text[swapped[f"{part}_start"] : swapped[f"{part}_end"]] == body.text[slice(*body.spans[part])]
 
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("lxt")
-
 from helpers.layers_prompts import deep_llama, prompt_rows  # noqa: E402
 from xmrc.analysis.layers.inputs import decoder_layers, encode_to_answer  # noqa: E402
 from xmrc.analysis.layers.mrd_control import (  # noqa: E402
