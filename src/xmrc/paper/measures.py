@@ -70,63 +70,55 @@ def _diff(a: str, b: str) -> Callable:
 # --- Scores --------------------------------------------------------------------------------------------------
 
 
-def score_measures(items: pd.DataFrame, chosen: dict, model: str, sample: Sample) -> list[Measured]:
-    """gap, monolingual and shots from the item scores (F1 in percent), each setting in its chosen format."""
+# The paired settings of the score findings: key -> (side b, side a), θ = b − a per item.
+PAIRS = {
+    "gap": ("en-en", "en-x"),
+    "monolingual": ("x-x", "en-x"),
+    "shots": ("2-shot", "0-shot"),
+    "qt_lora": ("tuned", "base"),
+}
+
+
+def score_pairs(items: pd.DataFrame, chosen: dict, model: str, tuned: str | None = None) -> dict[str, pd.DataFrame]:
+    """Per score finding the run allows, its two sides per item (F1 in percent, columns PAIRS[key], items where
+    both exist), each setting in its chosen format: 2-shot en-en, en-x and x-x of `model`, its 0-shot en-x, and
+    the 2-shot en-x of `tuned` (a finetune of it)."""
     if (model, 2) not in chosen:
-        return []
+        return {}
     two = scenario_items(items, model, 2, chosen[(model, 2)])
-    out = []
-    if two["en-x"].notna().any() and two["en-en"].notna().any():
-        out.append(
-            measure(
-                "gap",
-                two[["en-en", "en-x"]],
-                sample,
-                _diff("en-en", "en-x"),
-                lambda m: f"en-en {m['en-en']:.2f}, mean en-x {m['en-x']:.2f}",
-            )
-        )
-    if two["x-x"].notna().any():
-        out.append(
-            measure(
-                "monolingual",
-                two[["x-x", "en-x"]],
-                sample,
-                _diff("x-x", "en-x"),
-                lambda m: f"mean x-x {m['x-x']:.2f}, mean en-x {m['en-x']:.2f}",
-            )
-        )
+    sides = {"gap": two[["en-en", "en-x"]], "monolingual": two[["x-x", "en-x"]]}
     if (model, 0) in chosen:
         zero = scenario_items(items, model, 0, chosen[(model, 0)])
-        both = pd.DataFrame({"2-shot": two["en-x"], "0-shot": zero["en-x"]}).dropna()
-        if len(both):
-            out.append(
-                measure(
-                    "shots",
-                    both,
-                    sample,
-                    _diff("2-shot", "0-shot"),
-                    lambda m: f"mean en-x 2-shot {m['2-shot']:.2f}, 0-shot {m['0-shot']:.2f}",
-                )
-            )
-    return out
+        sides["shots"] = pd.DataFrame({"2-shot": two["en-x"], "0-shot": zero["en-x"]})
+    if tuned is not None and (tuned, 2) in chosen:
+        other = scenario_items(items, tuned, 2, chosen[(tuned, 2)])
+        sides["qt_lora"] = pd.DataFrame({"tuned": other["en-x"], "base": two["en-x"]})
+    sides = {key: frame.dropna() for key, frame in sides.items()}
+    return {key: frame for key, frame in sides.items() if len(frame)}
+
+
+def _pair_measure(key: str, frame: pd.DataFrame, sample: Sample, ours: Callable) -> Measured:
+    return measure(key, frame, sample, _diff(*PAIRS[key]), ours)
+
+
+def score_measures(items: pd.DataFrame, chosen: dict, model: str, sample: Sample) -> list[Measured]:
+    """gap, monolingual and shots from the item scores (F1 in percent), each setting in its chosen format."""
+    texts = {
+        "gap": lambda m: f"en-en {m['en-en']:.2f}, mean en-x {m['en-x']:.2f}",
+        "monolingual": lambda m: f"mean x-x {m['x-x']:.2f}, mean en-x {m['en-x']:.2f}",
+        "shots": lambda m: f"mean en-x 2-shot {m['2-shot']:.2f}, 0-shot {m['0-shot']:.2f}",
+    }
+    pairs = score_pairs(items, chosen, model)
+    return [_pair_measure(key, pairs[key], sample, text) for key, text in texts.items() if key in pairs]
 
 
 def finetune_measure(items: pd.DataFrame, chosen: dict, base: str, tuned: str, sample: Sample) -> Measured | None:
     """qt_lora: the tuned model against its base on the items both were evaluated on (2-shot en-x)."""
-    if (base, 2) not in chosen or (tuned, 2) not in chosen:
+    frame = score_pairs(items, chosen, base, tuned).get("qt_lora")
+    if frame is None:
         return None
-    a = scenario_items(items, base, 2, chosen[(base, 2)])["en-x"]
-    b = scenario_items(items, tuned, 2, chosen[(tuned, 2)])["en-x"]
-    both = pd.DataFrame({"tuned": b, "base": a}).dropna()
-    if both.empty:
-        return None
-    return measure(
-        "qt_lora",
-        both,
-        sample,
-        _diff("tuned", "base"),
-        lambda m: f"{tuned} {m['tuned']:.2f} vs {base} {m['base']:.2f} mean en-x F1",
+    return _pair_measure(
+        "qt_lora", frame, sample, lambda m: f"{tuned} {m['tuned']:.2f} vs {base} {m['base']:.2f} mean en-x F1"
     )
 
 

@@ -18,10 +18,11 @@ import pandas as pd
 
 from xmrc import tables
 from xmrc.exceptions import XmrcError
-from xmrc.intervals import chosen_formats, scenario_items
+from xmrc.intervals import chosen_formats
 from xmrc.io import read_parquet
 from xmrc.paper.clusters import paragraph_of, paragraph_replicates
 from xmrc.paper.findings import tuned_of
+from xmrc.paper.measures import PAIRS, score_pairs
 
 Z95 = 1.959964
 
@@ -100,6 +101,15 @@ def power_table(
     return pd.DataFrame(rows)
 
 
+# The differences a study is sized for, named for people, by finding key (xmrc.paper.measures.PAIRS).
+DIFFERENCES = {
+    "gap": "en-en − en-x",
+    "monolingual": "x-x − en-x",
+    "shots": "2-shot − 0-shot (en-x)",
+    "qt_lora": "tuned − base (en-x)",
+}
+
+
 def run_differences(results, model: str) -> tuple[dict[str, pd.Series], pd.Series]:
     """The paired differences the findings test, per item of a run (F1 points, each setting in its chosen
     format): en-en − en-x, x-x − en-x, 2-shot − 0-shot en-x, tuned − base en-x; and the items' paragraphs."""
@@ -107,11 +117,6 @@ def run_differences(results, model: str) -> tuple[dict[str, pd.Series], pd.Serie
     chosen = chosen_formats(tables.direction_scores(items))
     if (model, 2) not in chosen:
         raise XmrcError(f"{results}: no 2-shot scores of {model!r}")
-    two = scenario_items(items, model, 2, chosen[(model, 2)])
-    out = {"en-en − en-x": two["en-en"] - two["en-x"], "x-x − en-x": two["x-x"] - two["en-x"]}
-    if (model, 0) in chosen:
-        out["2-shot − 0-shot (en-x)"] = two["en-x"] - scenario_items(items, model, 0, chosen[(model, 0)])["en-x"]
-    tuned = tuned_of(Path(results), model)
-    if tuned and (tuned, 2) in chosen:
-        out["tuned − base (en-x)"] = scenario_items(items, tuned, 2, chosen[(tuned, 2)])["en-x"] - two["en-x"]
-    return {k: v.dropna() for k, v in out.items()}, paragraph_of(items["id"])
+    pairs = score_pairs(items, chosen, model, tuned_of(Path(results), model))
+    out = {DIFFERENCES[key]: frame[b] - frame[a] for key, frame in pairs.items() for b, a in [PAIRS[key]]}
+    return out, paragraph_of(items["id"])

@@ -115,22 +115,21 @@ def holm(p_values: list[float]) -> tuple[np.ndarray, np.ndarray]:
 def decide(estimates, draws, claims, alpha: float = 0.05, correct: bool = True) -> list[Decision]:
     """The decisions of a family of findings: estimates[i] and draws[i] (bootstrap replicates of θ_i) under
     claims[i] (Above, Below or Within). correct=False tests each at alpha alone (to show what Holm changes)."""
-    p = []
-    for d, claim in zip(draws, claims):
-        holds, fails = claim.tails(np.asarray(d, dtype=float))
-        p.append(min(1.0, 2 * min(holds, fails)))
+    draws = [np.asarray(d, dtype=float) for d in draws]
+    tails = [claim.tails(d) for d, claim in zip(draws, claims)]
+    p = [min(1.0, 2 * min(holds, fails)) for holds, fails in tails]
     adjusted, ranks = holm(p) if correct else (np.asarray(p), np.zeros(len(p), dtype=int))
     m = len(p) if correct else 1
     out = []
     for i, (estimate, d, claim) in enumerate(zip(estimates, draws, claims)):
         level = alpha / (m - ranks[i]) if correct else alpha
-        low, high = np.quantile(np.asarray(d, dtype=float), [level / 2, 1 - level / 2])
+        low, high = np.quantile(d, [level / 2, 1 - level / 2])
         verdict = UNSURE
         if adjusted[i] <= alpha:
             # decided: the side the interval supports (at Holm's level the interval agrees with the p-value)
             verdict = claim.verdict(low, high)
             if verdict == UNSURE:
-                holds, fails = claim.tails(np.asarray(d, dtype=float))
+                holds, fails = tails[i]
                 verdict = HOLDS if holds < fails else FAILS
         out.append(Decision(float(estimate), float(low), float(high), 1 - level, float(adjusted[i]), verdict))
     return out
